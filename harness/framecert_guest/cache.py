@@ -1,0 +1,128 @@
+"""The cache key over every build input, and atomic publication of a finished build.
+
+A guest directory is ${cache}/guest-<key>; it is created by renaming a finished temporary directory, so
+its existence alone means "complete". A per-key lock file serialises concurrent builds of the same inputs.
+"""
+import fcntl
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import paths
+from .errors import GuestError
+
+# Bump when the build steps change in a way that changes the artefacts (the Python code is not hashed,
+# so that editing a comment does not cost a 4-minute rebuild).
+RECIPE_VERSION = "1"
+
+# Files a developer's manual build may leave in the source folders: not inputs.
+_BUILD_DEBRIS_SUFFIXES = (".o", ".ko", ".mod", ".mod.c", ".cmd", ".symvers", ".order", ".pyc", ".swp")
+
+
+def _is_input(path: Path) -> bool:
+    return path.is_file() and not path.name.endswith(_BUILD_DEBRIS_SUFFIXES) and "__pycache__" not in path.parts
+
+
+def source_files(dirs, files=()) -> dict:
+    """Every input file under `dirs` plus `files`, keyed by a stable name (the path relative to the guest folder)."""
+    found = {}
+    for f in files:
+        found[_rel(f)] = Path(f)
+    for d in dirs:
+        for p in sorted(Path(d).rglob("*")):
+            if _is_input(p):
+                found[_rel(p)] = p
+    return found
+
+
+def _rel(p) -> str:
+    p = Path(p)
+    try:
+        return str(p.resolve().relative_to(paths.GUEST_SRC.resolve()))
+    except ValueError:
+        return str(p)
+
+
+def compute_key(files: dict, facts: dict) -> str:
+    """Hash of the named files' contents and of the facts (versions): independent of order and mtime."""
+    h = hashlib.sha256()
+    for name in sorted(files):
+        data = Path(files[name]).read_bytes()
+        h.update(f"file {name} {len(data)}\n".encode())
+        h.update(data)
+    for name in sorted(facts):
+        h.update(f"fact {name}={facts[name]}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _command_output(cmd) -> str:
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise GuestError(f"cannot run {' '.join(cmd)}: {e}") from None
+
+
+def build_facts() -> dict:
+    """Versions of the tools and packages that shape the artefacts."""
+    return {
+        "recipe": RECIPE_VERSION,
+        "kernel-package": _command_output(["dpkg-query", "-W", "-f=${Version}", paths.KERNEL_PACKAGE]),
+        "busybox": _file_digest(paths.BUSYBOX),
+        "gcc": _command_output(["gcc", "--version"]).splitlines()[0],
+    }
+
+
+def guest_key() -> str:
+    files = source_files([paths.MODULE_SRC, paths.INITRAMFS_SRC], [paths.CONFIG_FRAGMENT])
+    for required in (paths.CONFIG_FRAGMENT, paths.KERNEL_TARBALL, paths.BUSYBOX):
+        if not Path(required).exists():
+            raise GuestError(f"missing build input {required} (run scripts/setup)")
+    return compute_key(files, build_facts())
+
+
+class BuildSlot:
+    """Exclusive right to build one key: `tmp` to build in, `publish()` to make it the cached directory.
+
+    On any exit without publish() the temporary directory is deleted, so nothing half-built survives.
+    """
+
+    def __init__(self, root: Path, key: str):
+        self.root = Path(root)
+        self.final = self.root / f"guest-{key}"
+        self.tmp = self.root / f"guest-{key}.tmp"
+        self._lock_path = self.root / f"guest-{key}.lock"
+        self._lock = None
+
+    def __enter__(self):
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self._lock_path, "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"framecert-guest: waiting for another build of {self.final.name}", file=sys.stderr,
+                  flush=True)
+            fcntl.flock(self._lock, fcntl.LOCK_EX)
+        # Holding the lock, any temporary directory left is debris from an interrupted build.
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        return self
+
+    def done(self) -> bool:
+        """True when the guest is already published (e.g. by the build we waited for)."""
+        return self.final.is_dir()
+
+    def publish(self):
+        os.rename(self.tmp, self.final)
+
+    def __exit__(self, *exc):
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        self._lock.close()
+        return False

@@ -1,0 +1,120 @@
+"""The `framecert-guest` command line.
+
+Each subcommand is one `add_*` function registering its parser and handler; later ones (walk,
+patch-check, stress, merge) join COMMANDS the same way. Exit status: 0 success, 1 failure (failed build,
+guest panic, timeout), 2 bad arguments, 130 interrupted. Expected failures print one line, no traceback.
+"""
+import argparse
+import sys
+import time
+
+from . import qemu
+from .build import build
+from .errors import GuestError
+from .progress import Progress
+
+
+def _int_in(lo, hi):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"must be between {lo} and {hi}, not {value}")
+        return value
+    return parse
+
+
+# ---- build ----
+def add_build(sub):
+    p = sub.add_parser("build", help="build (or find in the cache) the guest; prints its directory last",
+                       description="Builds kernel, fctest.ko and initramfs from guest/ and caches them under "
+                                   "${XDG_CACHE_HOME:-~/.cache}/framecert/guest-<key>. Prints that directory as "
+                                   "the last line of output.")
+    p.add_argument("-j", "--jobs", type=_int_in(1, 64), default=2, help="parallel make jobs (default 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=run_build)
+
+
+def run_build(args) -> int:
+    guest_dir = build(jobs=args.jobs, progress=Progress(quiet=args.quiet))
+    print(guest_dir, flush=True)
+    return 0
+
+
+# ---- boot ----
+def add_boot(sub):
+    p = sub.add_parser("boot", help="boot the guest and keep it running until interrupted",
+                       description="Boots the guest under QEMU (TCG), waits for FRAMECERT-GUEST-READY, prints the "
+                                   "QMP/gdb/command sockets and the RAM file, and runs until Ctrl-C or SIGTERM.")
+    p.add_argument("--smp", type=_int_in(1, qemu.MAX_SMP), default=2, help="vCPUs (default 2)")
+    p.add_argument("--mem", type=_int_in(128, qemu.MAX_MEM_MB), default=512, metavar="MIB",
+                   help="guest RAM in MiB (default 512)")
+    p.add_argument("--guest-dir", help="a built guest directory (default: build or take from the cache)")
+    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the ready marker")
+    p.add_argument("--append", default="", metavar="ARGS", help="extra kernel command line")
+    p.add_argument("--quiet", action="store_true", help="do not echo the guest console")
+    p.set_defaults(func=run_boot)
+
+
+def run_boot(args) -> int:
+    guest_dir = args.guest_dir or build(progress=Progress())
+    echo = _ConsoleEcho(enabled=not args.quiet)
+    with qemu.Guest(guest_dir, smp=args.smp, mem_mb=args.mem, cmdline_extra=args.append) as guest:
+        try:
+            ready = guest.wait_ready(timeout=args.timeout, on_poll=echo.update)
+        finally:
+            echo.update(guest)  # the console up to a panic or timeout explains it
+        print(f"framecert-guest: ready in {ready:.1f} s (pid {guest.proc.pid}); Ctrl-C stops it\n"
+              f"  QMP      {guest.qmp_socket}\n  gdbstub  {guest.gdb_socket}\n"
+              f"  commands {guest.cmd_socket}  (one line per command, e.g. 'tasks'; output on the console)\n"
+              f"  RAM      {guest.ram_path}\n  console  {guest.serial_log}", file=sys.stderr, flush=True)
+        try:
+            while True:
+                echo.update(guest)
+                guest.check_alive()
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            print("framecert-guest: stopping", file=sys.stderr, flush=True)
+    return 0
+
+
+class _ConsoleEcho:
+    """Copies what the guest prints on its console to our stdout as it arrives."""
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.offset = enabled, 0
+
+    def update(self, guest):
+        if not self.enabled:
+            return
+        text = guest.serial_text()
+        if len(text) > self.offset:
+            sys.stdout.write(text[self.offset:])
+            sys.stdout.flush()
+            self.offset = len(text)
+
+
+COMMANDS = [add_build, add_boot]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="framecert-guest", description="framecert's guest harness")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(sub)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    qemu.install_signal_handlers()
+    try:
+        return args.func(args)
+    except GuestError as e:
+        print(f"framecert-guest: error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        print("framecert-guest: interrupted", file=sys.stderr, flush=True)
+        return 130

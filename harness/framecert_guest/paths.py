@@ -1,0 +1,19 @@
+"""Where the guest's inputs live in the repository, and where builds are cached."""
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+GUEST_SRC = REPO / "guest"
+CONFIG_FRAGMENT = GUEST_SRC / "framecert.config"
+MODULE_SRC = GUEST_SRC / "module"
+INITRAMFS_SRC = GUEST_SRC / "initramfs"
+
+KERNEL_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
+KERNEL_PACKAGE = "linux-source-6.1"
+BUSYBOX = Path("/bin/busybox")
+
+
+def cache_root() -> Path:
+    """${XDG_CACHE_HOME:-$HOME/.cache}/framecert, as the XDG spec says (an empty variable counts as unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "framecert"
