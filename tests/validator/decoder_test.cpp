@@ -1,0 +1,425 @@
+// Decoder tests: byte encodings (assembled with GNU as, copied from objdump -d) against the kind and stack
+// operations objtool 6.1's x86 decoder assigns to them, plus the framecert extras (written registers,
+// rbp-zeroing idioms, branch targets) and robustness against truncated/invalid input.
+#include "validator/decoder.h"
+
+#include <gtest/gtest.h>
+
+#include <cctype>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <initializer_list>
+#include <ostream>
+#include <string>
+#include <vector>
+
+#include <elf.h>
+
+namespace framecert {
+
+// Readable failure output.
+void PrintTo(const StackOp& op, std::ostream* os) {
+  *os << "{src " << static_cast<int>(op.src) << " " << reg_name(op.src_reg) << " " << op.src_offset << " -> dst "
+      << static_cast<int>(op.dst) << " " << reg_name(op.dst_reg) << " " << op.dst_offset << "}";
+}
+
+namespace {
+
+using Src = StackOp::Src;
+using Dst = StackOp::Dst;
+using K = InsnKind;
+
+constexpr uint64_t kOffset = 0x100;
+
+StackOp op(Src src, Reg src_reg, int64_t src_off, Dst dst, Reg dst_reg = Reg::None, int64_t dst_off = 0) {
+  return StackOp{src, src_reg, src_off, dst, dst_reg, dst_off};
+}
+StackOp push_reg(Reg r) { return op(Src::Reg, r, 0, Dst::Push); }
+StackOp push_const() { return op(Src::Const, Reg::None, 0, Dst::Push); }
+StackOp pop_reg(Reg r) { return op(Src::Pop, Reg::None, 0, Dst::Reg, r); }
+StackOp pop_mem() { return op(Src::Pop, Reg::None, 0, Dst::Mem); }
+StackOp mov(Reg a, Reg b) { return op(Src::Reg, a, 0, Dst::Reg, b); }
+StackOp add_sp(int64_t imm) { return op(Src::Add, Reg::Sp, imm, Dst::Reg, Reg::Sp); }
+StackOp store(Reg a, Reg base, int64_t d) { return op(Src::Reg, a, 0, Dst::RegIndirect, base, d); }
+StackOp load(Reg base, int64_t d, Reg b) { return op(Src::RegIndirect, base, d, Dst::Reg, b); }
+StackOp lea(Reg a, int64_t d, Reg b) { return op(Src::Add, a, d, Dst::Reg, b); }
+
+struct Case {
+  const char* name;
+  std::vector<uint8_t> bytes;
+  InsnKind kind;
+  std::vector<StackOp> ops;
+};
+
+std::ostream& operator<<(std::ostream& os, const Case& c) { return os << c.name; }
+
+std::vector<Case> cases() {
+  using enum Reg;
+  return {
+      // --- StackOp table: push / pop ---
+      {"push %rbp", {0x55}, K::Other, {push_reg(Bp)}},
+      {"push %r12", {0x41, 0x54}, K::Other, {push_reg(R12)}},
+      {"push %ax (16-bit, objtool still a push)", {0x66, 0x50}, K::Other, {push_reg(Ax)}},
+      {"push $1", {0x6a, 0x01}, K::Other, {push_const()}},
+      {"push $0x12345", {0x68, 0x45, 0x23, 0x01, 0x00}, K::Other, {push_const()}},
+      {"pushq 8(%rsp)", {0xff, 0x74, 0x24, 0x08}, K::Other, {push_const()}},
+      {"push %fs", {0x0f, 0xa0}, K::Other, {push_const()}},
+      {"push %gs", {0x0f, 0xa8}, K::Other, {push_const()}},
+      {"pushfq", {0x9c}, K::Other, {op(Src::Const, None, 0, Dst::PushF)}},
+      {"pop %rbx", {0x5b}, K::Other, {pop_reg(Bx)}},
+      {"pop %r15", {0x41, 0x5f}, K::Other, {pop_reg(R15)}},
+      {"popq 8(%rsp)", {0x8f, 0x44, 0x24, 0x08}, K::Other, {pop_mem()}},
+      {"8f c0 (pop %rax via ModRM: objtool says mem)", {0x8f, 0xc0}, K::Other, {pop_mem()}},
+      {"pop %fs", {0x0f, 0xa1}, K::Other, {pop_mem()}},
+      {"pop %gs", {0x0f, 0xa9}, K::Other, {pop_mem()}},
+      {"popfq", {0x9d}, K::Other, {op(Src::PopF, None, 0, Dst::Mem)}},
+      // --- register moves ---
+      {"mov %rsp,%rbp", {0x48, 0x89, 0xe5}, K::Other, {mov(Sp, Bp)}},
+      {"mov %rbp,%rsp", {0x48, 0x89, 0xec}, K::Other, {mov(Bp, Sp)}},
+      {"mov %rsp,%rsp", {0x48, 0x89, 0xe4}, K::Other, {mov(Sp, Sp)}},
+      {"mov %esp,%ebp (not 64-bit)", {0x89, 0xe5}, K::Other, {}},
+      {"mov %rax,%rbx (no rsp)", {0x48, 0x89, 0xc3}, K::Other, {}},
+      // --- add/sub/and on rsp ---
+      {"add $8,%rsp", {0x48, 0x83, 0xc4, 0x08}, K::Other, {add_sp(8)}},
+      {"add $0x1000,%rsp", {0x48, 0x81, 0xc4, 0x00, 0x10, 0x00, 0x00}, K::Other, {add_sp(0x1000)}},
+      {"sub $8,%rsp", {0x48, 0x83, 0xec, 0x08}, K::Other, {add_sp(-8)}},
+      {"sub $0x1000,%rsp", {0x48, 0x81, 0xec, 0x00, 0x10, 0x00, 0x00}, K::Other, {add_sp(-0x1000)}},
+      {"sub $-8,%rsp (imm8 sign-extended)", {0x48, 0x83, 0xec, 0xf8}, K::Other, {add_sp(8)}},
+      {"sub $0x80,%rsp (imm32)", {0x48, 0x81, 0xec, 0x80, 0x00, 0x00, 0x00}, K::Other, {add_sp(-0x80)}},
+      {"sub $-0x80000000,%rsp (int wrap)", {0x48, 0x81, 0xec, 0x00, 0x00, 0x00, 0x80}, K::Other,
+       {add_sp(INT32_MIN)}},
+      {"rex.W sub $8,%spl (objtool: opcode 80 counts)", {0x48, 0x80, 0xec, 0x08}, K::Other, {add_sp(-8)}},
+      {"and $-16,%rsp", {0x48, 0x83, 0xe4, 0xf0}, K::Other, {op(Src::And, Sp, -16, Dst::Reg, Sp)}},
+      {"and $-256,%rsp (imm32)", {0x48, 0x81, 0xe4, 0x00, 0xff, 0xff, 0xff}, K::Other,
+       {op(Src::And, Sp, -256, Dst::Reg, Sp)}},
+      {"and $-16,%esp (not 64-bit)", {0x83, 0xe4, 0xf0}, K::Other, {}},
+      {"or $8,%rsp (not add/sub/and)", {0x48, 0x83, 0xcc, 0x08}, K::Other, {}},
+      {"add $8,%rax (not rsp)", {0x48, 0x83, 0xc0, 0x08}, K::Other, {}},
+      {"add %rax,%rsp", {0x48, 0x01, 0xc4}, K::Other, {op(Src::Add, Ax, 0, Dst::Reg, Sp)}},
+      {"sub %rcx,%rsp", {0x48, 0x29, 0xcc}, K::Other, {op(Src::Add, Cx, 0, Dst::Reg, Sp)}},
+      {"add %eax,%esp (not 64-bit)", {0x01, 0xc4}, K::Other, {}},
+      {"add %rsp,%rax (rsp is the source)", {0x48, 0x01, 0xe0}, K::Other, {}},
+      // --- lea ---
+      {"lea 8(%rsp),%rbp", {0x48, 0x8d, 0x6c, 0x24, 0x08}, K::Other, {lea(Sp, 8, Bp)}},
+      {"lea -16(%rbp),%rsp", {0x48, 0x8d, 0x65, 0xf0}, K::Other, {lea(Bp, -16, Sp)}},
+      {"lea (%rsp),%rbp (zero disp is a copy)", {0x48, 0x8d, 0x2c, 0x24}, K::Other, {mov(Sp, Bp)}},
+      {"lea 0(%rbp),%rsp (disp8 of zero)", {0x48, 0x8d, 0x65, 0x00}, K::Other, {mov(Bp, Sp)}},
+      {"lea 0x10(%r10),%rsp", {0x49, 0x8d, 0x62, 0x10}, K::Other, {lea(R10, 0x10, Sp)}},
+      {"lea 8(%rsp,%rax,8),%rbp (SIB index)", {0x48, 0x8d, 0x6c, 0xc4, 0x08}, K::Other, {}},
+      {"lea 0x10(%rip),%rax (RIP-relative)", {0x48, 0x8d, 0x05, 0x10, 0x00, 0x00, 0x00}, K::Other, {}},
+      {"lea 8(%rsp),%ebp (not 64-bit)", {0x8d, 0x6c, 0x24, 0x08}, K::Other, {}},
+      // --- stores ---
+      {"mov %rax,8(%rsp)", {0x48, 0x89, 0x44, 0x24, 0x08}, K::Other, {store(Ax, Sp, 8)}},
+      {"mov %rbx,-8(%rbp)", {0x48, 0x89, 0x5d, 0xf8}, K::Other, {store(Bx, Bp, -8)}},
+      {"mov %rbx,(%rsp)", {0x48, 0x89, 0x1c, 0x24}, K::Other, {store(Bx, Sp, 0)}},
+      {"mov %rbx,0(%rbp)", {0x48, 0x89, 0x5d, 0x00}, K::Other, {store(Bx, Bp, 0)}},
+      {"mov %rax,8(%rsp,%rcx,1) (SIB index)", {0x48, 0x89, 0x44, 0x0c, 0x08}, K::Other, {}},
+      {"mov %eax,8(%rsp) (not 64-bit)", {0x89, 0x44, 0x24, 0x08}, K::Other, {}},
+      {"mov %rax,8(%r13) (r13 is not rbp)", {0x49, 0x89, 0x45, 0x08}, K::Other, {}},
+      {"mov %rax,8(%r12) (r12 is not rsp)", {0x49, 0x89, 0x44, 0x24, 0x08}, K::Other, {}},
+      {"mov %rax,(%r12)", {0x49, 0x89, 0x04, 0x24}, K::Other, {}},
+      {"mov %rax,8(%rax) (other base)", {0x48, 0x89, 0x40, 0x08}, K::Other, {}},
+      {"mov %rsp,8(%rax) (any base)", {0x48, 0x89, 0x60, 0x08}, K::Other, {store(Sp, Ax, 8)}},
+      {"mov %rsp,8(%rsp)", {0x48, 0x89, 0x64, 0x24, 0x08}, K::Other, {store(Sp, Sp, 8)}},
+      {"mov %rsp,(%r12)", {0x49, 0x89, 0x24, 0x24}, K::Other, {store(Sp, R12, 0)}},
+      {"mov %rsp,0x10(%rip) (RIP-relative)", {0x48, 0x89, 0x25, 0x10, 0x00, 0x00, 0x00}, K::Other, {}},
+      {"mov %rsp,8(%rax,%rbx,1) (SIB index)", {0x48, 0x89, 0x64, 0x18, 0x08}, K::Other, {}},
+      {"rex.W mov %al,8(%rsp) (88 with REX.W)", {0x48, 0x88, 0x44, 0x24, 0x08}, K::Other, {store(Ax, Sp, 8)}},
+      // --- loads ---
+      {"mov 8(%rsp),%rax", {0x48, 0x8b, 0x44, 0x24, 0x08}, K::Other, {load(Sp, 8, Ax)}},
+      {"mov -8(%rbp),%rbx", {0x48, 0x8b, 0x5d, 0xf8}, K::Other, {load(Bp, -8, Bx)}},
+      {"mov (%rsp),%rax", {0x48, 0x8b, 0x04, 0x24}, K::Other, {load(Sp, 0, Ax)}},
+      {"mov 8(%rsp),%eax (not 64-bit)", {0x8b, 0x44, 0x24, 0x08}, K::Other, {}},
+      {"mov 8(%rax),%rbx (other base)", {0x48, 0x8b, 0x58, 0x08}, K::Other, {}},
+      {"mov 8(%rsp,%rax,1),%rbx (SIB index)", {0x48, 0x8b, 0x5c, 0x04, 0x08}, K::Other, {}},
+      {"mov 0x8,%rax (SIB no-base reads as rbp to objtool)", {0x48, 0x8b, 0x04, 0x25, 0x08, 0x00, 0x00, 0x00},
+       K::Other, {load(Bp, 8, Ax)}},
+      // --- leave / call ---
+      {"leave", {0xc9}, K::Other, {mov(Bp, Sp), pop_reg(Bp)}},
+      {"call rel32", {0xe8, 0xfb, 0x00, 0x00, 0x00}, K::Call, {push_const()}},
+      // --- kinds ---
+      {"call *%rax", {0xff, 0xd0}, K::CallIndirect, {}},
+      {"call *8(%rax)", {0xff, 0x50, 0x08}, K::CallIndirect, {}},
+      {"call *%r11", {0x41, 0xff, 0xd3}, K::CallIndirect, {}},
+      {"lcall *(%rax)", {0xff, 0x18}, K::CallIndirect, {}},
+      {"rex.WR call *%rax (REX.R spoils the group)", {0x4c, 0xff, 0xd0}, K::Other, {}},
+      {"jmp *%rax", {0xff, 0xe0}, K::JumpIndirect, {}},
+      {"jmp *8(%rax)", {0xff, 0x60, 0x08}, K::JumpIndirect, {}},
+      {"notrack jmp *%rax", {0x3e, 0xff, 0xe0}, K::JumpIndirect, {}},
+      {"ljmp *(%rax)", {0xff, 0x28}, K::ContextSwitch, {}},
+      {"ret", {0xc3}, K::Return, {}},
+      {"ret $8", {0xc2, 0x08, 0x00}, K::Return, {}},
+      {"lretq", {0x48, 0xcb}, K::ContextSwitch, {}},
+      {"lret $8", {0xca, 0x08, 0x00}, K::ContextSwitch, {}},
+      {"syscall", {0x0f, 0x05}, K::ContextSwitch, {}},
+      {"sysretq", {0x48, 0x0f, 0x07}, K::ContextSwitch, {}},
+      {"sysenter", {0x0f, 0x34}, K::ContextSwitch, {}},
+      {"sysexitq", {0x48, 0x0f, 0x35}, K::ContextSwitch, {}},
+      {"ud2", {0x0f, 0x0b}, K::Bug, {}},
+      {"ud1 %eax,%eax", {0x0f, 0xb9, 0xc0}, K::Bug, {}},
+      {"int3", {0xcc}, K::Trap, {}},
+      {"int $3 (not int3)", {0xcd, 0x03}, K::Other, {}},
+      {"nop", {0x90}, K::Nop, {}},
+      {"nopl (%rax)", {0x0f, 0x1f, 0x00}, K::Nop, {}},
+      {"nopw 0(%rax,%rax,1)", {0x66, 0x0f, 0x1f, 0x04, 0x00}, K::Nop, {}},
+      {"xchg %ax,%ax (66 90)", {0x66, 0x90}, K::Nop, {}},
+      {"pause (f3 90)", {0xf3, 0x90}, K::Nop, {}},
+      {"xchg %eax,%r8d (41 90)", {0x41, 0x90}, K::Nop, {}},
+      {"prefetchw (%rax) (0f 0d)", {0x0f, 0x0d, 0x08}, K::Nop, {}},
+      {"endbr64", {0xf3, 0x0f, 0x1e, 0xfa}, K::Endbr, {}},
+      {"endbr32", {0xf3, 0x0f, 0x1e, 0xfb}, K::Endbr, {}},
+      {"f3 66 0f 1e fa (f3 first)", {0xf3, 0x66, 0x0f, 0x1e, 0xfa}, K::Endbr, {}},
+      {"66 f3 0f 1e fa (66 first)", {0x66, 0xf3, 0x0f, 0x1e, 0xfa}, K::Other, {}},
+      {"66 0f 1e fa (no f3)", {0x66, 0x0f, 0x1e, 0xfa}, K::Other, {}},
+      {"clac", {0x0f, 0x01, 0xca}, K::Clac, {}},
+      {"stac", {0x0f, 0x01, 0xcb}, K::Stac, {}},
+      {"std", {0xfd}, K::Std, {}},
+      {"cld", {0xfc}, K::Cld, {}},
+      {"cpuid", {0x0f, 0xa2}, K::Other, {}},
+      {"jmp rel8", {0xeb, 0xf9}, K::Jump, {}},
+      {"jmp rel32", {0xe9, 0x2c, 0xff, 0xff, 0xff}, K::Jump, {}},
+      {"je rel8", {0x74, 0x13}, K::JumpConditional, {}},
+      {"jne rel32", {0x0f, 0x85, 0x24, 0xff, 0xff, 0xff}, K::JumpConditional, {}},
+      {"jrcxz", {0xe3, 0x0b}, K::JumpConditional, {}},
+      {"loop", {0xe2, 0x09}, K::JumpConditional, {}},
+      {"loope", {0xe1, 0x07}, K::JumpConditional, {}},
+      {"loopne", {0xe0, 0x05}, K::JumpConditional, {}},
+      // --- VEX: ignored by objtool even when it touches the stack ---
+      {"vmovdqu %ymm0,(%rsp)", {0xc5, 0xfe, 0x7f, 0x04, 0x24}, K::Other, {}},
+      {"vzeroupper", {0xc5, 0xf8, 0x77}, K::Other, {}},
+  };
+}
+
+class DecoderTable : public ::testing::TestWithParam<Case> {
+ protected:
+  static const Decoder& decoder() {
+    static const Decoder d;
+    return d;
+  }
+};
+
+TEST_P(DecoderTable, KindAndStackOps) {
+  const Case& c = GetParam();
+  const auto insn = decoder().decode(c.bytes, kOffset);
+  ASSERT_TRUE(insn.has_value()) << c.name;
+  EXPECT_EQ(insn->offset, kOffset);
+  EXPECT_EQ(insn->length, c.bytes.size());
+  EXPECT_EQ(insn->kind, c.kind) << kind_name(insn->kind) << " vs " << kind_name(c.kind);
+  std::vector<StackOp> got(insn->ops.begin(), insn->ops.begin() + insn->op_count);
+  EXPECT_EQ(got, c.ops);
+  EXPECT_EQ(insn->is_iret, false);
+}
+
+std::string case_test_name(const ::testing::TestParamInfo<Case>& info) {
+  std::string out = std::to_string(info.index) + "_";
+  for (const char ch : std::string(info.param.name)) {
+    if (std::isalnum(static_cast<unsigned char>(ch))) out += ch;
+    else if (out.back() != '_') out += '_';
+  }
+  while (out.back() == '_') out.pop_back();
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(Objtool, DecoderTable, ::testing::ValuesIn(cases()), case_test_name);
+
+// --- targeted tests ---
+
+const Decoder& shared_decoder() {
+  static const Decoder d;
+  return d;
+}
+
+std::optional<Insn> dec(std::initializer_list<uint8_t> bytes, uint64_t offset = kOffset) {
+  const std::vector<uint8_t> v(bytes);
+  return shared_decoder().decode(v, offset);
+}
+
+TEST(DecoderIret, IretqAndIretdAreContextSwitchesFlaggedIret) {
+  for (const auto& bytes : {std::vector<uint8_t>{0x48, 0xcf}, std::vector<uint8_t>{0xcf}}) {
+    const auto insn = shared_decoder().decode(bytes, 0);
+    ASSERT_TRUE(insn);
+    EXPECT_EQ(insn->kind, K::ContextSwitch);
+    EXPECT_TRUE(insn->is_iret);
+    EXPECT_EQ(insn->op_count, 0);
+    EXPECT_EQ(insn->length, bytes.size());
+  }
+}
+
+TEST(DecoderTargets, DirectBranches) {
+  struct T {
+    std::vector<uint8_t> bytes;
+    uint64_t offset;
+    uint64_t target;
+  };
+  // Offsets/targets from `objdump -d` of a small test object.
+  const std::vector<T> ts = {
+      {{0xe9, 0xe4, 0x00, 0x00, 0x00}, 0x0, 0xe9},        // jmp rel32 forward
+      {{0xeb, 0xf9}, 0x5, 0x0},                           // jmp rel8 backward
+      {{0xe9, 0x2c, 0xff, 0xff, 0xff}, 0xcf, 0x0},        // jmp rel32 backward
+      {{0x74, 0x13}, 0xd4, 0xe9},                         // je rel8
+      {{0x0f, 0x85, 0x24, 0xff, 0xff, 0xff}, 0xd6, 0x0},  // jne rel32 backward
+      {{0xe3, 0x0b}, 0xdc, 0xe9},                         // jrcxz
+      {{0xe2, 0x09}, 0xde, 0xe9},                         // loop
+      {{0xe1, 0x07}, 0xe0, 0xe9},                         // loope
+      {{0xe0, 0x05}, 0xe2, 0xe9},                         // loopne
+      {{0xe8, 0x17, 0xff, 0xff, 0xff}, 0xe4, 0x0},        // call rel32 backward
+  };
+  for (const T& t : ts) {
+    const auto insn = shared_decoder().decode(t.bytes, t.offset);
+    ASSERT_TRUE(insn);
+    EXPECT_TRUE(insn->has_target) << t.offset;
+    EXPECT_EQ(insn->target, t.target) << t.offset;
+  }
+}
+
+TEST(DecoderTargets, IndirectAndNonBranchesHaveNoTarget) {
+  for (const auto& bytes : {std::vector<uint8_t>{0xff, 0xd0}, std::vector<uint8_t>{0xff, 0xe0},
+                            std::vector<uint8_t>{0xc3}, std::vector<uint8_t>{0x6a, 0x01}}) {
+    const auto insn = shared_decoder().decode(bytes, 0x40);
+    ASSERT_TRUE(insn);
+    EXPECT_FALSE(insn->has_target);
+  }
+}
+
+uint16_t bits(std::initializer_list<Reg> regs) {
+  uint16_t m = 0;
+  for (const Reg r : regs) m = static_cast<uint16_t>(m | (1u << static_cast<unsigned>(r)));
+  return m;
+}
+
+TEST(DecoderWrittenRegs, ExplicitAndImplicit) {
+  using enum Reg;
+  struct T {
+    const char* name;
+    std::vector<uint8_t> bytes;
+    uint16_t mask;
+  };
+  const std::vector<T> ts = {
+      {"mov %eax,%ebp", {0x89, 0xc5}, bits({Bp})},
+      {"mov %rsp,%rbp", {0x48, 0x89, 0xe5}, bits({Bp})},
+      {"xor %bp,%bp", {0x66, 0x31, 0xed}, bits({Bp})},
+      {"mov %al,%bpl", {0x40, 0x88, 0xc5}, bits({Bp})},
+      {"mov %ah,%bh", {0x88, 0xe7}, bits({Bx})},
+      {"push %rbp", {0x55}, bits({Sp})},
+      {"pop %rbp", {0x5d}, bits({Sp, Bp})},
+      {"call rel32", {0xe8, 0x00, 0x00, 0x00, 0x00}, bits({Sp})},
+      {"call *%rax", {0xff, 0xd0}, bits({Sp})},
+      {"ret", {0xc3}, bits({Sp})},
+      {"leave", {0xc9}, bits({Sp, Bp})},
+      {"cpuid", {0x0f, 0xa2}, bits({Ax, Bx, Cx, Dx})},
+      {"sub $8,%rsp", {0x48, 0x83, 0xec, 0x08}, bits({Sp})},
+      {"mov %rax,8(%rsp) (memory store)", {0x48, 0x89, 0x44, 0x24, 0x08}, 0},
+      {"xchg %r8,%rax", {0x49, 0x90}, bits({Ax, R8})},
+      {"rep movsb", {0xf3, 0xa4}, bits({Cx, Si, Di})},
+      {"syscall", {0x0f, 0x05}, bits({Cx, R11})},
+      {"nop", {0x90}, 0},
+      {"jmp rel8", {0xeb, 0x00}, 0},
+      {"vmovq %xmm0,%rbp", {0xc4, 0xe1, 0xf9, 0x7e, 0xc5}, bits({Bp})},
+  };
+  for (const T& t : ts) {
+    const auto insn = shared_decoder().decode(t.bytes, 0);
+    ASSERT_TRUE(insn) << t.name;
+    EXPECT_EQ(insn->written_regs, t.mask) << t.name;
+  }
+  const auto mov = dec({0x89, 0xc5});
+  ASSERT_TRUE(mov);
+  EXPECT_TRUE(mov->writes(Bp));
+  EXPECT_FALSE(mov->writes(Ax));
+  EXPECT_FALSE(mov->writes(None));
+}
+
+TEST(DecoderZeroesBp, Idioms) {
+  struct T {
+    const char* name;
+    std::vector<uint8_t> bytes;
+    bool zeroes;
+  };
+  const std::vector<T> ts = {
+      {"xor %ebp,%ebp", {0x31, 0xed}, true},
+      {"xor %ebp,%ebp (33 form)", {0x33, 0xed}, true},
+      {"xor %rbp,%rbp", {0x48, 0x31, 0xed}, true},
+      {"sub %ebp,%ebp", {0x29, 0xed}, true},
+      {"sub %rbp,%rbp", {0x48, 0x29, 0xed}, true},
+      {"mov $0,%ebp", {0xbd, 0x00, 0x00, 0x00, 0x00}, true},
+      {"mov $0,%rbp", {0x48, 0xc7, 0xc5, 0x00, 0x00, 0x00, 0x00}, true},
+      {"and $0,%ebp", {0x83, 0xe5, 0x00}, true},
+      {"and $0,%rbp", {0x48, 0x83, 0xe5, 0x00}, true},
+      {"xor %bp,%bp (16-bit leaves upper bits)", {0x66, 0x31, 0xed}, false},
+      {"mov $1,%ebp", {0xbd, 0x01, 0x00, 0x00, 0x00}, false},
+      {"mov %eax,%ebp", {0x89, 0xc5}, false},
+      {"xor %r13d,%r13d", {0x45, 0x31, 0xed}, false},
+      {"xor %eax,%ebp", {0x31, 0xc5}, false},
+      {"and $1,%ebp", {0x83, 0xe5, 0x01}, false},
+      {"inc %ebp", {0xff, 0xc5}, false},
+  };
+  for (const T& t : ts) {
+    const auto insn = shared_decoder().decode(t.bytes, 0);
+    ASSERT_TRUE(insn) << t.name;
+    EXPECT_EQ(insn->zeroes_bp, t.zeroes) << t.name;
+    EXPECT_EQ(insn->op_count, 0) << t.name;  // never a stack op
+  }
+}
+
+TEST(DecoderRobustness, TruncatedInputIsRejected) {
+  const std::vector<std::vector<uint8_t>> full = {
+      {0x48, 0x81, 0xec, 0x00, 0x10, 0x00, 0x00},
+      {0xe8, 0x00, 0x00, 0x00, 0x00},
+      {0x0f, 0x85, 0x24, 0xff, 0xff, 0xff},
+      {0xf3, 0x0f, 0x1e, 0xfa},
+      {0x48, 0x89, 0x44, 0x24, 0x08},
+  };
+  for (const auto& bytes : full) {
+    for (size_t n = 0; n < bytes.size(); ++n) {
+      const std::span<const uint8_t> cut(bytes.data(), n);
+      EXPECT_FALSE(shared_decoder().decode(cut, 0).has_value()) << "prefix of length " << n;
+    }
+    EXPECT_TRUE(shared_decoder().decode(bytes, 0).has_value());
+  }
+}
+
+TEST(DecoderRobustness, InvalidBytesAreRejected) {
+  EXPECT_FALSE(dec({0x06}));              // push %es: invalid in 64-bit mode
+  EXPECT_FALSE(dec({0x0f, 0xff}));        // ud0 without its ModRM
+  EXPECT_FALSE(dec({0xd6}));              // salc: invalid in 64-bit mode
+  EXPECT_FALSE(dec({0xff, 0xff}));        // ff /7
+  EXPECT_FALSE(dec({0x48, 0x8d, 0xc0}));  // lea with a register source
+  std::vector<uint8_t> too_long(16, 0x66);
+  too_long.push_back(0x90);
+  EXPECT_FALSE(shared_decoder().decode(too_long, 0));  // more than 15 bytes
+}
+
+TEST(DecoderRobustness, OnlyOneInstructionIsConsumed) {
+  const auto insn = dec({0x55, 0x48, 0x89, 0xe5});
+  ASSERT_TRUE(insn);
+  EXPECT_EQ(insn->length, 1);
+  EXPECT_EQ(insn->end(), kOffset + 1);
+}
+
+TEST(DecoderThreads, SharedDecoderIsConstAndReentrant) {
+  const Decoder& d = shared_decoder();
+  const std::vector<uint8_t> bytes = {0x48, 0x83, 0xec, 0x08};
+  const auto a = d.decode(bytes, 0);
+  const auto b = d.decode(bytes, 0);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->ops, b->ops);
+}
+
+TEST(InsnNames, RegAndKindNames) {
+  EXPECT_EQ(reg_name(Reg::Ax), "rax");
+  EXPECT_EQ(reg_name(Reg::Sp), "rsp");
+  EXPECT_EQ(reg_name(Reg::Bp), "rbp");
+  EXPECT_EQ(reg_name(Reg::R8), "r8");
+  EXPECT_EQ(reg_name(Reg::R15), "r15");
+  EXPECT_EQ(kind_name(InsnKind::Other), "other");
+  EXPECT_EQ(kind_name(InsnKind::JumpConditional), "jump-conditional");
+  EXPECT_EQ(kind_name(InsnKind::JumpIndirect), "jump-indirect");
+  EXPECT_EQ(kind_name(InsnKind::CallIndirect), "call-indirect");
+  EXPECT_EQ(kind_name(InsnKind::ContextSwitch), "context-switch");
+  EXPECT_EQ(kind_name(InsnKind::Endbr), "endbr");
+  EXPECT_EQ(kind_name(InsnKind::Cld), "cld");
+}
+
+}  // namespace
+}  // namespace framecert
