@@ -10,9 +10,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <algorithm>
 #include <initializer_list>
+#include <iterator>
+#include <optional>
+#include <span>
 #include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <elf.h>
@@ -109,6 +114,8 @@ std::vector<Case> cases() {
       {"lea 0x10(%r10),%rsp", {0x49, 0x8d, 0x62, 0x10}, K::Other, {lea(R10, 0x10, Sp)}},
       {"lea 8(%rsp,%rax,8),%rbp (SIB index)", {0x48, 0x8d, 0x6c, 0xc4, 0x08}, K::Other, {}},
       {"lea 0x10(%rip),%rax (RIP-relative)", {0x48, 0x8d, 0x05, 0x10, 0x00, 0x00, 0x00}, K::Other, {}},
+      {"addr32 lea 8(%esp),%rbp (67 is not looked at)", {0x67, 0x48, 0x8d, 0x6c, 0x24, 0x08}, K::Other,
+       {lea(Sp, 8, Bp)}},
       {"lea 8(%rsp),%ebp (not 64-bit)", {0x8d, 0x6c, 0x24, 0x08}, K::Other, {}},
       // --- stores ---
       {"mov %rax,8(%rsp)", {0x48, 0x89, 0x44, 0x24, 0x08}, K::Other, {store(Ax, Sp, 8)}},
@@ -126,6 +133,8 @@ std::vector<Case> cases() {
       {"mov %rsp,(%r12)", {0x49, 0x89, 0x24, 0x24}, K::Other, {store(Sp, R12, 0)}},
       {"mov %rsp,0x10(%rip) (RIP-relative)", {0x48, 0x89, 0x25, 0x10, 0x00, 0x00, 0x00}, K::Other, {}},
       {"mov %rsp,8(%rax,%rbx,1) (SIB index)", {0x48, 0x89, 0x64, 0x18, 0x08}, K::Other, {}},
+      {"mov %rsp,0x8 (SIB no-base reads as rbp to objtool)", {0x48, 0x89, 0x24, 0x25, 0x08, 0x00, 0x00, 0x00},
+       K::Other, {store(Sp, Bp, 8)}},
       {"rex.W mov %al,8(%rsp) (88 with REX.W)", {0x48, 0x88, 0x44, 0x24, 0x08}, K::Other, {store(Ax, Sp, 8)}},
       // --- loads ---
       {"mov 8(%rsp),%rax", {0x48, 0x8b, 0x44, 0x24, 0x08}, K::Other, {load(Sp, 8, Ax)}},
@@ -139,6 +148,7 @@ std::vector<Case> cases() {
       // --- leave / call ---
       {"leave", {0xc9}, K::Other, {mov(Bp, Sp), pop_reg(Bp)}},
       {"call rel32", {0xe8, 0xfb, 0x00, 0x00, 0x00}, K::Call, {push_const()}},
+      {"data16 call rel32 (66 ignored in 64-bit mode)", {0x66, 0xe8, 0x00, 0x00, 0x00, 0x00}, K::Call, {push_const()}},
       // --- kinds ---
       {"call *%rax", {0xff, 0xd0}, K::CallIndirect, {}},
       {"call *8(%rax)", {0xff, 0x50, 0x08}, K::CallIndirect, {}},
@@ -168,8 +178,11 @@ std::vector<Case> cases() {
       {"pause (f3 90)", {0xf3, 0x90}, K::Nop, {}},
       {"xchg %eax,%r8d (41 90)", {0x41, 0x90}, K::Nop, {}},
       {"prefetchw (%rax) (0f 0d)", {0x0f, 0x0d, 0x08}, K::Nop, {}},
+      {"0f 0d c0 (register form)", {0x0f, 0x0d, 0xc0}, K::Nop, {}},
+      {"0f 18 c0 (other hint nop space: not objtool's nop)", {0x0f, 0x18, 0xc0}, K::Other, {}},
       {"endbr64", {0xf3, 0x0f, 0x1e, 0xfa}, K::Endbr, {}},
       {"endbr32", {0xf3, 0x0f, 0x1e, 0xfb}, K::Endbr, {}},
+      {"f3 rex.W 0f 1e fa (REX does not matter)", {0xf3, 0x48, 0x0f, 0x1e, 0xfa}, K::Endbr, {}},
       {"f3 66 0f 1e fa (f3 first)", {0xf3, 0x66, 0x0f, 0x1e, 0xfa}, K::Endbr, {}},
       {"66 f3 0f 1e fa (66 first)", {0x66, 0xf3, 0x0f, 0x1e, 0xfa}, K::Other, {}},
       {"66 0f 1e fa (no f3)", {0x66, 0x0f, 0x1e, 0xfa}, K::Other, {}},
@@ -189,6 +202,7 @@ std::vector<Case> cases() {
       // --- VEX: ignored by objtool even when it touches the stack ---
       {"vmovdqu %ymm0,(%rsp)", {0xc5, 0xfe, 0x7f, 0x04, 0x24}, K::Other, {}},
       {"vzeroupper", {0xc5, 0xf8, 0x77}, K::Other, {}},
+      {"EVEX vmovdqu64 %zmm0,(%rsp)", {0x62, 0xf1, 0xfe, 0x48, 0x7f, 0x04, 0x24}, K::Other, {}},
   };
 }
 
@@ -404,6 +418,160 @@ TEST(DecoderThreads, SharedDecoderIsConstAndReentrant) {
   const auto b = d.decode(bytes, 0);
   ASSERT_TRUE(a && b);
   EXPECT_EQ(a->ops, b->ops);
+}
+
+// --- differential sweep against objdump on a real binary (lengths only: libc is not kernel code) ---
+
+struct TextSection {
+  std::vector<uint8_t> bytes;
+  uint64_t addr = 0;
+};
+
+std::optional<TextSection> read_text_section(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  const std::vector<uint8_t> file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (file.size() < sizeof(Elf64_Ehdr)) return std::nullopt;
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, file.data(), sizeof eh);
+  if (std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 || eh.e_ident[EI_CLASS] != ELFCLASS64 ||
+      eh.e_machine != EM_X86_64 || eh.e_shentsize != sizeof(Elf64_Shdr)) {
+    return std::nullopt;
+  }
+  const auto shdr = [&](size_t i) {
+    Elf64_Shdr sh{};
+    const size_t at = eh.e_shoff + i * sizeof(Elf64_Shdr);
+    if (at + sizeof sh <= file.size()) std::memcpy(&sh, file.data() + at, sizeof sh);
+    return sh;
+  };
+  const Elf64_Shdr names = shdr(eh.e_shstrndx);
+  for (size_t i = 0; i < eh.e_shnum; ++i) {
+    const Elf64_Shdr sh = shdr(i);
+    const size_t name_at = names.sh_offset + sh.sh_name;
+    if (name_at + 6 > file.size() || std::memcmp(file.data() + name_at, ".text", 6) != 0) continue;
+    if (sh.sh_offset + sh.sh_size > file.size()) return std::nullopt;
+    TextSection t;
+    t.addr = sh.sh_addr;
+    t.bytes.assign(file.begin() + static_cast<std::ptrdiff_t>(sh.sh_offset),
+                   file.begin() + static_cast<std::ptrdiff_t>(sh.sh_offset + sh.sh_size));
+    return t;
+  }
+  return std::nullopt;
+}
+
+struct ObjdumpLine {
+  uint64_t addr = 0;
+  std::string text;  // "mnemonic operands", objdump's tabs/spaces collapsed to single spaces
+};
+
+// The instructions objdump reports for [start, stop).
+std::vector<ObjdumpLine> objdump_lines(const std::string& path, uint64_t start, uint64_t stop) {
+  char cmd[512];
+  std::snprintf(cmd, sizeof cmd,
+                "objdump -d --no-show-raw-insn -j .text --start-address=0x%llx --stop-address=0x%llx %s 2>/dev/null",
+                static_cast<unsigned long long>(start), static_cast<unsigned long long>(stop), path.c_str());
+  std::vector<ObjdumpLine> out;
+  FILE* p = popen(cmd, "r");
+  if (p == nullptr) return out;
+  char line[1024];
+  while (std::fgets(line, sizeof line, p) != nullptr) {
+    // Instruction lines look like "   1a2b:\tmnemonic ..."; labels and headers do not.
+    char* s = line;
+    while (*s == ' ') ++s;
+    char* end = nullptr;
+    const unsigned long long addr = std::strtoull(s, &end, 16);
+    if (end == s || end[0] != ':' || end[1] != '\t') continue;
+    ObjdumpLine l;
+    l.addr = addr;
+    for (const char* c = end + 2; *c != '\0' && *c != '\n'; ++c) {
+      const bool space = *c == ' ' || *c == '\t';
+      if (!space) l.text += *c;
+      else if (!l.text.empty() && l.text.back() != ' ') l.text += ' ';
+    }
+    out.push_back(std::move(l));
+  }
+  pclose(p);
+  return out;
+}
+
+// A direct branch as objdump prints it: mnemonic, then the absolute target in hex.
+std::optional<uint64_t> direct_target(const std::string& text) {
+  const size_t sp = text.find(' ');
+  if (sp == std::string::npos || sp + 1 >= text.size() || !std::isxdigit(static_cast<unsigned char>(text[sp + 1]))) {
+    return std::nullopt;
+  }
+  return std::strtoull(text.c_str() + sp + 1, nullptr, 16);
+}
+
+bool starts_with(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }
+
+// Cross-checks the kinds/targets/push-pop ops of common instructions against objdump's mnemonics.
+void expect_agrees_with_mnemonic(const Insn& insn, const std::string& text) {
+  const std::string mnem = text.substr(0, text.find(' '));
+  const bool branch = mnem.size() >= 2 && (mnem[0] == 'j' || mnem == "call" || starts_with(mnem, "loop"));
+  const auto target = branch ? direct_target(text) : std::nullopt;
+  if (mnem == "jmp" && target) {
+    EXPECT_EQ(insn.kind, K::Jump) << text;
+  } else if (mnem == "call" && target) {
+    EXPECT_EQ(insn.kind, K::Call) << text;
+  } else if (mnem != "jmp" && mnem != "call" && target) {
+    EXPECT_EQ(insn.kind, K::JumpConditional) << text;
+  } else if (mnem == "ret") {
+    EXPECT_EQ(insn.kind, K::Return) << text;
+  } else if (mnem == "endbr64") {
+    EXPECT_EQ(insn.kind, K::Endbr) << text;
+  } else if (mnem == "push" && starts_with(text, "push %r")) {
+    ASSERT_EQ(insn.op_count, 1) << text;
+    EXPECT_EQ(insn.ops[0].src, Src::Reg) << text;
+    EXPECT_EQ(std::string("%") + std::string(reg_name(insn.ops[0].src_reg)), text.substr(5)) << text;
+  } else if (mnem == "pop" && starts_with(text, "pop %r")) {
+    ASSERT_EQ(insn.op_count, 1) << text;
+    EXPECT_EQ(std::string("%") + std::string(reg_name(insn.ops[0].dst_reg)), text.substr(4)) << text;
+  }
+  if (target) {
+    EXPECT_TRUE(insn.has_target) << text;
+    EXPECT_EQ(insn.target, *target) << text;
+  }
+}
+
+constexpr const char* kLibc = "/usr/lib/x86_64-linux-gnu/libc.so.6";
+
+TEST(DecoderSweep, LibcTextDecodesLinearlyWithoutCrashing) {
+  const auto text = read_text_section(kLibc);
+  if (!text) GTEST_SKIP() << kLibc << " not available";
+  size_t pos = 0, decoded = 0, failed = 0;
+  while (pos < text->bytes.size()) {
+    const auto insn = shared_decoder().decode(std::span(text->bytes).subspan(pos), text->addr + pos);
+    if (!insn) {
+      ++failed;
+      ++pos;
+      continue;
+    }
+    ASSERT_GT(insn->length, 0);
+    ASSERT_LE(insn->length, 15);
+    ASSERT_LE(insn->op_count, 2);
+    pos += insn->length;
+    ++decoded;
+  }
+  EXPECT_GT(decoded, 10000u);
+  EXPECT_LT(failed * 1000, decoded) << "too many undecodable bytes in libc .text";
+}
+
+TEST(DecoderSweep, LibcAgreesWithObjdump) {
+  const auto text = read_text_section(kLibc);
+  if (!text) GTEST_SKIP() << kLibc << " not available";
+  constexpr size_t kInsns = 2000;
+  const uint64_t stop = text->addr + std::min<uint64_t>(text->bytes.size(), 16 * kInsns);
+  const std::vector<ObjdumpLine> lines = objdump_lines(kLibc, text->addr, stop);
+  if (lines.size() < kInsns + 1) GTEST_SKIP() << "objdump not available";
+  for (size_t i = 0; i < kInsns; ++i) {
+    const uint64_t addr = lines[i].addr;
+    // Decode at the section-relative offset; objdump prints virtual addresses, so shift the target.
+    const auto insn = shared_decoder().decode(std::span(text->bytes).subspan(addr - text->addr), addr);
+    ASSERT_TRUE(insn) << std::hex << "at 0x" << addr << ": " << lines[i].text;
+    ASSERT_EQ(insn->end(), lines[i + 1].addr) << std::hex << "at 0x" << addr << ": " << lines[i].text;
+    expect_agrees_with_mnemonic(*insn, lines[i].text);
+  }
 }
 
 TEST(InsnNames, RegAndKindNames) {
