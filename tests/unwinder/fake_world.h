@@ -1,0 +1,156 @@
+// A small synthetic address space for unit tests: one text image with hand-described functions and their
+// validator metadata, and a stack built by simulating calls (so the "true trace" is known exactly).
+#pragma once
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "unwinder/code_map.h"
+#include "unwinder/memory_fake.h"
+#include "unwinder/regs.h"
+#include "unwinder/reliability.h"
+
+namespace framecert::testing {
+
+using namespace metadata;
+
+enum class Kind { Framed, Frameless, Entry, NoState };
+
+class FakeWorld {
+ public:
+  static constexpr uint64_t kText = 0x401000;
+  static constexpr uint64_t kTextSize = 0x20000;
+  static constexpr uint64_t kFnSize = 0x100;
+  static constexpr uint64_t kStackTop = 0x7ffff000;
+  static constexpr uint64_t kStackSize = 0x40000;
+
+  FakeWorld() {
+    mem.map(kText, kTextSize);
+    std::vector<uint8_t> nops(kTextSize, 0x90);
+    mem.write(kText, nops.data(), nops.size());
+    mem.map(kStackTop - kStackSize, kStackSize);
+  }
+
+  uint64_t add(const std::string& name, Kind kind) {
+    uint64_t start = kText + next_++ * kFnSize;
+    fns_[start] = {name, kind};
+    uint64_t off = start - kText;
+    auto row = [&](uint64_t o, CfaBase b, int32_t cfa, uint8_t flags, int16_t bp = 0) {
+      rows_.push_back({off + o, FrameState{b, cfa, bp, flags}});
+    };
+    switch (kind) {
+      case Kind::Framed:  // push %rbp; mov %rsp,%rbp; ... leave; ret
+        row(0, CfaBase::Sp, 8, kBpUnchanged);
+        row(1, CfaBase::Sp, 16, kBpSaved, -16);
+        row(4, CfaBase::Bp, 16, kBpIsFrame | kBpSaved, -16);
+        row(0xf1, CfaBase::Sp, 8, kBpUnchanged);
+        break;
+      case Kind::Frameless:
+        row(0, CfaBase::Sp, 8, kBpUnchanged);
+        break;
+      case Kind::Entry:  // xor %ebp,%ebp first; entered by the kernel, no return address
+        row(0, CfaBase::Undefined, 0, 0);
+        row(2, CfaBase::Sp, 8, kBpZero);
+        break;
+      case Kind::NoState:
+        row(0, CfaBase::Undefined, 0, 0);
+        break;
+    }
+    return start;
+  }
+
+  // A direct call instruction ending at the returned address, `at` bytes into `fn`.
+  uint64_t call(uint64_t fn, uint64_t at, uint64_t callee, std::optional<uint8_t> flags = std::nullopt) {
+    uint64_t insn = fn + at, ret = insn + 5;
+    uint8_t bytes[5] = {0xe8};
+    int32_t rel = static_cast<int32_t>(callee - ret);
+    std::memcpy(bytes + 1, &rel, 4);
+    mem.write(insn, bytes, 5);
+    uint8_t f = 0;
+    if (flags) {
+      f = *flags;
+    } else if (fns_[fn].kind == Kind::Framed && at >= 4) {
+      f = kCallFrameValid;
+    } else if (fns_[fn].kind == Kind::Entry) {
+      f = kCallBpZero;
+    }
+    calls_.push_back({ret - kText, f});
+    return ret;
+  }
+
+  void set_row(uint64_t address, FrameState s) { rows_.push_back({address - kText, s}); }
+
+  std::shared_ptr<FrameTable> table() const {
+    auto t = std::make_shared<FrameTable>();
+    t->linked = true;
+    t->object_name = "fake";
+    FrameSection s{".text", kText, kTextSize, rows_, calls_};
+    std::stable_sort(s.rows.begin(), s.rows.end(), [](auto& a, auto& b) { return a.offset < b.offset; });
+    // A later row at the same offset overrides (set_row): keep the last one.
+    std::vector<FrameRowEntry> rows;
+    for (auto& r : s.rows) {
+      if (!rows.empty() && rows.back().offset == r.offset) rows.back() = r; else rows.push_back(r);
+    }
+    s.rows = rows;
+    std::sort(s.calls.begin(), s.calls.end(), [](auto& a, auto& b) { return a.return_offset < b.return_offset; });
+    t->sections.push_back(s);
+    for (auto& [start, f] : fns_)
+      t->functions.push_back({f.name, 0, start - kText, kFnSize, kFuncCertified, {}, {}});
+    return t;
+  }
+
+  CodeMap code_map(bool with_metadata = true) const {
+    CodeMap m;
+    std::vector<Symbol> syms;
+    for (auto& [start, f] : fns_) syms.push_back({start, kFnSize, f.name});
+    CodeImage img{"fake", kText, kText + kTextSize, 0, with_metadata ? table() : nullptr,
+                  std::make_shared<SymbolTable>(syms), {}};
+    m.add(std::move(img));
+    return m;
+  }
+
+  StackBounds bounds() const { return {kStackTop - kStackSize, kStackTop}; }
+
+  FakeMemory mem;
+
+ private:
+  struct Fn {
+    std::string name;
+    Kind kind;
+  };
+  std::map<uint64_t, Fn> fns_;
+  std::vector<FrameRowEntry> rows_;
+  std::vector<CallSite> calls_;
+  uint64_t next_ = 0;
+};
+
+// Simulates execution on the fake stack: calls push return addresses, prologues push rbp.
+class Machine {
+ public:
+  explicit Machine(FakeWorld& w) : rsp(FakeWorld::kStackTop - 64), w_(w) {}
+  void push(uint64_t v) {
+    rsp -= 8;
+    w_.mem.write_u64(rsp, v);
+  }
+  void call(uint64_t ret) { push(ret); }
+  void prologue() {
+    push(rbp);
+    rbp = rsp;
+  }
+  // Locals filled with junk that looks like nothing in particular.
+  void locals(int words) {
+    for (int i = 0; i < words; ++i) push(0x1111000000000000ull + static_cast<uint64_t>(i));
+  }
+  Regs regs(uint64_t rip) const { return Regs{rip, rsp, rbp}; }
+
+  uint64_t rsp;
+  uint64_t rbp = 0;
+
+ private:
+  FakeWorld& w_;
+};
+
+}  // namespace framecert::testing

@@ -1,0 +1,401 @@
+// The frame-pointer walker and the reliability judge on synthetic stacks: every reason of the fixed set
+// is provoked at least once, and every case that a bare frame-pointer walk gets wrong must be unreliable.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <iterator>
+
+#include "tests/unwinder/fake_world.h"
+#include "unwinder/unwind.h"
+
+namespace framecert::testing {
+namespace {
+
+std::vector<uint64_t> pcs(const Trace& t) {
+  std::vector<uint64_t> out;
+  for (const Frame& f : t.frames) out.push_back(f.pc);
+  return out;
+}
+
+std::vector<std::string> symbols(const Trace& t) {
+  std::vector<std::string> out;
+  for (const Frame& f : t.frames) out.push_back(f.symbol);
+  return out;
+}
+
+// _start -> main -> a -> b, the usual shape; each test perturbs it.
+struct Chain {
+  FakeWorld w;
+  Machine m{w};
+  uint64_t start, main_fn, a, b;
+  uint64_t ret_start, ret_main, ret_a;
+
+  Chain() {
+    start = w.add("_start", Kind::Entry);
+    main_fn = w.add("main", Kind::Framed);
+    a = w.add("a", Kind::Framed);
+    b = w.add("b", Kind::Framed);
+    ret_start = w.call(start, 0x10, main_fn);
+    ret_main = w.call(main_fn, 0x20, a);
+    ret_a = w.call(a, 0x30, b);
+    m.call(ret_start);
+    m.prologue();
+    m.locals(3);
+    m.call(ret_main);
+    m.prologue();
+    m.locals(2);
+    m.call(ret_a);
+  }
+  // Enters b fully (prologue + locals) and returns its registers stopped at b+0x40.
+  Regs in_b() {
+    m.prologue();
+    m.locals(4);
+    return m.regs(b + 0x40);
+  }
+  Unwind run(const Regs& r, WalkOptions o = {}) {
+    CodeMap code = w.code_map();
+    WalkContext ctx{w.mem, code, w.bounds(), o};
+    return unwind(ctx, r);
+  }
+  Trace fp(const Regs& r, WalkOptions o = {}) { return run(r, o).trace; }
+};
+
+#define EXPECT_UNRELIABLE(trace, why, at)                                    \
+  do {                                                                       \
+    EXPECT_FALSE((trace).verdict.reliable) << (trace).verdict.detail;        \
+    EXPECT_EQ(reason_name((trace).verdict.reason), reason_name(why)) << (trace).verdict.detail; \
+    EXPECT_EQ((trace).verdict.frame, at) << (trace).verdict.detail;          \
+  } while (0)
+
+TEST(Walker, GoodChainIsReliable) {
+  Chain c;
+  Unwind u = c.run(c.in_b());
+  EXPECT_TRUE(u.trace.verdict.reliable) << u.trace.verdict.detail;
+  EXPECT_EQ(pcs(u.trace), (std::vector<uint64_t>{c.b + 0x40, c.ret_a, c.ret_main, c.ret_start}));
+  EXPECT_EQ(symbols(u.trace), (std::vector<std::string>{"b", "a", "main", "_start"}));
+  EXPECT_EQ(u.trace.frames[0].trust, FrameTrust::Context);
+  EXPECT_EQ(u.trace.frames[1].trust, FrameTrust::CfaRule);
+  EXPECT_EQ(u.trace.frames[2].trust, FrameTrust::FramePointer);
+  EXPECT_TRUE(u.cross_check.agree) << u.cross_check.detail;
+  EXPECT_TRUE(u.cfa_trace.verdict.reliable);
+  EXPECT_EQ(u.trace.frames[1].offset, 0x35u);
+}
+
+TEST(Walker, StoppedInPrologueUsesTheCfaRule) {
+  for (int stage = 0; stage < 2; ++stage) {
+    Chain c;
+    Regs r = c.m.regs(c.b);  // at b's first instruction: only the return address is pushed
+    if (stage == 1) {
+      c.m.push(c.m.rbp);     // after push %rbp, before mov %rsp,%rbp
+      r = c.m.regs(c.b + 1);
+    }
+    Unwind u = c.run(r);
+    EXPECT_TRUE(u.trace.verdict.reliable) << stage << ": " << u.trace.verdict.detail;
+    EXPECT_EQ(pcs(u.trace), (std::vector<uint64_t>{r.rip, c.ret_a, c.ret_main, c.ret_start})) << stage;
+  }
+}
+
+TEST(Walker, StoppedInFramelessLeafKeepsItsCaller) {
+  Chain c;
+  uint64_t leaf = c.w.add("leaf", Kind::Frameless);
+  uint64_t ret_b = c.w.call(c.b, 0x50, leaf);
+  c.m.prologue();
+  c.m.locals(2);
+  c.m.call(ret_b);
+  Regs r = c.m.regs(leaf + 0x8);  // spinning in the leaf; rbp still b's frame
+  Unwind u = c.run(r);
+  EXPECT_TRUE(u.trace.verdict.reliable) << u.trace.verdict.detail;
+  // A bare frame-pointer walk would go leaf -> a (via b's frame), losing b.
+  EXPECT_EQ(symbols(u.trace), (std::vector<std::string>{"leaf", "b", "a", "main", "_start"}));
+}
+
+TEST(Walker, SkippedCallerIsUnreliable) {
+  // b -> nf (no frame) -> c: c's saved rbp is still b's frame, so a bare FP walk goes c, nf, a: b is lost.
+  Chain c;
+  uint64_t nf = c.w.add("nf", Kind::Frameless);
+  uint64_t cc = c.w.add("c", Kind::Framed);
+  uint64_t ret_b = c.w.call(c.b, 0x50, nf);
+  uint64_t ret_nf = c.w.call(nf, 0x10, cc);
+  c.m.prologue();
+  c.m.locals(2);
+  c.m.call(ret_b);
+  c.m.call(ret_nf);
+  c.m.prologue();
+  Unwind u = c.run(c.m.regs(cc + 0x20));
+  EXPECT_UNRELIABLE(u.trace, Reason::NoFrameAtCallSite, 1);
+  EXPECT_EQ(u.trace.frames[1].symbol, "nf");
+  // The metadata-only walk steps through nf and finds b — the second opinion differs, as it should.
+  EXPECT_TRUE(u.cfa_trace.verdict.reliable) << u.cfa_trace.verdict.detail;
+  EXPECT_EQ(symbols(u.cfa_trace), (std::vector<std::string>{"c", "nf", "b", "a", "main", "_start"}));
+  EXPECT_NE(symbols(u.trace), symbols(u.cfa_trace));
+}
+
+TEST(Walker, StoppedInEntryIsReliable) {
+  FakeWorld w;
+  uint64_t s = w.add("_start", Kind::Entry);
+  Machine m(w);
+  CodeMap code = w.code_map();
+  Trace t = walk_frame_pointers(WalkContext{w.mem, code, w.bounds(), {}}, m.regs(s + 4));
+  EXPECT_TRUE(t.verdict.reliable) << t.verdict.detail;
+  EXPECT_EQ(t.frames.size(), 1u);
+  // ... but not before rbp is zeroed: nothing is proven at its first instruction.
+  Trace t0 = walk_frame_pointers(WalkContext{w.mem, code, w.bounds(), {}}, m.regs(s));
+  EXPECT_UNRELIABLE(t0, Reason::NoFrameState, 0);
+  Regs bad = m.regs(s + 4);
+  bad.rbp = 0x1234;
+  Trace t1 = walk_frame_pointers(WalkContext{w.mem, code, w.bounds(), {}}, bad);
+  EXPECT_UNRELIABLE(t1, Reason::BpClobbered, 0);
+}
+
+TEST(Walker, CycleIsDetected) {
+  Chain c;
+  Regs r = c.in_b();
+  uint64_t a_frame = 0;
+  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);  // b's saved rbp = a's frame
+  c.w.mem.write_u64(a_frame, a_frame);           // a's saved rbp points to itself
+  Trace t = c.fp(r);
+  EXPECT_UNRELIABLE(t, Reason::LoopDetected, 2);
+}
+
+TEST(Walker, FrameMovingDownIsRejected) {
+  Chain c;
+  Regs r = c.in_b();
+  uint64_t a_frame = 0;
+  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  c.w.mem.write_u64(a_frame, r.rbp);  // a's saved rbp points back down to b's frame
+  Trace t = c.fp(r);
+  EXPECT_UNRELIABLE(t, Reason::FrameNotAscending, 2);
+}
+
+TEST(Walker, OutOfBoundsAndMisalignedFramesAreRejected) {
+  {
+    Chain c;
+    Regs r = c.in_b();
+    c.w.mem.write_u64(r.rbp, FakeWorld::kStackTop + 0x100);
+    Trace t = c.fp(r);
+    EXPECT_UNRELIABLE(t, Reason::FrameOutOfBounds, 1);
+  }
+  {
+    Chain c;
+    Regs r = c.in_b();
+    uint64_t a_frame = 0;
+    c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+    c.w.mem.write_u64(r.rbp, a_frame + 4);
+    Trace t = c.fp(r);
+    EXPECT_UNRELIABLE(t, Reason::FrameMisaligned, 1);
+  }
+  {
+    Chain c;
+    Regs r = c.in_b();
+    r.rsp = FakeWorld::kStackTop - FakeWorld::kStackSize - 0x100;  // rsp itself off the stack
+    Trace t = c.fp(r);
+    EXPECT_UNRELIABLE(t, Reason::FrameOutOfBounds, 0);
+  }
+}
+
+TEST(Walker, ReturnAddressOutsideTextOrNotAfterCall) {
+  {
+    Chain c;
+    Regs r = c.in_b();
+    c.w.mem.write_u64(r.rbp + 8, 0x7ffff7dd0000);  // b's return address: not code
+    Trace t = c.fp(r);
+    EXPECT_UNRELIABLE(t, Reason::ReturnAddressNotText, 1);
+  }
+  {
+    Chain c;
+    Regs r = c.in_b();
+    c.w.mem.write_u64(r.rbp + 8, c.ret_a + 3);  // inside a, but no call ends there
+    Trace t = c.fp(r);
+    EXPECT_UNRELIABLE(t, Reason::ReturnAddressNotAfterCall, 1);
+  }
+}
+
+TEST(Walker, CorruptedReturnAddressToAnotherCallSiteIsCaught) {
+  Chain c;
+  uint64_t other = c.w.add("other", Kind::Framed);
+  uint64_t ret_a_other = c.w.call(c.a, 0x60, other);  // a also calls `other` elsewhere
+  Regs r = c.in_b();
+  c.w.mem.write_u64(r.rbp + 8, ret_a_other);
+  Trace t = c.fp(r);
+  EXPECT_UNRELIABLE(t, Reason::CallTargetMismatch, 1);
+}
+
+TEST(Walker, CorruptedSavedRbpThatSkipsFramesIsCaught) {
+  // b's saved rbp replaced by a's saved rbp (main's frame): every check on the chain itself passes, and a
+  // bare walk prints b, a, _start — main is silently gone. The record of a still links to main's frame.
+  Chain c;
+  Regs r = c.in_b();
+  uint64_t a_frame = 0, main_frame = 0;
+  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  c.w.mem.read(RemoteAddr(a_frame), &main_frame, 8);
+  c.w.mem.write_u64(r.rbp, main_frame);
+  Trace t = c.fp(r);
+  EXPECT_FALSE(t.verdict.reliable);
+  EXPECT_TRUE(t.verdict.reason == Reason::FrameSkipped || t.verdict.reason == Reason::CallTargetMismatch)
+      << reason_name(t.verdict.reason);
+  WalkOptions no_target;
+  no_target.check_call_targets = false;
+  Trace t2 = c.fp(r, no_target);
+  EXPECT_UNRELIABLE(t2, Reason::FrameSkipped, 1);
+}
+
+TEST(Walker, UnreadableMemory) {
+  Chain c;
+  Regs r = c.in_b();
+  // The stack bounds claim more than is mapped: map a fresh, small stack and point rbp into a hole.
+  FakeWorld& w = c.w;
+  uint64_t a_frame = 0;
+  w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  CodeMap code = w.code_map();
+  StackBounds wide{w.bounds().low, w.bounds().high + 0x10000};
+  w.mem.write_u64(r.rbp, FakeWorld::kStackTop + 0x800);  // in bounds, not mapped
+  Trace t = walk_frame_pointers(WalkContext{w.mem, code, wide, {}}, r);
+  EXPECT_UNRELIABLE(t, Reason::MemoryUnreadable, 1);
+}
+
+TEST(Walker, MaximumDepth) {
+  FakeWorld w;
+  Machine m(w);
+  uint64_t s = w.add("_start", Kind::Entry);
+  uint64_t rec = w.add("rec", Kind::Framed);
+  uint64_t ret_s = w.call(s, 0x10, rec);
+  uint64_t ret_rec = w.call(rec, 0x20, rec);
+  m.call(ret_s);
+  m.prologue();
+  const int depth = 1000;
+  for (int i = 1; i < depth; ++i) {
+    m.locals(1);
+    m.call(ret_rec);
+    m.prologue();
+  }
+  CodeMap code = w.code_map();
+  Regs r = m.regs(rec + 0x40);
+  Unwind u = unwind(WalkContext{w.mem, code, w.bounds(), {}}, r);
+  EXPECT_TRUE(u.trace.verdict.reliable) << u.trace.verdict.detail;
+  EXPECT_EQ(u.trace.frames.size(), static_cast<size_t>(depth + 1));
+  EXPECT_TRUE(u.cross_check.agree);
+  WalkOptions shallow;
+  shallow.max_depth = 100;
+  Trace t = walk_frame_pointers(WalkContext{w.mem, code, w.bounds(), shallow}, r);
+  EXPECT_UNRELIABLE(t, Reason::TooDeep, 100);
+}
+
+TEST(Walker, ZeroRbpWithoutProvenEndIsUnreliable) {
+  FakeWorld w;
+  Machine m(w);
+  uint64_t s = w.add("entry_no_marker", Kind::Framed);  // a framed function that is not the real entry
+  uint64_t f = w.add("f", Kind::Framed);
+  uint64_t ret = w.call(s, 0x10, f, uint8_t{0});  // no kCallFrameValid, no kCallBpZero
+  m.call(ret);
+  m.prologue();  // saved rbp = 0
+  CodeMap code = w.code_map();
+  Trace t = walk_frame_pointers(WalkContext{w.mem, code, w.bounds(), {}}, m.regs(f + 0x40));
+  EXPECT_FALSE(t.verdict.reliable);
+  // The call site had no frame, reported first; with a frame-valid call site it is the end that is missing.
+  FakeWorld w2;
+  Machine m2(w2);
+  uint64_t s2 = w2.add("not_start", Kind::Framed);
+  uint64_t f2 = w2.add("f", Kind::Framed);
+  uint64_t ret2 = w2.call(s2, 0x10, f2);
+  m2.call(ret2);
+  m2.prologue();
+  CodeMap code2 = w2.code_map();
+  Trace t2 = walk_frame_pointers(WalkContext{w2.mem, code2, w2.bounds(), {}}, m2.regs(f2 + 0x40));
+  EXPECT_UNRELIABLE(t2, Reason::StackEndNotReached, 1);
+}
+
+TEST(Walker, SavedRbpNotZeroWhereCallerZeroedIt) {
+  Chain c;
+  Regs r = c.in_b();
+  uint64_t a_frame = 0, main_frame = 0;
+  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  c.w.mem.read(RemoteAddr(a_frame), &main_frame, 8);
+  c.w.mem.write_u64(main_frame, main_frame + 0x40);  // main's saved rbp should be _start's 0
+  Trace t = c.fp(r);
+  EXPECT_UNRELIABLE(t, Reason::BpClobbered, 3);
+}
+
+TEST(Walker, NoMetadataAndNoFrameState) {
+  Chain c;
+  Regs r = c.in_b();
+  CodeMap bare = c.w.code_map(/*with_metadata=*/false);
+  Trace t = walk_frame_pointers(WalkContext{c.w.mem, bare, c.w.bounds(), {}}, r);
+  EXPECT_UNRELIABLE(t, Reason::NoMetadata, 0);
+  EXPECT_EQ(symbols(t), (std::vector<std::string>{"b", "a", "main", "_start"}));  // still shown, best effort
+
+  Chain d;
+  uint64_t u = d.w.add("unproven", Kind::NoState);
+  Regs r2 = d.m.regs(u + 4);
+  Trace t2 = d.fp(r2);
+  EXPECT_UNRELIABLE(t2, Reason::NoFrameState, 0);
+}
+
+TEST(Walker, RbpLostAtInnermostPc) {
+  Chain c;
+  Regs r = c.in_b();
+  c.w.set_row(c.b + 0x40, FrameState{CfaBase::Sp, 0x38, 0, 0});  // rbp used as scratch here
+  c.w.set_row(c.b + 0x41, FrameState{CfaBase::Bp, 16, -16, kBpIsFrame | kBpSaved});
+  Trace t = c.fp(r);
+  EXPECT_UNRELIABLE(t, Reason::BpClobbered, 0);
+}
+
+TEST(Walker, InterruptFrameMidStack) {
+  Chain c;
+  // Mark a's call site as a place with a register frame on the stack.
+  c.w.set_row(c.ret_a - 1, FrameState{CfaBase::Sp, 8, 0, kRegsFrame});
+  c.w.set_row(c.ret_a, FrameState{CfaBase::Bp, 16, -16, kBpIsFrame | kBpSaved});
+  Trace t = c.fp(c.in_b());
+  EXPECT_UNRELIABLE(t, Reason::InterruptFrameMidStack, 1);
+
+  Chain d;
+  uint64_t restorer = d.w.add("__restore_rt", Kind::Frameless);
+  Regs r = d.in_b();
+  d.w.mem.write_u64(r.rbp + 8, restorer);  // a signal handler's return address
+  Trace t2 = d.fp(r);
+  EXPECT_UNRELIABLE(t2, Reason::InterruptFrameMidStack, 1);
+}
+
+TEST(Walker, CrossCheckMismatchDemotesReliable) {
+  Chain c;
+  // Wrong CFA rule at a's call site: the frame-pointer chain is fine, the metadata-only walk is not.
+  c.w.set_row(c.ret_main - 1, FrameState{CfaBase::Bp, 24, -16, kBpIsFrame | kBpSaved});
+  c.w.set_row(c.ret_main, FrameState{CfaBase::Bp, 16, -16, kBpIsFrame | kBpSaved});
+  Unwind u = c.run(c.in_b());
+  EXPECT_FALSE(u.cross_check.agree);
+  EXPECT_UNRELIABLE(u.trace, Reason::CrossCheckMismatch, u.cross_check.first_difference);
+}
+
+TEST(Walker, KernelEndFrame) {
+  FakeWorld w;
+  Machine m(w);
+  uint64_t entry = w.add("ret_from_fork", Kind::Framed);
+  uint64_t fn = w.add("kthread_fn", Kind::Framed);
+  uint64_t ret = w.call(entry, 0x10, fn);
+  m.push(0);       // the end frame record (task_pt_regs - 16)
+  uint64_t end_frame = m.rsp - 8;
+  m.push(0);
+  m.rbp = end_frame;
+  m.call(ret);
+  m.prologue();
+  CodeMap code = w.code_map();
+  WalkOptions o;
+  o.end_frame = end_frame;
+  Unwind u = unwind(WalkContext{w.mem, code, w.bounds(), o}, m.regs(fn + 0x40));
+  EXPECT_TRUE(u.trace.verdict.reliable) << u.trace.verdict.detail;
+  EXPECT_TRUE(u.cross_check.agree) << u.cross_check.detail;
+  Trace without = walk_frame_pointers(WalkContext{w.mem, code, w.bounds(), {}}, m.regs(fn + 0x40));
+  EXPECT_FALSE(without.verdict.reliable);
+}
+
+TEST(Reasons, NamesRoundTripAndAreDocumented) {
+  std::ifstream doc(std::string(FRAMECERT_SOURCE_DIR) + "/docs/verdicts.md");
+  ASSERT_TRUE(doc) << "docs/verdicts.md missing";
+  std::string text((std::istreambuf_iterator<char>(doc)), std::istreambuf_iterator<char>());
+  for (Reason r : all_reasons()) {
+    EXPECT_EQ(reason_from_name(reason_name(r)), r);
+    EXPECT_NE(text.find("`" + std::string(reason_name(r)) + "`"), std::string::npos) << reason_name(r);
+  }
+}
+
+}  // namespace
+}  // namespace framecert::testing

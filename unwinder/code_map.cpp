@@ -1,0 +1,73 @@
+#include "unwinder/code_map.h"
+
+#include <algorithm>
+
+namespace framecert {
+
+void CodeMap::add(CodeImage image) {
+  auto it = std::upper_bound(images_.begin(), images_.end(), image.start,
+                             [](uint64_t s, const CodeImage& i) { return s < i.start; });
+  images_.insert(it, std::move(image));
+}
+
+const CodeImage* CodeMap::find(uint64_t address) const {
+  auto it = std::upper_bound(images_.begin(), images_.end(), address,
+                             [](uint64_t a, const CodeImage& i) { return a < i.start; });
+  if (it == images_.begin()) return nullptr;
+  --it;
+  return address < it->end ? &*it : nullptr;
+}
+
+std::optional<FrameState> CodeMap::state_at(const CodeImage& img, uint64_t pc) const {
+  if (!img.metadata) return std::nullopt;
+  return img.metadata->state_at_address(pc - img.bias);
+}
+
+std::optional<CallSite> CodeMap::call_site_at(const CodeImage& img, uint64_t return_address) const {
+  if (!img.metadata) return std::nullopt;
+  return img.metadata->call_site_at_address(return_address - img.bias);
+}
+
+std::optional<FunctionExtent> CodeMap::function_at(uint64_t pc) const {
+  const CodeImage* img = find(pc);
+  if (!img) return std::nullopt;
+  if (img->metadata) {
+    auto where = img->metadata->locate(pc - img->bias);
+    if (where) {
+      if (const FunctionEntry* f = img->metadata->function_at(*where)) {
+        uint64_t start = img->metadata->sections[f->section].address + f->offset + img->bias;
+        return FunctionExtent{start, f->size, f->name, f->has(metadata::kFuncCold)};
+      }
+    }
+  }
+  if (img->symbols) {
+    if (const Symbol* s = img->symbols->lookup(pc - img->bias)) {
+      bool cold = s->name.find(".cold") != std::string::npos;
+      return FunctionExtent{s->address + img->bias, s->size, s->name, cold};
+    }
+  }
+  return std::nullopt;
+}
+
+SymbolizedPc CodeMap::symbolize(uint64_t pc, bool is_return_address) const {
+  SymbolizedPc out;
+  uint64_t probe = is_return_address ? pc - 1 : pc;
+  const CodeImage* img = find(probe);
+  if (!img) return out;
+  out.object = img->path;
+  // The ELF symbol table first (an independent source), the metadata's function list second.
+  if (img->symbols) {
+    if (const Symbol* s = img->symbols->lookup(probe - img->bias)) {
+      out.symbol = s->name;
+      out.offset = pc - (s->address + img->bias);
+      return out;
+    }
+  }
+  if (auto f = function_at(probe)) {
+    out.symbol = f->name;
+    out.offset = pc - f->start;
+  }
+  return out;
+}
+
+}  // namespace framecert

@@ -1,0 +1,86 @@
+#include "unwinder/fp_walker.h"
+
+#include <fmt/format.h>
+
+#include "unwinder/frame_builder.h"
+
+namespace framecert {
+
+using namespace metadata;
+
+Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
+  Trace t;
+  Judge judge;
+  push_frame(t, ctx.code, regs.rip, regs.rsp, regs.rbp, FrameTrust::Context);
+  auto first = step_from_registers(ctx, regs, judge);
+  if (!first || first->end) {
+    t.verdict = judge.finish(first && first->end, 0);
+    return t;
+  }
+  uint64_t ret = first->return_address;
+  uint64_t fp = first->caller_fp;
+  uint64_t sp = first->cfa;        // rsp in the caller once the callee returned
+  uint64_t prev_record = regs.rsp;  // for loop detection
+  FrameTrust trust = first->from_metadata ? FrameTrust::CfaRule : FrameTrust::FramePointer;
+  bool end = false;
+  for (int k = 1;; ++k) {
+    if (static_cast<size_t>(k) >= ctx.options.max_depth) {
+      judge.fail(Reason::TooDeep, k, fmt::format("more than {} frames", ctx.options.max_depth));
+      break;
+    }
+    push_frame(t, ctx.code, ret, sp, fp, trust);
+    trust = FrameTrust::FramePointer;
+    const Frame& callee = t.frames[k - 1];
+    ReturnSite site = judge_return_site(ctx, ret, callee.pc, k > 1, k, judge);
+    if (!site.image) break;  // not code: nothing below can be trusted or even guessed
+    // Condition 5: the recognised end of the stack.
+    if (site.call && site.call->has(kCallBpZero)) {
+      if (fp == 0) {
+        end = true;
+      } else {
+        judge.fail(Reason::BpClobbered, k,
+                   fmt::format("the caller zeroed rbp before the call at {:#x}, but the saved rbp is {:#x}", ret, fp));
+      }
+      break;
+    }
+    if (site.state && site.state->has(kEndOfStack)) {
+      end = true;
+      break;
+    }
+    if (ctx.options.end_frame && fp == *ctx.options.end_frame) {
+      end = true;
+      break;
+    }
+    // Condition 3: the caller must have had its own frame at the call, or rbp still holds a frame of
+    // someone further up and the caller is skipped.
+    if (site.call && !site.call->has(kCallFrameValid))
+      judge.fail(Reason::NoFrameAtCallSite, k,
+                 fmt::format("{}+{:#x} called without a valid frame: its caller would be skipped",
+                             t.frames[k].symbol.empty() ? "?" : t.frames[k].symbol, t.frames[k].offset));
+    if (fp == 0) {
+      judge.fail(Reason::StackEndNotReached, k,
+                 fmt::format("saved rbp is 0 at {:#x}, but no outermost frame is proven there", ret));
+      break;
+    }
+    // Condition 1: the frame record [fp, fp+16) is on the stack, above this frame's stack pointer.
+    if (auto p = check_frame_placement(ctx.bounds, fp, 16, sp, prev_record)) {
+      judge.fail(*p, k);
+      break;
+    }
+    if (auto p = check_no_skipped_frame(ctx, sp, fp)) judge.fail(*p, k);
+    auto next_fp = ctx.memory.read_u64(RemoteAddr(fp));
+    auto next_ret = ctx.memory.read_u64(RemoteAddr(fp + 8));
+    if (!next_fp || !next_ret) {
+      judge.fail(Reason::MemoryUnreadable, k, (!next_fp ? next_fp.error() : next_ret.error()).describe());
+      break;
+    }
+    prev_record = fp;
+    sp = fp + 16;
+    ret = *next_ret;
+    fp = *next_fp;
+  }
+  t.verdict = judge.finish(end, static_cast<int>(t.frames.size()) - 1);
+  return t;
+}
+
+}  // namespace framecert

@@ -1,0 +1,104 @@
+// Frame metadata in memory: what the validator proved about each instruction of an object, in the shape
+// the unwinder queries it. Serialized by write_frame_table() / parsed by parse_frame_table() in the format
+// of metadata_format.h (docs/metadata.md).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "unwinder/metadata_format.h"
+#include "unwinder/result.h"
+
+namespace framecert {
+
+using metadata::CfaBase;
+
+struct FrameState {
+  CfaBase cfa_base = CfaBase::Undefined;
+  int32_t cfa_offset = 0;
+  int16_t bp_offset = 0;  // valid with kBpSaved
+  uint8_t flags = 0;
+  bool operator==(const FrameState&) const = default;
+  bool has(uint8_t flag) const { return (flags & flag) != 0; }
+};
+
+struct FrameRowEntry {
+  uint64_t offset = 0;
+  FrameState state;
+  bool operator==(const FrameRowEntry&) const = default;
+};
+
+struct CallSite {
+  uint64_t return_offset = 0;
+  uint8_t flags = 0;
+  bool operator==(const CallSite&) const = default;
+  bool has(uint8_t flag) const { return (flags & flag) != 0; }
+};
+
+struct FrameSection {
+  std::string name;
+  uint64_t address = 0;
+  uint64_t size = 0;
+  std::vector<FrameRowEntry> rows;  // sorted by offset, each state holds until the next row
+  std::vector<CallSite> calls;      // sorted by return_offset
+  bool operator==(const FrameSection&) const = default;
+};
+
+struct FunctionEntry {
+  std::string name;
+  uint32_t section = 0;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  uint32_t flags = 0;
+  std::string finding;
+  std::string parent;
+  bool operator==(const FunctionEntry&) const = default;
+  bool has(uint32_t flag) const { return (flags & flag) != 0; }
+};
+
+// Where an address falls: a section and the offset inside it.
+struct SectionOffset {
+  uint32_t section = 0;
+  uint64_t offset = 0;
+};
+
+class FrameTable {
+ public:
+  std::string object_name;
+  std::string build_id;
+  bool linked = false;  // addresses are virtual addresses (see metadata::kFileLinked)
+  std::vector<FrameSection> sections;
+  std::vector<FunctionEntry> functions;  // sorted by (section, offset)
+
+  bool operator==(const FrameTable&) const = default;
+
+  // Locates a virtual address (linked images only; in a .o every section starts at 0).
+  std::optional<SectionOffset> locate(uint64_t address) const;
+  // The frame state at an instruction; nullopt if outside every described section.
+  std::optional<FrameState> state_at(SectionOffset where) const;
+  // The call site whose return address is `where`; nullopt if no call instruction ends there.
+  std::optional<CallSite> call_site(SectionOffset where) const;
+  // The function containing `where`, or nullptr.
+  const FunctionEntry* function_at(SectionOffset where) const;
+
+  // Convenience for linked images: the same queries by virtual address.
+  std::optional<FrameState> state_at_address(uint64_t address) const;
+  std::optional<CallSite> call_site_at_address(uint64_t return_address) const;
+  const FunctionEntry* function_at_address(uint64_t address) const;
+
+  size_t row_count() const;
+  size_t call_count() const;
+};
+
+std::vector<uint8_t> serialize_frame_table(const FrameTable& table);
+Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes);
+Result<void> write_frame_table(const FrameTable& table, const std::string& path);
+Result<FrameTable> read_frame_table(const std::string& path);
+
+// Human-readable text of a state, e.g. "cfa=rbp+16 rbp=frame(cfa-16)", used by `framecert dump`.
+std::string describe_state(const FrameState& s);
+
+}  // namespace framecert

@@ -1,0 +1,109 @@
+// On-disk layout of framecert frame metadata, version 1 (documented in docs/metadata.md).
+// The unwinder owns this format (it consumes it); the validator produces it. All integers little-endian,
+// every record naturally aligned, arrays in the order given by the header. Nothing here is C++-specific:
+// a reader in any language can follow docs/metadata.md.
+#pragma once
+
+#include <cstdint>
+
+namespace framecert::metadata {
+
+inline constexpr char kMagic[8] = {'F', 'C', 'M', 'E', 'T', 'A', '\r', '\n'};
+inline constexpr uint32_t kVersion = 1;
+
+// File header: 64 bytes.
+struct FileHeader {
+  char magic[8];
+  uint32_t version;
+  uint32_t header_size;     // sizeof(FileHeader); lets a future version grow the header
+  uint64_t file_size;       // whole file, for truncation checks
+  uint32_t checksum;        // CRC-32 (zlib) of bytes [header_size, file_size)
+  uint32_t flags;           // kFileLinked
+  uint32_t section_count;
+  uint32_t row_count;
+  uint32_t call_count;
+  uint32_t function_count;
+  uint32_t string_size;     // bytes of the string table (NUL-terminated strings)
+  uint32_t object_name;     // string: the object the metadata describes
+  uint32_t build_id;        // string: hex build-id, or empty
+  uint32_t reserved;
+};
+static_assert(sizeof(FileHeader) == 64);
+
+// The object was a linked image (executable, shared object, vmlinux): section addresses are virtual
+// addresses. Otherwise (relocatable .o) every section starts at address 0 and is addressed by index.
+inline constexpr uint32_t kFileLinked = 1u << 0;
+
+// One executable section: 40 bytes. Its rows and call sites are contiguous slices of the global arrays.
+struct SectionRecord {
+  uint32_t name;        // string
+  uint32_t reserved;
+  uint64_t address;     // sh_addr
+  uint64_t size;
+  uint32_t first_row;
+  uint32_t row_count;
+  uint32_t first_call;
+  uint32_t call_count;
+};
+static_assert(sizeof(SectionRecord) == 40);
+
+enum class CfaBase : uint8_t {
+  Undefined = 0,   // no proven stack state here (unreached code, or the analysis lost track)
+  Sp = 1,          // CFA = rsp + cfa_offset
+  Bp = 2,          // CFA = rbp + cfa_offset
+  SpIndirect = 3,  // CFA = [rsp] + cfa_offset (stack swizzle)
+  Other = 4,       // CFA in another register (DRAP realignment): not followed by the unwinder
+};
+
+// Row flags: what the frame pointer holds at this instruction.
+inline constexpr uint8_t kBpIsFrame = 1u << 0;   // rbp == CFA-16 and [rbp] holds the caller's rbp
+inline constexpr uint8_t kBpSaved = 1u << 1;     // the caller's rbp is saved at CFA + bp_offset
+inline constexpr uint8_t kBpUnchanged = 1u << 2; // rbp still holds the caller's rbp
+inline constexpr uint8_t kBpZero = 1u << 3;      // rbp is known to be 0 (outermost-frame marker)
+inline constexpr uint8_t kEndOfStack = 1u << 4;  // annotated end of stack (UNWIND_HINT_END_OF_STACK)
+inline constexpr uint8_t kRegsFrame = 1u << 5;   // the stack holds a full register frame (pt_regs) at CFA
+
+// The frame state from `offset` up to the next row of the same section: 12 bytes.
+struct FrameRow {
+  uint32_t offset;      // section offset
+  int32_t cfa_offset;
+  int16_t bp_offset;    // with kBpSaved: the caller's rbp is at CFA + bp_offset
+  uint8_t cfa_base;     // CfaBase
+  uint8_t flags;        // kBp*, kEndOfStack, kRegsFrame
+};
+static_assert(sizeof(FrameRow) == 12);
+
+// Call-site flags.
+inline constexpr uint8_t kCallFrameValid = 1u << 0;  // the caller had a valid frame (objtool's rule)
+inline constexpr uint8_t kCallBpZero = 1u << 1;      // rbp was known 0 at the call: the caller is outermost
+inline constexpr uint8_t kCallIndirect = 1u << 2;
+inline constexpr uint8_t kCallNoReturn = 1u << 3;    // the callee never returns
+
+// One call instruction, keyed by its return address: 8 bytes.
+struct CallSiteRecord {
+  uint32_t return_offset;  // section offset of the instruction after the call
+  uint8_t flags;
+  uint8_t reserved[3];
+};
+static_assert(sizeof(CallSiteRecord) == 8);
+
+// Function flags.
+inline constexpr uint32_t kFuncCertified = 1u << 0;   // every path validated, no finding
+inline constexpr uint32_t kFuncNonStandard = 1u << 1; // STACK_FRAME_NON_STANDARD or otherwise skipped
+inline constexpr uint32_t kFuncCold = 1u << 2;        // a .cold part; `parent` names the function
+inline constexpr uint32_t kFuncNoReturn = 1u << 3;    // inferred never to return
+
+// One function symbol: 40 bytes.
+struct FunctionRecord {
+  uint32_t name;     // string
+  uint32_t section;  // index into the section records
+  uint64_t offset;   // section offset
+  uint64_t size;
+  uint32_t flags;
+  uint32_t finding;  // string: the first finding's text when not certified, else empty
+  uint32_t parent;   // string: the parent function of a .cold part, else empty
+  uint32_t reserved;
+};
+static_assert(sizeof(FunctionRecord) == 40);
+
+}  // namespace framecert::metadata

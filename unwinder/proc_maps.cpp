@@ -1,0 +1,44 @@
+#include "unwinder/proc_maps.h"
+
+#include <cinttypes>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+namespace framecert {
+
+Result<std::vector<Mapping>> parse_maps(const std::string& text) {
+  std::vector<Mapping> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    Mapping m;
+    char perms[5] = {};
+    unsigned long long start, end, offset;
+    int path_at = 0;
+    // "start-end perms offset dev inode   path"
+    if (std::sscanf(line.c_str(), "%llx-%llx %4s %llx %*s %*s %n", &start, &end, perms, &offset, &path_at) < 4)
+      return fail("malformed maps line: {}", line);
+    m.start = start;
+    m.end = end;
+    m.offset = offset;
+    m.readable = perms[0] == 'r';
+    m.writable = perms[1] == 'w';
+    m.executable = perms[2] == 'x';
+    if (path_at > 0 && static_cast<size_t>(path_at) <= line.size()) m.path = line.substr(path_at);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+Result<std::vector<Mapping>> read_maps(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/maps";
+  std::ifstream f(path);
+  if (!f) return fail("{}: cannot open", path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return parse_maps(ss.str());
+}
+
+}  // namespace framecert

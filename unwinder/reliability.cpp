@@ -1,0 +1,227 @@
+#include "unwinder/reliability.h"
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace framecert {
+
+using namespace metadata;
+
+void Judge::fail(Reason r, int frame, std::string detail) {
+  if (!first_) first_ = Verdict{false, r, frame, std::move(detail)};
+}
+
+Verdict Judge::finish(bool end_reached, int last_frame) const {
+  if (first_) return *first_;
+  if (!end_reached)
+    return Verdict{false, Reason::StackEndNotReached, last_frame, "the walk stopped before the stack's end"};
+  return Verdict{true, Reason::None, -1, {}};
+}
+
+Check check_frame_placement(const StackBounds& bounds, uint64_t addr, uint64_t len, uint64_t floor,
+                            uint64_t previous) {
+  if (addr % 8 != 0) return Problem{Reason::FrameMisaligned, fmt::format("frame at {:#x} is not 8-byte aligned", addr)};
+  if (!bounds.contains(addr, len))
+    return Problem{Reason::FrameOutOfBounds,
+                   fmt::format("frame at {:#x} outside the stack [{:#x}, {:#x})", addr, bounds.low, bounds.high)};
+  if (addr < floor) {
+    if (addr == previous) return Problem{Reason::LoopDetected, fmt::format("frame at {:#x} points to itself", addr)};
+    return Problem{Reason::FrameNotAscending,
+                   fmt::format("frame at {:#x} is below the previous frame's end {:#x}", addr, floor)};
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// When nothing is proven about the innermost pc, still show a best-effort frame-pointer step so the user
+// sees where the task probably is; the verdict is already unreliable.
+std::optional<InnermostStep> assume_frame_at_rbp(const WalkContext& ctx, const Regs& regs) {
+  if (regs.rbp == 0 || regs.rbp % 8 != 0 || !ctx.bounds.contains(regs.rbp, 16) || regs.rbp < regs.rsp)
+    return std::nullopt;
+  auto fp = ctx.memory.read_u64(RemoteAddr(regs.rbp));
+  auto ret = ctx.memory.read_u64(RemoteAddr(regs.rbp + 8));
+  if (!fp || !ret) return std::nullopt;
+  return InnermostStep{false, false, regs.rbp + 16, *ret, *fp};
+}
+
+}  // namespace
+
+std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const Regs& regs, Judge& judge) {
+  const uint64_t rip = regs.rip, rsp = regs.rsp, rbp = regs.rbp;
+  if (rsp % 8 != 0) {
+    judge.fail(Reason::FrameMisaligned, 0, fmt::format("rsp {:#x} is not 8-byte aligned", rsp));
+    return std::nullopt;
+  }
+  if (!ctx.bounds.contains(rsp, 8)) {
+    judge.fail(Reason::FrameOutOfBounds, 0,
+               fmt::format("rsp {:#x} outside the stack [{:#x}, {:#x})", rsp, ctx.bounds.low, ctx.bounds.high));
+    return std::nullopt;
+  }
+  const CodeImage* img = ctx.code.find(rip);
+  if (!img) {
+    judge.fail(Reason::ReturnAddressNotText, 0, fmt::format("pc {:#x} is in no executable mapping", rip));
+    return assume_frame_at_rbp(ctx, regs);
+  }
+  auto state = ctx.code.state_at(*img, rip);
+  if (!state) {
+    judge.fail(Reason::NoMetadata, 0,
+               fmt::format("no metadata for pc {:#x} in {}{}", rip, img->path,
+                           img->metadata_error.empty() ? "" : " (" + img->metadata_error + ")"));
+    return assume_frame_at_rbp(ctx, regs);
+  }
+  // The outermost function itself: the entry point or a thread trampoline after it zeroed rbp.
+  if (state->has(kEndOfStack)) return InnermostStep{true};
+  if (state->has(kBpZero)) {
+    if (rbp == 0) return InnermostStep{true};
+    judge.fail(Reason::BpClobbered, 0, fmt::format("metadata says rbp is 0 at pc {:#x}, but rbp = {:#x}", rip, rbp));
+    return std::nullopt;
+  }
+  uint64_t cfa = 0;
+  switch (state->cfa_base) {
+    case CfaBase::Sp: cfa = rsp + state->cfa_offset; break;
+    case CfaBase::Bp: cfa = rbp + state->cfa_offset; break;
+    case CfaBase::SpIndirect: {
+      auto base = ctx.memory.read_u64(RemoteAddr(rsp));
+      if (!base) {
+        judge.fail(Reason::MemoryUnreadable, 0, base.error().describe());
+        return std::nullopt;
+      }
+      cfa = *base + state->cfa_offset;
+      break;
+    }
+    case CfaBase::Undefined:
+    case CfaBase::Other:
+      judge.fail(Reason::NoFrameState, 0,
+                 fmt::format("metadata proves no CFA rule at pc {:#x} ({})", rip, describe_state(*state)));
+      return assume_frame_at_rbp(ctx, regs);
+  }
+  // The return address slot [cfa-8] must be a stack word above rsp.
+  if (auto p = check_frame_placement(ctx.bounds, cfa - 8, 8, rsp, rsp)) {
+    judge.fail(*p, 0);
+    return std::nullopt;
+  }
+  uint64_t caller_fp = 0;
+  if (state->has(kBpIsFrame)) {
+    if (rbp != cfa - 16) {
+      judge.fail(Reason::BpClobbered, 0, fmt::format("rbp {:#x} should be the frame at {:#x}", rbp, cfa - 16));
+      return std::nullopt;
+    }
+    auto v = ctx.memory.read_u64(RemoteAddr(rbp));
+    if (!v) {
+      judge.fail(Reason::MemoryUnreadable, 0, v.error().describe());
+      return std::nullopt;
+    }
+    caller_fp = *v;
+  } else if (state->has(kBpSaved)) {
+    uint64_t slot = cfa + state->bp_offset;
+    if (auto p = check_frame_placement(ctx.bounds, slot, 8, rsp, rsp)) {
+      judge.fail(*p, 0);
+      return std::nullopt;
+    }
+    auto v = ctx.memory.read_u64(RemoteAddr(slot));
+    if (!v) {
+      judge.fail(Reason::MemoryUnreadable, 0, v.error().describe());
+      return std::nullopt;
+    }
+    caller_fp = *v;
+  } else if (state->has(kBpUnchanged)) {
+    caller_fp = rbp;
+  } else {
+    judge.fail(Reason::BpClobbered, 0, fmt::format("the caller's rbp is lost at pc {:#x} ({})", rip, describe_state(*state)));
+    return std::nullopt;
+  }
+  auto ret = ctx.memory.read_u64(RemoteAddr(cfa - 8));
+  if (!ret) {
+    judge.fail(Reason::MemoryUnreadable, 0, ret.error().describe());
+    return std::nullopt;
+  }
+  return InnermostStep{false, true, cfa, *ret, caller_fp};
+}
+
+namespace {
+
+bool is_signal_trampoline(const CodeMap& code, uint64_t address) {
+  auto f = code.function_at(address);
+  return f && f->start == address && f->name.find("restore_rt") != std::string::npos;
+}
+
+// The direct call before `return_address` must target the function the callee frame runs in.
+Check check_call_target(const WalkContext& ctx, uint64_t return_address, uint64_t callee_pc, bool callee_is_return) {
+  uint8_t insn[5];
+  if (ctx.memory.read(RemoteAddr(return_address - 5), insn, 5) != 5) return std::nullopt;  // text not readable
+  if (insn[0] != 0xe8) return std::nullopt;
+  int32_t rel;
+  std::memcpy(&rel, insn + 1, 4);
+  uint64_t target = return_address + static_cast<int64_t>(rel);
+  auto callee = ctx.code.function_at(callee_is_return ? callee_pc - 1 : callee_pc);
+  auto called = ctx.code.function_at(target);
+  // Only a definite contradiction counts: the call lands on the entry of a known function that is not the
+  // callee's. PLT stubs and unknown targets prove nothing either way.
+  if (!callee || callee->cold_part || !called || called->start != target || target == callee->start)
+    return std::nullopt;
+  return Problem{Reason::CallTargetMismatch,
+                 fmt::format("the call before {:#x} calls {} but the frame below runs in {}", return_address,
+                             called->name, callee->name)};
+}
+
+}  // namespace
+
+ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, uint64_t callee_pc,
+                             bool callee_is_return, int index, Judge& judge) {
+  ReturnSite site;
+  if (is_signal_trampoline(ctx.code, return_address)) {
+    judge.fail(Reason::InterruptFrameMidStack, index,
+               fmt::format("{:#x} is a signal-return trampoline: a signal frame is on the stack", return_address));
+    site.image = ctx.code.find(return_address);
+    return site;
+  }
+  site.image = ctx.code.find(return_address - 1);
+  if (!site.image) {
+    judge.fail(Reason::ReturnAddressNotText, index,
+               fmt::format("return address {:#x} is in no executable mapping", return_address));
+    return site;
+  }
+  if (!site.image->metadata) {
+    judge.fail(Reason::NoMetadata, index,
+               fmt::format("no metadata for {} (return address {:#x}){}", site.image->path, return_address,
+                           site.image->metadata_error.empty() ? "" : ": " + site.image->metadata_error));
+    return site;
+  }
+  site.state = ctx.code.state_at(*site.image, return_address - 1);
+  site.call = ctx.code.call_site_at(*site.image, return_address);
+  if (site.state && site.state->has(kRegsFrame)) {
+    judge.fail(Reason::InterruptFrameMidStack, index,
+               fmt::format("a register frame is on the stack at return address {:#x}", return_address));
+    return site;
+  }
+  if (!site.call) {
+    judge.fail(Reason::ReturnAddressNotAfterCall, index,
+               fmt::format("no call instruction ends at {:#x}", return_address));
+    return site;
+  }
+  if (ctx.options.check_call_targets && !site.call->has(kCallIndirect)) {
+    if (auto p = check_call_target(ctx, return_address, callee_pc, callee_is_return)) judge.fail(*p, index);
+  }
+  return site;
+}
+
+Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t record) {
+  if (!ctx.options.scan_for_skipped_frames || record <= low) return std::nullopt;
+  low = (low + 7) & ~uint64_t{7};
+  for (uint64_t a = low; a + 16 <= record; a += 8) {
+    auto word = ctx.memory.read_u64(RemoteAddr(a));
+    if (!word || *word != record) continue;
+    auto ret = ctx.memory.read_u64(RemoteAddr(a + 8));
+    if (!ret) continue;
+    const CodeImage* img = ctx.code.find(*ret - 1);
+    if (!img || !ctx.code.call_site_at(*img, *ret)) continue;
+    return Problem{Reason::FrameSkipped,
+                   fmt::format("a frame record at {:#x} (return address {:#x}) links to the frame at {:#x}: "
+                               "the chain skipped it", a, *ret, record)};
+  }
+  return std::nullopt;
+}
+
+}  // namespace framecert

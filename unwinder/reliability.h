@@ -1,0 +1,89 @@
+// The reliability judge: the checks behind the five conditions of a reliable trace (DESIGN.md, "Unwinder
+// contract"), shared by the frame-pointer walk and the metadata-only walk. The walkers do the mechanics
+// (which word to read next); every decision about trust is made here.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "unwinder/code_map.h"
+#include "unwinder/memory.h"
+#include "unwinder/regs.h"
+#include "unwinder/stack_bounds.h"
+#include "unwinder/trace.h"
+
+namespace framecert {
+
+struct WalkOptions {
+  size_t max_depth = 4096;  // frames; a 16 KiB kernel stack holds < 1024 frame records
+  // Condition 2, tightened: the direct call before a return address must call the function of the frame
+  // below. Catches a corrupted return address that still lands after some call; costs a false
+  // "unreliable" on sibling (tail) calls through a frame, which are rare under frame pointers.
+  bool check_call_targets = true;
+  // Condition 1, tightened: the words between two frames must not hold a frame record that links to the
+  // next frame (which is what a corrupted saved rbp that skips callers leaves behind).
+  bool scan_for_skipped_frames = true;
+  // Kernel tasks: the frame-record address that marks the recognised end (just below the user pt_regs).
+  std::optional<uint64_t> end_frame;
+};
+
+// Everything a walk reads from. The stack must stay frozen while it runs.
+struct WalkContext {
+  Memory& memory;
+  const CodeMap& code;
+  StackBounds bounds;
+  WalkOptions options;
+};
+
+struct Problem {
+  Reason reason;
+  std::string detail;
+};
+using Check = std::optional<Problem>;
+
+// Keeps the first problem found; walks may go on best-effort afterwards to show more frames.
+class Judge {
+ public:
+  void fail(Reason r, int frame, std::string detail);
+  void fail(const Problem& p, int frame) { fail(p.reason, frame, p.detail); }
+  bool failed() const { return first_.has_value(); }
+  // The verdict once the walk stops at `last_frame`: reliable only if nothing failed and the walk ended
+  // at the task's recognised stack end.
+  Verdict finish(bool end_reached, int last_frame) const;
+
+ private:
+  std::optional<Verdict> first_;
+};
+
+// Condition 1: `len` bytes at `addr` lie inside the stack, 8-byte aligned, at or above `floor` (the lowest
+// address the next frame may use: the previous frame's end). `previous` is the previous frame's address,
+// to tell a loop from a plain wrong direction.
+Check check_frame_placement(const StackBounds& bounds, uint64_t addr, uint64_t len, uint64_t floor,
+                            uint64_t previous);
+
+// The innermost step (condition 3's exception): the CFA rule at the exact pc decides where the return
+// address and the caller's rbp are.
+struct InnermostStep {
+  bool end = false;           // the pc is in the outermost function itself (rbp known zero / end hint)
+  bool from_metadata = true;  // false: fell back to assuming a frame at rbp (already judged unreliable)
+  uint64_t cfa = 0;
+  uint64_t return_address = 0;
+  uint64_t caller_fp = 0;
+};
+// Returns nullopt when no step is possible at all (the judge holds why).
+std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const Regs& regs, Judge& judge);
+
+// Conditions 2–4 at a return address (frame `index`, whose callee ran at `callee_pc`).
+struct ReturnSite {
+  const CodeImage* image = nullptr;  // null: not text
+  std::optional<CallSite> call;      // the call instruction that ends at the return address
+  std::optional<FrameState> state;   // the caller's state at that call instruction
+};
+ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, uint64_t callee_pc,
+                             bool callee_is_return, int index, Judge& judge);
+
+// The skipped-caller scan: does a frame record in [low, record) link to `record`?
+Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t record);
+
+}  // namespace framecert
