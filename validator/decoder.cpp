@@ -385,7 +385,8 @@ std::optional<Insn> Decoder::decode(std::span<const uint8_t> code, uint64_t offs
   insn.length = zi.length;
   insn.written_regs = written_gprs(zi, operands.data());
   insn.zeroes_bp = sets_bp_zero(zi, operands.data());
-  // objtool ignores VEX/EVEX-encoded instructions entirely: kind other, no stack operations.
+  // objtool skips VEX/EVEX-encoded instructions entirely: kind other, no stack operations. XOP (AMD only,
+  // unknown to the kernel's decoder, never in kernel code) is treated the same way.
   if (!is_legacy_encoding(zi)) return insn;
 
   const Encoding e = extract(bytes, zi);
