@@ -1,0 +1,135 @@
+// `framecert check [--json] [--metadata FILE] [--explain] [-j N] OBJECT...`
+// Findings go to stderr in objtool's shape; --json writes them to stdout. Exit: 0 clean, 1 findings,
+// 2 an object (or the arguments) unusable.
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <thread>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "harness/cli/commands.h"
+#include "validator/validator.h"
+
+namespace framecert::cli {
+
+namespace {
+
+struct CheckArgs {
+  std::vector<std::string> objects;
+  std::string metadata;
+  bool json = false;
+  bool explain = false;
+  unsigned jobs = 1;
+};
+
+// With several objects, --metadata names a directory; each object's file is named after its path.
+std::string metadata_path(const CheckArgs& a, const std::string& object) {
+  if (a.objects.size() == 1) return a.metadata;
+  std::string name = object;
+  for (char& c : name)
+    if (c == '/') c = '_';
+  return (std::filesystem::path(a.metadata) / (name + ".fcmeta")).string();
+}
+
+nlohmann::json finding_json(const Finding& f) {
+  nlohmann::json j = {{"text", f.text()}, {"message", f.message}, {"function", f.function}, {"section", f.section}};
+  if (f.positional) {
+    j["offset"] = f.offset;
+    j["func_offset"] = f.func_offset;
+  }
+  if (!f.path.empty()) j["path"] = f.path;
+  if (!f.state_seen.empty()) j["state"] = f.state_seen;
+  if (!f.state_expected.empty()) j["state_expected"] = f.state_expected;
+  return j;
+}
+
+int run_check(const CheckArgs& a) {
+  if (!a.metadata.empty() && a.objects.size() > 1) {
+    std::error_code ec;
+    std::filesystem::create_directories(a.metadata, ec);
+    if (ec) {
+      fmt::print(stderr, "framecert: {}: cannot create metadata directory: {}\n", a.metadata, ec.message());
+      return 2;
+    }
+  }
+  std::vector<std::optional<Result<ObjectReport>>> results(a.objects.size());
+  std::vector<std::string> write_errors(a.objects.size());
+  std::atomic<size_t> next{0};
+  CheckOptions options;
+  options.explain = a.explain || a.json;
+  options.want_metadata = !a.metadata.empty();
+  auto worker = [&] {
+    for (size_t i; (i = next++) < a.objects.size();) {
+      results[i] = check_object(a.objects[i], options);
+      if (*results[i] && options.want_metadata) {
+        auto w = write_frame_table((*results[i])->metadata, metadata_path(a, a.objects[i]));
+        if (!w) write_errors[i] = w.error();
+        (*results[i])->metadata = FrameTable{};  // free it early: kernel-sized tables are large
+      }
+    }
+  };
+  unsigned jobs = std::max(1u, std::min<unsigned>(a.jobs, static_cast<unsigned>(a.objects.size())));
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < jobs; ++t) pool.emplace_back(worker);
+  worker();
+  for (auto& t : pool) t.join();
+
+  int status = 0;
+  size_t total = 0, errors = 0;
+  nlohmann::json out = {{"objects", nlohmann::json::array()}};
+  for (size_t i = 0; i < a.objects.size(); ++i) {
+    const auto& r = *results[i];
+    nlohmann::json jo = {{"object", a.objects[i]}};
+    if (!r) {
+      fmt::print(stderr, "framecert: {}\n", r.error());
+      jo["error"] = r.error();
+      ++errors;
+      status = 2;
+      out["objects"].push_back(jo);
+      continue;
+    }
+    if (!write_errors[i].empty()) {
+      fmt::print(stderr, "framecert: {}\n", write_errors[i]);
+      jo["error"] = write_errors[i];
+      ++errors;
+      status = 2;
+    }
+    jo["findings"] = nlohmann::json::array();
+    for (const Finding& f : r->findings) {
+      fmt::print(stderr, "{}: warning: framecert: {}\n", a.objects[i], f.text());
+      if (a.explain) {
+        for (const auto& step : f.path) fmt::print(stderr, "    path: {}\n", step);
+        if (!f.state_seen.empty()) fmt::print(stderr, "    state on this path: {}\n", f.state_seen);
+        if (!f.state_expected.empty()) fmt::print(stderr, "    state recorded by an earlier path: {}\n", f.state_expected);
+      }
+      jo["findings"].push_back(finding_json(f));
+    }
+    jo["functions"] = r->functions_checked;
+    jo["instructions"] = r->instructions;
+    total += r->findings.size();
+    if (!r->findings.empty() && status == 0) status = 1;
+    out["objects"].push_back(jo);
+  }
+  out["summary"] = {{"objects", a.objects.size()}, {"findings", total}, {"errors", errors}};
+  if (a.json) fmt::print("{}\n", out.dump(2));
+  return status;
+}
+
+}  // namespace
+
+void add_check_command(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<CheckArgs>();
+  CLI::App* cmd = app.add_subcommand("check", "Validate the frame-pointer discipline of x86-64 ELF objects");
+  cmd->add_option("objects", args->objects, "ELF objects (.o, executables, shared objects, vmlinux)")->required();
+  cmd->add_flag("--json", args->json, "Write the findings as JSON on stdout");
+  cmd->add_option("--metadata", args->metadata,
+                  "Write frame metadata to FILE (with several objects: into directory FILE, one file each)");
+  cmd->add_flag("--explain", args->explain, "Show the path of branches and the states behind each finding");
+  cmd->add_option("-j,--jobs", args->jobs, "Check objects on N threads")->check(CLI::Range(1u, 256u));
+  cmd->callback([args, &exit_code] { exit_code = run_check(*args); });
+}
+
+}  // namespace framecert::cli

@@ -1,0 +1,72 @@
+// The stack and frame state tracked along each code path: where the CFA is (the caller's stack pointer
+// before its call), where callee-saved registers were saved, and the bookkeeping needed to follow
+// frame-pointer setup, `leave`, stack realignment (DRAP) and stack swizzles. Semantics follow objtool 6.1
+// so that both tools agree on every verdict; the numbering of bases and registers is objtool's, because
+// its "stack state mismatch" messages print them.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+
+#include "validator/insn.h"
+
+namespace framecert {
+
+namespace cfi {
+inline constexpr int kUndefined = -1;
+inline constexpr int kCfa = -2;
+inline constexpr int kSpIndirect = -3;
+inline constexpr int kBpIndirect = -4;
+inline constexpr int kSp = 4;
+inline constexpr int kBp = 5;
+inline constexpr int kRa = 16;  // the return address "register"
+inline constexpr int kNumRegs = 17;
+}  // namespace cfi
+
+struct CfiReg {
+  int base = cfi::kUndefined;
+  int offset = 0;
+  bool operator==(const CfiReg&) const = default;
+};
+
+// What rbp holds, tracked beyond objtool so the metadata can tell the unwinder whether the register is a
+// usable frame pointer (objtool only follows the save slots).
+enum class BpValue : uint8_t { Caller, Frame, Zero, Unknown };
+
+struct CfiState {
+  std::array<CfiReg, cfi::kNumRegs> regs{};
+  std::array<CfiReg, cfi::kNumRegs> vals{};
+  CfiReg cfa{};
+  int stack_size = 0;
+  int drap_reg = cfi::kUndefined;
+  int drap_offset = -1;
+  bool bp_scratch = false;
+  bool drap = false;
+
+  // The state at a function's entry: CFA = rsp + 8, the return address at CFA - 8.
+  static CfiState function_entry();
+  bool has_valid_frame() const;      // objtool's has_valid_stack_frame
+  bool has_modified_frame() const;   // objtool's has_modified_stack_frame
+};
+
+// Compares the parts objtool compares when two paths meet; on a difference returns objtool's message
+// text ("stack state mismatch: ..."), else an empty string.
+std::string mismatch_message(const CfiState& seen, const CfiState& now);
+
+// A readable summary for --explain, e.g. "cfa=rbp+16 rbp@cfa-16 stack_size=16".
+std::string describe(const CfiState& s);
+
+// Applies one stack operation. Returns an empty string, or the finding text when the operation cannot be
+// tracked (objtool's "undefined stack state", "unsupported stack pointer realignment", ...).
+// `in_function`: the instruction belongs to an STT_FUNC symbol; `next_is_hint`: an unwind hint follows.
+std::string apply_stack_op(CfiState& s, const StackOp& op, bool in_function, bool next_is_hint);
+
+}  // namespace framecert
+
+namespace framecert {
+inline bool operator==(const CfiState& a, const CfiState& b) {
+  return a.regs == b.regs && a.vals == b.vals && a.cfa == b.cfa && a.stack_size == b.stack_size &&
+         a.drap_reg == b.drap_reg && a.drap_offset == b.drap_offset && a.bp_scratch == b.bp_scratch && a.drap == b.drap;
+}
+}  // namespace framecert

@@ -1,0 +1,403 @@
+// Depth-first path following with an explicit stack, visiting paths in the same order as objtool's
+// recursive validate_branch(): at a conditional branch the taken side first, then the fall-through; switch
+// targets before the jump itself. The order matters because the first path to reach an instruction fixes
+// its recorded state, and a later path is compared against it. An explicit stack keeps hostile inputs
+// (functions with huge branch counts) from overflowing the thread's stack.
+#include "validator/checker.h"
+
+#include <algorithm>
+#include <unordered_map>
+
+#include <fmt/format.h>
+
+namespace framecert {
+
+namespace {
+
+struct PathNode {
+  int32_t parent;
+  int32_t insn;
+  const char* what;
+};
+
+struct WorkItem {
+  int32_t insn;
+  CfiState state;
+  bool df;            // direction flag set (std without cld)
+  bool after_alts;    // resume an instruction whose switch targets were already queued
+  int32_t path;       // --explain: index into the path nodes
+};
+
+size_t hash_state(const CfiState& s) {
+  size_t h = static_cast<size_t>(s.cfa.base * 131 + s.cfa.offset) ^ (static_cast<size_t>(s.stack_size) << 20);
+  for (const auto& r : s.regs) h = h * 1000003u ^ static_cast<size_t>(r.base * 977 + r.offset);
+  return h ^ (s.bp_scratch ? 0x9e3779b9u : 0) ^ (s.drap ? 0x7f4a7c15u : 0);
+}
+
+class FunctionChecker {
+ public:
+  FunctionChecker(const DecodedObject& obj, CheckResult& out, bool explain) : obj_(obj), out_(out), explain_(explain) {}
+
+  // Validates one function from its entry; returns false at the first finding (objtool stops the
+  // function there).
+  bool run(int32_t func) {
+    func_ = func;
+    std::vector<WorkItem> stack;
+    nodes_.clear();
+    stack.push_back({static_cast<int32_t>(obj_.functions[func].first_insn), CfiState::function_entry(), false, false,
+                     explain_ ? add_node(-1, static_cast<int32_t>(obj_.functions[func].first_insn), "entry") : -1});
+    while (!stack.empty()) {
+      WorkItem item = std::move(stack.back());
+      stack.pop_back();
+      if (!follow(item, stack)) return false;
+    }
+    return true;
+  }
+
+ private:
+  int32_t add_node(int32_t parent, int32_t insn, const char* what) {
+    nodes_.push_back({parent, insn, what});
+    return static_cast<int32_t>(nodes_.size() - 1);
+  }
+
+  std::string where(int32_t i) const {
+    const Instruction& in = obj_.insns[i];
+    if (in.func == kNone) return fmt::format("{}+0x{:x}", obj_.section_name(in.section), in.insn.offset);
+    const Function& f = obj_.functions[in.func];
+    return fmt::format("{}+0x{:x}", f.name, in.insn.offset - f.offset);
+  }
+
+  Finding& report(int32_t i, std::string message, const WorkItem& item) {
+    const Instruction& in = obj_.insns[i];
+    Finding f;
+    f.section = obj_.section_name(in.section);
+    f.offset = in.insn.offset;
+    if (in.func != kNone) {
+      f.function = obj_.functions[in.func].name;
+      f.func_offset = in.insn.offset - obj_.functions[in.func].offset;
+    }
+    f.message = std::move(message);
+    if (explain_) {
+      for (int32_t n = item.path; n != -1; n = nodes_[n].parent)
+        f.path.push_back(fmt::format("{}: {}", where(nodes_[n].insn), nodes_[n].what));
+      std::reverse(f.path.begin(), f.path.end());
+      f.state_seen = describe(item.state);
+    }
+    out_.findings.push_back(std::move(f));
+    return out_.findings.back();
+  }
+
+  void report_text(std::string text) {
+    Finding f;
+    f.positional = false;
+    f.function = obj_.functions[func_].name;
+    f.message = std::move(text);
+    out_.findings.push_back(std::move(f));
+  }
+
+  int32_t intern(const CfiState& s) {
+    auto& bucket = index_[hash_state(s)];
+    for (int32_t id : bucket)
+      if (out_.states[id] == s) return id;
+    out_.states.push_back(s);
+    bucket.push_back(static_cast<int32_t>(out_.states.size() - 1));
+    return bucket.back();
+  }
+
+  bool is_sibling_call(const Instruction& in) const {
+    if (in.func == kNone) return false;
+    if (in.insn.kind == InsnKind::JumpIndirect) return !in.jump_table;
+    return (in.insn.kind == InsnKind::Jump || in.insn.kind == InsnKind::JumpConditional) && in.sibling_target;
+  }
+
+  bool is_special_call(const Instruction& in) const {
+    if (in.insn.kind != InsnKind::Call || in.call_symbol == kNone) return false;
+    return obj_.symbol(static_cast<uint32_t>(in.call_symbol)).name == "__fentry__";
+  }
+
+  std::string callee_name(const Instruction& in) const {
+    return in.call_symbol == kNone ? "{dynamic}" : obj_.symbol(static_cast<uint32_t>(in.call_symbol)).name;
+  }
+
+  // Follows one path until it ends; pushes the other sides of branches. False at a finding.
+  bool follow(WorkItem item, std::vector<WorkItem>& stack) {
+    const int32_t func = func_;
+    if (item.insn < -1) {  // the fall-through of a conditional branch that ends its section
+      if (item.state.cfa.base == cfi::kUndefined) return true;
+      report_end_of_section(obj_.insns[-2 - item.insn]);
+      return false;
+    }
+    int32_t i = item.insn;
+    while (true) {
+      const Instruction& in = obj_.insns[i];
+      const int32_t next = obj_.next_in_section(i);
+      if (!item.after_alts) {
+        if (in.func != kNone && obj_.parent_of(in.func) != func) {
+          if (obj_.functions[func].name.starts_with("__cfi_")) return true;
+          report_text(fmt::format("{}() falls through to next function {}()", obj_.functions[func].name,
+                                  obj_.functions[in.func].name));
+          return false;
+        }
+        if (in.ignore) {
+          report(i, "BUG: why am I validating an ignored function?", item);
+          return false;
+        }
+        if (out_.visited[i]) {
+          std::string m = mismatch_message(out_.states[out_.state_of_insn[i]], item.state);
+          if (!m.empty()) {
+            Finding& f = report(i, std::move(m), item);
+            if (explain_) {
+              f.state_expected = describe(out_.states[out_.state_of_insn[i]]);
+            }
+            return false;
+          }
+          return true;
+        }
+        out_.visited[i] = 1;
+        out_.state_of_insn[i] = intern(item.state);
+        if (!in.table_targets.empty()) {
+          // Switch targets are explored first, each with the state before the indirect jump.
+          WorkItem resume = item;
+          resume.insn = i;
+          resume.after_alts = true;
+          stack.push_back(resume);
+          for (auto t = in.table_targets.rbegin(); t != in.table_targets.rend(); ++t)
+            stack.push_back({*t, item.state, item.df, false, explain_ ? add_node(item.path, i, "switch table") : -1});
+          return true;
+        }
+      }
+      item.after_alts = false;
+
+      if (in.insn.is_iret && in.func != kNone) {
+        // sync_core()'s iret to self pops the 5-word frame it built: a stack adjustment, not a switch.
+        StackOp pop_frame{StackOp::Src::Add, Reg::Sp, 40, StackOp::Dst::Reg, Reg::Sp, 0};
+        if (auto m = apply_stack_op(item.state, pop_frame, true, false); !m.empty()) {
+          report(i, m, item);
+          return false;
+        }
+      } else {
+        for (int k = 0; k < in.insn.op_count; ++k)
+          if (auto m = apply_stack_op(item.state, in.insn.ops[k], in.func != kNone, false); !m.empty()) {
+            report(i, m, item);
+            return false;
+          }
+      }
+
+      switch (in.insn.is_iret && in.func != kNone ? InsnKind::Other : in.insn.kind) {
+        case InsnKind::Return:
+          if (item.df) {
+            report(i, "return with DF set", item);
+            return false;
+          }
+          if (item.state.has_modified_frame()) {
+            report(i, "return with modified stack frame", item);
+            return false;
+          }
+          if (item.state.bp_scratch) {
+            report(i, "BP used as a scratch register", item);
+            return false;
+          }
+          return true;
+        case InsnKind::Call:
+        case InsnKind::CallIndirect:
+          if (item.df) {
+            report(i, fmt::format("call to {}() with DF set", callee_name(in)), item);
+            return false;
+          }
+          if (!is_special_call(in) && !item.state.has_valid_frame()) {
+            report(i, "call without frame pointer save/setup", item);
+            return false;
+          }
+          if (in.dead_end) return true;
+          break;
+        case InsnKind::Jump:
+        case InsnKind::JumpConditional:
+          if (is_sibling_call(in)) {
+            if (!sibling_ok(in, i, item)) return false;
+          } else if (in.jump_dest != kNone) {
+            if (in.insn.kind == InsnKind::Jump) {
+              // The only way on: continue along the jump without growing the stack.
+              if (explain_) item.path = add_node(item.path, i, "jump");
+              i = in.jump_dest;
+              continue;
+            }
+            // objtool follows the taken side first; the fall-through waits on the stack.
+            WorkItem fall = item;
+            fall.insn = next;
+            if (explain_) fall.path = add_node(item.path, i, "branch not taken");
+            if (next != kNone && !in.dead_end) stack.push_back(fall);
+            else if (next == kNone && !in.dead_end) stack.push_back(end_marker(item, i));
+            item.insn = in.jump_dest;
+            if (explain_) item.path = add_node(item.path, i, "branch taken");
+            i = in.jump_dest;
+            continue;
+          }
+          if (in.insn.kind == InsnKind::Jump) return true;
+          break;
+        case InsnKind::JumpIndirect:
+          if (is_sibling_call(in) && !sibling_ok(in, i, item)) return false;
+          return true;
+        case InsnKind::ContextSwitch:
+          report(i, "unsupported instruction in callable function", item);
+          return false;
+        case InsnKind::Std:
+          if (item.df) {
+            report(i, "recursive STD", item);
+            return false;
+          }
+          item.df = true;
+          break;
+        case InsnKind::Cld:
+          if (!item.df) {
+            report(i, "redundant CLD", item);
+            return false;
+          }
+          item.df = false;
+          break;
+        default:
+          break;
+      }
+      if (in.dead_end) return true;
+      if (next == kNone) {
+        if (item.state.cfa.base == cfi::kUndefined) return true;
+        report_end_of_section(in);
+        return false;
+      }
+      i = next;
+    }
+  }
+
+  // A conditional branch as the section's last instruction: its fall-through runs off the end.
+  WorkItem end_marker(const WorkItem& item, int32_t i) {
+    WorkItem w = item;
+    w.insn = -2 - i;  // never a valid index: follow() reports the end of the section
+    return w;
+  }
+
+  void report_end_of_section(const Instruction& in) {
+    Finding f;
+    f.positional = false;
+    f.function = obj_.functions[func_].name;
+    f.message = fmt::format("{}: unexpected end of section", obj_.section_name(in.section));
+    out_.findings.push_back(std::move(f));
+  }
+
+  bool sibling_ok(const Instruction& in, int32_t i, const WorkItem& item) {
+    if (item.state.has_modified_frame()) {
+      report(i, "sibling call from callable instruction with modified stack frame", item);
+      return false;
+    }
+    if (item.df) {
+      report(i, fmt::format("call to {}() with DF set", callee_name(in)), item);
+      return false;
+    }
+    return true;
+  }
+
+  const DecodedObject& obj_;
+  CheckResult& out_;
+  bool explain_;
+  int32_t func_ = kNone;
+  std::vector<PathNode> nodes_;
+  std::unordered_map<size_t, std::vector<int32_t>> index_;
+};
+
+bool is_call_to(const DecodedObject& obj, const Instruction& in, std::string_view name) {
+  return in.insn.kind == InsnKind::Call && in.call_symbol != kNone && obj.symbol(static_cast<uint32_t>(in.call_symbol)).name == name;
+}
+
+bool prev_is_dead_end(const DecodedObject& obj, int32_t i) {
+  if (i <= 0) return false;
+  const Instruction& p = obj.insns[i - 1];
+  if (p.dead_end) return true;
+  if (p.call_func != kNone && p.insn.kind == InsnKind::Call && is_noreturn_function(obj, p.call_func)) return true;
+  return p.insn.kind == InsnKind::Call && p.call_symbol != kNone && is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(p.call_symbol)).name);
+}
+
+bool ignore_unreachable(const DecodedObject& obj, int32_t i) {
+  const Instruction& in = obj.insns[i];
+  if (in.ignore || in.insn.kind == InsnKind::Nop || in.insn.kind == InsnKind::Trap) return true;
+  const std::string& sec = obj.section_name(in.section);
+  if (sec == ".altinstr_replacement" || sec == ".altinstr_aux") return true;
+  if (in.func == kNone) return false;
+  // A ud2 (or a jump to one) after a call that never returns is the compiler's "unreachable" trap.
+  if (prev_is_dead_end(obj, i) &&
+      (in.insn.kind == InsnKind::Bug ||
+       (in.insn.kind == InsnKind::Jump && in.jump_dest != kNone && obj.insns[in.jump_dest].insn.kind == InsnKind::Bug)))
+    return true;
+  // Sanitizer calls that the compiler places on paths it knows are unreachable.
+  int32_t k = i;
+  for (int n = 0; n < 5 && k != kNone; ++n) {
+    const Instruction& c = obj.insns[k];
+    if (is_call_to(obj, c, "__asan_handle_no_return") || is_call_to(obj, c, "__ubsan_handle_builtin_unreachable")) return true;
+    if (c.insn.kind == InsnKind::Jump) {
+      if (c.jump_dest != kNone && obj.insns[c.jump_dest].func == c.func) {
+        k = c.jump_dest;
+        continue;
+      }
+      break;
+    }
+    const Function& f = obj.functions[c.func == kNone ? in.func : c.func];
+    if (c.insn.end() >= f.offset + f.size) break;
+    k = obj.next_in_section(k);
+  }
+  return false;
+}
+
+}  // namespace
+
+CheckResult check_functions(const DecodedObject& obj, bool explain) {
+  CheckResult out;
+  out.state_of_insn.assign(obj.insns.size(), -1);
+  out.visited.assign(obj.insns.size(), 0);
+  out.function_failed.assign(obj.functions.size(), false);
+  // objtool's order: sections in header order, functions by address within each.
+  std::vector<int32_t> order;
+  for (int32_t f = 0; f < static_cast<int32_t>(obj.functions.size()); ++f) order.push_back(f);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    const Function &fa = obj.functions[a], &fb = obj.functions[b];
+    return fa.section != fb.section ? fa.section < fb.section : fa.offset < fb.offset;
+  });
+  FunctionChecker checker(obj, out, explain);
+  for (int32_t f : order) {
+    const Function& fn = obj.functions[f];
+    if (fn.size == 0) {
+      Finding w;
+      w.positional = false;
+      w.function = fn.name;
+      w.message = fmt::format("{}() is missing an ELF size annotation", fn.name);
+      out.findings.push_back(std::move(w));
+      out.function_failed[f] = true;
+      continue;
+    }
+    if (fn.parent != f || !fn.canonical || fn.first_insn == fn.end_insn) continue;
+    if (fn.broken) {
+      out.function_failed[f] = true;
+      continue;
+    }
+    const Instruction& first = obj.insns[fn.first_insn];
+    if (first.insn.offset != fn.offset || first.ignore || out.visited[fn.first_insn]) continue;
+    if (!checker.run(f)) out.function_failed[f] = true;
+  }
+  return out;
+}
+
+void check_reachability(const DecodedObject& obj, CheckResult& result) {
+  if (obj.ignore_unreachables) return;
+  for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
+    if (result.visited[i] || ignore_unreachable(obj, i)) continue;
+    const Instruction& in = obj.insns[i];
+    Finding f;
+    f.section = obj.section_name(in.section);
+    f.offset = in.insn.offset;
+    if (in.func != kNone) {
+      f.function = obj.functions[in.func].name;
+      f.func_offset = in.insn.offset - obj.functions[in.func].offset;
+    }
+    f.message = "unreachable instruction";
+    result.findings.push_back(std::move(f));
+    return;
+  }
+}
+
+}  // namespace framecert

@@ -1,0 +1,477 @@
+// Building the decoded object: decode, attach instructions to functions, resolve jumps, calls and switch
+// tables, mark dead ends. The rules for what counts as a sibling call, a switch table or a dead end follow
+// objtool 6.1, so that both tools see the same control flow.
+#include "validator/decoded_object.h"
+
+#include <elf.h>
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "validator/decoder.h"
+
+namespace framecert {
+
+namespace {
+
+constexpr uint32_t kRelocPc32 = 2;  // R_X86_64_PC32
+
+bool is_retpoline_thunk(std::string_view name) { return name.starts_with("__x86_indirect_"); }
+bool is_return_thunk(std::string_view name) { return name == "__x86_return_thunk"; }
+
+// A structural error inside a function: that function cannot be checked (objtool stops the whole
+// object here; framecert stops only the function and checks the others — docs/rules.md).
+Finding fatal_at(DecodedObject& obj, const Instruction& in, std::string message) {
+  if (in.func != kNone) obj.functions[obj.parent_of(in.func)].broken = true;
+  Finding f;
+  f.section = obj.section_name(in.section);
+  f.offset = in.insn.offset;
+  if (in.func != kNone) {
+    f.function = obj.functions[in.func].name;
+    f.func_offset = in.insn.offset - obj.functions[in.func].offset;
+  }
+  f.message = std::move(message);
+  return f;
+}
+
+Finding fatal_text(std::string text) {
+  Finding f;
+  f.positional = false;
+  f.message = std::move(text);
+  return f;
+}
+
+void decode_sections(DecodedObject& obj, const Decoder& decoder) {
+  for (const ElfSection& sec : obj.elf->sections()) {
+    if (!sec.executable() || sec.bytes.empty()) continue;
+    SectionCode code{sec.index, static_cast<uint32_t>(obj.insns.size()), 0};
+    for (uint64_t off = 0; off < sec.bytes.size();) {
+      auto insn = decoder.decode(sec.bytes.subspan(off), off);
+      if (!insn) {
+        obj.fatal.push_back(fatal_text(fmt::format("can't decode instruction at {}:0x{:x}", sec.name, off)));
+        break;
+      }
+      Instruction in;
+      in.insn = *insn;
+      in.section = sec.index;
+      in.dead_end = insn->kind == InsnKind::Bug;  // ud2 is BUG(): execution stops there
+      obj.insns.push_back(std::move(in));
+      off += insn->length;
+    }
+    code.end_insn = static_cast<uint32_t>(obj.insns.size());
+    obj.code_sections.push_back(code);
+  }
+}
+
+void collect_functions(DecodedObject& obj) {
+  const auto& syms = obj.elf->symbols();
+  obj.function_by_symbol.assign(syms.size(), kNone);
+  for (const ElfSymbol& s : syms) {
+    if (s.type != STT_FUNC || !s.defined() || !obj.code_of(s.section)) continue;
+    Function f;
+    f.symbol = s.index;
+    f.name = s.name;
+    f.section = s.section;
+    f.offset = s.offset;
+    f.size = s.size;
+    f.weak = s.bind == STB_WEAK;
+    f.global = s.bind == STB_GLOBAL;
+    obj.function_by_symbol[s.index] = static_cast<int32_t>(obj.functions.size());
+    obj.functions.push_back(std::move(f));
+  }
+  // Aliases: of several function symbols with the same start and size, the last in the symbol table is
+  // the one validated and named in findings (objtool's choice, kept so findings name the same symbol).
+  std::unordered_map<std::string, int32_t> last_at;
+  for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) {
+    const Function& f = obj.functions[i];
+    auto key = fmt::format("{}:{}:{}", f.section, f.offset, f.size);
+    auto [it, fresh] = last_at.try_emplace(key, i);
+    if (!fresh) {
+      obj.functions[it->second].canonical = false;
+      it->second = i;
+    }
+  }
+  // .cold parts: "foo.cold" / "foo.cold.12" belong to "foo".
+  std::unordered_map<std::string, int32_t> by_name;
+  for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) by_name.try_emplace(obj.functions[i].name, i);
+  for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) {
+    Function& f = obj.functions[i];
+    f.parent = i;
+    auto cold = f.name.find(".cold");
+    if (cold == std::string::npos) continue;
+    auto it = by_name.find(f.name.substr(0, cold));
+    if (it == by_name.end()) {
+      obj.fatal.push_back(fatal_text(fmt::format("{}(): can't find parent function", f.name)));
+      continue;
+    }
+    Function& p = obj.functions[it->second];
+    f.parent = it->second;
+    p.cold_child = i;
+    // -fno-reorder-functions may place the cold part at the end of the parent's own range.
+    if (f.section == p.section && f.offset >= p.offset && f.offset + f.size == p.offset + p.size) p.size -= f.size;
+  }
+  for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) {
+    Function& f = obj.functions[i];
+    const SectionCode* code = obj.code_of(f.section);
+    auto begin = obj.insns.begin() + code->first_insn, end = obj.insns.begin() + code->end_insn;
+    auto lo = std::lower_bound(begin, end, f.offset, [](const Instruction& in, uint64_t o) { return in.insn.offset < o; });
+    auto hi = std::lower_bound(lo, end, f.offset + f.size, [](const Instruction& in, uint64_t o) { return in.insn.offset < o; });
+    f.first_insn = static_cast<uint32_t>(lo - obj.insns.begin());
+    f.end_insn = static_cast<uint32_t>(hi - obj.insns.begin());
+    if (!f.canonical) continue;
+    for (auto it = lo; it != hi; ++it) it->func = i;
+  }
+}
+
+// STACK_FRAME_NON_STANDARD(func) puts a reference to func in .discard.func_stack_frame_non_standard.
+void mark_non_standard(DecodedObject& obj) {
+  const ElfSection* sec = obj.elf->section_by_name(".discard.func_stack_frame_non_standard");
+  if (!sec) return;
+  for (const ElfReloc& r : obj.elf->relocs_for(sec->index)) {
+    const ElfSymbol& s = obj.symbol(r.symbol);
+    int32_t f = kNone;
+    if (s.type == STT_FUNC) {
+      f = obj.function_by_symbol[s.index];
+    } else if (s.type == STT_SECTION) {
+      for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i)
+        if (obj.functions[i].section == s.section && obj.functions[i].offset == static_cast<uint64_t>(r.addend)) f = i;
+    }
+    if (f == kNone) continue;
+    Function& fn = obj.functions[f];
+    fn.non_standard = true;
+    for (uint32_t i = fn.first_insn; i < fn.end_insn; ++i) obj.insns[i].ignore = true;
+    for (auto& other : obj.functions)  // its aliases too
+      if (other.section == fn.section && other.offset == fn.offset) other.non_standard = true;
+  }
+}
+
+bool is_static_jump(const Instruction& in) {
+  return in.insn.kind == InsnKind::Jump || in.insn.kind == InsnKind::JumpConditional;
+}
+
+void resolve_jumps(DecodedObject& obj) {
+  for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
+    Instruction& in = obj.insns[i];
+    if (!is_static_jump(in)) continue;
+    uint32_t dest_sec = in.section;
+    uint64_t dest_off = in.insn.target;
+    if (const ElfReloc* r = obj.reloc_of(in)) {
+      const ElfSymbol& s = obj.symbol(r->symbol);
+      if (s.type == STT_SECTION) {
+        dest_sec = s.section;
+        dest_off = static_cast<uint64_t>(r->addend + 4);
+      } else if (is_retpoline_thunk(s.name)) {
+        in.insn.kind = InsnKind::JumpIndirect;  // a retpoline is an indirect jump in disguise
+        in.insn.op_count = 0;
+        continue;
+      } else if (is_return_thunk(s.name)) {
+        in.insn.kind = InsnKind::Return;
+        continue;
+      } else if (in.func != kNone) {
+        in.sibling_target = true;  // to a named symbol: external or internal sibling call
+        in.call_symbol = static_cast<int32_t>(s.index);
+        in.call_func = obj.function_by_symbol[s.index];
+        continue;
+      } else if (s.defined()) {
+        dest_sec = s.section;
+        dest_off = s.offset + static_cast<uint64_t>(r->addend + 4);
+      } else {
+        continue;  // non-function code jumping to another object: nothing to follow
+      }
+    }
+    int32_t dest = obj.find_insn(dest_sec, dest_off);
+    if (dest == kNone) {
+      obj.fatal.push_back(fatal_at(obj, in, fmt::format("can't find jump dest instruction at {}+0x{:x}",
+                                                        obj.section_name(dest_sec), dest_off)));
+      continue;
+    }
+    const Instruction& d = obj.insns[dest];
+    if (in.func != kNone && d.func != kNone && in.func != d.func) {
+      const bool into_cold = obj.functions[d.func].name.find(".cold") != std::string::npos &&
+                             obj.functions[in.func].name.find(".cold") == std::string::npos;
+      if (!into_cold && obj.parent_of(in.func) != obj.parent_of(d.func) && obj.function_starting_at(dest) != kNone) {
+        in.sibling_target = true;  // a jump to another function's first instruction
+        in.call_func = d.func;
+        in.call_symbol = static_cast<int32_t>(obj.functions[d.func].symbol);
+        continue;
+      }
+    }
+    in.jump_dest = dest;
+  }
+}
+
+// The relocation, if any, at exactly `offset` of `section`.
+const ElfReloc* reloc_at(const DecodedObject& obj, uint32_t section, uint64_t offset) {
+  const auto& relocs = obj.elf->relocs_for(section);
+  auto it = std::lower_bound(relocs.begin(), relocs.end(), offset, [](const ElfReloc& r, uint64_t o) { return r.offset < o; });
+  return it != relocs.end() && it->offset == offset ? &*it : nullptr;
+}
+
+bool symbol_covers(const DecodedObject& obj, uint32_t section, uint64_t offset) {
+  for (const ElfSymbol& s : obj.elf->symbols())
+    if (s.section == section && s.type != STT_SECTION && s.type != STT_FILE && offset >= s.offset &&
+        offset < s.offset + std::max<uint64_t>(s.size, 1))
+      return true;
+  return false;
+}
+
+// A switch table: the instruction references an anonymous .rodata location whose relocations point back
+// into the function. Returns the table's first entry relocation (in the rodata section), or null.
+const ElfReloc* switch_table_at(const DecodedObject& obj, const Instruction& in, uint32_t* table_sec, bool* pc_relative) {
+  const ElfReloc* text_reloc = obj.reloc_of(in);
+  if (!text_reloc) return nullptr;
+  const ElfSymbol& s = obj.symbol(text_reloc->symbol);
+  if (s.type != STT_SECTION || !obj.elf->sections()[s.section].is_rodata()) return nullptr;
+  uint64_t table_offset = static_cast<uint64_t>(text_reloc->addend + (text_reloc->type == kRelocPc32 ? 4 : 0));
+  if (obj.section_name(s.section) != ".rodata..c_jump_table" && symbol_covers(obj, s.section, table_offset)) return nullptr;
+  *table_sec = s.section;
+  *pc_relative = text_reloc->type == kRelocPc32;
+  return reloc_at(obj, s.section, table_offset);
+}
+
+int32_t table_entry_target(const DecodedObject& obj, const ElfReloc& r) {
+  return obj.find_insn(obj.symbol(r.symbol).section, static_cast<uint64_t>(r.addend));
+}
+
+void resolve_jump_tables(DecodedObject& obj) {
+  std::vector<std::pair<uint32_t, uint64_t>> table_starts;  // (section, offset) of tables already claimed
+  for (int32_t fi = 0; fi < static_cast<int32_t>(obj.functions.size()); ++fi) {
+    const Function& fn = obj.functions[fi];
+    if (fn.first_insn == fn.end_insn) continue;
+    std::vector<std::pair<int32_t, std::pair<uint32_t, const ElfReloc*>>> found;
+    for (uint32_t i = fn.first_insn; i < fn.end_insn; ++i) {
+      Instruction& in = obj.insns[i];
+      if (in.jump_dest != kNone && obj.insns[in.jump_dest].insn.offset > in.insn.offset &&
+          obj.insns[in.jump_dest].first_jump_src == kNone)
+        obj.insns[in.jump_dest].first_jump_src = static_cast<int32_t>(i);
+      if (in.insn.kind != InsnKind::JumpIndirect) continue;
+      // Walk back from the indirect jump to the instruction that loads the table address.
+      for (int32_t k = static_cast<int32_t>(i); k != kNone;) {
+        const Instruction& c = obj.insns[k];
+        if (c.func == kNone || obj.parent_of(c.func) != fi) break;
+        if (k != static_cast<int32_t>(i) && c.insn.kind == InsnKind::JumpIndirect) break;
+        if (c.insn.kind == InsnKind::Jump && c.jump_dest != kNone &&
+            (obj.insns[c.jump_dest].insn.offset <= c.insn.offset || obj.insns[c.jump_dest].insn.offset > in.insn.offset))
+          break;
+        uint32_t tsec = 0;
+        bool pc_relative = false;
+        if (const ElfReloc* entry = switch_table_at(obj, c, &tsec, &pc_relative)) {
+          if (pc_relative) obj.ignore_unreachables = true;
+          int32_t d = table_entry_target(obj, *entry);
+          if (d != kNone && obj.insns[d].func != kNone && obj.parent_of(obj.insns[d].func) == fi) {
+            found.push_back({static_cast<int32_t>(i), {tsec, entry}});
+            table_starts.push_back({tsec, entry->offset});
+            break;
+          }
+        }
+        if (c.first_jump_src != kNone) {
+          k = c.first_jump_src;
+        } else {
+          int32_t p = obj.prev_in_section(k);
+          k = (p != kNone && obj.insns[p].insn.offset >= fn.offset) ? p : kNone;
+        }
+      }
+    }
+    for (auto& [jmp, table] : found) {
+      auto [tsec, first] = table;
+      Instruction& in = obj.insns[jmp];
+      const auto& relocs = obj.elf->relocs_for(tsec);
+      const Function& pf = obj.functions[fi];
+      uint64_t prev_offset = 0;
+      bool any = false;
+      for (auto it = relocs.begin() + (first - relocs.data()); it != relocs.end(); ++it) {
+        if (&*it != first && std::find(table_starts.begin(), table_starts.end(), std::pair{tsec, it->offset}) != table_starts.end()) break;
+        if (any && it->offset != prev_offset + 8) break;
+        if (obj.symbol(it->symbol).section == pf.section && static_cast<uint64_t>(it->addend) == pf.offset) break;
+        int32_t d = table_entry_target(obj, *it);
+        if (d == kNone || obj.insns[d].func == kNone || obj.parent_of(obj.insns[d].func) != fi) break;
+        in.table_targets.push_back(d);
+        prev_offset = it->offset;
+        any = true;
+      }
+      if (!any) {
+        obj.fatal.push_back(fatal_at(obj, in, "can't find switch jump table"));
+        continue;
+      }
+      in.jump_table = true;
+    }
+  }
+}
+
+int32_t function_at_offset(const DecodedObject& obj, uint32_t section, uint64_t offset) {
+  int32_t any = kNone;
+  for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) {
+    const Function& f = obj.functions[i];
+    if (f.section == section && f.offset == offset) {
+      if (f.canonical) return i;
+      any = i;
+    }
+  }
+  return any;
+}
+
+int32_t symbol_at_offset(const DecodedObject& obj, uint32_t section, uint64_t offset) {
+  for (const ElfSymbol& s : obj.elf->symbols())
+    if (s.section == section && s.offset == offset && s.type != STT_SECTION && s.type != STT_FILE) return static_cast<int32_t>(s.index);
+  return kNone;
+}
+
+void resolve_calls(DecodedObject& obj) {
+  for (Instruction& in : obj.insns) {
+    if (in.insn.kind != InsnKind::Call) continue;
+    int32_t sym = kNone;
+    if (const ElfReloc* r = obj.reloc_of(in)) {
+      const ElfSymbol& s = obj.symbol(r->symbol);
+      if (s.type == STT_SECTION) {
+        uint64_t off = static_cast<uint64_t>(r->addend + 4);
+        int32_t f = function_at_offset(obj, s.section, off);
+        sym = f != kNone ? static_cast<int32_t>(obj.functions[f].symbol) : symbol_at_offset(obj, s.section, off);
+        if (sym == kNone) {
+          obj.fatal.push_back(fatal_at(obj, in, fmt::format("can't find call dest symbol at {}+0x{:x}", s.name, off)));
+          continue;
+        }
+      } else if (is_retpoline_thunk(s.name)) {
+        in.insn.kind = InsnKind::CallIndirect;
+        in.insn.op_count = 0;
+        continue;
+      } else {
+        sym = static_cast<int32_t>(s.index);
+      }
+    } else {
+      int32_t f = function_at_offset(obj, in.section, in.insn.target);
+      sym = f != kNone ? static_cast<int32_t>(obj.functions[f].symbol) : symbol_at_offset(obj, in.section, in.insn.target);
+      if (in.ignore) continue;
+      if (sym == kNone) {
+        obj.fatal.push_back(fatal_at(obj, in, "unannotated intra-function call"));
+        continue;
+      }
+      if (in.func != kNone && obj.symbol(sym).type != STT_FUNC) {
+        obj.fatal.push_back(fatal_at(obj, in, "unsupported call to non-function"));
+        continue;
+      }
+    }
+    // The callee's return undoes the push of the return address: a call with a known callee has no net
+    // stack effect.
+    in.insn.op_count = 0;
+    in.call_symbol = sym;
+    in.call_func = obj.function_by_symbol[sym];
+  }
+  for (Instruction& in : obj.insns)
+    if (in.insn.kind == InsnKind::Call && in.call_symbol != kNone && !in.dead_end) {
+      const ElfSymbol& s = obj.symbol(static_cast<uint32_t>(in.call_symbol));
+      if (s.bind == STB_WEAK) continue;
+      if (s.bind == STB_GLOBAL && is_known_noreturn_name(s.name)) in.dead_end = true;
+      else if (in.call_func != kNone && is_noreturn_function(obj, in.call_func)) in.dead_end = true;
+    }
+}
+
+}  // namespace
+
+bool is_known_noreturn_name(std::string_view name) {
+  // Functions outside the object that never return. ELF carries no noreturn attribute, so calls to
+  // these cannot be inferred; local functions are inferred from their code instead (is_noreturn_function).
+  static constexpr std::string_view kKernel[] = {
+      "__invalid_creds", "__module_put_and_kthread_exit", "__reiserfs_panic", "__stack_chk_fail",
+      "__ubsan_handle_builtin_unreachable", "cpu_bringup_and_idle", "cpu_startup_entry", "do_exit",
+      "do_group_exit", "do_task_dead", "ex_handler_msr_mce", "fortify_panic", "kthread_complete_and_exit",
+      "kthread_exit", "kunit_try_catch_throw", "lbug_with_loc", "machine_real_restart", "make_task_dead",
+      "panic", "rewind_stack_and_make_dead", "sev_es_terminate", "snp_abort", "stop_this_cpu",
+      "usercopy_abort", "xen_start_kernel"};
+  // User space (C library): a deliberate difference from objtool, which reports calls to these as
+  // "falls through to next function" (docs/rules.md).
+  static constexpr std::string_view kLibc[] = {
+      "abort", "exit", "_exit", "_Exit", "quick_exit", "__assert_fail", "__assert_perror_fail",
+      "__fortify_fail", "__chk_fail", "longjmp", "siglongjmp", "_longjmp", "__longjmp_chk",
+      "pthread_exit", "__cxa_throw", "__cxa_rethrow", "_Unwind_Resume", "err", "errx", "verr", "verrx",
+      "__libc_fatal", "__libc_start_main"};
+  for (auto n : kKernel)
+    if (n == name) return true;
+  for (auto n : kLibc)
+    if (n == name) return true;
+  return false;
+}
+
+bool is_noreturn_function(const DecodedObject& obj, int32_t func, int depth) {
+  const Function& f = obj.functions[func];
+  if (f.weak) return false;
+  if (f.global && is_known_noreturn_name(f.name)) return true;
+  if (f.size == 0 || f.first_insn == f.end_insn) return false;
+  if (obj.insns[f.first_insn].func == kNone) return false;
+  for (uint32_t i = f.first_insn; i < f.end_insn; ++i)
+    if (obj.insns[i].insn.kind == InsnKind::Return) return false;
+  // A sibling call makes the function return whenever its target does. Unlike objtool 6.1 (which keeps
+  // no destination for sibling calls and so calls every such function returning), follow local targets:
+  // the function is noreturn only if every sibling call goes to a function that is itself noreturn.
+  bool any_sibling = false;
+  for (uint32_t i = f.first_insn; i < f.end_insn; ++i) {
+    const Instruction& in = obj.insns[i];
+    if (in.func == kNone) continue;
+    if (in.insn.kind == InsnKind::JumpIndirect && !in.jump_table) return false;
+    if (!in.sibling_target) continue;
+    any_sibling = true;
+    if (depth >= 5) return false;  // mutually recursive tail calls: assume they return
+    if (in.call_func != kNone) {
+      if (!is_noreturn_function(obj, in.call_func, depth + 1)) return false;
+    } else if (in.call_symbol == kNone || !is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(in.call_symbol)).name)) {
+      return false;  // to another object: assume it returns
+    }
+  }
+  (void)any_sibling;
+  return true;
+}
+
+const SectionCode* DecodedObject::code_of(uint32_t section) const {
+  for (const auto& c : code_sections)
+    if (c.section == section) return &c;
+  return nullptr;
+}
+
+int32_t DecodedObject::find_insn(uint32_t section, uint64_t offset) const {
+  const SectionCode* code = code_of(section);
+  if (!code) return kNone;
+  auto begin = insns.begin() + code->first_insn, end = insns.begin() + code->end_insn;
+  auto it = std::lower_bound(begin, end, offset, [](const Instruction& in, uint64_t o) { return in.insn.offset < o; });
+  if (it == end || it->insn.offset != offset) return kNone;
+  return static_cast<int32_t>(it - insns.begin());
+}
+
+int32_t DecodedObject::next_in_section(int32_t i) const {
+  if (i == kNone || i + 1 >= static_cast<int32_t>(insns.size())) return kNone;
+  return insns[i + 1].section == insns[i].section ? i + 1 : kNone;
+}
+
+int32_t DecodedObject::prev_in_section(int32_t i) const {
+  if (i <= 0) return kNone;
+  return insns[i - 1].section == insns[i].section ? i - 1 : kNone;
+}
+
+const ElfReloc* DecodedObject::reloc_of(const Instruction& in) const {
+  const auto& relocs = elf->relocs_for(in.section);
+  auto it = std::lower_bound(relocs.begin(), relocs.end(), in.insn.offset,
+                             [](const ElfReloc& r, uint64_t o) { return r.offset < o; });
+  return it != relocs.end() && it->offset < in.insn.end() ? &*it : nullptr;
+}
+
+int32_t DecodedObject::function_of_symbol(uint32_t sym) const {
+  return sym < function_by_symbol.size() ? function_by_symbol[sym] : kNone;
+}
+
+int32_t DecodedObject::function_starting_at(int32_t i) const {
+  const Instruction& in = insns[i];
+  if (in.func == kNone) return kNone;
+  return functions[in.func].offset == in.insn.offset ? in.func : kNone;
+}
+
+DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder) {
+  DecodedObject obj;
+  obj.elf = &elf;
+  decode_sections(obj, decoder);
+  collect_functions(obj);
+  mark_non_standard(obj);
+  resolve_jumps(obj);
+  resolve_calls(obj);
+  resolve_jump_tables(obj);
+  return obj;
+}
+
+}  // namespace framecert

@@ -1,0 +1,98 @@
+// An ELF object decoded for checking: every instruction of every executable section, the functions that
+// own them (with .cold parts linked to their parents), and each branch's resolved destination.
+// Built once per object by build_decoded_object(); the checker then only reads it (plus visit marks).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "validator/elf_file.h"
+#include "validator/finding.h"
+#include "validator/insn.h"
+
+namespace framecert {
+
+class Decoder;
+
+inline constexpr int32_t kNone = -1;
+
+struct Function {
+  uint32_t symbol = 0;     // index into ElfFile::symbols()
+  std::string name;
+  uint32_t section = 0;
+  uint64_t offset = 0;
+  uint64_t size = 0;
+  int32_t parent = kNone;  // the function this is a .cold part of; itself otherwise
+  int32_t cold_child = kNone;
+  bool canonical = true;   // false for an alias (same start, size and type as a later symbol)
+  bool weak = false;
+  bool global = false;
+  bool non_standard = false;  // STACK_FRAME_NON_STANDARD: not validated, not certified
+  bool broken = false;        // a structural error (e.g. an unannotated intra-function call) stops its check
+  uint32_t first_insn = 0;    // global instruction index range [first_insn, end_insn)
+  uint32_t end_insn = 0;
+};
+
+struct Instruction {
+  Insn insn;
+  uint32_t section = 0;            // ELF section index
+  int32_t func = kNone;            // owning function (its canonical alias)
+  int32_t jump_dest = kNone;       // instruction a direct jump goes to (not set for sibling calls)
+  int32_t first_jump_src = kNone;  // first forward jump landing here (jump-table back-tracking)
+  int32_t call_func = kNone;       // callee (or sibling-call target) when it is a function of this object
+  int32_t call_symbol = kNone;     // callee symbol index when known (may be undefined/external)
+  bool sibling_target = false;     // a static jump that leaves the function: a sibling call
+  bool dead_end = false;           // execution never continues past this instruction
+  bool ignore = false;             // inside a non-standard function
+  bool jump_table = false;         // an indirect jump through a switch table (targets below)
+  std::vector<int32_t> table_targets;
+  int32_t reloc = kNone;           // index into relocs_for(section) of the first relocation inside it
+
+  bool is_call() const { return insn.kind == InsnKind::Call || insn.kind == InsnKind::CallIndirect; }
+};
+
+struct SectionCode {
+  uint32_t section = 0;
+  uint32_t first_insn = 0;  // [first_insn, end_insn) in DecodedObject::insns
+  uint32_t end_insn = 0;
+};
+
+struct DecodedObject {
+  const ElfFile* elf = nullptr;
+  std::vector<SectionCode> code_sections;
+  std::vector<Instruction> insns;  // grouped by section, sorted by offset
+  std::vector<Function> functions;
+  // Structural errors (objtool's hard errors). One without a function (undecodable bytes, a .cold part
+  // without parent) stops the check of the whole object; one inside a function marks it `broken`.
+  std::vector<Finding> fatal;
+  // A RIP-relative switch table was seen: a compiler quirk that can leave dead code behind, so (like
+  // objtool) no "unreachable instruction" is reported for this object.
+  bool ignore_unreachables = false;
+
+  const SectionCode* code_of(uint32_t section) const;
+  int32_t find_insn(uint32_t section, uint64_t offset) const;  // exact start, or kNone
+  int32_t next_in_section(int32_t i) const;
+  int32_t prev_in_section(int32_t i) const;
+  const ElfReloc* reloc_of(const Instruction& in) const;
+  const ElfSymbol& symbol(uint32_t index) const { return elf->symbols()[index]; }
+  const std::string& section_name(uint32_t section) const { return elf->sections()[section].name; }
+  // The function for a symbol index, or kNone.
+  int32_t function_of_symbol(uint32_t symbol) const;
+  // The function whose first instruction is `i`, or kNone.
+  int32_t function_starting_at(int32_t i) const;
+  int32_t parent_of(int32_t func) const { return func == kNone ? kNone : functions[func].parent; }
+
+  std::vector<int32_t> function_by_symbol;  // symbol index -> function index
+};
+
+// Decodes every executable section of `elf` and resolves branches; never fails, but may record
+// objtool-style fatal findings (undecodable bytes, unannotated intra-function call) in `fatal`.
+DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder);
+
+// Whether calling `func` never returns (objtool's rule: no return instruction and no sibling call,
+// plus the known noreturn functions outside the object).
+bool is_noreturn_function(const DecodedObject& obj, int32_t func, int depth = 0);
+bool is_known_noreturn_name(std::string_view name);
+
+}  // namespace framecert

@@ -1,0 +1,79 @@
+// An x86-64 ELF object as the validator sees it: sections with their bytes, symbols with section-relative
+// offsets, and relocations grouped by the section they patch. This is the only place libelf is used.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "unwinder/result.h"
+
+struct Elf;  // libelf's handle, kept opaque here
+
+namespace framecert {
+
+struct ElfSection {
+  uint32_t index = 0;
+  std::string name;
+  uint32_t type = 0;
+  uint64_t flags = 0;
+  uint64_t address = 0;  // sh_addr (0 in relocatable objects)
+  uint64_t size = 0;
+  std::span<const uint8_t> bytes;  // empty for SHT_NOBITS
+  bool executable() const;
+  bool is_rodata() const;  // may hold jump tables: .rodata*, but not string-merge sections
+};
+
+struct ElfSymbol {
+  uint32_t index = 0;
+  std::string name;
+  uint8_t type = 0;   // STT_*
+  uint8_t bind = 0;   // STB_*
+  uint32_t section = 0;  // section index (0 when undefined or special)
+  uint64_t value = 0;
+  uint64_t offset = 0;   // value relative to the section start
+  uint64_t size = 0;
+  bool defined() const { return section != 0; }
+};
+
+struct ElfReloc {
+  uint64_t offset = 0;  // in the patched section
+  uint32_t type = 0;
+  uint32_t symbol = 0;  // index into symbols()
+  int64_t addend = 0;
+};
+
+class ElfFile {
+ public:
+  // Opens and validates `path`: must be a 64-bit little-endian x86-64 ELF of type REL, EXEC or DYN.
+  static Result<std::unique_ptr<ElfFile>> open(const std::string& path);
+  ~ElfFile();
+  ElfFile(const ElfFile&) = delete;
+  ElfFile& operator=(const ElfFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  bool relocatable() const { return relocatable_; }
+  const std::string& build_id() const { return build_id_; }
+  const std::vector<ElfSection>& sections() const { return sections_; }
+  const std::vector<ElfSymbol>& symbols() const { return symbols_; }
+  // Relocations applying to section `index`, sorted by offset (empty if none).
+  const std::vector<ElfReloc>& relocs_for(uint32_t index) const;
+  const ElfSection* section_by_name(std::string_view name) const;
+
+ private:
+  ElfFile() = default;
+  Result<void> load();
+
+  std::string path_;
+  int fd_ = -1;
+  ::Elf* elf_ = nullptr;
+  bool relocatable_ = false;
+  std::string build_id_;
+  std::vector<ElfSection> sections_;
+  std::vector<ElfSymbol> symbols_;
+  std::vector<std::vector<ElfReloc>> relocs_;  // by patched section index
+};
+
+}  // namespace framecert

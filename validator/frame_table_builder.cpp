@@ -1,0 +1,205 @@
+#include "validator/frame_table_builder.h"
+
+#include <elf.h>
+
+#include <deque>
+#include <limits>
+
+namespace framecert {
+
+namespace md = metadata;
+
+namespace {
+
+constexpr uint8_t kUnset = 0xff;
+
+BpValue meet(BpValue a, BpValue b) { return a == b ? a : BpValue::Unknown; }
+
+// What rbp holds after instruction `in`, given what it held before and the stack state before.
+BpValue transfer(const Instruction& in, const CfiState& before, BpValue bp) {
+  if (!in.insn.writes(Reg::Bp)) return bp;
+  if (in.insn.zeroes_bp) return BpValue::Zero;
+  CfiState after = before;
+  bool bp_op = false;
+  for (int k = 0; k < in.insn.op_count; ++k) {
+    const StackOp& op = in.insn.ops[k];
+    apply_stack_op(after, op, true, false);
+    if (op.dst == StackOp::Dst::Reg && op.dst_reg == Reg::Bp) bp_op = true;
+  }
+  if (!bp_op) return BpValue::Unknown;  // rbp written in a way the stack model does not describe
+  const StackOp& last = in.insn.ops[in.insn.op_count - 1];
+  switch (last.src) {
+    case StackOp::Src::Reg:  // mov %rsp,%rbp (or lea 0(%rsp),%rbp)
+      return last.src_reg == Reg::Sp && after.has_valid_frame() ? BpValue::Frame : BpValue::Unknown;
+    case StackOp::Src::Pop:          // pop %rbp, leave
+    case StackOp::Src::RegIndirect:  // mov disp(%rsp),%rbp
+      // The caller's value is back only if the save slot was what got loaded (the save is then forgotten).
+      return before.regs[cfi::kBp].base == cfi::kCfa && after.regs[cfi::kBp].base == cfi::kUndefined ? BpValue::Caller
+                                                                                                        : BpValue::Unknown;
+    default:
+      return BpValue::Unknown;
+  }
+}
+
+void successors(const DecodedObject& obj, int32_t i, std::vector<int32_t>& out) {
+  out.clear();
+  const Instruction& in = obj.insns[i];
+  for (int32_t t : in.table_targets) out.push_back(t);
+  const int32_t next = obj.next_in_section(i);
+  const bool sibling = in.func != kNone && in.sibling_target;
+  switch (in.insn.kind) {
+    case InsnKind::Return:
+    case InsnKind::JumpIndirect:
+    case InsnKind::ContextSwitch:
+      if (!in.insn.is_iret || in.func == kNone) return;
+      break;
+    case InsnKind::Jump:
+      if (!sibling && in.jump_dest != kNone) out.push_back(in.jump_dest);
+      return;
+    case InsnKind::JumpConditional:
+      if (!sibling && in.jump_dest != kNone) out.push_back(in.jump_dest);
+      break;
+    default:
+      break;
+  }
+  if (!in.dead_end && next != kNone) out.push_back(next);
+}
+
+std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) {
+  std::vector<uint8_t> value(obj.insns.size(), kUnset);
+  std::deque<int32_t> work;
+  for (int32_t f = 0; f < static_cast<int32_t>(obj.functions.size()); ++f) {
+    const Function& fn = obj.functions[f];
+    if (fn.parent != f || !fn.canonical || fn.first_insn == fn.end_insn || !r.visited[fn.first_insn]) continue;
+    if (obj.insns[fn.first_insn].insn.offset != fn.offset) continue;
+    value[fn.first_insn] = static_cast<uint8_t>(BpValue::Caller);
+    work.push_back(static_cast<int32_t>(fn.first_insn));
+  }
+  std::vector<int32_t> succ;
+  while (!work.empty()) {
+    int32_t i = work.front();
+    work.pop_front();
+    if (r.state_of_insn[i] < 0) continue;
+    BpValue out = transfer(obj.insns[i], r.states[r.state_of_insn[i]], static_cast<BpValue>(value[i]));
+    successors(obj, i, succ);
+    for (int32_t s : succ) {
+      if (s < 0 || !r.visited[s]) continue;
+      uint8_t merged = value[s] == kUnset ? static_cast<uint8_t>(out) : static_cast<uint8_t>(meet(static_cast<BpValue>(value[s]), out));
+      if (merged != value[s]) {
+        value[s] = merged;
+        work.push_back(s);
+      }
+    }
+  }
+  return value;
+}
+
+CfaBase base_of(int base) {
+  switch (base) {
+    case cfi::kSp: return CfaBase::Sp;
+    case cfi::kBp: return CfaBase::Bp;
+    case cfi::kSpIndirect: return CfaBase::SpIndirect;
+    case cfi::kUndefined: return CfaBase::Undefined;
+    default: return CfaBase::Other;
+  }
+}
+
+FrameState frame_state(const CfiState& s, uint8_t bp_raw) {
+  FrameState out;
+  out.cfa_base = base_of(s.cfa.base);
+  out.cfa_offset = s.cfa.offset;
+  if (out.cfa_base == CfaBase::Undefined) return out;
+  const BpValue bp = bp_raw == kUnset ? BpValue::Unknown : static_cast<BpValue>(bp_raw);
+  const CfiReg& saved = s.regs[cfi::kBp];
+  if (saved.base == cfi::kCfa && saved.offset >= std::numeric_limits<int16_t>::min() &&
+      saved.offset <= std::numeric_limits<int16_t>::max()) {
+    out.flags |= md::kBpSaved;
+    out.bp_offset = static_cast<int16_t>(saved.offset);
+  }
+  if (bp == BpValue::Frame && s.has_valid_frame()) out.flags |= md::kBpIsFrame;
+  if (bp == BpValue::Caller) out.flags |= md::kBpUnchanged;
+  if (bp == BpValue::Zero) out.flags |= md::kBpZero;
+  return out;
+}
+
+}  // namespace
+
+FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r) {
+  FrameTable t;
+  t.object_name = obj.elf->path();
+  t.build_id = obj.elf->build_id();
+  t.linked = !obj.elf->relocatable();
+  const std::vector<uint8_t> bp = rbp_values(obj, r);
+
+  std::vector<int32_t> table_index(obj.elf->sections().size(), -1);
+  for (const SectionCode& code : obj.code_sections) {
+    const ElfSection& sec = obj.elf->sections()[code.section];
+    table_index[code.section] = static_cast<int32_t>(t.sections.size());
+    FrameSection fs;
+    fs.name = sec.name;
+    fs.address = sec.address;
+    fs.size = sec.size;
+    std::optional<FrameState> prev;
+    for (uint32_t i = code.first_insn; i < code.end_insn; ++i) {
+      const Instruction& in = obj.insns[i];
+      FrameState st = r.state_of_insn[i] >= 0 ? frame_state(r.states[r.state_of_insn[i]], bp[i]) : FrameState{};
+      if (!prev || *prev != st) fs.rows.push_back({in.insn.offset, st});
+      prev = st;
+      if (!in.is_call() || r.state_of_insn[i] < 0) continue;
+      const CfiState& cs = r.states[r.state_of_insn[i]];
+      CallSite c;
+      c.return_offset = in.insn.end();
+      if (cs.has_valid_frame() && bp[i] == static_cast<uint8_t>(BpValue::Frame)) c.flags |= md::kCallFrameValid;
+      if (bp[i] == static_cast<uint8_t>(BpValue::Zero)) c.flags |= md::kCallBpZero;
+      if (in.insn.kind == InsnKind::CallIndirect) c.flags |= md::kCallIndirect;
+      if (in.dead_end) c.flags |= md::kCallNoReturn;
+      fs.calls.push_back(c);
+    }
+    // Bytes the decoder could not follow: nothing is known there.
+    uint64_t end = code.end_insn > code.first_insn ? obj.insns[code.end_insn - 1].insn.end() : 0;
+    if (end < sec.size && (!prev || *prev != FrameState{})) fs.rows.push_back({end, FrameState{}});
+    t.sections.push_back(std::move(fs));
+  }
+
+  // Which functions are certified: validated from their entry with no finding against them.
+  std::vector<std::string> finding_of(obj.functions.size());
+  auto note = [&](const std::string& name, const std::string& text) {
+    for (size_t f = 0; f < obj.functions.size(); ++f)
+      if (obj.functions[f].name == name && finding_of[f].empty()) finding_of[f] = text;
+  };
+  for (const Finding& f : r.findings)
+    if (!f.function.empty()) note(f.function, f.text());
+  for (const Finding& f : obj.fatal) note(f.function, f.text());
+
+  for (int32_t f = 0; f < static_cast<int32_t>(obj.functions.size()); ++f) {
+    const Function& fn = obj.functions[f];
+    if (table_index[fn.section] < 0) continue;
+    FunctionEntry e;
+    e.name = fn.name;
+    e.section = static_cast<uint32_t>(table_index[fn.section]);
+    e.offset = fn.offset;
+    e.size = fn.size;
+    const Function& root = obj.functions[fn.parent];
+    std::string finding = !finding_of[f].empty() ? finding_of[f] : finding_of[fn.parent];
+    if (finding.empty())  // a whole-object structural error leaves every function unchecked
+      for (const Finding& fatal : obj.fatal)
+        if (fatal.function.empty()) finding = fatal.text();
+    const bool validated = fn.first_insn < fn.end_insn && r.visited[fn.first_insn];
+    if (fn.non_standard || root.non_standard) e.flags |= md::kFuncNonStandard;
+    if (fn.parent != f) {
+      e.flags |= md::kFuncCold;
+      e.parent = root.name;
+    }
+    if (fn.size && fn.first_insn < fn.end_insn && is_noreturn_function(obj, f)) e.flags |= md::kFuncNoReturn;
+    if (validated && finding.empty() && !(e.flags & md::kFuncNonStandard) && !r.function_failed[fn.parent])
+      e.flags |= md::kFuncCertified;
+    e.finding = finding;
+    t.functions.push_back(std::move(e));
+  }
+  std::stable_sort(t.functions.begin(), t.functions.end(), [](const FunctionEntry& a, const FunctionEntry& b) {
+    return a.section != b.section ? a.section < b.section : a.offset < b.offset;
+  });
+  return t;
+}
+
+}  // namespace framecert

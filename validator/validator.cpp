@@ -1,0 +1,48 @@
+#include "validator/validator.h"
+
+#include <algorithm>
+
+#include "validator/checker.h"
+#include "validator/decoded_object.h"
+#include "validator/decoder.h"
+#include "validator/elf_file.h"
+#include "validator/frame_table_builder.h"
+
+namespace framecert {
+
+Result<ObjectReport> check_object(const std::string& path, const CheckOptions& options) {
+  auto elf = ElfFile::open(path);
+  if (!elf) return tl::unexpected(elf.error());
+  static const Decoder decoder;
+  DecodedObject obj = build_decoded_object(**elf, decoder);
+
+  ObjectReport report;
+  report.object = path;
+  report.instructions = obj.insns.size();
+  CheckResult result;
+  const bool whole_object_fatal =
+      std::any_of(obj.fatal.begin(), obj.fatal.end(), [](const Finding& f) { return f.function.empty(); });
+  if (whole_object_fatal) {
+    // Like objtool, a structural error (undecodable bytes, an unannotated intra-function call) stops
+    // the check of the whole object: control flow cannot be trusted past it.
+    for (const Finding& f : obj.fatal)
+      if (f.function.empty()) {
+        report.findings.push_back(f);
+        break;
+      }
+    result.state_of_insn.assign(obj.insns.size(), -1);
+    result.visited.assign(obj.insns.size(), 0);
+    result.function_failed.assign(obj.functions.size(), true);
+  } else {
+    result = check_functions(obj, options.explain);
+    result.findings.insert(result.findings.begin(), obj.fatal.begin(), obj.fatal.end());
+    if (result.findings.empty()) check_reachability(obj, result);
+    report.findings = result.findings;
+  }
+  for (const Function& f : obj.functions)
+    if (f.canonical && f.parent >= 0 && &obj.functions[f.parent] == &f) ++report.functions_checked;
+  if (options.want_metadata) report.metadata = build_frame_table(obj, result);
+  return report;
+}
+
+}  // namespace framecert
