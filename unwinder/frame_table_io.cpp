@@ -37,8 +37,7 @@ void append(std::vector<uint8_t>& out, const T& value) {
   out.insert(out.end(), p, p + sizeof(T));
 }
 
-uint32_t crc_of(std::span<const uint8_t> bytes) {
-  uLong crc = crc32(0L, Z_NULL, 0);
+uint32_t crc_of(std::span<const uint8_t> bytes, uLong crc = crc32(0L, Z_NULL, 0)) {
   // zlib takes uInt lengths: feed in chunks so files over 4 GiB would still work.
   size_t pos = 0;
   while (pos < bytes.size()) {
@@ -47,6 +46,15 @@ uint32_t crc_of(std::span<const uint8_t> bytes) {
     pos += n;
   }
   return static_cast<uint32_t>(crc);
+}
+
+// The checksum covers the header too (with the checksum field as zero), so no byte of the file can
+// change unnoticed.
+uint32_t file_checksum(const md::FileHeader& header, std::span<const uint8_t> body) {
+  md::FileHeader h = header;
+  h.checksum = 0;
+  uint32_t crc = crc_of(std::span(reinterpret_cast<const uint8_t*>(&h), sizeof h));
+  return crc_of(body, crc);
 }
 
 }  // namespace
@@ -101,7 +109,7 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
   h.function_count = static_cast<uint32_t>(table.functions.size());
   h.string_size = static_cast<uint32_t>(strings.data().size());
   h.file_size = sizeof h + body.size();
-  h.checksum = crc_of(body);
+  h.checksum = file_checksum(h, body);
 
   std::vector<uint8_t> out;
   out.reserve(h.file_size);
@@ -119,7 +127,8 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
   if (h.header_size != sizeof h) return fail("bad header size {}", h.header_size);
   if (h.file_size != bytes.size())
     return fail("file size {} does not match the header's {} (truncated or padded)", bytes.size(), h.file_size);
-  if (crc_of(bytes.subspan(sizeof h)) != h.checksum) return fail("checksum mismatch: the file is damaged");
+  if (file_checksum(h, bytes.subspan(sizeof h)) != h.checksum) return fail("checksum mismatch: the file is damaged");
+  if (h.reserved != 0 || (h.flags & ~md::kFileLinked) != 0) return fail("unknown header flags: written by a newer framecert?");
 
   // Every array's extent, in 64-bit arithmetic so counts near 2^32 cannot wrap.
   const uint64_t sections_at = sizeof h;

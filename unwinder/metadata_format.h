@@ -17,7 +17,7 @@ struct FileHeader {
   uint32_t version;
   uint32_t header_size;     // sizeof(FileHeader); lets a future version grow the header
   uint64_t file_size;       // whole file, for truncation checks
-  uint32_t checksum;        // CRC-32 (zlib) of bytes [header_size, file_size)
+  uint32_t checksum;        // CRC-32 (zlib) of the whole file with this field read as 0
   uint32_t flags;           // kFileLinked
   uint32_t section_count;
   uint32_t row_count;

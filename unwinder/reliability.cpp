@@ -65,6 +65,16 @@ std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const R
     return assume_frame_at_rbp(ctx, regs);
   }
   auto state = ctx.code.state_at(*img, rip);
+  // A task inside a system call has rip right after its `syscall` instruction (the CPU saved exactly that
+  // address). `syscall` leaves rsp and rbp as they were, so the state at the syscall instruction holds. The
+  // validator follows objtool, for which `syscall` ends a path, so it proves nothing after it.
+  if (regs.in_syscall() && (!state || state->cfa_base == CfaBase::Undefined)) {
+    uint8_t insn[2] = {};
+    if (ctx.memory.read(RemoteAddr(rip - 2), insn, 2) == 2 && insn[0] == 0x0f && insn[1] == 0x05) {
+      auto at_syscall = ctx.code.state_at(*img, rip - 2);
+      if (at_syscall && at_syscall->cfa_base != CfaBase::Undefined) state = at_syscall;
+    }
+  }
   if (!state) {
     judge.fail(Reason::NoMetadata, 0,
                fmt::format("no metadata for pc {:#x} in {}{}", rip, img->path,

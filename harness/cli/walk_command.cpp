@@ -1,0 +1,201 @@
+// `framecert walk --pid PID [--json] [--metadata FILE]... [--oracle libunwind] [--max-depth N]`
+// Freezes every thread of a live process, walks each by frame pointers with the validator's metadata, and
+// detaches, leaving the process running. Exit: 0 every thread reliable, 1 some thread unreliable, 2 the
+// process could not be walked, 3 an independent walker disagrees with a trace called reliable (a suspected
+// false reliable — printed loudly).
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <optional>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "harness/cli/commands.h"
+#include "unwinder/metadata_cache.h"
+#include "unwinder/process_walk.h"
+#include "validator/validator.h"
+
+namespace framecert::cli {
+
+namespace {
+
+struct WalkArgs {
+  int pid = 0;
+  bool json = false;
+  std::vector<std::string> metadata;
+  std::string oracle;
+  std::string cache_dir;
+  size_t max_depth = 4096;
+  bool no_call_target_check = false;
+};
+
+// Metadata cached by one build of framecert is not trusted by another: the validator may have changed.
+std::string producer_tag() {
+  struct stat st {};
+  if (stat("/proc/self/exe", &st) != 0) return "unknown";
+  return fmt::format("{:x}{:x}", static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_mtim.tv_sec));
+}
+
+std::string hex(uint64_t v) { return fmt::format("{:#x}", v); }
+
+nlohmann::json frames_json(const Trace& t) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Frame& f : t.frames) {
+    out.push_back({{"pc", hex(f.pc)},
+                   {"symbol", f.symbol.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.symbol)},
+                   {"offset", f.offset},
+                   {"object", f.object},
+                   {"trust", std::string(trust_name(f.trust))},
+                   {"sp", hex(f.sp)},
+                   {"fp", hex(f.fp)}});
+  }
+  return out;
+}
+
+void verdict_json(nlohmann::json& j, const Verdict& v) {
+  j["reliable"] = v.reliable;
+  j["reason"] = v.reliable ? nlohmann::json(nullptr) : nlohmann::json(std::string(reason_name(v.reason)));
+  j["reason_frame"] = v.reliable ? nlohmann::json(nullptr) : nlohmann::json(v.frame);
+  j["detail"] = v.detail;
+}
+
+nlohmann::json report_json(const ProcessReport& r) {
+  nlohmann::json threads = nlohmann::json::array();
+  for (const ThreadReport& t : r.threads) {
+    nlohmann::json j = {{"tid", t.tid}, {"name", t.name}};
+    verdict_json(j, t.unwind.trace.verdict);
+    j["frames"] = frames_json(t.unwind.trace);
+    nlohmann::json cfa;
+    verdict_json(cfa, t.unwind.cfa_trace.verdict);
+    cfa["agrees"] = t.unwind.cross_check.agree;
+    cfa["detail"] = t.unwind.cross_check.detail;
+    cfa["frames"] = frames_json(t.unwind.cfa_trace);
+    j["cfa_check"] = cfa;
+    if (t.oracle_check) {
+      nlohmann::json pcs = nlohmann::json::array();
+      for (uint64_t pc : t.oracle->pcs) pcs.push_back(hex(pc));
+      j["oracle"] = {{"name", "libunwind"}, {"agrees", t.oracle_check->agree}, {"detail", t.oracle_check->detail},
+                     {"frames", pcs}};
+    }
+    if (t.bounds) j["stack"] = {hex(t.bounds->low), hex(t.bounds->high)};
+    threads.push_back(std::move(j));
+  }
+  return {{"pid", r.pid}, {"threads", threads},
+          {"timing_ms", {{"freeze", r.freeze_ms}, {"walk", r.walk_ms}, {"frozen_total", r.total_frozen_ms}}}};
+}
+
+void print_trace(const Trace& t, const char* indent) {
+  for (size_t i = 0; i < t.frames.size(); ++i) {
+    const Frame& f = t.frames[i];
+    std::string where = f.symbol.empty() ? "??" : fmt::format("{}+{:#x}", f.symbol, f.offset);
+    std::fprintf(stdout, "%s#%-3zu %#14llx %-40s [%s] %s\n", indent, i, static_cast<unsigned long long>(f.pc),
+                 where.c_str(), std::string(trust_name(f.trust)).c_str(), f.object.c_str());
+  }
+}
+
+void print_report(const ProcessReport& r) {
+  size_t reliable = 0;
+  for (const ThreadReport& t : r.threads) reliable += t.unwind.trace.verdict.reliable;
+  std::printf("pid %d: %zu threads, %zu reliable (frozen %.2f ms)\n", r.pid, r.threads.size(), reliable,
+              r.total_frozen_ms);
+  for (const ThreadReport& t : r.threads) {
+    const Verdict& v = t.unwind.trace.verdict;
+    if (v.reliable) {
+      std::printf("\nthread %d (%s): reliable\n", t.tid, t.name.c_str());
+    } else {
+      std::printf("\nthread %d (%s): UNRELIABLE %s at frame %d: %s\n", t.tid, t.name.c_str(),
+                  std::string(reason_name(v.reason)).c_str(), v.frame, v.detail.c_str());
+    }
+    print_trace(t.unwind.trace, "  ");
+    const Unwind& u = t.unwind;
+    if (u.cross_check.agree) {
+      std::printf("  cross-check (CFA rules): agrees\n");
+    } else {
+      std::printf("  cross-check (CFA rules): %s%s%s\n", u.cfa_trace.verdict.reliable ? "reliable, " : "",
+                  u.cfa_trace.verdict.reliable ? "" : fmt::format("{} at frame {}, ", reason_name(u.cfa_trace.verdict.reason), u.cfa_trace.verdict.frame).c_str(),
+                  u.cross_check.detail.c_str());
+      if (!v.reliable && u.cfa_trace.frames.size() > 1) print_trace(u.cfa_trace, "    ");
+    }
+    if (t.oracle_check) {
+      if (t.oracle_check->agree) {
+        std::printf("  oracle (libunwind): agrees\n");
+      } else if (t.suspect()) {
+        std::printf("  !!! ORACLE DISAGREES ON A RELIABLE TRACE (suspected false reliable): %s\n",
+                    t.oracle_check->detail.c_str());
+      } else {
+        std::printf("  oracle (libunwind): differs: %s\n", t.oracle_check->detail.c_str());
+      }
+    }
+  }
+}
+
+int run_walk(const WalkArgs& a) {
+  MetadataCache cache(a.cache_dir, producer_tag(), [](const std::string& path) -> Result<FrameTable> {
+    auto report = check_object(path, CheckOptions{});
+    if (!report) return tl::unexpected(report.error());
+    return std::move(report->metadata);
+  });
+  for (const std::string& m : a.metadata) {
+    if (auto r = cache.add_override(m); !r) {
+      std::fprintf(stderr, "framecert walk: %s\n", r.error().c_str());
+      return 2;
+    }
+  }
+  MetadataProvider provider = [&cache](const ElfImage& img, std::string& error) -> std::shared_ptr<const FrameTable> {
+    auto t = cache.get(img);
+    if (!t) {
+      error = t.error();
+      return nullptr;
+    }
+    return *t;
+  };
+  ProcessWalkOptions options;
+  options.walk.max_depth = a.max_depth;
+  options.walk.check_call_targets = !a.no_call_target_check;
+  options.oracle_libunwind = a.oracle == "libunwind";
+  auto report = walk_process(a.pid, provider, options);
+  if (!report) {
+    std::fprintf(stderr, "framecert walk: %s\n", report.error().c_str());
+    return 2;
+  }
+  if (a.json) {
+    std::printf("%s\n", report_json(*report).dump(1).c_str());
+  } else {
+    print_report(*report);
+  }
+  int rc = 0;
+  for (const ThreadReport& t : report->threads) {
+    if (t.suspect()) {
+      std::fprintf(stderr, "framecert walk: thread %d: libunwind disagrees with a reliable trace: %s\n", t.tid,
+                   t.oracle_check->detail.c_str());
+      rc = 3;
+    } else if (!t.unwind.trace.verdict.reliable && rc == 0) {
+      rc = 1;
+    }
+  }
+  return rc;
+}
+
+}  // namespace
+
+void add_walk_command(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<WalkArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "walk", "Freeze a live process, walk every thread by frame pointers, judge each trace, detach.\n"
+              "Exit: 0 all reliable, 1 some unreliable, 2 cannot walk, 3 an oracle disagrees with a reliable trace");
+  cmd->add_option("--pid", args->pid, "process to walk")->required();
+  cmd->add_flag("--json", args->json, "JSON on stdout (docs: DESIGN.md, docs/verdicts.md)");
+  cmd->add_option("--metadata", args->metadata,
+                  "metadata file to use instead of computing it (matched to objects by build-id, then name)");
+  cmd->add_option("--oracle", args->oracle, "also unwind with an independent walker and compare")
+      ->check(CLI::IsMember({"libunwind"}));
+  cmd->add_option("--cache-dir", args->cache_dir, "metadata cache (default ${XDG_CACHE_HOME:-~/.cache}/framecert/metadata)");
+  cmd->add_option("--max-depth", args->max_depth, "frames before a trace is called too-deep");
+  cmd->add_flag("--no-call-target-check", args->no_call_target_check,
+                "skip the direct-call-target check (accept sibling calls through frames)");
+  cmd->callback([args, &exit_code] { exit_code = run_walk(*args); });
+}
+
+}  // namespace framecert::cli

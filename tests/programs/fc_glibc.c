@@ -1,0 +1,46 @@
+// A glibc program with frame pointers in its own code (-fno-omit-frame-pointer), threads from pthreads.
+//   main thread: main -> g_main_wait -> pause
+//   worker threads: start_thread -> g_worker -> g_a -> g_b -> pause
+// glibc itself is built without frame pointers, so the honest verdict at the libc frames is unreliable.
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define NOINLINE __attribute__((noinline, noclone))
+#define KEEP() __asm__ volatile("" ::: "memory")
+
+static pthread_barrier_t barrier;
+static volatile int stop;
+
+NOINLINE void g_b(void) {
+  while (!stop) pause();
+  KEEP();
+}
+NOINLINE void g_a(void) { g_b(); KEEP(); }
+NOINLINE void* g_worker(void* arg) {
+  pthread_barrier_wait(&barrier);
+  g_a();
+  KEEP();
+  return arg;
+}
+
+NOINLINE void g_main_wait(void) {
+  printf("ready\n");
+  fflush(stdout);
+  for (;;) pause();
+  KEEP();
+}
+
+int main(int argc, char** argv) {
+  int n = argc > 1 ? atoi(argv[1]) : 3;
+  (void)argv;
+  pthread_barrier_init(&barrier, NULL, (unsigned)n + 1);
+  for (int i = 0; i < n; ++i) {
+    pthread_t t;
+    pthread_create(&t, NULL, g_worker, NULL);
+  }
+  pthread_barrier_wait(&barrier);
+  g_main_wait();
+  return 0;
+}
