@@ -73,13 +73,14 @@ def configure(tree: Path, log, progress):
 
 
 def build_kernel(tree: Path, jobs: int, prefix_map: str, log, progress) -> list:
-    """bzImage, vmlinux (its link keeps vmlinux.o) and what out-of-tree modules need.
+    """bzImage, vmlinux (its link keeps vmlinux.o) and what out-of-tree modules need: `modules` (not just
+    modules_prepare) also writes Module.symvers, without which modpost cannot resolve fctest.ko's symbols.
 
     prefix_map rewrites the temporary build path in the DWARF to the final cached path."""
     progress.step(f"building the kernel (make -j{jobs}; ~4 min on 2 cores)")
     lines = run(["make", f"-j{jobs}", *ARCH, f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}",
-                 "bzImage", "vmlinux", "modules_prepare"], tree, log, progress, "kernel objects compiled")
-    for artefact in ("arch/x86/boot/bzImage", "vmlinux", "vmlinux.o"):
+                 "bzImage", "vmlinux", "modules"], tree, log, progress, "kernel objects compiled")
+    for artefact in ("arch/x86/boot/bzImage", "vmlinux", "vmlinux.o", "Module.symvers"):
         if not (tree / artefact).is_file():
             raise GuestError(f"kernel build finished without {artefact}; see {log.name}")
     return [l for l in lines if OBJTOOL_WARNING.search(l)]

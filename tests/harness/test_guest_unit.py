@@ -1,0 +1,224 @@
+"""Unit tests of the guest harness's pure-Python parts: no VM, no kernel build."""
+import json
+import os
+import socket
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from framecert_guest import cache, config_check, qemu
+from framecert_guest.errors import GuestError
+from framecert_guest.kernel_build import write_chains_header
+from framecert_guest.qmp import QmpClient, QmpError
+
+CLI = REPO / "scripts" / "framecert-guest"
+
+
+# ---- cache key ----
+def _files(tmp_path, **contents):
+    out = {}
+    for name, text in contents.items():
+        p = tmp_path / name
+        p.write_text(text)
+        out[name] = p
+    return out
+
+
+def test_key_is_stable_and_order_independent(tmp_path):
+    files = _files(tmp_path, a="one", b="two")
+    facts = {"gcc": "12", "kernel-package": "6.1.192-2"}
+    reordered = dict(reversed(list(files.items())))
+    assert cache.compute_key(files, facts) == cache.compute_key(reordered, dict(reversed(list(facts.items()))))
+
+
+def test_key_changes_with_any_input(tmp_path):
+    files = _files(tmp_path, a="one", b="two")
+    facts = {"kernel-package": "6.1.192-2"}
+    key = cache.compute_key(files, facts)
+    assert cache.compute_key(files, {"kernel-package": "6.1.193-1"}) != key
+    (tmp_path / "b").write_text("two!")
+    assert cache.compute_key(files, facts) != key
+    # Moving content from one file to another is a different input too.
+    assert cache.compute_key(_files(tmp_path, a="onet", b="wo"), facts) != cache.compute_key(
+        _files(tmp_path, a="one", b="two"), facts)
+
+
+def test_key_ignores_build_debris(tmp_path):
+    (tmp_path / "fctest_main.c").write_text("x")
+    before = cache.source_files([tmp_path])
+    for debris in ("fctest.o", "fctest.ko", ".fctest.o.cmd", "Module.symvers", "modules.order"):
+        (tmp_path / debris).write_text("junk")
+    assert cache.source_files([tmp_path]) == before
+
+
+def test_real_key_covers_every_guest_source():
+    names = set(cache.source_files([cache.paths.MODULE_SRC, cache.paths.INITRAMFS_SRC],
+                                   [cache.paths.CONFIG_FRAGMENT]))
+    for expected in ("framecert.config", "module/fctest_main.c", "module/fctest_asm.S", "module/Kbuild",
+                     "module/expected-chains.json", "initramfs/init", "initramfs/fcload.c"):
+        assert expected in names
+
+
+def test_build_slot_removes_unpublished_work(tmp_path):
+    with cache.BuildSlot(tmp_path, "k") as slot:
+        slot.tmp.mkdir()
+        (slot.tmp / "half-built").write_text("x")
+    assert not slot.tmp.exists() and not slot.final.exists()
+    with cache.BuildSlot(tmp_path, "k") as slot:
+        slot.tmp.mkdir()
+        slot.publish()
+    assert slot.final.is_dir() and slot.done()
+
+
+# ---- config checking ----
+GOOD = "\n".join(f"{name}=y" for name, (want, _) in config_check.REQUIRED.items() if want == "y")
+GOOD += "\n# CONFIG_UNWINDER_ORC is not set\n"
+
+
+def test_good_config_passes():
+    assert config_check.problems(GOOD) == []
+
+
+def test_missing_or_wrong_options_are_named():
+    bad = GOOD.replace("CONFIG_FRAME_POINTER=y", "# CONFIG_FRAME_POINTER is not set")
+    bad = bad.replace("CONFIG_LIVEPATCH=y\n", "")
+    bad = bad.replace("# CONFIG_UNWINDER_ORC is not set", "CONFIG_UNWINDER_ORC=y")
+    found = " ".join(config_check.problems(bad))
+    assert "CONFIG_FRAME_POINTER is unset" in found
+    assert "CONFIG_LIVEPATCH is unset" in found
+    assert "CONFIG_UNWINDER_ORC=y but must be off" in found
+    assert len(config_check.problems(bad)) == 3
+
+
+def test_check_file_raises_one_line(tmp_path):
+    cfg = tmp_path / ".config"
+    cfg.write_text(GOOD.replace("CONFIG_DEBUG_INFO=y", "CONFIG_DEBUG_INFO=n"))
+    with pytest.raises(GuestError) as e:
+        config_check.check_file(cfg)
+    assert "CONFIG_DEBUG_INFO is n, must be y" in str(e.value) and "\n" not in str(e.value)
+
+
+# ---- QMP framing against a fake QEMU ----
+def _fake_qemu(script):
+    """A socketpair whose far end runs `script(file_reader, sock)` in a thread."""
+    ours, theirs = socket.socketpair()
+
+    def serve():
+        with theirs, theirs.makefile("rb") as reader:
+            script(reader, theirs)
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    return ours, t
+
+
+def test_qmp_negotiates_then_skips_events_and_split_messages():
+    seen = []
+
+    def script(reader, sock):
+        sock.sendall(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
+        seen.append(json.loads(reader.readline()))
+        sock.sendall(b'{"return": {}, "id": 1}\r\n')
+        seen.append(json.loads(reader.readline()))
+        # An event first, then the reply cut in the middle of a JSON object.
+        sock.sendall(b'{"event": "STOP", "timestamp": {}}\r\n{"return": {"status": "pau')
+        sock.sendall(b'sed", "running": false}, "id": 2}\r\n')
+
+    ours, t = _fake_qemu(script)
+    client = QmpClient(ours, timeout=5)
+    client.handshake()
+    assert client.execute("query-status") == {"status": "paused", "running": False}
+    t.join(5)
+    assert seen[0] == {"execute": "qmp_capabilities", "id": 1}
+    assert seen[1] == {"execute": "query-status", "id": 2}
+    assert [e["event"] for e in client.events] == ["STOP"]
+
+
+def test_qmp_error_reply_and_closed_connection():
+    def script(reader, sock):
+        sock.sendall(b'{"QMP": {}}\n')
+        reader.readline()
+        sock.sendall(b'{"return": {}, "id": 1}\n')
+        reader.readline()
+        sock.sendall(b'{"error": {"class": "CommandNotFound", "desc": "The command nope has not been found"},'
+                     b' "id": 2}\n')
+        reader.readline()  # then hang up
+
+    ours, t = _fake_qemu(script)
+    client = QmpClient(ours, timeout=5)
+    client.handshake()
+    with pytest.raises(QmpError, match="CommandNotFound"):
+        client.execute("nope")
+    with pytest.raises(QmpError, match="closed"):
+        client.execute("query-status")
+
+
+def test_qmp_rejects_a_non_qmp_greeting():
+    ours, _ = _fake_qemu(lambda reader, sock: sock.sendall(b'{"hello": 1}\n'))
+    with pytest.raises(QmpError, match="greeting"):
+        QmpClient(ours, timeout=5).handshake()
+
+
+def test_qmp_connect_to_missing_socket_fails_cleanly(tmp_path):
+    with pytest.raises(QmpError, match="cannot connect"):
+        QmpClient.connect(str(tmp_path / "nothing.sock"), timeout=0.2)
+
+
+# ---- the module's compiled-in chains ----
+def test_chains_header_is_c_that_reproduces_the_json(tmp_path):
+    src = REPO / "guest" / "module" / "expected-chains.json"
+    write_chains_header(src, tmp_path / "fctest_chains.h")
+    (tmp_path / "t.c").write_text('#include <stdio.h>\n#include "fctest_chains.h"\n'
+                                  "int main(void) { fputs(fctest_chains_json, stdout); return 0; }\n")
+    subprocess.run(["gcc", "-Wall", "-Werror", "-o", tmp_path / "t", tmp_path / "t.c"], check=True)
+    out = subprocess.run([tmp_path / "t"], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == json.loads(src.read_text())
+
+
+def test_expected_chains_name_every_kthread():
+    chains = json.loads((REPO / "guest" / "module" / "expected-chains.json").read_text())
+    assert chains["order"] == "outermost-first"
+    assert set(chains["kthreads"]) == {"fc_chain", "fc_asm_framed", "fc_asm_noframe", "fc_nonstd", "fc_spin"}
+    for name, k in chains["kthreads"].items():
+        assert k["chain"][:2] == ["ret_from_fork", "kthread"], name
+        assert k["verdict"] in ("reliable", "unreliable"), name
+
+
+# ---- launcher hygiene ----
+def test_sweep_removes_only_orphans(tmp_path, monkeypatch):
+    monkeypatch.setattr(qemu, "SHM_DIR", tmp_path)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = tmp_path / f"{qemu.SHM_PREFIX}{dead.pid}-abcd"
+    mine = tmp_path / f"{qemu.SHM_PREFIX}{os.getpid()}-abcd"
+    other = tmp_path / "framecert-something-else"
+    for p in (orphan, mine, other):
+        p.write_text("")
+    qemu.sweep_orphans()
+    assert not orphan.exists() and mine.exists() and other.exists()
+
+
+def test_guest_rejects_bad_sizes(tmp_path):
+    with pytest.raises(GuestError, match="--mem"):
+        qemu.Guest(tmp_path, mem_mb=4096)
+    with pytest.raises(GuestError, match="--smp"):
+        qemu.Guest(tmp_path, smp=0)
+    with pytest.raises(GuestError, match="not a built guest"):
+        qemu.Guest(tmp_path)
+
+
+# ---- the command line ----
+@pytest.mark.parametrize("args", [["boot", "--smp", "99"], ["boot", "--mem", "lots"], ["frobnicate"], []])
+def test_cli_bad_arguments_exit_2_without_traceback(args):
+    r = subprocess.run([CLI, *args], capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "error" in r.stderr
+
+
+def test_cli_boot_of_a_non_guest_dir_is_one_line(tmp_path):
+    r = subprocess.run([CLI, "boot", "--guest-dir", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 1
+    assert r.stderr.startswith("framecert-guest: error:") and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
