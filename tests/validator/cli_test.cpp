@@ -1,0 +1,183 @@
+// The `framecert check` / `framecert dump` command lines, run as a user would: exit status, the shape of
+// the output, and clean refusal of unusable input (never a crash).
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <random>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CliRun {
+  int status = -1;
+  std::string out;  // stdout and stderr together unless split
+};
+
+CliRun run(const std::string& args, bool stderr_too = true) {
+  std::string cmd = fmt::format("'{}' {} {}", FRAMECERT_BIN, args, stderr_too ? "2>&1" : "2>/dev/null");
+  CliRun r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+std::string fixture(const char* name) { return fmt::format("{}/{}.o", FIXTURE_OUT, name); }
+
+std::vector<char> read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+class TempDir {
+ public:
+  TempDir() : path_(fs::temp_directory_path() / fmt::format("framecert-cli-{}", getpid())) { fs::create_directories(path_); }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string file(const std::string& name, const std::vector<char>& bytes) const {
+    auto p = (path_ / name).string();
+    std::ofstream(p, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    return p;
+  }
+  std::string path(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+TEST(CheckCommand, CleanObjectExitsZeroAndPrintsNothing) {
+  CliRun r = run("check " + fixture("ok_std_frame"));
+  EXPECT_EQ(r.status, 0);
+  EXPECT_EQ(r.out, "");
+}
+
+TEST(CheckCommand, FindingsUseObjtoolsShapeAndExitOne) {
+  const std::string obj = fixture("bad_call_no_frame");
+  CliRun r = run("check " + obj);
+  EXPECT_EQ(r.status, 1);
+  EXPECT_EQ(r.out, obj + ": warning: framecert: f+0x5: call without frame pointer save/setup\n");
+}
+
+TEST(CheckCommand, ExplainShowsThePathAndBothStatesOfAMismatch) {
+  CliRun r = run("check --explain " + fixture("bad_mismatch_cfa"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.out.find("stack state mismatch: cfa1=4+8 cfa2=4+16"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("path: f+0x0: entry"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("branch"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("state on this path: cfa=rsp+16"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("state recorded by an earlier path: cfa=rsp+8"), std::string::npos) << r.out;
+}
+
+TEST(CheckCommand, JsonListsEveryObjectInOrderWithParallelJobs) {
+  CliRun r = run(fmt::format("check --json -j 2 {} {} {}", fixture("ok_leaf"), fixture("bad_return_modified"),
+                          fixture("bad_fallthrough")),
+              false);
+  EXPECT_EQ(r.status, 1);
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["objects"].size(), 3u);
+  EXPECT_EQ(j["objects"][0]["findings"].size(), 0u);
+  EXPECT_EQ(j["objects"][1]["findings"][0]["message"], "return with modified stack frame");
+  EXPECT_EQ(j["objects"][1]["findings"][0]["function"], "f");
+  EXPECT_EQ(j["objects"][1]["findings"][0]["func_offset"], 6);
+  EXPECT_FALSE(j["objects"][1]["findings"][0]["path"].empty());
+  EXPECT_EQ(j["objects"][2]["findings"][0]["text"], "f() falls through to next function g()");
+  EXPECT_EQ(j["summary"]["findings"], 2);
+}
+
+TEST(CheckCommand, UnusableInputExitsTwoWithOneLineNamingTheFile) {
+  TempDir tmp;
+  const auto good = read_all(fixture("ok_std_frame"));
+  ASSERT_GT(good.size(), 200u);
+  std::vector<std::pair<std::string, std::string>> cases;  // file, expected words
+  cases.push_back({tmp.file("empty.o", {}), "not"});
+  cases.push_back({tmp.file("text.o", {'h', 'e', 'l', 'l', 'o', '\n'}), "not an ELF object"});
+  auto elf32 = good;
+  elf32[4] = 1;  // EI_CLASS = ELFCLASS32
+  cases.push_back({tmp.file("elf32.o", elf32), "not a 64-bit ELF object"});
+  auto arm = good;
+  arm[18] = 183;  // e_machine = EM_AARCH64
+  arm[19] = 0;
+  cases.push_back({tmp.file("arm.o", arm), "not an x86-64 object"});
+  cases.push_back({tmp.path("missing.o"), "cannot open"});
+  for (const auto& [file, words] : cases) {
+    CliRun r = run("check " + file);
+    EXPECT_EQ(r.status, 2) << file << ": " << r.out;
+    EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+    EXPECT_NE(r.out.find(file), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find(words), std::string::npos) << r.out;
+  }
+}
+
+TEST(CheckCommand, TruncatedAndCorruptedObjectsNeverCrash) {
+  TempDir tmp;
+  const auto good = read_all(fixture("c_switch_table"));
+  // Every truncation point in the headers, then a stride through the rest.
+  for (size_t n = 0; n < good.size(); n += (n < 128 ? 1 : 97)) {
+    std::vector<char> cut(good.begin(), good.begin() + static_cast<long>(n));
+    CliRun r = run("check " + tmp.file("cut.o", cut));
+    EXPECT_TRUE(r.status == 2 || r.status == 1 || r.status == 0) << "truncated at " << n << ": status " << r.status;
+    if (r.status == 2) {
+      EXPECT_NE(r.out.find("cut.o"), std::string::npos);
+    }
+  }
+  std::mt19937 rng(1234);
+  for (int trial = 0; trial < 150; ++trial) {
+    auto bad = good;
+    for (int k = 0; k < 8; ++k) bad[rng() % bad.size()] = static_cast<char>(rng());
+    CliRun r = run("check " + tmp.file("corrupt.o", bad));
+    EXPECT_LE(r.status, 2) << "trial " << trial << " crashed: " << r.out;
+  }
+}
+
+TEST(CheckCommand, BadArgumentsExitTwo) {
+  EXPECT_EQ(run("check").status, 2);
+  EXPECT_EQ(run("frobnicate").status, 2);
+  EXPECT_EQ(run("check -j 0 " + fixture("ok_leaf")).status, 2);
+}
+
+TEST(DumpCommand, PrintsOneLinePerStateChangeThenCallSitesAndFunctions) {
+  TempDir tmp;
+  const std::string meta = tmp.path("m.fcmeta");
+  ASSERT_EQ(run(fmt::format("check --metadata {} {}", meta, fixture("ok_std_frame"))).status, 0);
+  CliRun r = run("dump " + meta);
+  ASSERT_EQ(r.status, 0) << r.out;
+  const std::string expected =
+      "section .text address 0x0 size 0x13: 4 rows, 2 call sites\n"
+      "  .text+0x0 <f+0x0>: cfa=rsp+8 rbp=caller\n"
+      "  .text+0x1 <f+0x1>: cfa=rsp+16 rbp=caller saved-rbp=cfa-16\n"
+      "  .text+0x4 <f+0x4>: cfa=rbp+16 rbp=frame saved-rbp=cfa-16\n"
+      "  .text+0x12 <f+0x12>: cfa=rsp+8 rbp=caller\n"
+      "  call returning to .text+0x9 <f+0x9>: frame-valid\n"
+      "  call returning to .text+0x11 <f+0x11>: frame-valid\n"
+      "\n"
+      "functions:\n"
+      "  f .text+0x0 size 0x13: certified\n";
+  auto at = r.out.find("section .text");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  EXPECT_EQ(r.out.substr(at), expected);
+  EXPECT_NE(r.out.find("relocatable object"), std::string::npos);
+}
+
+TEST(DumpCommand, DamagedMetadataExitsTwo) {
+  TempDir tmp;
+  const std::string meta = tmp.path("m.fcmeta");
+  ASSERT_EQ(run(fmt::format("check --metadata {} {}", meta, fixture("ok_leave"))).status, 0);
+  auto bytes = read_all(meta);
+  bytes[bytes.size() / 2] ^= 1;
+  CliRun r = run("dump " + tmp.file("bad.fcmeta", bytes));
+  EXPECT_EQ(r.status, 2);
+  EXPECT_NE(r.out.find("checksum mismatch"), std::string::npos) << r.out;
+}
+
+}  // namespace
