@@ -1,6 +1,6 @@
 // A glibc program with frame pointers in its own code (-fno-omit-frame-pointer), threads from pthreads.
 //   main thread: main -> g_main_wait -> pause
-//   worker threads: start_thread -> g_worker -> g_a -> g_b -> pause
+//   worker threads: start_thread -> g_worker -> g_a -> g_b (raw syscall)
 // glibc itself is built without frame pointers, so the honest verdict at the libc frames is unreliable.
 #include <pthread.h>
 #include <stdio.h>
@@ -13,8 +13,12 @@
 static pthread_barrier_t barrier;
 static volatile int stop;
 
+// Blocks in a raw system call of its own, so the innermost frame is in code with metadata.
 NOINLINE void g_b(void) {
-  while (!stop) pause();
+  while (!stop) {
+    long nr = 34;  // SYS_pause
+    __asm__ volatile("syscall" : "+a"(nr) : : "rcx", "r11", "memory");
+  }
   KEEP();
 }
 NOINLINE void g_a(void) { g_b(); KEEP(); }
