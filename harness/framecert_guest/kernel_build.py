@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import config_check, paths
 from .errors import GuestError
+from .procs import die_with_parent, end_process_group
 
 ARCH = ["ARCH=x86_64"]  # tinyconfig on this host would otherwise make a 32-bit kernel
 _COMPILE_LINE = re.compile(r"^\s+(CC|AS|CC \[M\])\s")
@@ -31,8 +32,10 @@ def run(cmd, cwd, log, progress=None, label=None) -> list:
     log.flush()
     lines, compiled = [], 0
     try:
+        # Own process group: on an interrupt the whole make tree (compilers included) can be ended at once.
         proc = subprocess.Popen(list(map(str, cmd)), cwd=cwd, env=_clean_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, errors="replace")
+                                stderr=subprocess.STDOUT, text=True, errors="replace", start_new_session=True,
+                                preexec_fn=die_with_parent)
     except OSError as e:
         raise GuestError(f"cannot run {cmd[0]}: {e.strerror}") from None
     try:
@@ -45,8 +48,7 @@ def run(cmd, cwd, log, progress=None, label=None) -> list:
     finally:
         # On an interrupt, make (and its compilers) must not outlive us.
         if proc.poll() is None:
-            proc.kill()
-        proc.wait()
+            end_process_group(proc, grace=0)
     if proc.returncode != 0:
         tail = " | ".join(l.strip() for l in lines[-3:])
         raise GuestError(f"{' '.join(map(str, cmd[:3]))} failed (exit {proc.returncode}); see {log.name}: {tail}")
@@ -77,7 +79,7 @@ def build_kernel(tree: Path, jobs: int, prefix_map: str, log, progress) -> list:
     modules_prepare) also writes Module.symvers, without which modpost cannot resolve fctest.ko's symbols.
 
     prefix_map rewrites the temporary build path in the DWARF to the final cached path."""
-    progress.step(f"building the kernel (make -j{jobs}; ~4 min on 2 cores)")
+    progress.step(f"building the kernel (make -j{jobs}; ~4 min on 2 idle cores)")
     lines = run(["make", f"-j{jobs}", *ARCH, f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}",
                  "bzImage", "vmlinux", "modules"], tree, log, progress, "kernel objects compiled")
     for artefact in ("arch/x86/boot/bzImage", "vmlinux", "vmlinux.o", "Module.symvers"):

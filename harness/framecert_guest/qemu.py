@@ -15,7 +15,6 @@ from __exit__, from atexit, and (see install_signal_handlers) on SIGTERM/SIGINT.
 is SIGKILLed, QEMU dies with it (PR_SET_PDEATHSIG) and the next Guest.start() sweeps the orphaned files.
 """
 import atexit
-import ctypes
 import os
 import re
 import secrets
@@ -29,6 +28,7 @@ from pathlib import Path
 
 from .build import load_manifest
 from .errors import GuestError
+from .procs import die_with_parent, end_process_group
 from .qmp import QmpClient
 
 QEMU = "qemu-system-x86_64"
@@ -40,7 +40,7 @@ CMD_DONE = re.compile(r"FRAMECERT-CMD-DONE rc=(\d+)")
 TASKS_LINE = re.compile(r"FRAMECERT-TASKS processes=(\d+) threads=(\d+)")
 PANIC = re.compile(r"Kernel panic - not syncing.*")
 # panic=-1: reboot at once on panic, which -no-reboot turns into QEMU exiting.
-CMDLINE = "console=ttyS0 nokaslr panic=-1 loglevel=6"
+CMDLINE = "console=ttyS0 nokaslr panic=-1"  # default loglevel: fctest's pr_info lines reach the console
 MAX_SMP = 8          # the guest kernel's CONFIG_NR_CPUS
 MAX_MEM_MB = 2048    # above this, part of RAM moves above 4 GiB and file offsets stop matching addresses
 
@@ -114,7 +114,7 @@ class Guest:
             with open(self.run_dir / "qemu.out", "w") as out:
                 self.proc = subprocess.Popen(self.qemu_args(), stdin=subprocess.DEVNULL, stdout=out,
                                              stderr=subprocess.STDOUT, start_new_session=True,
-                                             preexec_fn=_die_with_parent)
+                                             preexec_fn=die_with_parent)
             self._wait_for(self.qmp_socket, timeout=30)
             self._qmp = QmpClient.connect(str(self.qmp_socket))
         except BaseException:
@@ -175,7 +175,7 @@ class Guest:
             self._cmd_sock.close()
             self._cmd_sock = None
         if self.proc:
-            _end_process_group(self.proc)
+            end_process_group(self.proc)
         if self.ram_path:
             try:
                 self.ram_path.unlink()
@@ -229,7 +229,9 @@ class Guest:
                 return out[:done.start()]
             self.check_alive()
             if time.monotonic() > deadline:
-                raise GuestError(f"guest command {line!r} did not finish within {timeout:.0f} s")
+                paused = not self.qmp("query-status").get("running", True)
+                raise GuestError(f"guest command {line!r} did not finish within {timeout:.0f} s"
+                                 + (" (the VM is paused: QMP stop, or a gdb attached)" if paused else ""))
             time.sleep(0.05)
 
     def task_counts(self) -> dict:
@@ -238,28 +240,6 @@ class Guest:
         if not m:
             raise GuestError("guest did not print its task counts")
         return {"processes": int(m.group(1)), "threads": int(m.group(2))}
-
-
-def _end_process_group(proc, grace: float = 5.0):
-    """Waits for a polite exit, then SIGTERM, then SIGKILL, to QEMU's whole process group."""
-    for sig in (None, signal.SIGTERM, signal.SIGKILL):
-        if sig is not None:
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                pass
-        try:
-            proc.wait(timeout=grace)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-    proc.wait()
-
-
-def _die_with_parent():
-    """Runs in the child before exec: if the launcher dies (even by SIGKILL), the kernel kills QEMU."""
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _pid_alive(pid: int) -> bool:
