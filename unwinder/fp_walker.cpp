@@ -37,6 +37,7 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
     if (site.call && site.call->has(kCallBpZero)) {
       if (fp == 0) {
         end = true;
+        if (auto p = check_no_outermost_record_above(ctx, sp)) judge.fail(*p, k);
       } else {
         judge.fail(Reason::BpClobbered, k,
                    fmt::format("the caller zeroed rbp before the call at {:#x}, but the saved rbp is {:#x}", ret, fp));

@@ -1,5 +1,6 @@
 #include "unwinder/reliability.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -220,16 +221,36 @@ ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, ui
 Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t record) {
   if (!ctx.options.scan_for_skipped_frames || record <= low) return std::nullopt;
   low = (low + 7) & ~uint64_t{7};
-  for (uint64_t a = low; a + 16 <= record; a += 8) {
+  // Any word in this frame's own area that holds the address of the claimed caller frame is the saved rbp
+  // of a frame record we jumped over (its return address may be damaged too). A live frame's locals only
+  // hold that address in the rare code that stores its caller's frame pointer.
+  for (uint64_t a = low; a + 8 <= record; a += 8) {
     auto word = ctx.memory.read_u64(RemoteAddr(a));
     if (!word || *word != record) continue;
-    auto ret = ctx.memory.read_u64(RemoteAddr(a + 8));
-    if (!ret) continue;
-    const CodeImage* img = ctx.code.find(*ret - 1);
-    if (!img || !ctx.code.call_site_at(*img, *ret)) continue;
     return Problem{Reason::FrameSkipped,
-                   fmt::format("a frame record at {:#x} (return address {:#x}) links to the frame at {:#x}: "
-                               "the chain skipped it", a, *ret, record)};
+                   fmt::format("the word at {:#x}, inside the frame below {:#x}, links to that frame: the chain "
+                               "skipped the frame record there", a, record)};
+  }
+  return std::nullopt;
+}
+
+Check check_no_outermost_record_above(const WalkContext& ctx, uint64_t low) {
+  if (!ctx.options.scan_for_skipped_frames) return std::nullopt;
+  low = (low + 7) & ~uint64_t{7};
+  uint64_t high = std::min(ctx.bounds.high, low + kEndScanWindow);
+  for (uint64_t a = low; a + 16 <= high; a += 8) {
+    auto word = ctx.memory.read_u64(RemoteAddr(a));
+    if (!word) break;
+    if (*word != 0) continue;
+    auto ret = ctx.memory.read_u64(RemoteAddr(a + 8));
+    if (!ret || *ret == 0) continue;
+    const CodeImage* img = ctx.code.find(*ret - 1);
+    if (!img) continue;
+    auto call = ctx.code.call_site_at(*img, *ret);
+    if (!call || !call->has(metadata::kCallBpZero)) continue;
+    return Problem{Reason::FrameSkipped,
+                   fmt::format("another outermost frame record at {:#x} (return address {:#x}) lies above the "
+                               "claimed end: the chain skipped frames", a, *ret)};
   }
   return std::nullopt;
 }

@@ -85,5 +85,10 @@ ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, ui
 
 // The skipped-caller scan: does a frame record in [low, record) link to `record`?
 Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t record);
+// At a user-space outermost frame (saved rbp 0 after a call that zeroed it): no other outermost frame
+// record (saved rbp 0, return address after such a call) may lie in the next `kEndScanWindow` bytes above,
+// or the chain was cut short by a forged end and the frames between were skipped.
+inline constexpr uint64_t kEndScanWindow = 4096;
+Check check_no_outermost_record_above(const WalkContext& ctx, uint64_t low);
 
 }  // namespace framecert
