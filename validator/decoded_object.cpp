@@ -55,6 +55,11 @@ void decode_sections(DecodedObject& obj, const Decoder& decoder) {
       in.insn = *insn;
       in.section = sec.index;
       in.dead_end = insn->kind == InsnKind::Bug;  // ud2 is BUG(): execution stops there
+      // objtool counts `syscall` as a context switch because kernel code never contains one; in a linked
+      // user-space image it is an ordinary instruction that returns to the next one (docs/rules.md).
+      if (!obj.elf->relocatable() && insn->kind == InsnKind::ContextSwitch && insn->length == 2 &&
+          sec.bytes[off] == 0x0f && sec.bytes[off + 1] == 0x05)
+        in.insn.kind = InsnKind::Other;
       obj.insns.push_back(std::move(in));
       off += insn->length;
     }
@@ -145,6 +150,21 @@ void mark_non_standard(DecodedObject& obj) {
   }
 }
 
+// In a linked image a direct branch's target is a virtual address that may lie in another section (the
+// PLT, say). Returns the (section, offset) it lands in, or false when no executable section holds it.
+bool locate_linked_target(const DecodedObject& obj, const Instruction& in, uint32_t* section, uint64_t* offset) {
+  const uint64_t va = obj.elf->sections()[in.section].address + in.insn.target;
+  for (const SectionCode& code : obj.code_sections) {
+    const ElfSection& s = obj.elf->sections()[code.section];
+    if (va >= s.address && va - s.address < s.size) {
+      *section = s.index;
+      *offset = va - s.address;
+      return true;
+    }
+  }
+  return false;
+}
+
 bool is_static_jump(const Instruction& in) {
   return in.insn.kind == InsnKind::Jump || in.insn.kind == InsnKind::JumpConditional;
 }
@@ -155,6 +175,11 @@ void resolve_jumps(DecodedObject& obj) {
     if (!is_static_jump(in)) continue;
     uint32_t dest_sec = in.section;
     uint64_t dest_off = in.insn.target;
+    const bool linked = !obj.elf->relocatable();
+    if (linked && !locate_linked_target(obj, in, &dest_sec, &dest_off)) {
+      if (in.func != kNone) in.sibling_target = true;  // leaves the image's code: an external tail call
+      continue;
+    }
     if (const ElfReloc* r = obj.reloc_of(in)) {
       const ElfSymbol& s = obj.symbol(r->symbol);
       if (s.type == STT_SECTION) {
@@ -180,6 +205,12 @@ void resolve_jumps(DecodedObject& obj) {
       }
     }
     int32_t dest = obj.find_insn(dest_sec, dest_off);
+    if (dest == kNone && linked && dest_sec != in.section) {
+      // Into another section's padding or data (PLT stubs are often not decoded on instruction
+      // boundaries we know): treat as a jump out of the function.
+      if (in.func != kNone) in.sibling_target = true;
+      continue;
+    }
     if (dest == kNone) {
       obj.fatal.push_back(fatal_at(obj, in, fmt::format("can't find jump dest instruction at {}+0x{:x}",
                                                         obj.section_name(dest_sec), dest_off)));
@@ -338,9 +369,25 @@ void resolve_calls(DecodedObject& obj) {
         sym = static_cast<int32_t>(s.index);
       }
     } else {
-      int32_t f = function_at_offset(obj, in.section, in.insn.target);
-      sym = f != kNone ? static_cast<int32_t>(obj.functions[f].symbol) : symbol_at_offset(obj, in.section, in.insn.target);
+      uint32_t dest_sec = in.section;
+      uint64_t dest_off = in.insn.target;
+      const bool linked = !obj.elf->relocatable();
+      if (linked && !locate_linked_target(obj, in, &dest_sec, &dest_off)) dest_sec = 0;
+      int32_t f = dest_sec ? function_at_offset(obj, dest_sec, dest_off) : kNone;
+      sym = f != kNone ? static_cast<int32_t>(obj.functions[f].symbol)
+                       : (dest_sec ? symbol_at_offset(obj, dest_sec, dest_off) : kNone);
       if (in.ignore) continue;
+      if (sym == kNone && linked) {
+        // A linked image calls PLT stubs and stripped local functions that have no symbol. Only a call
+        // into the calling function itself is an intra-function call.
+        const bool inside_caller = in.func != kNone && dest_sec == in.section &&
+                                   dest_off >= obj.functions[in.func].offset &&
+                                   dest_off < obj.functions[in.func].offset + obj.functions[in.func].size;
+        if (!inside_caller) {
+          in.insn.op_count = 0;
+          continue;
+        }
+      }
       if (sym == kNone) {
         obj.fatal.push_back(fatal_at(obj, in, "unannotated intra-function call"));
         continue;
@@ -471,6 +518,11 @@ DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder) {
   resolve_jumps(obj);
   resolve_calls(obj);
   resolve_jump_tables(obj);
+  if (!elf.relocatable()) {
+    // Hand-written code outside any function symbol in a linked image (glibc jumps over `lock` prefixes,
+    // for instance) is not checked anyway; its oddities must not stop the check of every function.
+    std::erase_if(obj.fatal, [](const Finding& f) { return f.function.empty() && f.positional; });
+  }
   return obj;
 }
 
