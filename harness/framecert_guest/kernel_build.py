@@ -16,6 +16,7 @@ from .procs import die_with_parent, end_process_group
 ARCH = ["ARCH=x86_64"]  # tinyconfig on this host would otherwise make a 32-bit kernel
 _COMPILE_LINE = re.compile(r"^\s+(CC|AS|CC \[M\])\s")
 OBJTOOL_WARNING = re.compile(r"warning: objtool:")
+_ERROR_LINE = re.compile(r"\berror\b", re.IGNORECASE)
 
 
 def _clean_env() -> dict:
@@ -45,13 +46,16 @@ def run(cmd, cwd, log, progress=None, label=None) -> list:
             if progress and label and _COMPILE_LINE.match(line):
                 compiled += 1
                 progress.count(label, compiled)
-    finally:
-        # On an interrupt, make (and its compilers) must not outlive us.
-        if proc.poll() is None:
-            end_process_group(proc, grace=0)
+    except BaseException:
+        end_process_group(proc, grace=0)  # interrupted: make and its compilers must not outlive us
+        raise
+    proc.wait()
     if proc.returncode != 0:
-        tail = " | ".join(l.strip() for l in lines[-3:])
-        raise GuestError(f"{' '.join(map(str, cmd[:3]))} failed (exit {proc.returncode}); see {log.name}: {tail}")
+        # The first line naming an error says more than make's closing "Error 2" lines.
+        errors = [l.strip() for l in lines if _ERROR_LINE.search(l)] or [l.strip() for l in lines[-1:]] or [
+            "no output"]
+        raise GuestError(f"{' '.join(map(str, cmd[:3]))} failed (exit {proc.returncode}): {errors[0]} "
+                         f"(see {log.name})")
     return lines
 
 

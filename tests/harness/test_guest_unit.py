@@ -1,4 +1,5 @@
 """Unit tests of the guest harness's pure-Python parts: no VM, no kernel build."""
+import io
 import json
 import os
 import socket
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from framecert_guest import cache, config_check, qemu
+from framecert_guest import cache, config_check, kernel_build, qemu
 from framecert_guest.errors import GuestError
 from framecert_guest.kernel_build import write_chains_header
 from framecert_guest.qmp import QmpClient, QmpError
@@ -222,3 +223,21 @@ def test_cli_boot_of_a_non_guest_dir_is_one_line(tmp_path):
     assert r.returncode == 1
     assert r.stderr.startswith("framecert-guest: error:") and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+# ---- running build commands ----
+class _Log(io.StringIO):
+    name = "build.log"
+
+
+def test_failed_command_names_its_first_error_line():
+    script = 'echo "  CC kernel/errseq.o"; echo "x.c:1:2: error: boom"; echo "make: *** Error 2"; exit 2'
+    with pytest.raises(GuestError) as e:
+        kernel_build.run(["sh", "-c", script], "/", _Log())
+    assert "x.c:1:2: error: boom" in str(e.value) and "build.log" in str(e.value)
+
+
+def test_command_output_is_logged_and_returned():
+    log = _Log()
+    assert kernel_build.run(["sh", "-c", "echo one; echo two >&2"], "/", log) == ["one", "two"]
+    assert "one\ntwo\n" in log.getvalue()
