@@ -153,6 +153,15 @@ std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const R
 
 namespace {
 
+// The target of the direct call instruction that ends at `return_address`, if there is one.
+std::optional<uint64_t> direct_call_target(Memory& memory, uint64_t return_address) {
+  uint8_t insn[5];
+  if (memory.read(RemoteAddr(return_address - 5), insn, 5) != 5 || insn[0] != 0xe8) return std::nullopt;
+  int32_t rel;
+  std::memcpy(&rel, insn + 1, 4);
+  return return_address + static_cast<int64_t>(rel);
+}
+
 bool is_signal_trampoline(const CodeMap& code, uint64_t address) {
   auto f = code.function_at(address);
   return f && f->start == address && f->name.find("restore_rt") != std::string::npos;
@@ -160,12 +169,9 @@ bool is_signal_trampoline(const CodeMap& code, uint64_t address) {
 
 // The direct call before `return_address` must target the function the callee frame runs in.
 Check check_call_target(const WalkContext& ctx, uint64_t return_address, uint64_t callee_pc, bool callee_is_return) {
-  uint8_t insn[5];
-  if (ctx.memory.read(RemoteAddr(return_address - 5), insn, 5) != 5) return std::nullopt;  // text not readable
-  if (insn[0] != 0xe8) return std::nullopt;
-  int32_t rel;
-  std::memcpy(&rel, insn + 1, 4);
-  uint64_t target = return_address + static_cast<int64_t>(rel);
+  auto direct = direct_call_target(ctx.memory, return_address);  // none: not a direct call, or text unreadable
+  if (!direct) return std::nullopt;
+  uint64_t target = *direct;
   auto callee = ctx.code.function_at(callee_is_return ? callee_pc - 1 : callee_pc);
   auto called = ctx.code.function_at(target);
   // Only a definite contradiction counts: the call lands on the entry of a known function that is not the
@@ -230,6 +236,26 @@ Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t reco
     return Problem{Reason::FrameSkipped,
                    fmt::format("the word at {:#x}, inside the frame below {:#x}, links to that frame: the chain "
                                "skipped the frame record there", a, record)};
+  }
+  return std::nullopt;
+}
+
+Check check_no_own_return_address(const WalkContext& ctx, uint64_t low, uint64_t record, uint64_t pc) {
+  if (!ctx.options.scan_for_skipped_frames || record <= low) return std::nullopt;
+  auto fn = ctx.code.function_at(pc - 1);
+  if (!fn || fn->cold_part) return std::nullopt;
+  low = (low + 7) & ~uint64_t{7};
+  for (uint64_t a = low; a + 8 <= record; a += 8) {
+    auto word = ctx.memory.read_u64(RemoteAddr(a));
+    if (!word || *word < 5) continue;
+    const CodeImage* img = ctx.code.find(*word - 1);
+    if (!img || !ctx.code.call_site_at(*img, *word)) continue;
+    auto target = direct_call_target(ctx.memory, *word);
+    if (!target || *target != fn->start) continue;
+    return Problem{Reason::FrameSkipped,
+                   fmt::format("the word at {:#x}, inside the frame below {:#x}, is a return address ({:#x}) of a "
+                               "call to {}: that function's own frame record lies there and was skipped",
+                               a, record, *word, fn->name)};
   }
   return std::nullopt;
 }

@@ -85,6 +85,12 @@ ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, ui
 
 // The skipped-caller scan: does a frame record in [low, record) link to `record`?
 Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t record);
+// The caller's own return address left behind: a word in [low, record) — the frame below the claimed
+// caller frame — that is the return address of a proven direct call to the function `pc` (the claimed
+// caller frame's return address) runs in. Where the claimed caller's true frame record lies inside that
+// range (the saved rbp that led here was redirected past it, and the record's link erased so the
+// skipped-frame scan sees nothing), the record's return address is still there.
+Check check_no_own_return_address(const WalkContext& ctx, uint64_t low, uint64_t record, uint64_t pc);
 // At a user-space outermost frame (saved rbp 0 after a call that zeroed it): no other outermost frame
 // record (saved rbp 0, return address after such a call) may lie in the next `kEndScanWindow` bytes above,
 // or the chain was cut short by a forged end and the frames between were skipped.

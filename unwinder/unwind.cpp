@@ -11,6 +11,17 @@ CrossCheck cross_check(const Trace& fp, const Trace& cfa) {
       return {false, static_cast<int>(i),
               fmt::format("frame {}: pc {:#x} by frame pointers, {:#x} by CFA rules", i, fp.frames[i].pc,
                           cfa.frames[i].pc)};
+    // Every frame's CFA (the callee's CFA is this frame's stack pointer) must agree exactly, and so must
+    // rbp where the metadata-only walk knows it: same pcs over different frame addresses mean the two
+    // walks read different stack words.
+    if (fp.frames[i].sp != cfa.frames[i].sp)
+      return {false, static_cast<int>(i),
+              fmt::format("frame {}: stack pointer {:#x} by frame pointers, {:#x} by CFA rules", i, fp.frames[i].sp,
+                          cfa.frames[i].sp)};
+    if (i > 0 && cfa.frames[i].fp != 0 && fp.frames[i].fp != cfa.frames[i].fp)
+      return {false, static_cast<int>(i),
+              fmt::format("frame {}: rbp {:#x} by frame pointers, {:#x} by CFA rules", i, fp.frames[i].fp,
+                          cfa.frames[i].fp)};
   }
   if (fp.frames.size() != cfa.frames.size())
     return {false, static_cast<int>(n),

@@ -126,7 +126,22 @@ inline FaultStats run_fault_trials(Snapshot& snap, size_t trials, uint64_t seed)
       if (same) {
         ++st.reliable_same;
       } else {
-        st.false_reliables.push_back(fmt::format("thread {} trial {}:{}", t.tid, trial, what));
+        // The frames from just before the first difference, both traces (a 1000-deep chain stays short).
+        size_t first = 0;
+        while (first < u.trace.frames.size() && first < t.truth.frames.size() &&
+               u.trace.frames[first].pc == t.truth.frames[first].pc && u.trace.frames[first].sp == t.truth.frames[first].sp)
+          ++first;
+        auto show = [&](const Trace& tr) {
+          std::string out;
+          for (size_t i = first > 2 ? first - 2 : 0; i < tr.frames.size() && i < first + 4; ++i) {
+            const Frame& f = tr.frames[i];
+            out += fmt::format("\n      #{} {:#x} sp={:#x} fp={:#x} {}+{:#x}", i, f.pc, f.sp, f.fp, f.symbol, f.offset);
+          }
+          return out;
+        };
+        std::string frames = fmt::format("\n    walked ({} frames):{}\n    true ({} frames):{}", u.trace.frames.size(),
+                                         show(u.trace), t.truth.frames.size(), show(t.truth));
+        st.false_reliables.push_back(fmt::format("thread {} trial {}:{}{}", t.tid, trial, what, frames));
       }
     } else {
       ++st.unreliable;

@@ -239,6 +239,41 @@ TEST(Walker, CorruptedSavedRbpThatSkipsFramesIsCaught) {
   EXPECT_UNRELIABLE(t2, Reason::FrameSkipped, 1);
 }
 
+TEST(Walker, SkippedFrameWithErasedLinkIsCaught) {
+  // The coordinated forgery: b's saved rbp redirected to main's frame AND a's record's link erased, so no
+  // word links to main's frame any more. a's own return address (after main's call to a) is still inside
+  // the frame below the claimed main frame.
+  Chain c;
+  Regs r = c.in_b();
+  uint64_t a_frame = 0, main_frame = 0;
+  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  c.w.mem.read(RemoteAddr(a_frame), &main_frame, 8);
+  c.w.mem.write_u64(r.rbp, main_frame);
+  c.w.mem.write_u64(a_frame, 0);
+  WalkOptions no_target;
+  no_target.check_call_targets = false;
+  Trace t = c.fp(r, no_target);
+  EXPECT_UNRELIABLE(t, Reason::FrameSkipped, 1);
+  EXPECT_NE(t.verdict.detail.find("call to a"), std::string::npos) << t.verdict.detail;
+}
+
+TEST(Walker, CrossCheckComparesFrameAddresses) {
+  Trace fp, cfa;
+  fp.frames = {Frame{0x401000, 0x1000, 0x1010}, Frame{0x402000, 0x1020, 0x1030}};
+  cfa.frames = fp.frames;
+  fp.verdict.reliable = cfa.verdict.reliable = true;
+  EXPECT_TRUE(cross_check(fp, cfa).agree);
+  cfa.frames[1].sp = 0x1028;
+  CrossCheck x = cross_check(fp, cfa);
+  EXPECT_FALSE(x.agree);
+  EXPECT_EQ(x.first_difference, 1);
+  cfa.frames[1].sp = 0x1020;
+  cfa.frames[1].fp = 0x1040;
+  EXPECT_FALSE(cross_check(fp, cfa).agree);
+  cfa.frames[1].fp = 0;  // unknown to the metadata-only walk: not compared
+  EXPECT_TRUE(cross_check(fp, cfa).agree);
+}
+
 TEST(Walker, UnreadableMemory) {
   Chain c;
   Regs r = c.in_b();
@@ -249,7 +284,12 @@ TEST(Walker, UnreadableMemory) {
   CodeMap code = w.code_map();
   StackBounds wide{w.bounds().low, w.bounds().high + 0x10000};
   w.mem.write_u64(r.rbp, FakeWorld::kStackTop + 0x800);  // in bounds, not mapped
-  Trace t = walk_frame_pointers(WalkContext{w.mem, code, wide, {}}, r);
+  // The redirected rbp also skips a's frame, whose return address the own-return-address scan finds first.
+  Trace skipped = walk_frame_pointers(WalkContext{w.mem, code, wide, {}}, r);
+  EXPECT_UNRELIABLE(skipped, Reason::FrameSkipped, 1);
+  WalkOptions no_scan;
+  no_scan.scan_for_skipped_frames = false;
+  Trace t = walk_frame_pointers(WalkContext{w.mem, code, wide, no_scan}, r);
   EXPECT_UNRELIABLE(t, Reason::MemoryUnreadable, 1);
 }
 
