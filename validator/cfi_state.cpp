@@ -154,6 +154,7 @@ std::string mismatch_message(const CfiState& a, const CfiState& b) {
     if (a.regs[i] != b.regs[i])
       return fmt::format("stack state mismatch: reg1[{}]={}{:+d} reg2[{}]={}{:+d}", i, a.regs[i].base, a.regs[i].offset, i,
                          b.regs[i].base, b.regs[i].offset);
+  if (a.type != b.type) return fmt::format("stack state mismatch: type1={} type2={}", a.type, b.type);
   if (a.drap != b.drap || (a.drap && a.drap_reg != b.drap_reg) || (a.drap && a.drap_offset != b.drap_offset))
     return fmt::format("stack state mismatch: drap1={}({},{}) drap2={}({},{})", a.drap ? 1 : 0, a.drap_reg, a.drap_offset,
                        b.drap ? 1 : 0, b.drap_reg, b.drap_offset);
@@ -176,6 +177,9 @@ std::string describe(const CfiState& s) {
     if (s.regs[i].base != kUndefined)
       out += fmt::format(" {}@{}{:+d}", reg_name(static_cast<Reg>(i)), base_text(s.regs[i].base), s.regs[i].offset);
   if (s.drap) out += fmt::format(" drap={}", base_text(s.drap_reg));
+  if (s.type == kHintRegs) out += " regs";
+  if (s.type == kHintRegsPartial) out += " regs-partial";
+  if (s.end) out += " end";
   if (s.bp_scratch) out += " bp-scratch";
   return out;
 }
@@ -183,6 +187,15 @@ std::string describe(const CfiState& s) {
 std::string apply_stack_op(CfiState& s, const StackOp& op, bool in_function, bool next_is_hint) {
   if (s.cfa.base == kUndefined) return in_function ? "undefined stack state" : std::string();
   CfiReg& cfa = s.cfa;
+  if (s.type == kHintRegs || s.type == kHintRegsPartial) {
+    // Entry code with a register frame on the stack: only stack-pointer movement is tracked.
+    if (cfa.base != kSp && cfa.base != kSpIndirect) return {};
+    if (op.dst == StackOp::Dst::Push || op.dst == StackOp::Dst::PushF) cfa.offset += 8;
+    if (op.src == StackOp::Src::Pop || op.src == StackOp::Src::PopF) cfa.offset -= 8;
+    if (op.dst == StackOp::Dst::Reg && op.src == StackOp::Src::Add && op.dst_reg == Reg::Sp && op.src_reg == Reg::Sp)
+      cfa.offset -= static_cast<int>(op.src_offset);
+    return {};
+  }
   switch (op.dst) {
     case StackOp::Dst::Reg:
       return apply_to_reg(s, op, next_is_hint);

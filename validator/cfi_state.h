@@ -22,6 +22,14 @@ inline constexpr int kSp = 4;
 inline constexpr int kBp = 5;
 inline constexpr int kRa = 16;  // the return address "register"
 inline constexpr int kNumRegs = 17;
+// Unwind-hint types (the kernel's UNWIND_HINT_TYPE_*).
+inline constexpr uint8_t kHintCall = 0;
+inline constexpr uint8_t kHintRegs = 1;
+inline constexpr uint8_t kHintRegsPartial = 2;
+inline constexpr uint8_t kHintFunc = 3;
+inline constexpr uint8_t kHintEntry = 4;
+inline constexpr uint8_t kHintSave = 5;
+inline constexpr uint8_t kHintRestore = 6;
 }  // namespace cfi
 
 struct CfiReg {
@@ -43,6 +51,8 @@ struct CfiState {
   int drap_offset = -1;
   bool bp_scratch = false;
   bool drap = false;
+  uint8_t type = 0;  // unwind-hint type: kHintCall, kHintRegs, kHintRegsPartial
+  bool end = false;  // an unwind hint marked this as the end of the stack
 
   // The state at a function's entry: CFA = rsp + 8, the return address at CFA - 8.
   static CfiState function_entry();
@@ -67,6 +77,7 @@ std::string apply_stack_op(CfiState& s, const StackOp& op, bool in_function, boo
 namespace framecert {
 inline bool operator==(const CfiState& a, const CfiState& b) {
   return a.regs == b.regs && a.vals == b.vals && a.cfa == b.cfa && a.stack_size == b.stack_size &&
-         a.drap_reg == b.drap_reg && a.drap_offset == b.drap_offset && a.bp_scratch == b.bp_scratch && a.drap == b.drap;
+         a.drap_reg == b.drap_reg && a.drap_offset == b.drap_offset && a.bp_scratch == b.bp_scratch && a.drap == b.drap &&
+         a.type == b.type && a.end == b.end;
 }
 }  // namespace framecert

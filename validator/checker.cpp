@@ -38,14 +38,13 @@ class FunctionChecker {
  public:
   FunctionChecker(const DecodedObject& obj, CheckResult& out, bool explain) : obj_(obj), out_(out), explain_(explain) {}
 
-  // Validates one function from its entry; returns false at the first finding (objtool stops the
-  // function there).
-  bool run(int32_t func) {
+  // Follows every path from `start` with `state`, for function `func` (kNone for code outside any
+  // function, reached through an unwind hint); returns false at the first finding (objtool stops there).
+  bool run(int32_t start, int32_t func, const CfiState& state) {
     func_ = func;
     std::vector<WorkItem> stack;
     nodes_.clear();
-    stack.push_back({static_cast<int32_t>(obj_.functions[func].first_insn), CfiState::function_entry(), false, false,
-                     explain_ ? add_node(-1, static_cast<int32_t>(obj_.functions[func].first_insn), "entry") : -1});
+    stack.push_back({start, state, false, false, explain_ ? add_node(-1, start, "entry") : -1});
     while (!stack.empty()) {
       WorkItem item = std::move(stack.back());
       stack.pop_back();
@@ -90,7 +89,7 @@ class FunctionChecker {
   void report_text(std::string text) {
     Finding f;
     f.positional = false;
-    f.function = obj_.functions[func_].name;
+    f.function = func_ == kNone ? std::string() : obj_.functions[func_].name;
     f.message = std::move(text);
     out_.findings.push_back(std::move(f));
   }
@@ -130,39 +129,45 @@ class FunctionChecker {
     int32_t i = item.insn;
     while (true) {
       const Instruction& in = obj_.insns[i];
-      const int32_t next = obj_.next_in_section(i);
+      const int32_t next = obj_.next_to_validate(i);
       if (!item.after_alts) {
-        if (in.func != kNone && obj_.parent_of(in.func) != func) {
+        if (func != kNone && in.func != kNone && obj_.parent_of(in.func) != func) {
           if (obj_.functions[func].name.starts_with("__cfi_")) return true;
           report_text(fmt::format("{}() falls through to next function {}()", obj_.functions[func].name,
                                   obj_.functions[in.func].name));
           return false;
         }
-        if (in.ignore) {
+        if (func != kNone && in.ignore) {
           report(i, "BUG: why am I validating an ignored function?", item);
           return false;
         }
         if (out_.visited[i]) {
+          if (in.hint) return true;  // a hint asserts the state: paths may meet it with any other
           std::string m = mismatch_message(out_.states[out_.state_of_insn[i]], item.state);
           if (!m.empty()) {
             Finding& f = report(i, std::move(m), item);
-            if (explain_) {
-              f.state_expected = describe(out_.states[out_.state_of_insn[i]]);
-            }
+            if (explain_) f.state_expected = describe(out_.states[out_.state_of_insn[i]]);
             return false;
           }
           return true;
         }
+        if (in.hint && !apply_hint(i, item)) return false;
         out_.visited[i] = 1;
         out_.state_of_insn[i] = intern(item.state);
-        if (!in.table_targets.empty()) {
-          // Switch targets are explored first, each with the state before the indirect jump.
-          WorkItem resume = item;
-          resume.insn = i;
-          resume.after_alts = true;
-          stack.push_back(resume);
+        const bool has_alts = !in.ignore_alts && (!in.alts.empty() || !in.table_targets.empty());
+        if (has_alts) {
+          // Alternatives and switch targets are explored first, each with the state before this
+          // instruction; then (unless only the alternative can run) the instruction itself.
+          if (!in.skip_orig || in.alts.empty()) {
+            WorkItem resume = item;
+            resume.insn = i;
+            resume.after_alts = true;
+            stack.push_back(resume);
+          }
           for (auto t = in.table_targets.rbegin(); t != in.table_targets.rend(); ++t)
             stack.push_back({*t, item.state, item.df, false, explain_ ? add_node(item.path, i, "switch table") : -1});
+          for (auto t = in.alts.rbegin(); t != in.alts.rend(); ++t)
+            stack.push_back({*t, item.state, item.df, false, explain_ ? add_node(item.path, i, "alternative") : -1});
           return true;
         }
       }
@@ -189,7 +194,7 @@ class FunctionChecker {
             report(i, "return with DF set", item);
             return false;
           }
-          if (item.state.has_modified_frame()) {
+          if (func != kNone && item.state.has_modified_frame()) {
             report(i, "return with modified stack frame", item);
             return false;
           }
@@ -204,7 +209,7 @@ class FunctionChecker {
             report(i, fmt::format("call to {}() with DF set", callee_name(in)), item);
             return false;
           }
-          if (!is_special_call(in) && !item.state.has_valid_frame()) {
+          if (func != kNone && !is_special_call(in) && !item.state.has_valid_frame()) {
             report(i, "call without frame pointer save/setup", item);
             return false;
           }
@@ -238,8 +243,12 @@ class FunctionChecker {
           if (is_sibling_call(in) && !sibling_ok(in, i, item)) return false;
           return true;
         case InsnKind::ContextSwitch:
-          report(i, "unsupported instruction in callable function", item);
-          return false;
+          if (func == kNone) return true;  // entry code: the path ends at the switch
+          if (next == kNone || !obj_.insns[next].hint) {
+            report(i, "unsupported instruction in callable function", item);
+            return false;
+          }
+          break;
         case InsnKind::Std:
           if (item.df) {
             report(i, "recursive STD", item);
@@ -277,9 +286,36 @@ class FunctionChecker {
   void report_end_of_section(const Instruction& in) {
     Finding f;
     f.positional = false;
-    f.function = obj_.functions[func_].name;
+    f.function = func_ == kNone ? std::string() : obj_.functions[func_].name;
     f.message = fmt::format("{}: unexpected end of section", obj_.section_name(in.section));
     out_.findings.push_back(std::move(f));
+  }
+
+  // An unwind hint replaces the state (a restore hint brings back the state saved earlier).
+  bool apply_hint(int32_t i, WorkItem& item) {
+    const Instruction& in = obj_.insns[i];
+    if (!in.hint_restore) {
+      if (in.hint_state != kNone) item.state = obj_.hint_states[in.hint_state];
+      return true;
+    }
+    int32_t save = kNone;
+    const int32_t owner = in.func;
+    for (int32_t k = obj_.prev_in_section(i); k != kNone && owner != kNone && obj_.insns[k].insn.offset >= obj_.functions[owner].offset;
+         k = obj_.prev_in_section(k))
+      if (obj_.insns[k].hint_save) {
+        save = k;
+        break;
+      }
+    if (save == kNone) {
+      report(i, "no corresponding CFI save for CFI restore", item);
+      return false;
+    }
+    if (!out_.visited[save]) {
+      report(i, "objtool isn't smart enough to handle this CFI save/restore combo", item);
+      return false;
+    }
+    item.state = out_.states[out_.state_of_insn[save]];
+    return true;
   }
 
   bool sibling_ok(const Instruction& in, int32_t i, const WorkItem& item) {
@@ -320,6 +356,7 @@ bool ignore_unreachable(const DecodedObject& obj, int32_t i) {
   const std::string& sec = obj.section_name(in.section);
   if (sec == ".altinstr_replacement" || sec == ".altinstr_aux") return true;
   if (in.func == kNone) return false;
+  if (obj.functions[in.func].static_call_trampoline) return true;
   // A ud2 (or a jump to one) after a call that never returns is the compiler's "unreachable" trap.
   if (prev_is_dead_end(obj, i) &&
       (in.insn.kind == InsnKind::Bug ||
@@ -377,8 +414,15 @@ CheckResult check_functions(const DecodedObject& obj, bool explain) {
     }
     const Instruction& first = obj.insns[fn.first_insn];
     if (first.insn.offset != fn.offset || first.ignore || out.visited[fn.first_insn]) continue;
-    if (!checker.run(f)) out.function_failed[f] = true;
+    if (!checker.run(static_cast<int32_t>(fn.first_insn), f, CfiState::function_entry())) out.function_failed[f] = true;
   }
+  // Code reached only through unwind hints (entry code, or what follows a context switch).
+  if (obj.has_hints)
+    for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
+      const Instruction& in = obj.insns[i];
+      if (!in.hint || out.visited[i]) continue;
+      if (!checker.run(i, in.func, CfiState{}) && in.func != kNone) out.function_failed[obj.parent_of(in.func)] = true;
+    }
   return out;
 }
 

@@ -19,9 +19,11 @@ constexpr uint32_t kRelocPc32 = 2;  // R_X86_64_PC32
 bool is_retpoline_thunk(std::string_view name) { return name.starts_with("__x86_indirect_"); }
 bool is_return_thunk(std::string_view name) { return name == "__x86_return_thunk"; }
 
+}  // namespace
+
 // A structural error inside a function: that function cannot be checked (objtool stops the whole
 // object here; framecert stops only the function and checks the others — docs/rules.md).
-Finding fatal_at(DecodedObject& obj, const Instruction& in, std::string message) {
+Finding structural_error(DecodedObject& obj, const Instruction& in, std::string message) {
   if (in.func != kNone) obj.functions[obj.parent_of(in.func)].broken = true;
   Finding f;
   f.section = obj.section_name(in.section);
@@ -34,12 +36,19 @@ Finding fatal_at(DecodedObject& obj, const Instruction& in, std::string message)
   return f;
 }
 
-Finding fatal_text(std::string text) {
+Finding object_error(std::string text) {
   Finding f;
   f.positional = false;
   f.message = std::move(text);
   return f;
 }
+
+namespace {
+
+Finding fatal_at(DecodedObject& obj, const Instruction& in, std::string message) {
+  return structural_error(obj, in, std::move(message));
+}
+Finding fatal_text(std::string text) { return object_error(std::move(text)); }
 
 void decode_sections(DecodedObject& obj, const Decoder& decoder) {
   for (const ElfSection& sec : obj.elf->sections()) {
@@ -81,6 +90,7 @@ void collect_functions(DecodedObject& obj) {
     f.size = s.size;
     f.weak = s.bind == STB_WEAK;
     f.global = s.bind == STB_GLOBAL;
+    f.static_call_trampoline = s.name.starts_with("__SCT__");
     obj.function_by_symbol[s.index] = static_cast<int32_t>(obj.functions.size());
     obj.functions.push_back(std::move(f));
   }
@@ -172,7 +182,7 @@ bool is_static_jump(const Instruction& in) {
 void resolve_jumps(DecodedObject& obj) {
   for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
     Instruction& in = obj.insns[i];
-    if (!is_static_jump(in)) continue;
+    if (!is_static_jump(in) || in.jump_dest != kNone) continue;  // alternatives may have set it
     uint32_t dest_sec = in.section;
     uint64_t dest_off = in.insn.target;
     const bool linked = !obj.elf->relocatable();
@@ -231,12 +241,6 @@ void resolve_jumps(DecodedObject& obj) {
   }
 }
 
-// The relocation, if any, at exactly `offset` of `section`.
-const ElfReloc* reloc_at(const DecodedObject& obj, uint32_t section, uint64_t offset) {
-  const auto& relocs = obj.elf->relocs_for(section);
-  auto it = std::lower_bound(relocs.begin(), relocs.end(), offset, [](const ElfReloc& r, uint64_t o) { return r.offset < o; });
-  return it != relocs.end() && it->offset == offset ? &*it : nullptr;
-}
 
 bool symbol_covers(const DecodedObject& obj, uint32_t section, uint64_t offset) {
   for (const ElfSymbol& s : obj.elf->symbols())
@@ -257,7 +261,7 @@ const ElfReloc* switch_table_at(const DecodedObject& obj, const Instruction& in,
   if (obj.section_name(s.section) != ".rodata..c_jump_table" && symbol_covers(obj, s.section, table_offset)) return nullptr;
   *table_sec = s.section;
   *pc_relative = text_reloc->type == kRelocPc32;
-  return reloc_at(obj, s.section, table_offset);
+  return obj.reloc_at(s.section, table_offset);
 }
 
 int32_t table_entry_target(const DecodedObject& obj, const ElfReloc& r) {
@@ -492,6 +496,12 @@ int32_t DecodedObject::prev_in_section(int32_t i) const {
   return insns[i - 1].section == insns[i].section ? i - 1 : kNone;
 }
 
+const ElfReloc* DecodedObject::reloc_at(uint32_t section, uint64_t offset) const {
+  const auto& relocs = elf->relocs_for(section);
+  auto it = std::lower_bound(relocs.begin(), relocs.end(), offset, [](const ElfReloc& r, uint64_t o) { return r.offset < o; });
+  return it != relocs.end() && it->offset == offset ? &*it : nullptr;
+}
+
 const ElfReloc* DecodedObject::reloc_of(const Instruction& in) const {
   const auto& relocs = elf->relocs_for(in.section);
   auto it = std::lower_bound(relocs.begin(), relocs.end(), in.insn.offset,
@@ -515,9 +525,14 @@ DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder) {
   decode_sections(obj, decoder);
   collect_functions(obj);
   mark_non_standard(obj);
+  read_ignore_alternatives(obj);
+  read_special_sections(obj);
   resolve_jumps(obj);
+  read_intra_function_calls(obj);
   resolve_calls(obj);
+  read_dead_ends(obj);
   resolve_jump_tables(obj);
+  read_unwind_hints(obj);
   if (!elf.relocatable()) {
     // Hand-written code outside any function symbol in a linked image (glibc jumps over `lock` prefixes,
     // for instance) is not checked anyway; its oddities must not stop the check of every function.

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "validator/cfi_state.h"
 #include "validator/elf_file.h"
 #include "validator/finding.h"
 #include "validator/insn.h"
@@ -30,6 +31,7 @@ struct Function {
   bool global = false;
   bool non_standard = false;  // STACK_FRAME_NON_STANDARD: not validated, not certified
   bool broken = false;        // a structural error (e.g. an unannotated intra-function call) stops its check
+  bool static_call_trampoline = false;  // __SCT__*: patched at run time, its tail is never "unreachable"
   uint32_t first_insn = 0;    // global instruction index range [first_insn, end_insn)
   uint32_t end_insn = 0;
 };
@@ -47,6 +49,16 @@ struct Instruction {
   bool ignore = false;             // inside a non-standard function
   bool jump_table = false;         // an indirect jump through a switch table (targets below)
   std::vector<int32_t> table_targets;
+  // Code that may run instead of this instruction: an alternative replacement, the other side of a
+  // jump label, an exception fixup. Each is followed with the state before this instruction.
+  std::vector<int32_t> alts;
+  bool skip_orig = false;          // only the alternatives run (e.g. a feature every CPU is assumed to have)
+  bool ignore_alts = false;        // the alternatives are not followed
+  int32_t alt_next = kNone;        // last instruction of a replacement: execution continues here
+  bool hint = false;               // an unwind hint sets the state here (hint_state)
+  bool hint_save = false;
+  bool hint_restore = false;
+  int32_t hint_state = kNone;      // index into DecodedObject::hint_states
   int32_t reloc = kNone;           // index into relocs_for(section) of the first relocation inside it
 
   bool is_call() const { return insn.kind == InsnKind::Call || insn.kind == InsnKind::CallIndirect; }
@@ -84,6 +96,13 @@ struct DecodedObject {
   int32_t parent_of(int32_t func) const { return func == kNone ? kNone : functions[func].parent; }
 
   std::vector<int32_t> function_by_symbol;  // symbol index -> function index
+  std::vector<CfiState> hint_states;
+  bool has_hints = false;
+
+  // The instruction execution continues with after `i` (the end of a replacement jumps back).
+  int32_t next_to_validate(int32_t i) const { return insns[i].alt_next != kNone ? insns[i].alt_next : next_in_section(i); }
+  // The relocation at exactly `offset` of `section`, or null.
+  const ElfReloc* reloc_at(uint32_t section, uint64_t offset) const;
 };
 
 // Decodes every executable section of `elf` and resolves branches; never fails, but may record
@@ -94,5 +113,15 @@ DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder);
 // plus the known noreturn functions outside the object).
 bool is_noreturn_function(const DecodedObject& obj, int32_t func, int depth = 0);
 bool is_known_noreturn_name(std::string_view name);
+
+// The kernel's annotations and special sections (annotations.cpp), applied in objtool's order by
+// build_decoded_object().
+void read_ignore_alternatives(DecodedObject& obj);
+void read_special_sections(DecodedObject& obj);  // .altinstructions, __jump_table, __ex_table
+void read_intra_function_calls(DecodedObject& obj);
+void read_dead_ends(DecodedObject& obj);         // .discard.unreachable / .discard.reachable
+void read_unwind_hints(DecodedObject& obj);
+Finding structural_error(DecodedObject& obj, const Instruction& in, std::string message);
+Finding object_error(std::string text);
 
 }  // namespace framecert

@@ -155,3 +155,16 @@ const ElfSection* ElfFile::section_by_name(std::string_view name) const {
 }
 
 }  // namespace framecert
+
+namespace framecert {
+
+std::span<const uint8_t> ElfFile::section_bytes(uint32_t index) const {
+  if (index >= sections_.size() || sections_[index].type == SHT_NOBITS) return {};
+  if (!sections_[index].bytes.empty()) return sections_[index].bytes;
+  Elf_Scn* scn = elf_getscn(elf_, index);
+  Elf_Data* d = scn ? elf_getdata(scn, nullptr) : nullptr;
+  if (!d || !d->d_buf) return {};
+  return {static_cast<const uint8_t*>(d->d_buf), d->d_size};
+}
+
+}  // namespace framecert

@@ -61,6 +61,8 @@ class ElfFile {
   // Relocations applying to section `index`, sorted by offset (empty if none).
   const std::vector<ElfReloc>& relocs_for(uint32_t index) const;
   const ElfSection* section_by_name(std::string_view name) const;
+  // The bytes of any section, read on demand (annotation tables); empty when unreadable or NOBITS.
+  std::span<const uint8_t> section_bytes(uint32_t index) const;
 
  private:
   ElfFile() = default;

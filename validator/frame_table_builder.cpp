@@ -44,15 +44,21 @@ BpValue transfer(const Instruction& in, const CfiState& before, BpValue bp) {
 void successors(const DecodedObject& obj, int32_t i, std::vector<int32_t>& out) {
   out.clear();
   const Instruction& in = obj.insns[i];
-  for (int32_t t : in.table_targets) out.push_back(t);
-  const int32_t next = obj.next_in_section(i);
+  if (!in.ignore_alts) {
+    for (int32_t t : in.alts) out.push_back(t);
+    for (int32_t t : in.table_targets) out.push_back(t);
+    if (in.skip_orig && !in.alts.empty()) return;
+  }
+  const int32_t next = obj.next_to_validate(i);
   const bool sibling = in.func != kNone && in.sibling_target;
   switch (in.insn.kind) {
     case InsnKind::Return:
     case InsnKind::JumpIndirect:
+      return;
     case InsnKind::ContextSwitch:
-      if (!in.insn.is_iret || in.func == kNone) return;
-      break;
+      if (in.insn.is_iret && in.func != kNone) break;
+      if (in.func != kNone && next != kNone && obj.insns[next].hint) break;
+      return;
     case InsnKind::Jump:
       if (!sibling && in.jump_dest != kNone) out.push_back(in.jump_dest);
       return;
@@ -75,6 +81,15 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
     value[fn.first_insn] = static_cast<uint8_t>(BpValue::Caller);
     work.push_back(static_cast<int32_t>(fn.first_insn));
   }
+  // An unwind hint asserts the stack, not rbp: what rbp holds there is unknown, unless the hint is a
+  // function entry.
+  for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
+    const Instruction& in = obj.insns[i];
+    if (!in.hint || !r.visited[i]) continue;
+    const bool entry = in.hint_state != kNone && obj.hint_states[in.hint_state] == CfiState::function_entry();
+    value[i] = static_cast<uint8_t>(entry ? BpValue::Caller : BpValue::Unknown);
+    work.push_back(i);
+  }
   std::vector<int32_t> succ;
   while (!work.empty()) {
     int32_t i = work.front();
@@ -83,7 +98,7 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
     BpValue out = transfer(obj.insns[i], r.states[r.state_of_insn[i]], static_cast<BpValue>(value[i]));
     successors(obj, i, succ);
     for (int32_t s : succ) {
-      if (s < 0 || !r.visited[s]) continue;
+      if (s < 0 || !r.visited[s] || obj.insns[s].hint) continue;
       uint8_t merged = value[s] == kUnset ? static_cast<uint8_t>(out) : static_cast<uint8_t>(meet(static_cast<BpValue>(value[s]), out));
       if (merged != value[s]) {
         value[s] = merged;
@@ -119,6 +134,8 @@ FrameState frame_state(const CfiState& s, uint8_t bp_raw) {
   if (bp == BpValue::Frame && s.has_valid_frame()) out.flags |= md::kBpIsFrame;
   if (bp == BpValue::Caller) out.flags |= md::kBpUnchanged;
   if (bp == BpValue::Zero) out.flags |= md::kBpZero;
+  if (s.end) out.flags |= md::kEndOfStack;
+  if (s.type == cfi::kHintRegs) out.flags |= md::kRegsFrame;
   return out;
 }
 
