@@ -78,11 +78,13 @@ def _build_into(tmp: Path, final: Path, key: str, jobs: int, log, progress) -> d
     tree = extract(tmp, log, progress)
     configure(tree, log, progress)
     seconds["configure"] = time.monotonic() - t0
-    kernel_warnings = build_kernel(tree, jobs, prefix_map, log, progress)
+    kernel_warnings = [w.replace(str(tmp), str(final)) for w in build_kernel(tree, jobs, prefix_map, log, progress)]
     seconds["kernel"] = time.monotonic() - t0 - seconds["configure"]
 
     t1 = time.monotonic()
-    module_warnings = build_module(tree, tmp / "module", prefix_map, log, progress)
+    # Warnings name the files where they will live (as the DWARF does).
+    module_warnings = [w.replace(str(tmp), str(final))
+                       for w in build_module(tree, tmp / "module", prefix_map, log, progress)]
     shutil.copyfile(paths.MODULE_SRC / "expected-chains.json", tmp / "expected-chains.json")
     build_initramfs(tree, tmp, tmp / "module" / "fctest.ko", log, progress)
     seconds["module+initramfs"] = time.monotonic() - t1
@@ -102,6 +104,8 @@ def _build_into(tmp: Path, final: Path, key: str, jobs: int, log, progress) -> d
         "kernel_release": (tree / "include/config/kernel.release").read_text().strip(),
         "artefacts": {n: {"path": rel, "bytes": (tmp / rel).stat().st_size} for n, rel in ARTEFACTS.items()},
         "objtool_warnings": {"kernel": kernel_warnings, "fctest.ko": module_warnings},
+        # Kbuild rebuilds whatever was compiled with other flags: a later `make` in linux/ needs these.
+        "make_vars": ["ARCH=x86_64", f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}"],
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "jobs": jobs,
     }
