@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -277,6 +278,7 @@ def install_signal_handlers():
     """SIGTERM (and SIGHUP) become SystemExit, so `with Guest(...)` blocks and atexit clean up as for
     Ctrl-C (SIGINT, already KeyboardInterrupt). For programs; a library must not do this by itself."""
     def handler(signum, frame):
+        print(f"framecert-guest: {signal.Signals(signum).name}: cleaning up", file=sys.stderr, flush=True)
         raise SystemExit(128 + signum)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)
