@@ -13,7 +13,6 @@ The guest directory:
 import json
 import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -53,20 +52,19 @@ def build(jobs: int = 2, progress: Progress = None) -> Path:
         with open(slot.tmp / "build.log", "w") as log:
             try:
                 manifest = _build_into(slot.tmp, slot.final, key, jobs, log, progress)
-            except GuestError:
-                _keep_failed_log(slot)
-                raise
+            except GuestError as e:
+                raise GuestError(f"{e} (build log: {_keep_failed_log(slot)})") from None
         (slot.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         slot.publish()
     progress.step(f"built guest {key} in {manifest['seconds']['total']:.0f} s")
     return slot.final
 
 
-def _keep_failed_log(slot):
+def _keep_failed_log(slot) -> Path:
     """The temporary tree goes away; its log stays beside it for the post-mortem."""
     failed = slot.root / f"{slot.final.name}.failed.log"
     shutil.copyfile(slot.tmp / "build.log", failed)
-    print(f"framecert-guest: build log kept in {failed}", file=sys.stderr, flush=True)
+    return failed
 
 
 def _build_into(tmp: Path, final: Path, key: str, jobs: int, log, progress) -> dict:

@@ -54,8 +54,7 @@ def run(cmd, cwd, log, progress=None, label=None) -> list:
         # The first line naming an error says more than make's closing "Error 2" lines.
         errors = [l.strip() for l in lines if _ERROR_LINE.search(l)] or [l.strip() for l in lines[-1:]] or [
             "no output"]
-        raise GuestError(f"{' '.join(map(str, cmd[:3]))} failed (exit {proc.returncode}): {errors[0]} "
-                         f"(see {log.name})")
+        raise GuestError(f"{' '.join(map(str, cmd[:3]))} failed (exit {proc.returncode}): {errors[0]}")
     return lines
 
 
@@ -88,7 +87,7 @@ def build_kernel(tree: Path, jobs: int, prefix_map: str, log, progress) -> list:
                  "bzImage", "vmlinux", "modules"], tree, log, progress, "kernel objects compiled")
     for artefact in ("arch/x86/boot/bzImage", "vmlinux", "vmlinux.o", "Module.symvers"):
         if not (tree / artefact).is_file():
-            raise GuestError(f"kernel build finished without {artefact}; see {log.name}")
+            raise GuestError(f"kernel build finished without {artefact}")
     return [l for l in lines if OBJTOOL_WARNING.search(l)]
 
 
@@ -114,5 +113,5 @@ def build_module(tree: Path, module_dir: Path, prefix_map: str, log, progress) -
     lines = run(["make", "-C", tree, f"M={module_dir}", *ARCH, f"KCFLAGS={prefix_map}",
                  f"KAFLAGS={prefix_map}", "modules"], module_dir, log)
     if not (module_dir / "fctest.ko").is_file():
-        raise GuestError(f"module build finished without fctest.ko; see {log.name}")
+        raise GuestError("module build finished without fctest.ko")
     return [l.strip() for l in lines if OBJTOOL_WARNING.search(l)]
