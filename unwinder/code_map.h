@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "unwinder/frame_depth.h"
 #include "unwinder/frame_table.h"
 #include "unwinder/symbolizer.h"
 
@@ -54,8 +55,15 @@ class CodeMap {
 
   const std::vector<CodeImage>& images() const { return images_; }
 
+  // The exact stack depths at the call sites of `f` (frame_depth.h), analysed once per function from the
+  // code in `text` and cached. Copies of a CodeMap share the cache: they describe the same code.
+  std::shared_ptr<const FunctionDepths> depths_of(Memory& text, const FunctionExtent& f) const {
+    return depths_->get(text, f.start, f.size);
+  }
+
  private:
   std::vector<CodeImage> images_;  // sorted by start
+  std::shared_ptr<FrameDepthCache> depths_ = std::make_shared<FrameDepthCache>();
 };
 
 }  // namespace framecert

@@ -70,6 +70,7 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
     }
     if (auto p = check_no_skipped_frame(ctx, sp, fp)) judge.fail(*p, k);
     if (auto p = check_no_own_return_address(ctx, sp, fp, ret)) judge.fail(*p, k);
+    if (auto p = check_frame_size(ctx, ret, site, sp, fp)) judge.fail(*p, k);
     auto next_fp = ctx.memory.read_u64(RemoteAddr(fp));
     auto next_ret = ctx.memory.read_u64(RemoteAddr(fp + 8));
     if (!next_fp || !next_ret) {

@@ -260,6 +260,27 @@ Check check_no_own_return_address(const WalkContext& ctx, uint64_t low, uint64_t
   return std::nullopt;
 }
 
+Check check_frame_size(const WalkContext& ctx, uint64_t return_address, const ReturnSite& site, uint64_t sp,
+                       uint64_t fp) {
+  if (!ctx.options.check_frame_sizes || !site.state || !site.call) return std::nullopt;
+  const FrameState& s = *site.state;
+  if (s.cfa_base != CfaBase::Bp || !s.has(kBpIsFrame)) return std::nullopt;
+  auto fn = ctx.code.function_at(return_address - 1);
+  if (!fn || fn->cold_part || fn->size == 0) return std::nullopt;
+  auto depths = ctx.code.depths_of(ctx.memory, *fn);
+  if (!depths->ok) return std::nullopt;
+  auto it = depths->calls.find(return_address);
+  // The analysis must agree with the validator about where rbp is, or it judges nothing.
+  if (it == depths->calls.end() || it->second.bp_off != s.cfa_offset) return std::nullopt;
+  const CallDepth& d = it->second;
+  const uint64_t expected = fp + static_cast<uint64_t>(static_cast<int64_t>(d.bp_off) - d.sp_off);
+  if (sp == expected) return std::nullopt;
+  return Problem{Reason::FrameSizeMismatch,
+                 fmt::format("{} keeps rsp {} bytes below its frame at the call before {:#x}: with its frame at "
+                             "{:#x} the callee's CFA must be {:#x}, not {:#x}",
+                             fn->name, d.sp_off - d.bp_off, return_address, fp, expected, sp)};
+}
+
 Check check_no_outermost_record_above(const WalkContext& ctx, uint64_t low) {
   if (!ctx.options.scan_for_skipped_frames) return std::nullopt;
   low = (low + 7) & ~uint64_t{7};

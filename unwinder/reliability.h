@@ -24,6 +24,9 @@ struct WalkOptions {
   // Condition 1, tightened: the words between two frames must not hold a frame record that links to the
   // next frame (which is what a corrupted saved rbp that skips callers leaves behind).
   bool scan_for_skipped_frames = true;
+  // Condition 1, exact: the caller's frame must sit exactly where its code puts rsp at the call
+  // (check_frame_size). Off only to test the other checks in isolation.
+  bool check_frame_sizes = true;
   // Kernel tasks: the frame-record address that marks the recognised end (just below the user pt_regs).
   std::optional<uint64_t> end_frame;
 };
@@ -91,6 +94,14 @@ Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t reco
 // range (the saved rbp that led here was redirected past it, and the record's link erased so the
 // skipped-frame scan sees nothing), the record's return address is still there.
 Check check_no_own_return_address(const WalkContext& ctx, uint64_t low, uint64_t record, uint64_t pc);
+// The exact frame size: at the call before `return_address` (a frame-pointer function, CFA = rbp + 16
+// there), the function's code puts rsp exactly (sp_off - bp_off) below rbp; the callee's CFA `sp` is that
+// rsp, so `fp`, the caller's rbp read from the callee's frame record, must be sp + sp_off - bp_off. No
+// check where the code analysis gives up (frame_depth.h). Catches a saved rbp redirected past a frame
+// even when every word of the skipped record was erased, and a return address swapped for another call
+// to the same function from a frame of another size.
+Check check_frame_size(const WalkContext& ctx, uint64_t return_address, const ReturnSite& site, uint64_t sp,
+                       uint64_t fp);
 // At a user-space outermost frame (saved rbp 0 after a call that zeroed it): no other outermost frame
 // record (saved rbp 0, return address after such a call) may lie in the next `kEndScanWindow` bytes above,
 // or the chain was cut short by a forged end and the frames between were skipped.

@@ -6,7 +6,7 @@
 namespace framecert {
 
 namespace {
-constexpr std::array<std::pair<Reason, std::string_view>, 19> kNames{{
+constexpr std::array<std::pair<Reason, std::string_view>, 20> kNames{{
     {Reason::None, "none"},
     {Reason::NoMetadata, "no-metadata"},
     {Reason::NoFrameState, "no-frame-state"},
@@ -26,6 +26,7 @@ constexpr std::array<std::pair<Reason, std::string_view>, 19> kNames{{
     {Reason::TooDeep, "too-deep"},
     {Reason::CrossCheckMismatch, "cross-check-mismatch"},
     {Reason::NoRegisters, "no-registers"},
+    {Reason::FrameSizeMismatch, "frame-size-mismatch"},
 }};
 }  // namespace
 

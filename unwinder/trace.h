@@ -30,6 +30,7 @@ enum class Reason : uint8_t {
   TooDeep,                   // more frames than the walk's limit
   CrossCheckMismatch,        // the metadata-only walk found different frames
   NoRegisters,               // the task's registers could not be obtained
+  FrameSizeMismatch,         // the caller's frame is not exactly where its code puts rsp at the call
 };
 
 std::string_view reason_name(Reason r);

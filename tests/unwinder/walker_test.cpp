@@ -6,6 +6,7 @@
 #include <iterator>
 
 #include "tests/unwinder/fake_world.h"
+#include "unwinder/frame_depth.h"
 #include "unwinder/unwind.h"
 
 namespace framecert::testing {
@@ -255,6 +256,59 @@ TEST(Walker, SkippedFrameWithErasedLinkIsCaught) {
   Trace t = c.fp(r, no_target);
   EXPECT_UNRELIABLE(t, Reason::FrameSkipped, 1);
   EXPECT_NE(t.verdict.detail.find("call to a"), std::string::npos) << t.verdict.detail;
+}
+
+// Real prologue bytes for a Chain function at `fn`: push %rbp; mov %rsp,%rbp; sub $locals*8,%rsp (the
+// offsets FakeWorld's Framed rows describe), nops up to the calls.
+void write_prologue(FakeWorld& w, uint64_t fn, int locals) {
+  uint8_t code[8] = {0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, static_cast<uint8_t>(locals * 8)};
+  w.mem.write(fn, code, sizeof code);
+}
+
+TEST(Walker, ExactFrameSizesKeepGoodChainsAndCatchErasedSkips) {
+  Chain c;
+  write_prologue(c.w, c.main_fn, 3);
+  write_prologue(c.w, c.a, 2);
+  Regs r = c.in_b();
+  Unwind good = c.run(r);
+  EXPECT_TRUE(good.trace.verdict.reliable) << good.trace.verdict.detail;
+  // b's saved rbp redirected to main's frame, and a's whole record erased: nothing in the stack points at
+  // the skip any more, and check_call_targets is off — only a's frame size gives it away.
+  uint64_t a_frame = 0, main_frame = 0;
+  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  c.w.mem.read(RemoteAddr(a_frame), &main_frame, 8);
+  c.w.mem.write_u64(r.rbp, main_frame);
+  c.w.mem.write_u64(a_frame, 0);
+  c.w.mem.write_u64(a_frame + 8, 0);
+  WalkOptions no_target;
+  no_target.check_call_targets = false;
+  Trace t = c.fp(r, no_target);
+  EXPECT_UNRELIABLE(t, Reason::FrameSizeMismatch, 1);
+  no_target.check_frame_sizes = false;
+  EXPECT_TRUE(c.fp(r, no_target).verdict.reliable);  // what a bare frame-pointer walk would believe
+}
+
+TEST(FrameDepth, FollowsEveryPathAndGivesUpOnWhatItCannotFollow) {
+  FakeMemory m;
+  auto analyse = [&](std::vector<uint8_t> code) {
+    m.map_bytes(0x1000, code.data(), code.size());
+    return analyse_function_depths(m, 0x1000, code.size());
+  };
+  // push %rbp; mov %rsp,%rbp; push %rbx; sub $0x18,%rsp; call; push $1; call; add $8,%rsp; leave; ret
+  auto d = analyse({0x55, 0x48, 0x89, 0xe5, 0x53, 0x48, 0x83, 0xec, 0x18, 0xe8, 0, 0, 0, 0, 0x6a, 0x01,
+                    0xe8, 0, 0, 0, 0, 0x48, 0x83, 0xc4, 0x08, 0xc9, 0xc3});
+  ASSERT_TRUE(d.ok);
+  ASSERT_EQ(d.calls.size(), 2u);
+  EXPECT_EQ(d.calls.at(0x100e).sp_off, 48);
+  EXPECT_EQ(d.calls.at(0x100e).bp_off, 16);
+  EXPECT_EQ(d.calls.at(0x1015).sp_off, 56);
+  // A branch around a push: the paths meet at different depths.
+  EXPECT_FALSE(analyse({0x55, 0x48, 0x89, 0xe5, 0x74, 0x01, 0x53, 0xe8, 0, 0, 0, 0, 0xc9, 0xc3}).ok);
+  // The same branch around a nop: one depth.
+  EXPECT_TRUE(analyse({0x55, 0x48, 0x89, 0xe5, 0x74, 0x01, 0x90, 0xe8, 0, 0, 0, 0, 0xc9, 0xc3}).ok);
+  // sub %rax,%rsp (alloca) and an indirect jump: not followed.
+  EXPECT_FALSE(analyse({0x55, 0x48, 0x89, 0xe5, 0x48, 0x29, 0xc4, 0xe8, 0, 0, 0, 0, 0xc9, 0xc3}).ok);
+  EXPECT_FALSE(analyse({0x55, 0x48, 0x89, 0xe5, 0xff, 0xe0}).ok);
 }
 
 TEST(Walker, CrossCheckComparesFrameAddresses) {
