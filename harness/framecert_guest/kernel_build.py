@@ -74,7 +74,10 @@ def configure(tree: Path, log, progress):
     run(["make", *ARCH, "tinyconfig"], tree, log)
     run(["scripts/kconfig/merge_config.sh", "-m", ".config", paths.CONFIG_FRAGMENT], tree, log)
     run(["make", *ARCH, "olddefconfig"], tree, log)
-    config_check.check_file(tree / ".config")
+    found = config_check.problems((tree / ".config").read_text())
+    if found:
+        raise GuestError(f"tinyconfig + {paths.CONFIG_FRAGMENT.name} + olddefconfig gave an unusable kernel "
+                         "config: " + "; ".join(found))
 
 
 def build_kernel(tree: Path, jobs: int, prefix_map: str, log, progress) -> list:
