@@ -78,7 +78,8 @@ void add_group_alternative(DecodedObject& obj, int32_t orig, int32_t repl, uint6
     r.ignore = o.ignore_alts;
     r.func = o.func;
     const bool static_jump = r.insn.kind == InsnKind::Jump || r.insn.kind == InsnKind::JumpConditional;
-    if (static_jump && r.insn.has_target && r.insn.target == new_end) {
+    // Only a jump encoded with a displacement (not one a relocation fills in) can aim at the end.
+    if (static_jump && r.insn.has_target && r.insn.target != r.insn.end() && r.insn.target == new_end) {
       // A jump to the end of the replacement lands after the original once patched in.
       if (after == kNone) {
         obj.fatal.push_back(structural_error(obj, r, "can't find alternative jump destination"));

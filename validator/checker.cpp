@@ -5,6 +5,8 @@
 // (functions with huge branch counts) from overflowing the thread's stack.
 #include "validator/checker.h"
 
+#include <elf.h>
+
 #include <algorithm>
 #include <unordered_map>
 
@@ -67,15 +69,7 @@ class FunctionChecker {
   }
 
   Finding& report(int32_t i, std::string message, const WorkItem& item) {
-    const Instruction& in = obj_.insns[i];
-    Finding f;
-    f.section = obj_.section_name(in.section);
-    f.offset = in.insn.offset;
-    if (in.func != kNone) {
-      f.function = obj_.functions[in.func].name;
-      f.func_offset = in.insn.offset - obj_.functions[in.func].offset;
-    }
-    f.message = std::move(message);
+    Finding f = obj_.finding_at(obj_.insns[i], std::move(message));
     if (explain_) {
       for (int32_t n = item.path; n != -1; n = nodes_[n].parent)
         f.path.push_back(fmt::format("{}: {}", where(nodes_[n].insn), nodes_[n].what));
@@ -181,8 +175,9 @@ class FunctionChecker {
           return false;
         }
       } else {
+        const bool next_is_hint = next != kNone && obj_.insns[next].hint;
         for (int k = 0; k < in.insn.op_count; ++k)
-          if (auto m = apply_stack_op(item.state, in.insn.ops[k], in.func != kNone, false); !m.empty()) {
+          if (auto m = apply_stack_op(item.state, in.insn.ops[k], in.func != kNone, next_is_hint); !m.empty()) {
             report(i, m, item);
             return false;
           }
@@ -257,7 +252,7 @@ class FunctionChecker {
           item.df = true;
           break;
         case InsnKind::Cld:
-          if (!item.df) {
+          if (!item.df && func != kNone) {
             report(i, "redundant CLD", item);
             return false;
           }
@@ -420,26 +415,91 @@ CheckResult check_functions(const DecodedObject& obj, bool explain) {
   if (obj.has_hints)
     for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
       const Instruction& in = obj.insns[i];
-      if (!in.hint || out.visited[i]) continue;
+      if (!in.hint || out.visited[i] || in.ignore) continue;
       if (!checker.run(i, in.func, CfiState{}) && in.func != kNone) out.function_failed[obj.parent_of(in.func)] = true;
     }
   return out;
 }
 
+namespace {
+
+// A linked object (vmlinux.o) keeps the code of weak functions that lost to a strong definition, with no
+// symbol left over it. Such "holes" between symbols are not reported as unreachable (objtool's --link).
+class SymbolHoles {
+ public:
+  explicit SymbolHoles(const DecodedObject& obj) : obj_(obj) {}
+
+  // 0: `offset` is inside a symbol (or before every symbol); -1: a hole up to the section's end;
+  // otherwise the distance to the next symbol.
+  int64_t hole_size(uint32_t section, uint64_t offset) {
+    const auto& syms = sorted(section);
+    auto it = std::upper_bound(syms.begin(), syms.end(), offset,
+                               [](uint64_t o, const std::pair<uint64_t, uint64_t>& s) { return o < s.first; });
+    for (auto back = it; back != syms.begin();) {
+      --back;
+      if (offset < back->second) return 0;  // inside
+      if (back->first + 0x100000 < offset) break;
+    }
+    if (it == syms.begin()) return 0;
+    if (it == syms.end()) return -1;
+    return static_cast<int64_t>(it->first - offset);
+  }
+
+ private:
+  const std::vector<std::pair<uint64_t, uint64_t>>& sorted(uint32_t section) {
+    auto [it, fresh] = cache_.try_emplace(section);
+    if (fresh) {
+      for (const ElfSymbol& s : obj_.elf->symbols())
+        if (s.section == section && s.type != STT_FILE && s.type != STT_SECTION) it->second.push_back({s.offset, s.offset + s.size});
+      std::sort(it->second.begin(), it->second.end());
+    }
+    return it->second;
+  }
+
+  const DecodedObject& obj_;
+  std::unordered_map<uint32_t, std::vector<std::pair<uint64_t, uint64_t>>> cache_;
+};
+
+bool in_ignored_hole(const DecodedObject& obj, const CheckResult& result, SymbolHoles& holes, int32_t i,
+                     std::vector<uint8_t>& extra_ignore) {
+  const Instruction& in = obj.insns[i];
+  const int64_t size = holes.hole_size(in.section, in.insn.offset);
+  if (size == 0) return false;
+  if (size < 0) return true;
+  const uint64_t end = in.insn.offset + static_cast<uint64_t>(size);
+  for (int32_t k = obj.next_in_section(i); k != kNone; k = obj.next_in_section(k)) {
+    if (result.visited[k]) return true;
+    const Instruction& c = obj.insns[k];
+    if (c.insn.offset >= end) break;
+    // A hole that jumps into a .cold part: that part is dead code of the dropped function too.
+    if (c.jump_dest != kNone && obj.insns[c.jump_dest].func != kNone &&
+        obj.functions[obj.insns[c.jump_dest].func].name.find(".cold") != std::string::npos) {
+      const Function& cold = obj.functions[obj.insns[c.jump_dest].func];
+      for (uint32_t x = cold.first_insn; x < cold.end_insn; ++x) extra_ignore[x] = 1;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
 void check_reachability(const DecodedObject& obj, CheckResult& result) {
   if (obj.ignore_unreachables) return;
+  size_t files = 0;
+  for (const ElfSymbol& s : obj.elf->symbols()) files += s.type == STT_FILE;
+  const bool linked_object = files > 1;  // several objects linked with -r, like vmlinux.o
+  SymbolHoles holes(obj);
+  std::vector<uint8_t> extra_ignore(obj.insns.size(), 0);
   for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
-    if (result.visited[i] || ignore_unreachable(obj, i)) continue;
+    if (result.visited[i] || extra_ignore[i]) continue;
     const Instruction& in = obj.insns[i];
-    Finding f;
-    f.section = obj.section_name(in.section);
-    f.offset = in.insn.offset;
-    if (in.func != kNone) {
-      f.function = obj.functions[in.func].name;
-      f.func_offset = in.insn.offset - obj.functions[in.func].offset;
+    if (in.ignore || in.insn.kind == InsnKind::Nop || in.insn.kind == InsnKind::Trap) continue;
+    if (linked_object && in.func == kNone) {
+      if (in_ignored_hole(obj, result, holes, i, extra_ignore)) continue;
+    } else if (ignore_unreachable(obj, i)) {
+      continue;
     }
-    f.message = "unreachable instruction";
-    result.findings.push_back(std::move(f));
+    result.findings.push_back(obj.finding_at(obj.insns[i], "unreachable instruction"));
     return;
   }
 }

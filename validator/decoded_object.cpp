@@ -25,14 +25,24 @@ bool is_return_thunk(std::string_view name) { return name == "__x86_return_thunk
 // object here; framecert stops only the function and checks the others — docs/rules.md).
 Finding structural_error(DecodedObject& obj, const Instruction& in, std::string message) {
   if (in.func != kNone) obj.functions[obj.parent_of(in.func)].broken = true;
+  return obj.finding_at(in, std::move(message));
+}
+
+Finding DecodedObject::finding_at(const Instruction& in, std::string message) const {
   Finding f;
-  f.section = obj.section_name(in.section);
+  f.section = section_name(in.section);
+  f.section_index = in.section;
   f.offset = in.insn.offset;
-  if (in.func != kNone) {
-    f.function = obj.functions[in.func].name;
-    f.func_offset = in.insn.offset - obj.functions[in.func].offset;
-  }
   f.message = std::move(message);
+  const Function* named = nullptr;
+  for (const Function& fn : functions)  // in symbol-table order
+    if (fn.section == in.section && in.insn.offset >= fn.offset && in.insn.offset < fn.offset + fn.size &&
+        (!named || fn.offset < named->offset))
+      named = &fn;
+  if (named) {
+    f.function = named->name;
+    f.func_offset = in.insn.offset - named->offset;
+  }
   return f;
 }
 
@@ -106,9 +116,11 @@ void collect_functions(DecodedObject& obj) {
       it->second = i;
     }
   }
-  // .cold parts: "foo.cold" / "foo.cold.12" belong to "foo".
+  // .cold parts: "foo.cold" / "foo.cold.12" belong to "foo" — by name, the last function so named (as
+  // objtool's lookup); a jump from the parent into its cold part corrects this later (resolve_jumps),
+  // which matters in vmlinux.o where many local functions share a name.
   std::unordered_map<std::string, int32_t> by_name;
-  for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) by_name.try_emplace(obj.functions[i].name, i);
+  for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) by_name.insert_or_assign(obj.functions[i].name, i);
   for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) {
     Function& f = obj.functions[i];
     f.parent = i;
@@ -230,7 +242,11 @@ void resolve_jumps(DecodedObject& obj) {
     if (in.func != kNone && d.func != kNone && in.func != d.func) {
       const bool into_cold = obj.functions[d.func].name.find(".cold") != std::string::npos &&
                              obj.functions[in.func].name.find(".cold") == std::string::npos;
-      if (!into_cold && obj.parent_of(in.func) != obj.parent_of(d.func) && obj.function_starting_at(dest) != kNone) {
+      if (into_cold) {
+        // The jump shows whose cold part this is.
+        obj.functions[in.func].cold_child = d.func;
+        obj.functions[d.func].parent = in.func;
+      } else if (obj.parent_of(in.func) != obj.parent_of(d.func) && obj.function_starting_at(dest) != kNone) {
         in.sibling_target = true;  // a jump to another function's first instruction
         in.call_func = d.func;
         in.call_symbol = static_cast<int32_t>(obj.functions[d.func].symbol);
@@ -274,7 +290,8 @@ void resolve_jump_tables(DecodedObject& obj) {
     const Function& fn = obj.functions[fi];
     if (fn.first_insn == fn.end_insn) continue;
     std::vector<std::pair<int32_t, std::pair<uint32_t, const ElfReloc*>>> found;
-    for (uint32_t i = fn.first_insn; i < fn.end_insn; ++i) {
+    for (auto [range_begin, range_end] : instruction_ranges(obj, fi))
+    for (uint32_t i = range_begin; i < range_end; ++i) {
       Instruction& in = obj.insns[i];
       if (in.jump_dest != kNone && obj.insns[in.jump_dest].insn.offset > in.insn.offset &&
           obj.insns[in.jump_dest].first_jump_src == kNone)
@@ -302,8 +319,10 @@ void resolve_jump_tables(DecodedObject& obj) {
         if (c.first_jump_src != kNone) {
           k = c.first_jump_src;
         } else {
+          // The previous instruction of the same symbol (the .cold part has its own start).
           int32_t p = obj.prev_in_section(k);
-          k = (p != kNone && obj.insns[p].insn.offset >= fn.offset) ? p : kNone;
+          const Function& owner = obj.functions[c.func];
+          k = (p != kNone && obj.insns[p].insn.offset >= owner.offset) ? p : kNone;
         }
       }
     }
@@ -418,6 +437,16 @@ void resolve_calls(DecodedObject& obj) {
 
 }  // namespace
 
+std::vector<std::pair<uint32_t, uint32_t>> instruction_ranges(const DecodedObject& obj, int32_t func) {
+  const Function& f = obj.functions[func];
+  std::vector<std::pair<uint32_t, uint32_t>> out{{f.first_insn, f.end_insn}};
+  if (f.cold_child != kNone && f.cold_child != func) {
+    const Function& c = obj.functions[f.cold_child];
+    out.push_back({c.first_insn, c.end_insn});
+  }
+  return out;
+}
+
 bool is_known_noreturn_name(std::string_view name) {
   // Functions outside the object that never return. ELF carries no noreturn attribute, so calls to
   // these cannot be inferred; local functions are inferred from their code instead (is_noreturn_function).
@@ -448,25 +477,29 @@ bool is_noreturn_function(const DecodedObject& obj, int32_t func, int depth) {
   if (f.global && is_known_noreturn_name(f.name)) return true;
   if (f.size == 0 || f.first_insn == f.end_insn) return false;
   if (obj.insns[f.first_insn].func == kNone) return false;
-  for (uint32_t i = f.first_insn; i < f.end_insn; ++i)
-    if (obj.insns[i].insn.kind == InsnKind::Return) return false;
+  // A function's instructions include its .cold part (objtool walks into the child too).
+  const std::vector<std::pair<uint32_t, uint32_t>> ranges = instruction_ranges(obj, func);
+  for (auto [b, e] : ranges)
+    for (uint32_t i = b; i < e; ++i)
+      if (obj.insns[i].insn.kind == InsnKind::Return) return false;
   // A sibling call makes the function return whenever its target does. Unlike objtool 6.1 (which keeps
   // no destination for sibling calls and so calls every such function returning), follow local targets:
   // the function is noreturn only if every sibling call goes to a function that is itself noreturn.
   bool any_sibling = false;
-  for (uint32_t i = f.first_insn; i < f.end_insn; ++i) {
-    const Instruction& in = obj.insns[i];
-    if (in.func == kNone) continue;
-    if (in.insn.kind == InsnKind::JumpIndirect && !in.jump_table) return false;
-    if (!in.sibling_target) continue;
-    any_sibling = true;
-    if (depth >= 5) return false;  // mutually recursive tail calls: assume they return
-    if (in.call_func != kNone) {
-      if (!is_noreturn_function(obj, in.call_func, depth + 1)) return false;
-    } else if (in.call_symbol == kNone || !is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(in.call_symbol)).name)) {
-      return false;  // to another object: assume it returns
+  for (auto [b, e] : ranges)
+    for (uint32_t i = b; i < e; ++i) {
+      const Instruction& in = obj.insns[i];
+      if (in.func == kNone) continue;
+      if (in.insn.kind == InsnKind::JumpIndirect && !in.jump_table) return false;
+      if (!in.sibling_target) continue;
+      any_sibling = true;
+      if (depth >= 5) return false;  // mutually recursive tail calls: assume they return
+      if (in.call_func != kNone) {
+        if (!is_noreturn_function(obj, in.call_func, depth + 1)) return false;
+      } else if (in.call_symbol == kNone || !is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(in.call_symbol)).name)) {
+        return false;  // to another object: assume it returns
+      }
     }
-  }
   (void)any_sibling;
   return true;
 }

@@ -101,6 +101,9 @@ struct DecodedObject {
 
   // The instruction execution continues with after `i` (the end of a replacement jumps back).
   int32_t next_to_validate(int32_t i) const { return insns[i].alt_next != kNone ? insns[i].alt_next : next_in_section(i); }
+  // A finding at an instruction, named like objtool names it: after the first function symbol (in
+  // symbol-table order) whose range holds the instruction, which for aliases is not the one validated.
+  Finding finding_at(const Instruction& in, std::string message) const;
   // The relocation at exactly `offset` of `section`, or null.
   const ElfReloc* reloc_at(uint32_t section, uint64_t offset) const;
 };
@@ -113,6 +116,8 @@ DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder);
 // plus the known noreturn functions outside the object).
 bool is_noreturn_function(const DecodedObject& obj, int32_t func, int depth = 0);
 bool is_known_noreturn_name(std::string_view name);
+// A function's instruction ranges: its own, then its .cold part's.
+std::vector<std::pair<uint32_t, uint32_t>> instruction_ranges(const DecodedObject& obj, int32_t func);
 
 // The kernel's annotations and special sections (annotations.cpp), applied in objtool's order by
 // build_decoded_object().

@@ -10,6 +10,7 @@ namespace framecert {
 struct Finding {
   std::string function;  // the function symbol (parent for .cold parts), empty for section-level findings
   std::string section;
+  uint32_t section_index = 0;  // ELF section index (0 for findings without a position)
   uint64_t offset = 0;   // section offset of the instruction
   uint64_t func_offset = 0;  // offset inside `function`
   std::string message;   // objtool's text, e.g. "call without frame pointer save/setup"

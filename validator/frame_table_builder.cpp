@@ -184,9 +184,23 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r) {
     for (size_t f = 0; f < obj.functions.size(); ++f)
       if (obj.functions[f].name == name && finding_of[f].empty()) finding_of[f] = text;
   };
-  for (const Finding& f : r.findings)
-    if (!f.function.empty()) note(f.function, f.text());
-  for (const Finding& f : obj.fatal) note(f.function, f.text());
+  // A finding at an instruction counts against every function symbol covering it (aliases included);
+  // one without a position (falls through, missing size) against the function it names.
+  auto note_findings = [&](const std::vector<Finding>& findings) {
+    for (const Finding& f : findings) {
+      if (f.positional && f.section_index) {
+        for (size_t k = 0; k < obj.functions.size(); ++k) {
+          const Function& fn = obj.functions[k];
+          if (fn.section == f.section_index && f.offset >= fn.offset && f.offset < fn.offset + fn.size && finding_of[k].empty())
+            finding_of[k] = f.text();
+        }
+      } else if (!f.function.empty()) {
+        note(f.function, f.text());
+      }
+    }
+  };
+  note_findings(r.findings);
+  note_findings(obj.fatal);
 
   for (int32_t f = 0; f < static_cast<int32_t>(obj.functions.size()); ++f) {
     const Function& fn = obj.functions[f];
