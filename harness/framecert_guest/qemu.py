@@ -13,6 +13,8 @@ private run directory.
 Leaks: stop() kills QEMU's whole process group and removes the RAM file and the run directory; it runs
 from __exit__, from atexit, and (see install_signal_handlers) on SIGTERM/SIGINT. If the launcher itself
 is SIGKILLed, QEMU dies with it (PR_SET_PDEATHSIG) and the next Guest.start() sweeps the orphaned files.
+PR_SET_PDEATHSIG fires when the *thread* that started QEMU exits: call start() from a thread that lives as
+long as the guest (the main thread, normally).
 """
 import atexit
 import os
