@@ -8,6 +8,8 @@ Layout (one concept per module):
   kernel_build.py  extract, configure and build the kernel; build fctest.ko against it
   initramfs.py     fcload (static C) and the gzip'd cpio made with the kernel's own gen_init_cpio
   build.py         the whole `build` step, cached
+  progress.py      progress lines on stderr (stdout carries results)
+  procs.py         child processes that die with the harness, process-group termination
   qmp.py           a small QMP client
   qemu.py          the Guest launcher (start, wait_ready, qmp, command, stop; a context manager)
   cli.py           the `framecert-guest` command line

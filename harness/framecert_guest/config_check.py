@@ -1,7 +1,5 @@
 """The final kernel .config must really have what framecert relies on: olddefconfig silently drops an
 option whose dependencies are missing, so the fragment alone proves nothing."""
-from pathlib import Path
-
 from .errors import GuestError
 
 # option -> required value ("y", or None for "must not be set"), with why.
@@ -57,12 +55,8 @@ def problems(text: str, required: dict = REQUIRED) -> list:
     return out
 
 
-def check_file(path: Path):
-    """Raises GuestError naming every option that did not stick."""
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise GuestError(f"cannot read kernel config {path}: {e.strerror}") from None
+def require(text: str, source: str):
+    """Raises GuestError naming every option that did not stick; `source` says where the config came from."""
     found = problems(text)
     if found:
-        raise GuestError(f"kernel config {path} is unusable: " + "; ".join(found))
+        raise GuestError(f"{source} gave an unusable kernel config: " + "; ".join(found))

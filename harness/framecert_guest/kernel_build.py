@@ -74,10 +74,7 @@ def configure(tree: Path, log, progress):
     run(["make", *ARCH, "tinyconfig"], tree, log)
     run(["scripts/kconfig/merge_config.sh", "-m", ".config", paths.CONFIG_FRAGMENT], tree, log)
     run(["make", *ARCH, "olddefconfig"], tree, log)
-    found = config_check.problems((tree / ".config").read_text())
-    if found:
-        raise GuestError(f"tinyconfig + {paths.CONFIG_FRAGMENT.name} + olddefconfig gave an unusable kernel "
-                         "config: " + "; ".join(found))
+    config_check.require((tree / ".config").read_text(), f"tinyconfig + {paths.CONFIG_FRAGMENT.name} + olddefconfig")
 
 
 def build_kernel(tree: Path, jobs: int, prefix_map: str, log, progress) -> list:

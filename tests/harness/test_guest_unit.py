@@ -94,12 +94,12 @@ def test_missing_or_wrong_options_are_named():
     assert len(config_check.problems(bad)) == 3
 
 
-def test_check_file_raises_one_line(tmp_path):
-    cfg = tmp_path / ".config"
-    cfg.write_text(GOOD.replace("CONFIG_DEBUG_INFO=y", "CONFIG_DEBUG_INFO=n"))
+def test_require_raises_one_line_naming_the_source():
     with pytest.raises(GuestError) as e:
-        config_check.check_file(cfg)
+        config_check.require(GOOD.replace("CONFIG_DEBUG_INFO=y", "CONFIG_DEBUG_INFO=n"), "tinyconfig + frag")
+    assert str(e.value).startswith("tinyconfig + frag gave an unusable kernel config")
     assert "CONFIG_DEBUG_INFO is n, must be y" in str(e.value) and "\n" not in str(e.value)
+    config_check.require(GOOD, "tinyconfig + frag")
 
 
 # ---- QMP framing against a fake QEMU ----
