@@ -44,6 +44,8 @@ TASKS_LINE = re.compile(r"FRAMECERT-TASKS processes=(\d+) threads=(\d+)")
 PANIC = re.compile(r"Kernel panic - not syncing.*")
 # panic=-1: reboot at once on panic, which -no-reboot turns into QEMU exiting.
 CMDLINE = "console=ttyS0 nokaslr panic=-1"  # default loglevel: fctest's pr_info lines reach the console
+FW_CFG_PREFIX = "opt/framecert/"  # QEMU wants user fw_cfg names under opt/
+FW_CFG_FILES = "/sys/firmware/qemu_fw_cfg/by_name/opt/framecert"
 MAX_SMP = 8          # the guest kernel's CONFIG_NR_CPUS
 MAX_MEM_MB = 2048    # above this, part of RAM moves above 4 GiB and file offsets stop matching addresses
 
@@ -55,7 +57,10 @@ class GuestPanic(GuestError):
 
 
 class Guest:
-    def __init__(self, guest_dir, smp: int = 2, mem_mb: int = 512, cmdline_extra: str = "", qemu: str = QEMU):
+    def __init__(self, guest_dir, smp: int = 2, mem_mb: int = 512, cmdline_extra: str = "", qemu: str = QEMU,
+                 files: dict = None):
+        """files: {name: host path} handed to the guest through fw_cfg, readable there (e.g. a livepatch
+        module to insmod) as FW_CFG_FILES/<name>/raw; see guest_file()."""
         if not 1 <= smp <= MAX_SMP:
             raise GuestError(f"--smp must be between 1 and {MAX_SMP}, not {smp}")
         if not 128 <= mem_mb <= MAX_MEM_MB:
@@ -64,6 +69,11 @@ class Guest:
         self.manifest = load_manifest(self.guest_dir)
         self.smp, self.mem_mb, self.qemu = smp, mem_mb, qemu
         self.cmdline = f"{CMDLINE} {cmdline_extra}".strip()
+        self.files = {}
+        for name, path in (files or {}).items():
+            if not re.fullmatch(r"[\w.-]+", name) or not Path(path).is_file():
+                raise GuestError(f"cannot hand {path!r} to the guest as {name!r} (a plain name and a file, please)")
+            self.files[name] = Path(path).resolve()
         self.proc = None
         self.run_dir = self.ram_path = None
         self._qmp = None
@@ -101,7 +111,7 @@ class Guest:
             "-chardev", f"socket,id=cmd,path={self.cmd_socket},server=on,wait=off", "-serial", "chardev:cmd",
             "-chardev", f"socket,id=gdb,path={self.gdb_socket},server=on,wait=off", "-gdb", "chardev:gdb",
             "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
-        ]
+        ] + [a for name, path in self.files.items() for a in ("-fw_cfg", f"name={FW_CFG_PREFIX}{name},file={path}")]
 
     # ---- life cycle ----
     def start(self) -> "Guest":
@@ -236,6 +246,12 @@ class Guest:
                 raise GuestError(f"guest command {line!r} did not finish within {timeout:.0f} s"
                                  + (" (the VM is paused: QMP stop, or a gdb attached)" if paused else ""))
             time.sleep(0.05)
+
+    @staticmethod
+    def guest_file(name: str) -> str:
+        """Where the guest reads a file handed over with files={name: ...} (copy it before insmod: the raw
+        fw_cfg file is read-only and unseekable)."""
+        return f"{FW_CFG_FILES}/{name}/raw"
 
     def task_counts(self) -> dict:
         """The guest's own count from /proc, asked for now: {"processes": N, "threads": M}."""

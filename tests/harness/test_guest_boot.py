@@ -71,7 +71,8 @@ def test_build_is_cached_and_complete(guest_dir):
 
 def test_boot_workload_and_clean_shutdown(guest_dir):
     start = time.monotonic()
-    with qemu.Guest(guest_dir, smp=2, mem_mb=512) as g:
+    handed = guest_dir / "expected-chains.json"
+    with qemu.Guest(guest_dir, smp=2, mem_mb=512, files={"chains.json": handed}) as g:
         ram_path, run_dir = g.ram_path, g.run_dir
         assert ram_path.exists()
         ready = g.wait_ready(timeout=BOOT_TIMEOUT)
@@ -95,6 +96,9 @@ def test_boot_workload_and_clean_shutdown(guest_dir):
         assert counts["threads"] >= counts["processes"] + 5  # fcload threads has 6
         chains = json.loads(g.command("cat /sys/kernel/debug/fctest/chains"))
         assert set(chains["kthreads"]) == set(KTHREADS)
+
+        # Files handed over through fw_cfg arrive intact (how a later livepatch module gets in).
+        assert json.loads(g.command(f"cat {g.guest_file('chains.json')}")) == json.loads(handed.read_text())
 
         # The kernel's own FP unwinder shows the planted bug: fc_noframe_caller is skipped.
         stacks = g.command("stacks")

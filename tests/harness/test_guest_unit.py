@@ -210,6 +210,17 @@ def test_guest_rejects_bad_sizes(tmp_path):
         qemu.Guest(tmp_path)
 
 
+def test_guest_rejects_bad_handed_files(tmp_path):
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(GuestError, match="cannot hand"):
+        qemu.Guest(tmp_path, files={"a/b": tmp_path / "manifest.json"})
+    with pytest.raises(GuestError, match="cannot hand"):
+        qemu.Guest(tmp_path, files={"x.ko": tmp_path / "missing.ko"})
+    g = qemu.Guest(tmp_path, files={"x.ko": tmp_path / "manifest.json"})
+    g.run_dir, g.ram_path = tmp_path, tmp_path / "ram"  # as start() would set them
+    assert f"name=opt/framecert/x.ko,file={tmp_path / 'manifest.json'}" in g.qemu_args()
+
+
 # ---- the command line ----
 @pytest.mark.parametrize("args", [["boot", "--smp", "99"], ["boot", "--mem", "lots"], ["frobnicate"], []])
 def test_cli_bad_arguments_exit_2_without_traceback(args):
