@@ -68,9 +68,14 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
       judge.fail(*p, k);
       break;
     }
-    if (auto p = check_no_skipped_frame(ctx, sp, fp)) judge.fail(*p, k);
-    if (auto p = check_no_own_return_address(ctx, sp, fp, ret)) judge.fail(*p, k);
-    if (auto p = check_frame_size(ctx, ret, site, sp, fp)) judge.fail(*p, k);
+    // The caller's frame must be exactly where its code put it; where that could not be established,
+    // look for traces of a frame record the chain jumped over.
+    bool exact = false;
+    if (auto p = check_frame_size(ctx, ret, site, sp, fp, &exact)) judge.fail(*p, k);
+    if (!exact) {
+      if (auto p = check_no_skipped_frame(ctx, sp, fp)) judge.fail(*p, k);
+      if (auto p = check_no_own_return_address(ctx, sp, fp, ret)) judge.fail(*p, k);
+    }
     auto next_fp = ctx.memory.read_u64(RemoteAddr(fp));
     auto next_ret = ctx.memory.read_u64(RemoteAddr(fp + 8));
     if (!next_fp || !next_ret) {

@@ -261,7 +261,8 @@ Check check_no_own_return_address(const WalkContext& ctx, uint64_t low, uint64_t
 }
 
 Check check_frame_size(const WalkContext& ctx, uint64_t return_address, const ReturnSite& site, uint64_t sp,
-                       uint64_t fp) {
+                       uint64_t fp, bool* verified) {
+  if (verified) *verified = false;
   if (!ctx.options.check_frame_sizes || !site.state || !site.call) return std::nullopt;
   const FrameState& s = *site.state;
   if (s.cfa_base != CfaBase::Bp || !s.has(kBpIsFrame)) return std::nullopt;
@@ -274,7 +275,10 @@ Check check_frame_size(const WalkContext& ctx, uint64_t return_address, const Re
   if (it == depths->calls.end() || it->second.bp_off != s.cfa_offset) return std::nullopt;
   const CallDepth& d = it->second;
   const uint64_t expected = fp + static_cast<uint64_t>(static_cast<int64_t>(d.bp_off) - d.sp_off);
-  if (sp == expected) return std::nullopt;
+  if (sp == expected) {
+    if (verified) *verified = true;
+    return std::nullopt;
+  }
   return Problem{Reason::FrameSizeMismatch,
                  fmt::format("{} keeps rsp {} bytes below its frame at the call before {:#x}: with its frame at "
                              "{:#x} the callee's CFA must be {:#x}, not {:#x}",

@@ -99,9 +99,11 @@ Check check_no_own_return_address(const WalkContext& ctx, uint64_t low, uint64_t
 // rsp, so `fp`, the caller's rbp read from the callee's frame record, must be sp + sp_off - bp_off. No
 // check where the code analysis gives up (frame_depth.h). Catches a saved rbp redirected past a frame
 // even when every word of the skipped record was erased, and a return address swapped for another call
-// to the same function from a frame of another size.
+// to the same function from a frame of another size. `verified` is set when the size was checked and holds:
+// then the frame below is exactly the caller's own locals, no frame record can hide in it, and the
+// skipped-frame scans over it can only mistake stale data for evidence, so the walker skips them.
 Check check_frame_size(const WalkContext& ctx, uint64_t return_address, const ReturnSite& site, uint64_t sp,
-                       uint64_t fp);
+                       uint64_t fp, bool* verified = nullptr);
 // At a user-space outermost frame (saved rbp 0 after a call that zeroed it): no other outermost frame
 // record (saved rbp 0, return address after such a call) may lie in the next `kEndScanWindow` bytes above,
 // or the chain was cut short by a forged end and the frames between were skipped.

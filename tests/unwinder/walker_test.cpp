@@ -288,6 +288,24 @@ TEST(Walker, ExactFrameSizesKeepGoodChainsAndCatchErasedSkips) {
   EXPECT_TRUE(c.fp(r, no_target).verdict.reliable);  // what a bare frame-pointer walk would believe
 }
 
+TEST(Walker, ExactFrameSizeSparesLocalsThatLookLikeLinks) {
+  // a keeps __builtin_frame_address(0) in a local: a word in the frame below a's record that links to it,
+  // which the skipped-frame scan would take for a jumped-over record. With a's frame size proven exact
+  // there is no room for a hidden record, so the scan is not run and the true chain stays reliable.
+  Chain c;
+  write_prologue(c.w, c.main_fn, 3);
+  write_prologue(c.w, c.a, 2);
+  Regs r = c.in_b();
+  uint64_t a_frame = 0;
+  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  c.w.mem.write_u64(a_frame - 8, a_frame);
+  Unwind u = c.run(r);
+  EXPECT_TRUE(u.trace.verdict.reliable) << u.trace.verdict.detail;
+  WalkOptions no_size;
+  no_size.check_frame_sizes = false;
+  EXPECT_UNRELIABLE(c.fp(r, no_size), Reason::FrameSkipped, 1);
+}
+
 TEST(FrameDepth, FollowsEveryPathAndGivesUpOnWhatItCannotFollow) {
   FakeMemory m;
   auto analyse = [&](std::vector<uint8_t> code) {
