@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/commands.h"
+#include "validator/link_addresses.h"
 #include "validator/validator.h"
 
 namespace framecert::cli {
@@ -20,6 +21,7 @@ namespace {
 struct CheckArgs {
   std::vector<std::string> objects;
   std::string metadata;
+  std::string link_image;  // --link-addresses
   bool json = false;
   bool explain = false;
   unsigned jobs = 1;
@@ -47,6 +49,10 @@ nlohmann::json finding_json(const Finding& f) {
 }
 
 int run_check(const CheckArgs& a) {
+  if (!a.link_image.empty() && (a.metadata.empty() || a.objects.size() != 1)) {
+    fmt::print(stderr, "framecert: --link-addresses needs --metadata and exactly one object\n");
+    return 2;
+  }
   if (!a.metadata.empty() && a.objects.size() > 1) {
     std::error_code ec;
     std::filesystem::create_directories(a.metadata, ec);
@@ -65,6 +71,17 @@ int run_check(const CheckArgs& a) {
     for (size_t i; (i = next++) < a.objects.size();) {
       results[i] = check_object(a.objects[i], options);
       if (*results[i] && options.want_metadata) {
+        if (!a.link_image.empty()) {
+          LinkReport link;
+          auto placed = place_at_link_addresses((*results[i])->metadata, a.objects[i], a.link_image, &link);
+          if (!placed) {
+            write_errors[i] = placed.error();
+            continue;
+          }
+          (*results[i])->metadata = std::move(*placed);
+          fmt::print(stderr, "framecert: {}: metadata at {}'s addresses: {} functions in {} runs, all verified; {} unplaced\n",
+                     a.objects[i], a.link_image, link.functions_placed, link.runs, link.functions_unplaced);
+        }
         auto w = write_frame_table((*results[i])->metadata, metadata_path(a, a.objects[i]));
         if (!w) write_errors[i] = w.error();
         (*results[i])->metadata = FrameTable{};  // free it early: kernel-sized tables are large
@@ -127,6 +144,8 @@ void add_check_command(CLI::App& app, int& exit_code) {
   cmd->add_flag("--json", args->json, "Write the findings as JSON on stdout");
   cmd->add_option("--metadata", args->metadata,
                   "Write frame metadata to FILE (with several objects: into directory FILE, one file each)");
+  cmd->add_option("--link-addresses", args->link_image,
+                  "Address the metadata like linked IMAGE (e.g. check vmlinux.o, address like vmlinux)");
   cmd->add_flag("--explain", args->explain, "Show the path of branches and the states behind each finding");
   cmd->add_option("-j,--jobs", args->jobs, "Check objects on N threads")->check(CLI::Range(1u, 256u));
   cmd->callback([args, &exit_code] { exit_code = run_check(*args); });
