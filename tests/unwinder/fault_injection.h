@@ -87,7 +87,7 @@ struct FaultStats {
   std::map<std::string, size_t> reasons;
 };
 
-inline FaultStats run_fault_trials(Snapshot& snap, size_t trials, uint64_t seed) {
+inline FaultStats run_fault_trials(Snapshot& snap, size_t trials, uint64_t seed, WalkOptions options = {}) {
   FaultStats st;
   std::mt19937_64 rng(seed);
   if (snap.threads.empty()) return st;
@@ -118,7 +118,7 @@ inline FaultStats run_fault_trials(Snapshot& snap, size_t trials, uint64_t seed)
       what += fmt::format(" [{:#x}] {:#x}->{:#x} ({})", addr, orig, v, corruption_name(kind));
       if (v == orig) ++st.unchanged_words;
     }
-    Unwind u = unwind(WalkContext{snap.memory, snap.code, t.bounds, {}}, t.regs);
+    Unwind u = unwind(WalkContext{snap.memory, snap.code, t.bounds, options}, t.regs);
     ++st.trials;
     if (u.trace.verdict.reliable) {
       bool same = u.trace.frames.size() == t.truth.frames.size();
