@@ -180,4 +180,41 @@ TEST(DumpCommand, DamagedMetadataExitsTwo) {
   EXPECT_NE(r.out.find("checksum mismatch"), std::string::npos) << r.out;
 }
 
+// scripts/framecert-objtool, as Kbuild would call it in objtool's place.
+CliRun run_wrapper(const std::string& args) {
+  std::string cmd = fmt::format("FRAMECERT='{}' FRAMECERT_REAL_OBJTOOL='{}' {} '{}/framecert-objtool' {} 2>&1", FRAMECERT_BIN,
+                                FRAMECERT_OBJTOOL, "", SCRIPTS_DIR, args);
+  CliRun r;
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+TEST(ObjtoolWrapper, RunsBothToolsAndIsQuietWhenTheyAgree) {
+  TempDir tmp;
+  const std::string obj = tmp.file("w.o", read_all(fixture("bad_call_no_frame")));
+  CliRun r = run_wrapper("--stackval " + obj);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find(obj + ": warning: framecert: f+0x5: call without frame pointer save/setup"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(obj + ": warning: objtool: f+0x5: call without frame pointer save/setup"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("framecert-objtool:"), std::string::npos) << r.out;
+}
+
+TEST(ObjtoolWrapper, ReportsADisagreementAndFailsWhenStrict) {
+  TempDir tmp;
+  const std::string obj = tmp.file("w.o", read_all(fixture("differs_libc_noreturn")));
+  CliRun lenient = run_wrapper("--stackval " + obj);
+  EXPECT_EQ(lenient.status, 0);
+  EXPECT_NE(lenient.out.find("framecert-objtool: " + obj + ": only objtool: f() falls through to next function g()"),
+            std::string::npos) << lenient.out;
+  setenv("FRAMECERT_STRICT", "1", 1);
+  CliRun strict = run_wrapper("--stackval " + obj);
+  unsetenv("FRAMECERT_STRICT");
+  EXPECT_EQ(strict.status, 1) << strict.out;
+}
+
 }  // namespace
