@@ -41,7 +41,7 @@ std::optional<int64_t> imm_of(const ZydisDecodedOperand& op) {
 
 FunctionDepths analyse_function_depths(Memory& text, uint64_t start, uint64_t size) {
   FunctionDepths out;
-  if (size == 0 || size > (16u << 20)) return out;
+  if (size == 0 || size > (1u << 20)) return out;  // no function is a MiB; a bogus symbol size
   const uint64_t end = start + size;
   ZydisDecoder dec;
   if (!ZYAN_SUCCESS(ZydisDecoderInit(&dec, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64))) return out;
