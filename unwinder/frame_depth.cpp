@@ -90,6 +90,14 @@ FunctionDepths analyse_function_depths(Memory& text, uint64_t start, uint64_t si
           break;
         }
         case ZYDIS_MNEMONIC_CALL:
+          if (op0.type == ZYDIS_OPERAND_TYPE_IMMEDIATE && op0.imm.is_relative) {
+            uint64_t target = next + static_cast<uint64_t>(op0.imm.value.s);
+            if (target == next) {  // call 1f; 1: pop %reg — reading rip: a push, not a call
+              after.sp += 8;
+              break;
+            }
+            if (target >= start && target < end) return out;  // an intra-function call (RSB stuffing)
+          }
           out.calls[next] = CallDepth{s.sp, s.bp};
           break;  // the callee returns with rsp where it was
         case ZYDIS_MNEMONIC_PUSH:
