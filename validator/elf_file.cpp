@@ -126,6 +126,8 @@ Result<void> ElfFile::load() {
     gelf_getshdr(scn, &sh);
     if (sh.sh_info == 0 || sh.sh_info >= shnum) continue;
     if (symtab && sh.sh_link != elf_ndxscn(symtab)) continue;
+    // Debug information is never needed, and its relocations are most of a vmlinux.o's.
+    if (sections_[sh.sh_info].name.starts_with(".debug")) continue;
     Elf_Data* d = elf_getdata(scn, nullptr);
     if (!d) return fail("relocation section unreadable: {}", elf_error());
     size_t count = sh.sh_entsize ? sh.sh_size / sh.sh_entsize : 0;
