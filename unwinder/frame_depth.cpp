@@ -96,7 +96,9 @@ FunctionDepths analyse_function_depths(Memory& text, uint64_t start, uint64_t si
               after.sp += 8;
               break;
             }
-            if (target >= start && target < end) return out;  // an intra-function call (RSB stuffing)
+            // A call into the middle of this very function (RSB stuffing) is not followed; a call to its
+            // entry is plain recursion.
+            if (target > start && target < end) return out;
           }
           out.calls[next] = CallDepth{s.sp, s.bp};
           break;  // the callee returns with rsp where it was

@@ -334,6 +334,10 @@ TEST(FrameDepth, FollowsEveryPathAndGivesUpOnWhatItCannotFollow) {
   ASSERT_EQ(d.calls.size(), 1u);
   EXPECT_EQ(d.calls.at(0x100f).sp_off, 16);
   EXPECT_FALSE(analyse({0x55, 0x48, 0x89, 0xe5, 0xe8, 0x01, 0, 0, 0, 0xcc, 0x48, 0x83, 0xc4, 0x08, 0xc9, 0xc3}).ok);
+  // Recursion: a call to the function's own entry is an ordinary call.
+  d = analyse({0x55, 0x48, 0x89, 0xe5, 0xe8, 0xf7, 0xff, 0xff, 0xff, 0xc9, 0xc3});
+  ASSERT_TRUE(d.ok);
+  EXPECT_EQ(d.calls.at(0x1009).sp_off, 16);
 }
 
 TEST(Walker, CrossCheckComparesFrameAddresses) {
