@@ -1,0 +1,250 @@
+// `framecert guest-walk --config CONFIG.json (--regs REGS.json | --serve) [--json]`
+// Walks every task of a frozen Linux guest (harness/guest). CONFIG names the RAM file, vmlinux, its metadata
+// and loaded modules (metadata, .ko, section addresses); REGS gives each vCPU's registers:
+//   {"cpus": [{"cpu": 0, "rip": "0x...", "rsp": "0x...", "rbp": "0x...", "cs": "0x10", "cr3": "0x..."}]}
+// With --serve, everything is loaded first, `{"ready": ...}` is printed, and each line read from stdin is a
+// REGS request answered with one line of JSON: the harness freezes the guest only after `ready`, so the
+// freeze-to-verdict time is the walk itself. Exit: 0 walked (whatever the verdicts), 2 unusable input.
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <map>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "harness/cli/commands.h"
+#include "harness/guest/guest_walk.h"
+
+namespace framecert::cli {
+
+namespace {
+
+using nlohmann::json;
+using namespace framecert::guest;
+
+struct GuestWalkArgs {
+  std::string config;
+  std::string regs;
+  bool serve = false;
+  bool json = false;
+};
+
+std::string hex(uint64_t v) { return fmt::format("{:#x}", v); }
+
+uint64_t number(const json& j) {
+  if (j.is_string()) return std::stoull(j.get<std::string>(), nullptr, 0);
+  return j.get<uint64_t>();
+}
+
+Result<json> read_json(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return fail("{}: cannot open", path);
+  try {
+    return json::parse(in);
+  } catch (const std::exception& e) {
+    return fail("{}: {}", path, e.what());
+  }
+}
+
+Result<GuestConfig> parse_config(const json& j) {
+  try {
+    GuestConfig c;
+    c.ram = j.at("ram").get<std::string>();
+    c.vmlinux = j.at("vmlinux").get<std::string>();
+    c.metadata = j.at("metadata").get<std::string>();
+    for (const json& m : j.value("modules", json::array())) {
+      ModuleConfig mc;
+      mc.name = m.at("name").get<std::string>();
+      mc.object = m.at("object").get<std::string>();
+      mc.metadata = m.at("metadata").get<std::string>();
+      for (auto& [name, addr] : m.at("sections").items()) mc.sections[name] = number(addr);
+      for (const json& o : m.value("objects", json::array())) mc.objects.push_back(o.get<std::string>());
+      c.modules.push_back(std::move(mc));
+    }
+    return c;
+  } catch (const std::exception& e) {
+    return fail("config: {}", e.what());
+  }
+}
+
+Result<std::vector<CpuRegs>> parse_regs(const json& j) {
+  try {
+    std::vector<CpuRegs> out;
+    for (const json& c : j.at("cpus")) {
+      CpuRegs r;
+      r.cpu = c.at("cpu").get<int>();
+      r.rip = number(c.at("rip"));
+      r.rsp = number(c.at("rsp"));
+      r.rbp = number(c.at("rbp"));
+      r.cs = number(c.at("cs"));
+      r.cr3 = c.contains("cr3") ? number(c.at("cr3")) : 0;
+      out.push_back(r);
+    }
+    return out;
+  } catch (const std::exception& e) {
+    return fail("registers: {}", e.what());
+  }
+}
+
+json frames_json(const Trace& t) {
+  json out = json::array();
+  for (const Frame& f : t.frames)
+    out.push_back({{"pc", hex(f.pc)},
+                   {"symbol", f.symbol.empty() ? json(nullptr) : json(f.symbol)},
+                   {"offset", f.offset},
+                   {"object", f.object},
+                   {"trust", std::string(trust_name(f.trust))},
+                   {"sp", hex(f.sp)},
+                   {"fp", hex(f.fp)}});
+  return out;
+}
+
+json verdict_json(const Verdict& v) {
+  return {{"reliable", v.reliable},
+          {"reason", v.reliable ? json(nullptr) : json(std::string(reason_name(v.reason)))},
+          {"reason_frame", v.reliable ? json(nullptr) : json(v.frame)},
+          {"detail", v.detail}};
+}
+
+json report_json(const WalkReport& rep) {
+  json tasks = json::array();
+  std::map<std::string, int> by_reason;
+  int reliable = 0;
+  for (const TaskReport& r : rep.tasks) {
+    const GuestTask& t = r.task;
+    json j = {{"pid", t.pid},
+              {"tgid", t.tgid},
+              {"comm", t.comm},
+              {"state", t.state},
+              {"cpu", t.cpu},
+              {"running", r.running},
+              {"vcpu", r.vcpu},
+              {"user_mode", r.user_mode},
+              {"on_cpu", t.on_cpu},
+              {"kthread", t.kthread()},
+              {"idle", t.idle},
+              {"task", hex(t.address)},
+              {"stack", hex(t.stack)},
+              {"note", r.note}};
+    j.update(verdict_json(r.unwind.trace.verdict));
+    j["frames"] = frames_json(r.unwind.trace);
+    json cfa = verdict_json(r.unwind.cfa_trace.verdict);
+    cfa["agrees"] = r.unwind.cross_check.agree;
+    cfa["detail"] = r.unwind.cross_check.detail;
+    cfa["frames"] = frames_json(r.unwind.cfa_trace);
+    j["cfa_check"] = cfa;
+    if (r.unwind.trace.verdict.reliable) {
+      ++reliable;
+    } else {
+      ++by_reason[std::string(reason_name(r.unwind.trace.verdict.reason))];
+    }
+    tasks.push_back(std::move(j));
+  }
+  json summary = {{"tasks", rep.tasks.size()},
+                  {"reliable", reliable},
+                  {"unreliable", static_cast<int>(rep.tasks.size()) - reliable},
+                  {"by_reason", by_reason},
+                  {"enumerate_ms", rep.enumerate_ms},
+                  {"walk_ms", rep.walk_ms}};
+  return {{"tasks", tasks}, {"summary", summary}, {"online_cpus", rep.online_cpus}, {"warnings", rep.warnings}};
+}
+
+void print_table(const WalkReport& rep) {
+  fmt::print("{:>6} {:<16} {:>6} {:>3} {:<22} top frames\n", "PID", "COMM", "STATE", "CPU", "VERDICT");
+  for (const TaskReport& r : rep.tasks) {
+    const Verdict& v = r.unwind.trace.verdict;
+    std::string top;
+    for (size_t i = 0; i < r.unwind.trace.frames.size() && i < 4; ++i)
+      top += (i ? " < " : "") + (r.unwind.trace.frames[i].symbol.empty() ? hex(r.unwind.trace.frames[i].pc)
+                                                                          : r.unwind.trace.frames[i].symbol);
+    fmt::print("{:>6} {:<16} {:>6} {:>3}{} {:<22} {}\n", r.task.pid, r.task.comm, r.task.state, r.task.cpu,
+               r.running ? "*" : " ", v.reliable ? "reliable" : std::string(reason_name(v.reason)), top);
+  }
+}
+
+int run(const GuestWalkArgs& a) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto cj = read_json(a.config);
+  if (!cj) {
+    fmt::print(stderr, "framecert: {}\n", cj.error());
+    return 2;
+  }
+  auto config = parse_config(*cj);
+  if (!config) {
+    fmt::print(stderr, "framecert: {}\n", config.error());
+    return 2;
+  }
+  auto walker = GuestWalker::prepare(*config);
+  if (!walker) {
+    fmt::print(stderr, "framecert: {}\n", walker.error());
+    return 2;
+  }
+  double prepare_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  auto answer = [&](const json& request, bool as_json) -> int {
+    auto regs = parse_regs(request);
+    if (!regs) {
+      if (as_json) fmt::print("{}\n", json{{"error", regs.error()}}.dump());
+      else fmt::print(stderr, "framecert: {}\n", regs.error());
+      return 2;
+    }
+    auto rep = (*walker)->walk(*regs);
+    if (!rep) {
+      if (as_json) fmt::print("{}\n", json{{"error", rep.error()}}.dump());
+      else fmt::print(stderr, "framecert: guest walk: {}\n", rep.error());
+      return 2;
+    }
+    if (as_json) {
+      json j = report_json(*rep);
+      j["summary"]["prepare_ms"] = prepare_ms;
+      fmt::print("{}\n", j.dump());
+    } else {
+      print_table(*rep);
+    }
+    std::fflush(stdout);
+    return 0;
+  };
+  if (a.serve) {
+    fmt::print("{}\n", json{{"ready", true}, {"prepare_ms", prepare_ms}}.dump());
+    std::fflush(stdout);
+    std::string line;
+    while (std::getline(std::cin, line)) {
+      if (line.empty()) continue;
+      json req;
+      try {
+        req = json::parse(line);
+      } catch (const std::exception& e) {
+        fmt::print("{}\n", json{{"error", e.what()}}.dump());
+        std::fflush(stdout);
+        continue;
+      }
+      answer(req, true);
+    }
+    return 0;
+  }
+  json req = json{{"cpus", json::array()}};
+  if (!a.regs.empty()) {
+    auto rj = read_json(a.regs);
+    if (!rj) {
+      fmt::print(stderr, "framecert: {}\n", rj.error());
+      return 2;
+    }
+    req = *rj;
+  }
+  return answer(req, a.json);
+}
+
+}  // namespace
+
+void add_guest_walk_command(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<GuestWalkArgs>();
+  auto* cmd = app.add_subcommand("guest-walk", "Walk every task of a frozen Linux guest (see scripts/framecert-guest walk)");
+  cmd->add_option("--config", args->config, "JSON: ram, vmlinux, metadata, modules")->required();
+  cmd->add_option("--regs", args->regs, "JSON: each vCPU's registers");
+  cmd->add_flag("--serve", args->serve, "Load, print {\"ready\"}, then answer one register request per stdin line");
+  cmd->add_flag("--json", args->json, "JSON output");
+  cmd->callback([args, &exit_code] { exit_code = run(*args); });
+}
+
+}  // namespace framecert::cli

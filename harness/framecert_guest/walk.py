@@ -1,0 +1,203 @@
+"""`framecert-guest walk`: freeze the guest, walk every task with the C++ guest walker, resume, report.
+
+    session = WalkSession(guest)        # loads vmlinux's DWARF, symbols and metadata (before any freeze)
+    report = session.walk()            # QMP stop -> vCPU registers (gdbstub) -> walk -> QMP cont
+    session.close()
+
+The C++ side (`framecert guest-walk --serve`, harness/guest/) is started and fully loaded before the freeze,
+so the freeze-to-verdict time measured here is QMP stop + registers + the walk itself.
+With external=True the frozen state is also dumped (QMP dump-guest-memory, paging) and walked by drgn and by
+crash (crosscheck.py); a disagreement on a task called reliable is a false reliable.
+"""
+import json
+import os
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import GuestError
+from .gdbstub import GdbStub
+from .paths import REPO
+
+MODULE = "fctest"
+FRAMECERT_BIN = Path(os.environ.get("FRAMECERT_BIN", REPO / "build" / "harness" / "cli" / "framecert"))
+
+
+def framecert_bin() -> Path:
+    if not FRAMECERT_BIN.is_file():
+        raise GuestError(f"{FRAMECERT_BIN} not built (cmake -S . -B build -G Ninja && ninja -C build)")
+    return FRAMECERT_BIN
+
+
+def guest_metadata(guest_dir: Path) -> dict:
+    """Metadata of vmlinux (at its link addresses) and of fctest.ko (per section), from <guest>/metadata/,
+    computed with `framecert check` when missing (the same commands `framecert-guest build` runs)."""
+    guest_dir = Path(guest_dir)
+    out_dir = guest_dir / "metadata"
+    out_dir.mkdir(exist_ok=True)
+    vmlinux, ko = guest_dir / "linux" / "vmlinux", guest_dir / "module" / "fctest.ko"
+    jobs = {
+        "vmlinux": (out_dir / "vmlinux.fcmeta",
+                    ["check", "--link-addresses", str(vmlinux), "--metadata", None, str(guest_dir / "linux" / "vmlinux.o")]),
+        MODULE: (out_dir / "fctest.fcmeta", ["check", "--metadata", None, str(ko)]),
+    }
+    paths = {}
+    for name, (path, cmd) in jobs.items():
+        if not path.is_file():
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            cmd = [str(framecert_bin())] + [str(tmp) if c is None else c for c in cmd]
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode not in (0, 1) or not tmp.is_file():  # 1: findings (fctest's planted bug)
+                raise GuestError(f"cannot compute {name}'s metadata: {' '.join(cmd)}: {r.stderr.strip()[-500:]}")
+            tmp.rename(path)
+        paths[name] = path
+    return paths
+
+
+def module_sections(guest, name: str = MODULE) -> dict:
+    """Section load addresses of a loaded module, from the guest's /sys/module/NAME/sections."""
+    out = guest.command(f"cd /sys/module/{name}/sections && for s in .*; do echo \"FRAMECERT-SECTION $s $(cat $s)\"; done")
+    sections = {m.group(1): m.group(2) for m in re.finditer(r"FRAMECERT-SECTION (\S+) (0x[0-9a-f]+)", out)}
+    if ".text" not in sections:
+        raise GuestError(f"no section addresses for module {name} in the guest's /sys/module")
+    return sections
+
+
+class WalkSession:
+    """A loaded guest walker and a gdbstub connection for one running Guest."""
+
+    def __init__(self, guest, modules: bool = True):
+        self.guest = guest
+        meta = guest_metadata(guest.guest_dir)
+        config = {"ram": str(guest.ram_path), "vmlinux": str(guest.guest_dir / "linux" / "vmlinux"),
+                  "metadata": str(meta["vmlinux"]), "modules": []}
+        if modules:
+            config["modules"].append({"name": MODULE, "object": str(guest.guest_dir / "module" / "fctest.ko"),
+                                      "metadata": str(meta[MODULE]), "sections": module_sections(guest),
+                                      "objects": [str(o) for o in sorted((guest.guest_dir / "module").glob("*.o"))
+                                                  if not o.name.endswith(".mod.o")]})
+        self.config = config
+        self._tmp = tempfile.TemporaryDirectory(prefix="framecert-walk-")
+        self.config_path = Path(self._tmp.name) / "config.json"
+        self.config_path.write_text(json.dumps(config))
+        self.proc = subprocess.Popen([str(framecert_bin()), "guest-walk", "--config", str(self.config_path), "--serve"],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        ready = self.proc.stdout.readline()
+        if not ready:
+            err = self.proc.stderr.read().strip()
+            self.close()
+            raise GuestError(f"the guest walker did not start: {err}")
+        self.prepare_ms = json.loads(ready).get("prepare_ms")
+        # Connecting pauses the VM (QEMU's gdbstub does that on attach): resume it unless it was already paused.
+        was_running = guest.qmp("query-status").get("running", False)
+        self.gdb = GdbStub(guest.gdb_socket)
+        self.gdb.request("?")
+        self.gdb.vcpu_threads()
+        if was_running:
+            guest.qmp("cont")
+
+    def close(self):
+        if getattr(self, "gdb", None):
+            self.gdb.close()
+            self.gdb = None
+        if self.proc:
+            if self.proc.poll() is None:
+                self.proc.stdin.close()
+                try:
+                    self.proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            self.proc = None
+        self._tmp.cleanup()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def walk_frozen(self) -> dict:
+        """The guest must be stopped: reads the registers and walks. Returns the walker's JSON report."""
+        t0 = time.perf_counter()
+        regs = self.gdb.registers()
+        t1 = time.perf_counter()
+        req = {"cpus": [{"cpu": r["cpu"], "rip": r["rip"], "rsp": r["rsp"], "rbp": r["rbp"], "cs": r["cs"],
+                         "cr3": r["cr3"]} for r in regs]}
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise GuestError(f"the guest walker died: {self.proc.stderr.read().strip()[-500:]}")
+        report = json.loads(line)
+        if "error" in report:
+            raise GuestError(f"guest walk failed: {report['error']}")
+        report["summary"]["registers_ms"] = (t1 - t0) * 1000
+        report["registers"] = regs
+        return report
+
+    def walk(self, while_frozen=None) -> dict:
+        """Freeze, walk, run while_frozen(report) (e.g. dump memory, corrupt and restore), resume."""
+        t0 = time.perf_counter()
+        self.guest.qmp("stop")
+        try:
+            report = self.walk_frozen()
+            report["summary"]["freeze_to_verdict_ms"] = (time.perf_counter() - t0) * 1000
+            if while_frozen:
+                while_frozen(report)
+        finally:
+            self.guest.qmp("cont")
+        return report
+
+
+def finish_report(report: dict, drgn_result=None, crash_result=None) -> dict:
+    """Adds the contract's `crosscheck` per task and the summary's totals (false reliables included)."""
+    false_reliable = 0
+    for t in report["tasks"]:
+        cc = {"metadata": "not-run", "drgn": "not-run", "crash": "not-run"}
+        if t["reliable"] or t["cfa_check"]["frames"]:
+            cc["metadata"] = "agree" if t["cfa_check"]["agrees"] else "disagree"
+        key = str(t["task"])
+        for name, result in (("drgn", drgn_result), ("crash", crash_result)):
+            if result is None:
+                continue
+            verdict = result.get(key)
+            if verdict is not None:
+                cc[name] = verdict["verdict"]
+                if verdict["verdict"] == "disagree":
+                    t.setdefault("crosscheck_detail", {})[name] = verdict["detail"]
+        t["crosscheck"] = cc
+        if t["reliable"] and "disagree" in cc.values():
+            false_reliable += 1
+            t["false_reliable"] = True
+    report["summary"]["false_reliable"] = false_reliable
+    return report
+
+
+def format_table(report: dict) -> str:
+    lines = [f"{'PID':>6} {'TID-GROUP':>9} {'COMM':<16} {'STATE':>5} {'CPU':>4} {'VERDICT':<26} {'XCHK':<5} TOP FRAMES"]
+    for t in report["tasks"]:
+        verdict = "reliable" if t["reliable"] else f"{t['reason']}@{t['reason_frame']}"
+        cpu = f"{t['cpu']}{'*' if t['running'] else ''}"
+        frames = " < ".join(f["symbol"] or f["pc"] for f in t["frames"][:4])
+        if len(t["frames"]) > 4:
+            frames += f" < ...({len(t['frames'])})"
+        if t.get("user_mode"):
+            frames = "(user mode)"
+        xc = t.get("crosscheck", {})
+        mark = "".join(v[0] if v != "not-run" else "-" for v in (xc.get("metadata", "not-run"), xc.get("drgn", "not-run"),
+                                                                   xc.get("crash", "not-run")))
+        lines.append(f"{t['pid']:>6} {t['tgid']:>9} {t['comm']:<16} {t['state']:>5} {cpu:>4} {verdict:<26} {mark:<5} {frames}")
+        if t.get("false_reliable"):
+            lines.append(f"{'':>6} FALSE RELIABLE: {t.get('crosscheck_detail')}")
+    s = report["summary"]
+    lines.append("")
+    lines.append(f"tasks {s['tasks']}: reliable {s['reliable']}, unreliable {s['unreliable']} "
+                 + " ".join(f"{k}={v}" for k, v in sorted(s["by_reason"].items())))
+    lines.append(f"freeze->verdict {s.get('freeze_to_verdict_ms', 0):.2f} ms (registers {s.get('registers_ms', 0):.2f} ms, "
+                 f"enumerate {s['enumerate_ms']:.2f} ms, walk {s['walk_ms']:.2f} ms); false reliable: "
+                 f"{s.get('false_reliable', 0)}   [XCHK: metadata/drgn/crash: a=agree d=disagree -=not run]")
+    return "\n".join(lines)

@@ -1,0 +1,99 @@
+// The guest walk: every task of a frozen guest kernel walked by the unwinder library and judged.
+//
+// prepare() loads everything that does not depend on the frozen state (DWARF offsets, symbols, metadata of
+// vmlinux and of loaded modules relocated to their section addresses); walk() then only reads guest RAM,
+// so freeze-to-verdict is the walk itself.
+//
+// Where each task starts:
+// - sleeping: from thread.sp, the struct inactive_task_frame __switch_to_asm left there (its saved rbp and
+//   ret_addr, the return into __schedule), the way the kernel's unwind_start() does for a blocked task;
+// - on a vCPU in kernel mode (the vCPU's rsp lies in its stack): from the vCPU's registers, the metadata's
+//   CFA rule at that exact pc giving the first step;
+// - on a vCPU in user mode: nothing on its kernel stack.
+// The recognised end (kernel/unwind_frame.c's is_last_frame): the frame record just below the pt_regs at
+// the top of the stack; the return address in it must be the entry code holding the user pt_regs (user
+// tasks) or ret_from_fork (kthreads: its end-of-stack hint).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "harness/guest/guest_tasks.h"
+#include "harness/guest/kernel_layout.h"
+#include "unwinder/code_map.h"
+#include "unwinder/memory_guest.h"
+#include "unwinder/unwind.h"
+
+namespace framecert::guest {
+
+struct ModuleConfig {
+  std::string name;
+  std::string object;    // the .ko (symbols)
+  std::string metadata;  // `framecert check --metadata` of the .ko: sections at 0
+  std::map<std::string, uint64_t> sections;  // load address of each section (/sys/module/NAME/sections)
+  // The objects linked into the module (optional): their .discard.func_stack_frame_non_standard, which the
+  // module link drops, names the STACK_FRAME_NON_STANDARD functions. Frames in those are never reliable.
+  std::vector<std::string> objects;
+};
+
+struct GuestConfig {
+  std::string ram;       // QEMU's memory-backend file (file offset = guest-physical address)
+  std::string vmlinux;
+  std::string metadata;  // vmlinux's metadata at link addresses
+  std::vector<ModuleConfig> modules;
+};
+
+struct CpuRegs {
+  int cpu = 0;
+  uint64_t rip = 0, rsp = 0, rbp = 0, cs = 0, cr3 = 0;
+};
+
+struct TaskReport {
+  GuestTask task;
+  bool running = false;  // found on a vCPU
+  int vcpu = -1;
+  bool user_mode = false;  // running in user mode: no kernel frames
+  Unwind unwind;
+  std::string note;
+};
+
+struct WalkReport {
+  std::vector<TaskReport> tasks;
+  std::vector<int> online_cpus;
+  std::vector<std::string> warnings;
+  double enumerate_ms = 0, walk_ms = 0;
+};
+
+class GuestWalker {
+ public:
+  static Result<std::unique_ptr<GuestWalker>> prepare(const GuestConfig& config);
+  // The guest must be frozen. `cpus`: each vCPU's registers (may be empty: then running tasks are judged
+  // `no-registers`).
+  Result<WalkReport> walk(const std::vector<CpuRegs>& cpus);
+  // For tests: the guest memory as the walk sees it.
+  Memory& memory() { return *memory_; }
+  const KernelLayout& layout() const { return layout_; }
+  const CodeMap& code() const { return code_; }
+
+ private:
+  GuestWalker() = default;
+  TaskReport walk_task(const GuestTask& t, const CpuRegs* regs, bool user_mode);
+  void finish_at_stack_end(TaskReport& r, const GuestTask& t);
+  void check_nonstandard(Trace& tr) const;
+
+  GuestConfig config_;
+  KernelLayout layout_;
+  KernelGlobals globals_;
+  uint64_t ret_from_fork_ = 0;
+  uint64_t kernel_cr3_ = 0;
+  std::unique_ptr<GuestRam> ram_;
+  std::unique_ptr<GuestVirtualMemory> memory_;
+  CodeMap code_;
+  std::vector<std::string> prepare_warnings_;
+};
+
+}  // namespace framecert::guest

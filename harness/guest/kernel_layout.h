@@ -1,0 +1,41 @@
+// What the guest walker needs to know about the guest kernel's data structures, read from vmlinux: struct
+// member offsets and sizes from its DWARF (libdw; never hard-coded) and the addresses of a few global and
+// per-CPU variables from its symbol table.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "unwinder/result.h"
+
+namespace framecert::guest {
+
+struct KernelLayout {
+  // struct task_struct
+  uint64_t task_size = 0;
+  uint64_t task_tasks = 0, task_pid = 0, task_tgid = 0, task_comm = 0, task_comm_len = 0, task_state = 0;
+  uint64_t task_on_cpu = 0, task_cpu = 0, task_stack = 0, task_thread_sp = 0, task_signal = 0;
+  uint64_t task_thread_node = 0, task_flags = 0, task_mm = 0;
+  // struct signal_struct
+  uint64_t signal_thread_head = 0;
+  // struct inactive_task_frame (what __switch_to_asm leaves at thread.sp)
+  uint64_t itf_size = 0, itf_bp = 0, itf_ret_addr = 0;
+  // struct rq (per-CPU `runqueues`)
+  uint64_t rq_idle = 0, rq_curr = 0;
+  // union thread_union: THREAD_SIZE (0 if the DWARF lacks the type: see guest_walk.cpp)
+  uint64_t thread_size = 0;
+  // struct pt_regs
+  uint64_t pt_regs_size = 0, pt_regs_cs = 0, pt_regs_ip = 0, pt_regs_sp = 0, pt_regs_bp = 0;
+};
+
+// Reads every offset above from the DWARF of `vmlinux`; fails naming the first one it cannot find.
+Result<KernelLayout> read_kernel_layout(const std::string& vmlinux);
+
+// Addresses (link-time = run-time: the guest has no KASLR) of named symbols of any type in `vmlinux`.
+// Missing names are simply absent from the result.
+Result<std::map<std::string, uint64_t>> read_kernel_symbols(const std::string& vmlinux,
+                                                            const std::vector<std::string>& names);
+
+}  // namespace framecert::guest
