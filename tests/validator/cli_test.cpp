@@ -22,8 +22,8 @@ struct CliRun {
   std::string out;  // stdout and stderr together unless split
 };
 
-CliRun run(const std::string& args, bool stderr_too = true) {
-  std::string cmd = fmt::format("'{}' {} {}", FRAMECERT_BIN, args, stderr_too ? "2>&1" : "2>/dev/null");
+// Runs a shell command line; its exit status and output.
+CliRun capture(const std::string& cmd) {
   CliRun r;
   FILE* p = popen(cmd.c_str(), "r");
   std::array<char, 4096> buf;
@@ -32,6 +32,10 @@ CliRun run(const std::string& args, bool stderr_too = true) {
   int st = pclose(p);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
   return r;
+}
+
+CliRun run(const std::string& args, bool stderr_too = true) {
+  return capture(fmt::format("'{}' {} {}", FRAMECERT_BIN, args, stderr_too ? "2>&1" : "2>/dev/null"));
 }
 
 std::string fixture(const char* name) { return fmt::format("{}/{}.o", FIXTURE_OUT, name); }
@@ -182,16 +186,8 @@ TEST(DumpCommand, DamagedMetadataExitsTwo) {
 
 // scripts/framecert-objtool, as Kbuild would call it in objtool's place.
 CliRun run_wrapper(const std::string& args) {
-  std::string cmd = fmt::format("FRAMECERT='{}' FRAMECERT_REAL_OBJTOOL='{}' {} '{}/framecert-objtool' {} 2>&1", FRAMECERT_BIN,
-                                FRAMECERT_OBJTOOL, "", SCRIPTS_DIR, args);
-  CliRun r;
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
+  return capture(fmt::format("FRAMECERT='{}' FRAMECERT_REAL_OBJTOOL='{}' '{}/framecert-objtool' {} 2>&1", FRAMECERT_BIN,
+                             FRAMECERT_OBJTOOL, SCRIPTS_DIR, args));
 }
 
 TEST(ObjtoolWrapper, RunsBothToolsAndIsQuietWhenTheyAgree) {
