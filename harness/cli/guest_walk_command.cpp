@@ -88,16 +88,27 @@ Result<std::vector<CpuRegs>> parse_regs(const json& j) {
   }
 }
 
-json frames_json(const Trace& t) {
+// `call_at_end`: a return address right after a function's last instruction (a call to a noreturn function
+// ends it) that is also where the next function starts: naive symbolizers attribute it to that function.
+json frames_json(const Trace& t, const CodeMap& code) {
   json out = json::array();
-  for (const Frame& f : t.frames)
+  for (size_t i = 0; i < t.frames.size(); ++i) {
+    const Frame& f = t.frames[i];
+    bool at_end = false;
+    if (i > 0) {
+      auto fn = code.function_at(f.pc - 1);
+      auto next = code.function_at(f.pc);
+      at_end = fn && fn->size && fn->start + fn->size == f.pc && next && next->start == f.pc;
+    }
     out.push_back({{"pc", hex(f.pc)},
+                   {"call_at_end", at_end},
                    {"symbol", f.symbol.empty() ? json(nullptr) : json(f.symbol)},
                    {"offset", f.offset},
                    {"object", f.object},
                    {"trust", std::string(trust_name(f.trust))},
                    {"sp", hex(f.sp)},
                    {"fp", hex(f.fp)}});
+  }
   return out;
 }
 
@@ -108,7 +119,7 @@ json verdict_json(const Verdict& v) {
           {"detail", v.detail}};
 }
 
-json report_json(const WalkReport& rep) {
+json report_json(const WalkReport& rep, const CodeMap& code) {
   json tasks = json::array();
   std::map<std::string, int> by_reason;
   int reliable = 0;
@@ -129,11 +140,11 @@ json report_json(const WalkReport& rep) {
               {"stack", hex(t.stack)},
               {"note", r.note}};
     j.update(verdict_json(r.unwind.trace.verdict));
-    j["frames"] = frames_json(r.unwind.trace);
+    j["frames"] = frames_json(r.unwind.trace, code);
     json cfa = verdict_json(r.unwind.cfa_trace.verdict);
     cfa["agrees"] = r.unwind.cross_check.agree;
     cfa["detail"] = r.unwind.cross_check.detail;
-    cfa["frames"] = frames_json(r.unwind.cfa_trace);
+    cfa["frames"] = frames_json(r.unwind.cfa_trace, code);
     j["cfa_check"] = cfa;
     if (r.unwind.trace.verdict.reliable) {
       ++reliable;
@@ -196,8 +207,9 @@ int run(const GuestWalkArgs& a) {
       return 2;
     }
     if (as_json) {
-      json j = report_json(*rep);
+      json j = report_json(*rep, (*walker)->code());
       j["summary"]["prepare_ms"] = prepare_ms;
+      j["kernel_cr3"] = hex((*walker)->kernel_cr3());
       fmt::print("{}\n", j.dump());
     } else {
       print_table(*rep);

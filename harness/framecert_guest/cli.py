@@ -5,6 +5,7 @@ patch-check, stress, merge) join COMMANDS the same way. Exit status: 0 success, 
 guest panic, timeout), 2 bad arguments, 130 interrupted. Expected failures print one line, no traceback.
 """
 import argparse
+import os
 import sys
 import time
 
@@ -96,7 +97,74 @@ class _ConsoleEcho:
             self.offset = len(text)
 
 
-COMMANDS = [add_build, add_boot]
+# ---- walk ----
+def add_walk(sub):
+    p = sub.add_parser("walk", help="freeze the guest, walk and judge every task, resume, report",
+                       description="Boots the guest, lets the workload run, freezes it (QMP stop), walks every task "
+                                   "with the C++ guest walker (framecert guest-walk), resumes (QMP cont) and prints a "
+                                   "table. Exit status: 0 walked, 1 a false reliable (or a failure), 2 bad arguments.")
+    p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE ('-': stdout)")
+    p.add_argument("--external", action="store_true",
+                   help="cross-check with drgn and crash on a dump of the same frozen state (dump-guest-memory)")
+    p.add_argument("--smp", type=_int_in(1, qemu.MAX_SMP), default=2, help="vCPUs (default 2)")
+    p.add_argument("--mem", type=_int_in(128, qemu.MAX_MEM_MB), default=512, metavar="MIB", help="guest RAM (MiB)")
+    p.add_argument("--guest-dir", help="a built guest directory (default: build or take from the cache)")
+    p.add_argument("--settle", type=float, default=1.0, metavar="S", help="seconds of workload before the freeze")
+    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the ready marker")
+    p.set_defaults(func=run_walk)
+
+
+def run_walk(args) -> int:
+    import json
+    from pathlib import Path
+    from . import crosscheck, walk
+    guest_dir = Path(args.guest_dir or build(progress=Progress()))
+    with qemu.Guest(guest_dir, smp=args.smp, mem_mb=args.mem) as guest:
+        guest.wait_ready(timeout=args.timeout)
+        with walk.WalkSession(guest) as session:
+            time.sleep(args.settle)
+            dump_dir = None
+            holder = {}
+
+            def external(report):
+                # Same frozen state: dump before resuming.
+                import tempfile
+                nonlocal dump_dir
+                dump_dir = tempfile.mkdtemp(prefix="framecert-dump-")
+                holder["dump"] = Path(dump_dir) / "vmcore"
+                crosscheck.dump_guest(guest, holder["dump"])
+
+            report = session.walk(while_frozen=external if args.external else None)
+    drgn_res = crash_res = None
+    try:
+        if args.external:
+            ko = guest_dir / "module" / "fctest.ko"
+            report["prstatus_pids"] = crosscheck.fix_prstatus_pids(holder["dump"], report["tasks"])
+            drgn_res = crosscheck.drgn_check(holder["dump"], guest_dir / "linux" / "vmlinux", ko, report["tasks"])
+            crash_res = crosscheck.crash_check(holder["dump"], guest_dir / "linux" / "vmlinux", report["tasks"])
+            report["crash_raw"] = crash_res.pop("_raw", None)
+    finally:
+        if dump_dir and os.environ.get("FRAMECERT_KEEP_DUMP"):
+            print(f"framecert-guest: dump kept in {dump_dir}", file=sys.stderr)
+        elif dump_dir:
+            import shutil
+            shutil.rmtree(dump_dir, ignore_errors=True)
+    walk.finish_report(report, drgn_res, crash_res)
+    print(walk.format_table(report), flush=True)
+    if args.json:
+        text = json.dumps(report, indent=1)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text)
+    if report["summary"]["false_reliable"]:
+        print(f"framecert-guest: FALSE RELIABLE: {report['summary']['false_reliable']} task(s) called reliable "
+              "disagree with an independent walker", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+COMMANDS = [add_build, add_boot, add_walk]
 
 
 def parser() -> argparse.ArgumentParser:

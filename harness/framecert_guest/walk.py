@@ -143,8 +143,10 @@ class WalkSession:
         """Freeze, walk, run while_frozen(report) (e.g. dump memory, corrupt and restore), resume."""
         t0 = time.perf_counter()
         self.guest.qmp("stop")
+        stopped = time.perf_counter()
         try:
             report = self.walk_frozen()
+            report["summary"]["stop_ms"] = (stopped - t0) * 1000
             report["summary"]["freeze_to_verdict_ms"] = (time.perf_counter() - t0) * 1000
             if while_frozen:
                 while_frozen(report)
@@ -201,3 +203,48 @@ def format_table(report: dict) -> str:
                  f"enumerate {s['enumerate_ms']:.2f} ms, walk {s['walk_ms']:.2f} ms); false reliable: "
                  f"{s.get('false_reliable', 0)}   [XCHK: metadata/drgn/crash: a=agree d=disagree -=not run]")
     return "\n".join(lines)
+
+
+class GuestRamWriter:
+    """The frozen guest's RAM file opened read-write, for fault-injection tests only: translates kernel virtual
+    addresses with a 4-level page-table walk from `cr3`, and remembers every word it changes so restore()
+    puts them back before the guest resumes."""
+
+    def __init__(self, ram_path, cr3: int):
+        import mmap
+        self._f = open(ram_path, "r+b")
+        self.mem = mmap.mmap(self._f.fileno(), 0)
+        self.cr3 = cr3
+        self.saved = []
+
+    def _u64(self, phys: int) -> int:
+        return int.from_bytes(self.mem[phys:phys + 8], "little")
+
+    def translate(self, va: int) -> int:
+        table = self.cr3 & 0x000ffffffffff000
+        for level, shift in ((4, 39), (3, 30), (2, 21), (1, 12)):
+            entry = self._u64(table + ((va >> shift) & 0x1ff) * 8)
+            if not entry & 1:
+                raise GuestError(f"{va:#x} not mapped (level {level})")
+            if level in (3, 2) and entry & 0x80:  # 1G / 2M page
+                return (entry & 0x000fffffffffe000 & ~((1 << shift) - 1)) | (va & ((1 << shift) - 1))
+            table = entry & 0x000ffffffffff000
+        return table | (va & 0xfff)
+
+    def read(self, va: int) -> int:
+        return self._u64(self.translate(va))
+
+    def write(self, va: int, value: int):
+        phys = self.translate(va)
+        self.saved.append((phys, bytes(self.mem[phys:phys + 8])))
+        self.mem[phys:phys + 8] = (value & (2 ** 64 - 1)).to_bytes(8, "little")
+
+    def restore(self):
+        for phys, old in reversed(self.saved):
+            self.mem[phys:phys + 8] = old
+        self.saved.clear()
+
+    def close(self):
+        self.restore()
+        self.mem.close()
+        self._f.close()

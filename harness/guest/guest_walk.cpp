@@ -198,25 +198,12 @@ void GuestWalker::check_nonstandard(Trace& tr) const {
   }
 }
 
-void GuestWalker::finish_at_stack_end(TaskReport& r, const GuestTask& t) {
+void GuestWalker::judge_stack_end(TaskReport& r, const GuestTask& t) {
   Trace& tr = r.unwind.trace;
   check_nonstandard(tr);
   const uint64_t top = t.stack + layout_.thread_size;
   const uint64_t regs = top - layout_.pt_regs_size;
   const uint64_t end_frame = regs - 16;
-  if (!tr.verdict.reliable) {
-    // An encoded frame pointer (ENCODE_FRAME_POINTER: pt_regs address | 1) is an interrupt or exception
-    // frame inside the stack, not a damaged chain.
-    if (tr.verdict.reason == Reason::FrameMisaligned && tr.verdict.frame >= 0 &&
-        static_cast<size_t>(tr.verdict.frame) < tr.frames.size()) {
-      uint64_t fp = tr.frames[tr.verdict.frame].fp;
-      if ((fp & 1) && fp - 1 >= t.stack && fp - 1 + layout_.pt_regs_size <= top)
-        tr.verdict = Verdict{false, Reason::InterruptFrameMidStack, tr.verdict.frame,
-                             fmt::format("rbp {:#x} encodes a pt_regs at {:#x}: an interrupt or exception frame "
-                                         "sits inside the stack", fp, fp - 1)};
-    }
-    return;
-  }
   if (tr.frames.empty() || tr.frames.back().fp != end_frame) return;  // ended at an end-of-stack hint
   // The last frame record is the one just below the pt_regs at the stack's top: the return address in it
   // is the code that put the pt_regs there.
@@ -275,6 +262,27 @@ void GuestWalker::finish_at_stack_end(TaskReport& r, const GuestTask& t) {
   if (!(state && state->has(kEndOfStack)) && !in_ret_from_fork)
     tr.verdict = Verdict{false, Reason::StackEndNotReached, k,
                          fmt::format("a kthread's last frame must return to ret_from_fork, not {:#x}", *ret)};
+}
+
+void GuestWalker::finish_at_stack_end(TaskReport& r, const GuestTask& t) {
+  Trace& tr = r.unwind.trace;
+  const uint64_t top = t.stack + layout_.thread_size;
+  if (!tr.verdict.reliable) {
+    // An encoded frame pointer (ENCODE_FRAME_POINTER: pt_regs address | 1) is an interrupt or exception
+    // frame inside the stack, not a damaged chain.
+    if (tr.verdict.reason == Reason::FrameMisaligned && tr.verdict.frame >= 0 &&
+        static_cast<size_t>(tr.verdict.frame) < tr.frames.size()) {
+      uint64_t fp = tr.frames[tr.verdict.frame].fp;
+      if ((fp & 1) && fp - 1 >= t.stack && fp - 1 + layout_.pt_regs_size <= top)
+        tr.verdict = Verdict{false, Reason::InterruptFrameMidStack, tr.verdict.frame,
+                             fmt::format("rbp {:#x} encodes a pt_regs at {:#x}: an interrupt or exception frame "
+                                         "sits inside the stack", fp, fp - 1)};
+    }
+  }
+  // The outermost frame is shown whatever the verdict; it is judged only when everything below held.
+  const Verdict before = r.unwind.trace.verdict;
+  judge_stack_end(r, t);
+  if (!before.reliable) r.unwind.trace.verdict = before;
 }
 
 TaskReport GuestWalker::walk_task(const GuestTask& t, const CpuRegs* regs, bool user_mode) {
@@ -354,7 +362,7 @@ Result<WalkReport> GuestWalker::walk(const std::vector<CpuRegs>& cpus) {
   // Which task each vCPU runs: in kernel mode, the task whose stack holds rsp; in user mode, current_task.
   std::map<uint64_t, const CpuRegs*> on_vcpu;
   std::map<uint64_t, bool> in_user;
-  std::map<uint64_t, std::string> off_stack;  // vCPU in kernel mode on another stack (IRQ, exception)
+  std::map<uint64_t, std::pair<int, std::string>> off_stack;  // vCPU in kernel mode on another stack (IRQ, exception)
   for (const CpuRegs& c : cpus) {
     uint64_t current = list->cpu_current_task.count(c.cpu) ? list->cpu_current_task[c.cpu] : list->cpu_curr[c.cpu];
     if ((c.cs & 3) == 3) {
@@ -370,9 +378,11 @@ Result<WalkReport> GuestWalker::walk(const std::vector<CpuRegs>& cpus) {
         break;
       }
     }
-    if (!found)
-      off_stack[current] = fmt::format("CPU {} is in kernel mode on a stack outside this task's (rsp {:#x}: an IRQ "
+    if (!found) {
+      off_stack[current].first = c.cpu;
+      off_stack[current].second = fmt::format("CPU {} is in kernel mode on a stack outside this task's (rsp {:#x}: an IRQ "
                                        "or exception stack)", c.cpu, c.rsp);
+    }
   }
   for (const GuestTask& t : list->tasks) {
     if (auto it = on_vcpu.find(t.address); it != on_vcpu.end()) {
@@ -381,7 +391,8 @@ Result<WalkReport> GuestWalker::walk(const std::vector<CpuRegs>& cpus) {
       TaskReport r;
       r.task = t;
       r.running = true;
-      r.unwind.trace.verdict = Verdict{false, Reason::InterruptFrameMidStack, 0, o->second};
+      r.vcpu = o->second.first;
+      r.unwind.trace.verdict = Verdict{false, Reason::InterruptFrameMidStack, 0, o->second.second};
       out.tasks.push_back(std::move(r));
     } else if (t.on_cpu) {
       TaskReport r;

@@ -78,11 +78,13 @@ class GuestWalker {
   Memory& memory() { return *memory_; }
   const KernelLayout& layout() const { return layout_; }
   const CodeMap& code() const { return code_; }
+  uint64_t kernel_cr3() const { return kernel_cr3_; }  // init_top_pgt's physical address
 
  private:
   GuestWalker() = default;
   TaskReport walk_task(const GuestTask& t, const CpuRegs* regs, bool user_mode);
   void finish_at_stack_end(TaskReport& r, const GuestTask& t);
+  void judge_stack_end(TaskReport& r, const GuestTask& t);
   void check_nonstandard(Trace& tr) const;
 
   GuestConfig config_;
