@@ -42,8 +42,14 @@ class FunctionChecker {
 
   // Follows every path from `start` with `state`, for function `func` (kNone for code outside any
   // function, reached through an unwind hint); returns false at the first finding (objtool stops there).
-  bool run(int32_t start, int32_t func, const CfiState& state) {
+  //
+  // `silent`: the metadata pass over a function that already has its finding. Rules are not checked
+  // and nothing is reported; every path is followed as far as the stack state stays known, so the
+  // unwinder gets proven CFA rules for the whole function (which stays uncertified).
+  bool run(int32_t start, int32_t func, const CfiState& state, bool silent = false) {
     func_ = func;
+    silent_ = silent;
+    if (silent && silent_seen_.size() != obj_.insns.size()) silent_seen_.assign(obj_.insns.size(), 0);
     std::vector<WorkItem> stack;
     nodes_.clear();
     stack.push_back({start, state, false, false, explain_ ? add_node(-1, start, "entry") : -1});
@@ -66,6 +72,22 @@ class FunctionChecker {
     if (in.func == kNone) return fmt::format("{}+0x{:x}", obj_.section_name(in.section), in.insn.offset);
     const Function& f = obj_.functions[in.func];
     return fmt::format("{}+0x{:x}", f.name, in.insn.offset - f.offset);
+  }
+
+  // A rule broken where the state is still known: reported (and the function's check stops), or in the
+  // silent pass ignored so the path goes on.
+  bool violation(int32_t i, std::string message, const WorkItem& item) {
+    if (silent_) return true;
+    report(i, std::move(message), item);
+    return false;
+  }
+
+  // A problem after which the path cannot go on: reported (stopping the check), or in the silent pass
+  // the path just ends.
+  bool stop(int32_t i, std::string message, const WorkItem& item) {
+    if (silent_) return true;
+    report(i, std::move(message), item);
+    return false;
   }
 
   Finding& report(int32_t i, std::string message, const WorkItem& item) {
@@ -116,7 +138,7 @@ class FunctionChecker {
   bool follow(WorkItem item, std::vector<WorkItem>& stack) {
     const int32_t func = func_;
     if (item.insn < -1) {  // the fall-through of a conditional branch that ends its section
-      if (item.state.cfa.base == cfi::kUndefined) return true;
+      if (item.state.cfa.base == cfi::kUndefined || silent_) return true;
       report_end_of_section(obj_.insns[-2 - item.insn]);
       return false;
     }
@@ -126,16 +148,20 @@ class FunctionChecker {
       const int32_t next = obj_.next_to_validate(i);
       if (!item.after_alts) {
         if (func != kNone && in.func != kNone && obj_.parent_of(in.func) != func) {
-          if (obj_.functions[func].name.starts_with("__cfi_")) return true;
+          if (obj_.functions[func].name.starts_with("__cfi_") || silent_) return true;
           report_text(fmt::format("{}() falls through to next function {}()", obj_.functions[func].name,
                                   obj_.functions[in.func].name));
           return false;
         }
-        if (func != kNone && in.ignore) {
-          report(i, "BUG: why am I validating an ignored function?", item);
-          return false;
-        }
-        if (out_.visited[i]) {
+        if (func != kNone && in.ignore) return stop(i, "BUG: why am I validating an ignored function?", item);
+        if (silent_) {
+          // Paths of the silent pass end where another silent path was, or where the state conflicts
+          // with what the checking pass recorded; elsewhere they continue through checked code.
+          if (silent_seen_[i]) return true;
+          silent_seen_[i] = 1;
+          if (out_.visited[i] && !in.hint && !mismatch_message(out_.states[out_.state_of_insn[i]], item.state).empty())
+            return true;
+        } else if (out_.visited[i]) {
           if (in.hint) return true;  // a hint asserts the state: paths may meet it with any other
           std::string m = mismatch_message(out_.states[out_.state_of_insn[i]], item.state);
           if (!m.empty()) {
@@ -145,9 +171,11 @@ class FunctionChecker {
           }
           return true;
         }
-        if (in.hint && !apply_hint(i, item)) return false;
-        out_.visited[i] = 1;
-        out_.state_of_insn[i] = intern(item.state);
+        if (in.hint && !apply_hint(i, item)) return silent_;  // the silent pass just ends this path
+        if (!out_.visited[i]) {
+          out_.visited[i] = 1;
+          out_.state_of_insn[i] = intern(item.state);
+        }
         const bool has_alts = !in.ignore_alts && (!in.alts.empty() || !in.table_targets.empty());
         if (has_alts) {
           // Alternatives and switch targets are explored first, each with the state before this
@@ -170,44 +198,26 @@ class FunctionChecker {
       if (in.insn.is_iret && in.func != kNone) {
         // sync_core()'s iret to self pops the 5-word frame it built: a stack adjustment, not a switch.
         StackOp pop_frame{StackOp::Src::Add, Reg::Sp, 40, StackOp::Dst::Reg, Reg::Sp, 0};
-        if (auto m = apply_stack_op(item.state, pop_frame, true, false); !m.empty()) {
-          report(i, m, item);
-          return false;
-        }
+        if (auto m = apply_stack_op(item.state, pop_frame, true, false); !m.empty()) return stop(i, m, item);
       } else {
         const bool next_is_hint = next != kNone && obj_.insns[next].hint;
         for (int k = 0; k < in.insn.op_count; ++k)
-          if (auto m = apply_stack_op(item.state, in.insn.ops[k], in.func != kNone, next_is_hint); !m.empty()) {
-            report(i, m, item);
-            return false;
-          }
+          if (auto m = apply_stack_op(item.state, in.insn.ops[k], in.func != kNone, next_is_hint); !m.empty())
+            return stop(i, m, item);
       }
 
       switch (in.insn.is_iret && in.func != kNone ? InsnKind::Other : in.insn.kind) {
         case InsnKind::Return:
-          if (item.df) {
-            report(i, "return with DF set", item);
-            return false;
-          }
-          if (func != kNone && item.state.has_modified_frame()) {
-            report(i, "return with modified stack frame", item);
-            return false;
-          }
-          if (item.state.bp_scratch) {
-            report(i, "BP used as a scratch register", item);
-            return false;
-          }
+          if (item.df) return stop(i, "return with DF set", item);
+          if (func != kNone && item.state.has_modified_frame()) return stop(i, "return with modified stack frame", item);
+          if (item.state.bp_scratch) return stop(i, "BP used as a scratch register", item);
           return true;
         case InsnKind::Call:
         case InsnKind::CallIndirect:
-          if (item.df) {
-            report(i, fmt::format("call to {}() with DF set", callee_name(in)), item);
+          if (item.df && !violation(i, fmt::format("call to {}() with DF set", callee_name(in)), item)) return false;
+          if (func != kNone && !is_special_call(in) && !item.state.has_valid_frame() &&
+              !violation(i, "call without frame pointer save/setup", item))
             return false;
-          }
-          if (func != kNone && !is_special_call(in) && !item.state.has_valid_frame()) {
-            report(i, "call without frame pointer save/setup", item);
-            return false;
-          }
           if (in.dead_end) return true;
           break;
         case InsnKind::Jump:
@@ -239,23 +249,14 @@ class FunctionChecker {
           return true;
         case InsnKind::ContextSwitch:
           if (func == kNone) return true;  // entry code: the path ends at the switch
-          if (next == kNone || !obj_.insns[next].hint) {
-            report(i, "unsupported instruction in callable function", item);
-            return false;
-          }
+          if (next == kNone || !obj_.insns[next].hint) return stop(i, "unsupported instruction in callable function", item);
           break;
         case InsnKind::Std:
-          if (item.df) {
-            report(i, "recursive STD", item);
-            return false;
-          }
+          if (item.df && !violation(i, "recursive STD", item)) return false;
           item.df = true;
           break;
         case InsnKind::Cld:
-          if (!item.df && func != kNone) {
-            report(i, "redundant CLD", item);
-            return false;
-          }
+          if (!item.df && func != kNone && !violation(i, "redundant CLD", item)) return false;
           item.df = false;
           break;
         default:
@@ -263,7 +264,7 @@ class FunctionChecker {
       }
       if (in.dead_end) return true;
       if (next == kNone) {
-        if (item.state.cfa.base == cfi::kUndefined) return true;
+        if (item.state.cfa.base == cfi::kUndefined || silent_) return true;
         report_end_of_section(in);
         return false;
       }
@@ -302,11 +303,11 @@ class FunctionChecker {
         break;
       }
     if (save == kNone) {
-      report(i, "no corresponding CFI save for CFI restore", item);
+      stop(i, "no corresponding CFI save for CFI restore", item);
       return false;
     }
     if (!out_.visited[save]) {
-      report(i, "objtool isn't smart enough to handle this CFI save/restore combo", item);
+      stop(i, "objtool isn't smart enough to handle this CFI save/restore combo", item);
       return false;
     }
     item.state = out_.states[out_.state_of_insn[save]];
@@ -314,14 +315,9 @@ class FunctionChecker {
   }
 
   bool sibling_ok(const Instruction& in, int32_t i, const WorkItem& item) {
-    if (item.state.has_modified_frame()) {
-      report(i, "sibling call from callable instruction with modified stack frame", item);
+    if (item.state.has_modified_frame() && !violation(i, "sibling call from callable instruction with modified stack frame", item))
       return false;
-    }
-    if (item.df) {
-      report(i, fmt::format("call to {}() with DF set", callee_name(in)), item);
-      return false;
-    }
+    if (item.df && !violation(i, fmt::format("call to {}() with DF set", callee_name(in)), item)) return false;
     return true;
   }
 
@@ -329,6 +325,8 @@ class FunctionChecker {
   CheckResult& out_;
   bool explain_;
   int32_t func_ = kNone;
+  bool silent_ = false;
+  std::vector<uint8_t> silent_seen_;
   std::vector<PathNode> nodes_;
   std::unordered_map<size_t, std::vector<int32_t>> index_;
 };
@@ -409,7 +407,10 @@ CheckResult check_functions(const DecodedObject& obj, bool explain) {
     }
     const Instruction& first = obj.insns[fn.first_insn];
     if (first.insn.offset != fn.offset || first.ignore || out.visited[fn.first_insn]) continue;
-    if (!checker.run(static_cast<int32_t>(fn.first_insn), f, CfiState::function_entry())) out.function_failed[f] = true;
+    if (!checker.run(static_cast<int32_t>(fn.first_insn), f, CfiState::function_entry())) {
+      out.function_failed[f] = true;
+      checker.run(static_cast<int32_t>(fn.first_insn), f, CfiState::function_entry(), /*silent=*/true);
+    }
   }
   // Code reached only through unwind hints (entry code, or what follows a context switch).
   if (obj.has_hints)

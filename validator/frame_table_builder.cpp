@@ -91,6 +91,11 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
     work.push_back(i);
   }
   std::vector<int32_t> succ;
+  // Paths never cross into another function: the checker stops at "falls through to next function".
+  auto same_function = [&](int32_t a, int32_t b) {
+    const int32_t fa = obj.insns[a].func, fb = obj.insns[b].func;
+    return fa == kNone || fb == kNone || obj.parent_of(fa) == obj.parent_of(fb);
+  };
   while (!work.empty()) {
     int32_t i = work.front();
     work.pop_front();
@@ -98,7 +103,7 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
     BpValue out = transfer(obj.insns[i], r.states[r.state_of_insn[i]], static_cast<BpValue>(value[i]));
     successors(obj, i, succ);
     for (int32_t s : succ) {
-      if (s < 0 || !r.visited[s] || obj.insns[s].hint) continue;
+      if (s < 0 || !r.visited[s] || obj.insns[s].hint || !same_function(i, s)) continue;
       uint8_t merged = value[s] == kUnset ? static_cast<uint8_t>(out) : static_cast<uint8_t>(meet(static_cast<BpValue>(value[s]), out));
       if (merged != value[s]) {
         value[s] = merged;
