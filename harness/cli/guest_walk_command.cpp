@@ -144,7 +144,10 @@ json report_json(const WalkReport& rep, const CodeMap& code) {
     json cfa = verdict_json(r.unwind.cfa_trace.verdict);
     cfa["agrees"] = r.unwind.cross_check.agree;
     cfa["detail"] = r.unwind.cross_check.detail;
-    cfa["frames"] = frames_json(r.unwind.cfa_trace, code);
+    // The metadata-only walk's frames only where they differ (they are the same frames otherwise): the
+    // report is on the freeze-to-verdict path.
+    if (!r.unwind.cross_check.agree) cfa["frames"] = frames_json(r.unwind.cfa_trace, code);
+    cfa["frame_count"] = r.unwind.cfa_trace.frames.size();
     j["cfa_check"] = cfa;
     if (r.unwind.trace.verdict.reliable) {
       ++reliable;

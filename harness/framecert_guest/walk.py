@@ -130,12 +130,17 @@ class WalkSession:
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
+        t2 = time.perf_counter()
         if not line:
             raise GuestError(f"the guest walker died: {self.proc.stderr.read().strip()[-500:]}")
         report = json.loads(line)
+        t3 = time.perf_counter()
         if "error" in report:
             raise GuestError(f"guest walk failed: {report['error']}")
         report["summary"]["registers_ms"] = (t1 - t0) * 1000
+        report["summary"]["walker_roundtrip_ms"] = (t2 - t1) * 1000
+        report["summary"]["parse_ms"] = (t3 - t2) * 1000
+        report["summary"]["report_bytes"] = len(line)
         report["registers"] = regs
         return report
 
@@ -160,7 +165,7 @@ def finish_report(report: dict, drgn_result=None, crash_result=None) -> dict:
     false_reliable = 0
     for t in report["tasks"]:
         cc = {"metadata": "not-run", "drgn": "not-run", "crash": "not-run"}
-        if t["reliable"] or t["cfa_check"]["frames"]:
+        if t["reliable"] or t["cfa_check"]["frame_count"]:
             cc["metadata"] = "agree" if t["cfa_check"]["agrees"] else "disagree"
         key = str(t["task"])
         for name, result in (("drgn", drgn_result), ("crash", crash_result)):
