@@ -19,7 +19,7 @@ from framecert_guest import crosscheck, qemu, walk
 CLI = REPO / "scripts" / "framecert-guest"
 SMP = 2
 # Short-lived tasks of the guest's workload (fork/exec churn): they may exist at one count and not the next.
-CHURN = {"true", "usleep", "dd", "md5sum", "cat", "init", "fcload", "sh", "sleep"}
+CHURN = {"true", "busybox", "usleep", "dd", "md5sum", "cat", "init", "fcload", "sh", "sleep"}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,8 @@ def test_walk_every_task_and_judge(session, expected, guest_dir):
     stable = set(before) & set(after)
     assert stable - set(ours) == set(), f"tasks the guest shows but the walk missed: {stable - set(ours)}"
     extra = set(ours) - set(before) - set(after)
-    assert all(ours[p] in CHURN for p in extra), f"unexpected tasks: {[(p, ours[p]) for p in extra]}"
+    assert all(ours[p] in CHURN or ours[p].startswith("kworker/") for p in extra), \
+        f"unexpected tasks: {[(p, ours[p]) for p in extra]}"
     churn = len(set(before) ^ set(after)) + len(extra) + 1  # +1: `fcload count` counts itself
     assert abs((len(tasks) - SMP) - before_counts["threads"]) <= churn, (len(tasks), before_counts)
 
@@ -114,7 +115,10 @@ def test_walk_every_task_and_judge(session, expected, guest_dir):
             assert t["crosscheck"]["metadata"] == "agree", t
             assert t["crosscheck"]["drgn"] in ("agree", "not-run"), t
             assert t["crosscheck"]["crash"] in ("agree", "not-run"), t
-    assert sum(t["crosscheck"]["drgn"] == "agree" for t in tasks if t["reliable"]) >= len(tasks) - 2 * SMP - 2
+    # drgn walks every reliable task but a running idle task (drgn finds a running task's registers by PID,
+    # and every idle task has PID 0).
+    not_run = [t for t in tasks if t["reliable"] and t["crosscheck"]["drgn"] == "not-run"]
+    assert all(t["pid"] == 0 and t["running"] for t in not_run), not_run
     assert report["summary"]["false_reliable"] == 0
 
 
