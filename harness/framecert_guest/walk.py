@@ -43,15 +43,20 @@ def guest_metadata(guest_dir: Path) -> dict:
                     ["check", "--link-addresses", str(vmlinux), "--metadata", None, str(guest_dir / "linux" / "vmlinux.o")]),
         MODULE: (out_dir / "fctest.fcmeta", ["check", "--metadata", None, str(ko)]),
     }
+    # Metadata made by another build of the validator is not trusted: remade when framecert changes.
+    st = framecert_bin().stat()
+    producer = f"{st.st_size:x}-{int(st.st_mtime):x}"
     paths = {}
     for name, (path, cmd) in jobs.items():
-        if not path.is_file():
+        stamp = path.with_suffix(".producer")
+        if not path.is_file() or (stamp.read_text().strip() if stamp.is_file() else "") != producer:
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             cmd = [str(framecert_bin())] + [str(tmp) if c is None else c for c in cmd]
             r = subprocess.run(cmd, capture_output=True, text=True)
             if r.returncode not in (0, 1) or not tmp.is_file():  # 1: findings (fctest's planted bug)
                 raise GuestError(f"cannot compute {name}'s metadata: {' '.join(cmd)}: {r.stderr.strip()[-500:]}")
             tmp.rename(path)
+            stamp.write_text(producer + "\n")
         paths[name] = path
     return paths
 

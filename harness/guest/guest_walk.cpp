@@ -380,8 +380,8 @@ Result<WalkReport> GuestWalker::walk(const std::vector<CpuRegs>& cpus) {
     }
     if (!found) {
       off_stack[current].first = c.cpu;
-      off_stack[current].second = fmt::format("CPU {} is in kernel mode on a stack outside this task's (rsp {:#x}: an IRQ "
-                                       "or exception stack)", c.cpu, c.rsp);
+      off_stack[current].second = fmt::format("CPU {} is in kernel mode on a stack outside this task's (rsp {:#x}: an IRQ, "
+                                       "exception or entry stack)", c.cpu, c.rsp);
     }
   }
   for (const GuestTask& t : list->tasks) {
