@@ -307,6 +307,11 @@ TaskReport GuestWalker::walk_task(const GuestTask& t, const CpuRegs* regs, bool 
     finish_at_stack_end(r, t);
     return r;
   }
+  if (t.stack == 0) {
+    // An exited task (a zombie not yet reaped) whose stack was already freed: nothing left to walk.
+    tr.verdict = Verdict{false, Reason::NoRegisters, 0, "the task exited: its stack is freed (task->stack == NULL)"};
+    return r;
+  }
   if (!t.stack_magic_ok) r.note = "no STACK_END_MAGIC at the stack's end (overflowed?)";
   if (t.thread_sp % 8 != 0 || !bounds.contains(t.thread_sp, layout_.itf_size)) {
     tr.verdict = Verdict{false, Reason::FrameOutOfBounds, 0,
