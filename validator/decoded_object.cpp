@@ -206,7 +206,7 @@ void resolve_jumps(DecodedObject& obj) {
       const ElfSymbol& s = obj.symbol(r->symbol);
       if (s.type == STT_SECTION) {
         dest_sec = s.section;
-        dest_off = static_cast<uint64_t>(r->addend + 4);
+        dest_off = static_cast<uint64_t>(r->addend) + 4;
       } else if (is_retpoline_thunk(s.name)) {
         in.insn.kind = InsnKind::JumpIndirect;  // a retpoline is an indirect jump in disguise
         in.insn.op_count = 0;
@@ -221,7 +221,7 @@ void resolve_jumps(DecodedObject& obj) {
         continue;
       } else if (s.defined()) {
         dest_sec = s.section;
-        dest_off = s.offset + static_cast<uint64_t>(r->addend + 4);
+        dest_off = s.offset + static_cast<uint64_t>(r->addend) + 4;
       } else {
         continue;  // non-function code jumping to another object: nothing to follow
       }
@@ -273,7 +273,7 @@ const ElfReloc* switch_table_at(const DecodedObject& obj, const Instruction& in,
   if (!text_reloc) return nullptr;
   const ElfSymbol& s = obj.symbol(text_reloc->symbol);
   if (s.type != STT_SECTION || !obj.elf->sections()[s.section].is_rodata()) return nullptr;
-  uint64_t table_offset = static_cast<uint64_t>(text_reloc->addend + (text_reloc->type == kRelocPc32 ? 4 : 0));
+  uint64_t table_offset = static_cast<uint64_t>(text_reloc->addend) + (text_reloc->type == kRelocPc32 ? 4 : 0);
   if (obj.section_name(s.section) != ".rodata..c_jump_table" && symbol_covers(obj, s.section, table_offset)) return nullptr;
   *table_sec = s.section;
   *pc_relative = text_reloc->type == kRelocPc32;
@@ -377,7 +377,7 @@ void resolve_calls(DecodedObject& obj) {
     if (const ElfReloc* r = obj.reloc_of(in)) {
       const ElfSymbol& s = obj.symbol(r->symbol);
       if (s.type == STT_SECTION) {
-        uint64_t off = static_cast<uint64_t>(r->addend + 4);
+        uint64_t off = static_cast<uint64_t>(r->addend) + 4;
         int32_t f = function_at_offset(obj, s.section, off);
         sym = f != kNone ? static_cast<int32_t>(obj.functions[f].symbol) : symbol_at_offset(obj, s.section, off);
         if (sym == kNone) {
