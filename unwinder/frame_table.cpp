@@ -90,7 +90,7 @@ static std::string base_name(CfaBase b) {
 
 std::string describe_state(const FrameState& s) {
   using namespace metadata;
-  if (s.cfa_base == CfaBase::Undefined) return "cfa=undef";
+  if (s.cfa_base == CfaBase::Undefined) return s.has(kEndOfStack) ? "cfa=undef end-of-stack" : "cfa=undef";
   std::string out = fmt::format("cfa={}{:+d}", base_name(s.cfa_base), s.cfa_offset);
   if (s.has(kBpIsFrame)) {
     out += " rbp=frame";

@@ -128,6 +128,9 @@ FrameState frame_state(const CfiState& s, uint8_t bp_raw) {
   FrameState out;
   out.cfa_base = base_of(s.cfa.base);
   out.cfa_offset = s.cfa.offset;
+  // An end-of-stack hint (UNWIND_HINT_EMPTY at ret_from_fork, the entry points) leaves the CFA undefined:
+  // nothing to unwind to, and that is the point.
+  if (s.end) out.flags |= md::kEndOfStack;
   if (out.cfa_base == CfaBase::Undefined) return out;
   const BpValue bp = bp_raw == kUnset ? BpValue::Unknown : static_cast<BpValue>(bp_raw);
   const CfiReg& saved = s.regs[cfi::kBp];
@@ -139,7 +142,6 @@ FrameState frame_state(const CfiState& s, uint8_t bp_raw) {
   if (bp == BpValue::Frame && s.has_valid_frame()) out.flags |= md::kBpIsFrame;
   if (bp == BpValue::Caller) out.flags |= md::kBpUnchanged;
   if (bp == BpValue::Zero) out.flags |= md::kBpZero;
-  if (s.end) out.flags |= md::kEndOfStack;
   if (s.type == cfi::kHintRegs) out.flags |= md::kRegsFrame;
   return out;
 }

@@ -40,7 +40,32 @@ def add_build(sub):
 
 def run_build(args) -> int:
     guest_dir = build(jobs=args.jobs, progress=Progress(quiet=args.quiet))
+    # The kernel's frame metadata lives beside the build; it needs the framecert binary, which a
+    # developer may not have built yet (then `walk` computes it later).
+    from .walk import FRAMECERT_BIN, guest_metadata
+    if FRAMECERT_BIN.is_file():
+        meta = guest_metadata(guest_dir)
+        if not args.quiet:
+            print(f"metadata: {', '.join(str(p) for p in meta.values())}", file=sys.stderr)
+    elif not args.quiet:
+        print(f"metadata: not computed ({FRAMECERT_BIN} not built yet)", file=sys.stderr)
     print(guest_dir, flush=True)
+    return 0
+
+
+# ---- metadata ----
+def add_metadata(sub):
+    p = sub.add_parser("metadata", help="write the guest kernel's frame metadata into <guest>/metadata/",
+                       description="vmlinux.fcmeta: vmlinux.o validated and addressed like vmlinux "
+                                   "(framecert check --link-addresses); fctest.fcmeta: the test module per "
+                                   "section. Remade whenever the framecert binary changes. Prints the paths.")
+    p.set_defaults(func=run_metadata)
+
+
+def run_metadata(args) -> int:
+    from .walk import guest_metadata
+    for path in guest_metadata(build(jobs=2, progress=Progress(quiet=True))).values():
+        print(path)
     return 0
 
 
@@ -164,7 +189,7 @@ def run_walk(args) -> int:
     return 0
 
 
-COMMANDS = [add_build, add_boot, add_walk]
+COMMANDS = [add_build, add_metadata, add_boot, add_walk]
 
 
 def parser() -> argparse.ArgumentParser:
