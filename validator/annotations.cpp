@@ -56,6 +56,23 @@ const std::vector<ElfReloc>* annotation_relocs(const DecodedObject& obj, const c
   return sec ? &obj.elf->relocs_for(sec->index) : nullptr;
 }
 
+// Calls `f(instruction index)` for every instruction a .discard.* section names; a malformed entry is
+// objtool's "bad ... entry" and stops the object's check.
+template <typename F>
+void for_each_annotated_insn(DecodedObject& obj, const char* section, const char* what, F f) {
+  const auto* relocs = annotation_relocs(obj, section);
+  if (!relocs) return;
+  for (const ElfReloc& r : *relocs) {
+    bool section_symbol = false;
+    const int32_t i = annotated_insn(obj, r, &section_symbol);
+    if (!section_symbol || i == kNone) {
+      obj.fatal.push_back(object_error(fmt::format("bad {} entry", what)));
+      return;
+    }
+    f(i);
+  }
+}
+
 int32_t last_insn_before(const DecodedObject& obj, int32_t first, uint64_t end) {
   int32_t last = first;
   for (int32_t i = obj.next_in_section(first); i != kNone && obj.insns[i].insn.offset < end; i = obj.next_in_section(i)) last = i;
@@ -95,17 +112,7 @@ void add_group_alternative(DecodedObject& obj, int32_t orig, int32_t repl, uint6
 }  // namespace
 
 void read_ignore_alternatives(DecodedObject& obj) {
-  const auto* relocs = annotation_relocs(obj, ".discard.ignore_alts");
-  if (!relocs) return;
-  for (const ElfReloc& r : *relocs) {
-    bool section_symbol = false;
-    int32_t i = annotated_insn(obj, r, &section_symbol);
-    if (!section_symbol || i == kNone) {
-      obj.fatal.push_back(object_error("bad .discard.ignore_alts entry"));
-      return;
-    }
-    obj.insns[i].ignore_alts = true;
-  }
+  for_each_annotated_insn(obj, ".discard.ignore_alts", ".discard.ignore_alts", [&](int32_t i) { obj.insns[i].ignore_alts = true; });
 }
 
 void read_special_sections(DecodedObject& obj) {
@@ -183,19 +190,11 @@ void read_special_sections(DecodedObject& obj) {
 }
 
 void read_intra_function_calls(DecodedObject& obj) {
-  const auto* relocs = annotation_relocs(obj, ".discard.intra_function_calls");
-  if (!relocs) return;
-  for (const ElfReloc& r : *relocs) {
-    bool section_symbol = false;
-    int32_t i = annotated_insn(obj, r, &section_symbol);
-    if (!section_symbol || i == kNone) {
-      obj.fatal.push_back(object_error("bad .discard.intra_function_call entry"));
-      return;
-    }
+  for_each_annotated_insn(obj, ".discard.intra_function_calls", ".discard.intra_function_call", [&](int32_t i) {
     Instruction& in = obj.insns[i];
     if (in.insn.kind != InsnKind::Call) {
       obj.fatal.push_back(structural_error(obj, in, "intra_function_call not a direct call"));
-      continue;
+      return;
     }
     // A jump that also pushes: it keeps the call's stack operation.
     in.insn.kind = InsnKind::Jump;
@@ -203,7 +202,7 @@ void read_intra_function_calls(DecodedObject& obj) {
     if (in.jump_dest == kNone)
       obj.fatal.push_back(structural_error(
           obj, in, fmt::format("can't find call dest at {}+0x{:x}", obj.section_name(in.section), in.insn.target)));
-  }
+  });
 }
 
 void read_dead_ends(DecodedObject& obj) {

@@ -167,6 +167,13 @@ std::multiset<std::string> objtool_findings(const std::string& object) {
   return out;
 }
 
+std::string test_name(const std::string& file) {
+  std::string n = file;
+  for (char& c : n)
+    if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+  return n;
+}
+
 std::multiset<std::string> framecert_findings(const std::string& object) {
   auto report = check_object(object, CheckOptions{.explain = false, .want_metadata = false});
   if (!report) throw std::runtime_error(report.error());

@@ -22,5 +22,7 @@ FixtureExpectations read_expectations(const std::string& fixture);
 // Finding texts (after "warning: objtool: ") the reference objtool prints for `object`.
 std::multiset<std::string> objtool_findings(const std::string& object);
 std::multiset<std::string> framecert_findings(const std::string& object);
+// A GoogleTest parameter name for a file name (letters and digits only).
+std::string test_name(const std::string& file);
 
 }  // namespace framecert::testing

@@ -44,12 +44,7 @@ TEST_P(Fixture, ReferenceObjtoolAgreesWithTheFixture) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Validator, Fixture, ::testing::ValuesIn(fixture_names()),
-                         [](const ::testing::TestParamInfo<std::string>& param) {
-                           std::string n = param.param;
-                           for (char& c : n)
-                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return n;
-                         });
+                         [](const ::testing::TestParamInfo<std::string>& param) { return test_name(param.param); });
 
 TEST(FixtureSet, CoversEveryRuleWithAtLeastFortyFixtures) {
   const auto names = fixture_names();

@@ -45,12 +45,7 @@ TEST_P(CompilerOutput, FlagsTheSameFunctionsAsObjtool) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Matrix, CompilerOutput, ::testing::ValuesIn(matrix_objects()),
-                         [](const ::testing::TestParamInfo<std::string>& param) {
-                           std::string n = param.param;
-                           for (char& c : n)
-                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
-                           return n;
-                         });
+                         [](const ::testing::TestParamInfo<std::string>& param) { return test_name(param.param); });
 
 TEST(CompilerOutputMatrix, HasEveryFlagCombinationOfEveryCFixture) {
   size_t c_fixtures = 0;
