@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/commands.h"
+#include "harness/cli/trace_json.h"
 #include "harness/guest/guest_walk.h"
 
 namespace framecert::cli {
@@ -31,7 +32,6 @@ struct GuestWalkArgs {
   bool json = false;
 };
 
-std::string hex(uint64_t v) { return fmt::format("{:#x}", v); }
 
 uint64_t number(const json& j) {
   if (j.is_string()) return std::stoull(j.get<std::string>(), nullptr, 0);
@@ -100,14 +100,9 @@ json frames_json(const Trace& t, const CodeMap& code) {
       auto next = code.function_at(f.pc);
       at_end = fn && fn->size && fn->start + fn->size == f.pc && next && next->start == f.pc;
     }
-    out.push_back({{"pc", hex(f.pc)},
-                   {"call_at_end", at_end},
-                   {"symbol", f.symbol.empty() ? json(nullptr) : json(f.symbol)},
-                   {"offset", f.offset},
-                   {"object", f.object},
-                   {"trust", std::string(trust_name(f.trust))},
-                   {"sp", hex(f.sp)},
-                   {"fp", hex(f.fp)}});
+    json j = frame_json(f);
+    j["call_at_end"] = at_end;
+    out.push_back(std::move(j));
   }
   return out;
 }

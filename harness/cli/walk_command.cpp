@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/commands.h"
+#include "harness/cli/trace_json.h"
 #include "unwinder/metadata_cache.h"
 #include "unwinder/process_walk.h"
 #include "validator/validator.h"
@@ -38,19 +39,9 @@ std::string producer_tag() {
   return fmt::format("{:x}{:x}", static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_mtim.tv_sec));
 }
 
-std::string hex(uint64_t v) { return fmt::format("{:#x}", v); }
-
 nlohmann::json frames_json(const Trace& t) {
   nlohmann::json out = nlohmann::json::array();
-  for (const Frame& f : t.frames) {
-    out.push_back({{"pc", hex(f.pc)},
-                   {"symbol", f.symbol.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.symbol)},
-                   {"offset", f.offset},
-                   {"object", f.object},
-                   {"trust", std::string(trust_name(f.trust))},
-                   {"sp", hex(f.sp)},
-                   {"fp", hex(f.fp)}});
-  }
+  for (const Frame& f : t.frames) out.push_back(frame_json(f));
   return out;
 }
 
