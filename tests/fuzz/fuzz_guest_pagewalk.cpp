@@ -16,25 +16,13 @@
 #include <vector>
 
 #include "unwinder/memory_guest.h"
+#include "tests/fuzz/fuzz_input.h"
 
 namespace {
 
 using namespace framecert;
 
-struct Reader {
-  const uint8_t* p;
-  size_t n;
-  uint8_t u8() {
-    if (n == 0) return 0;
-    --n;
-    return *p++;
-  }
-  uint64_t u64() {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; ++i) v |= static_cast<uint64_t>(u8()) << (8 * i);
-    return v;
-  }
-};
+using fuzz::Reader;
 
 [[noreturn]] void violated(const char* what, uint64_t va) {
   std::fprintf(stderr, "INVARIANT: %s at va %#llx\n", what, static_cast<unsigned long long>(va));

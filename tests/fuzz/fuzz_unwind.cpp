@@ -24,6 +24,7 @@
 #include "unwinder/code_map.h"
 #include "unwinder/memory_fake.h"
 #include "unwinder/unwind.h"
+#include "tests/fuzz/fuzz_input.h"
 
 namespace {
 
@@ -36,16 +37,7 @@ constexpr uint64_t kBareSize = 0x100;
 constexpr uint64_t kStack = 0x10000;
 constexpr uint64_t kStackSize = 0x1000;
 
-struct Reader {
-  const uint8_t* p;
-  size_t n;
-  uint8_t u8() {
-    if (n == 0) return 0;
-    --n;
-    return *p++;
-  }
-  uint16_t u16() { return static_cast<uint16_t>(u8() | (u8() << 8)); }
-};
+using fuzz::Reader;
 
 [[noreturn]] void violated(const char* walk, const Trace& t, const char* what, size_t i) {
   std::fprintf(stderr, "INVARIANT: %s walk reliable but frame %zu %s (sp %#llx)\n", walk, i, what,

@@ -221,15 +221,22 @@ TEST(Walker, CorruptedReturnAddressToAnotherCallSiteIsCaught) {
   EXPECT_UNRELIABLE(t, Reason::CallTargetMismatch, 1);
 }
 
+// Stopped in b, with b's saved rbp redirected past a's frame to main's: a bare walk loses a. Returns a's
+// frame address.
+uint64_t redirect_b_past_a(Chain& c, const Regs& r) {
+  uint64_t a_frame = 0, main_frame = 0;
+  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  c.w.mem.read(RemoteAddr(a_frame), &main_frame, 8);
+  c.w.mem.write_u64(r.rbp, main_frame);
+  return a_frame;
+}
+
 TEST(Walker, CorruptedSavedRbpThatSkipsFramesIsCaught) {
   // b's saved rbp replaced by a's saved rbp (main's frame): every check on the chain itself passes, and a
   // bare walk prints b, a, _start — main is silently gone. The record of a still links to main's frame.
   Chain c;
   Regs r = c.in_b();
-  uint64_t a_frame = 0, main_frame = 0;
-  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
-  c.w.mem.read(RemoteAddr(a_frame), &main_frame, 8);
-  c.w.mem.write_u64(r.rbp, main_frame);
+  redirect_b_past_a(c, r);
   Trace t = c.fp(r);
   EXPECT_FALSE(t.verdict.reliable);
   EXPECT_TRUE(t.verdict.reason == Reason::FrameSkipped || t.verdict.reason == Reason::CallTargetMismatch)
@@ -246,10 +253,7 @@ TEST(Walker, SkippedFrameWithErasedLinkIsCaught) {
   // the frame below the claimed main frame.
   Chain c;
   Regs r = c.in_b();
-  uint64_t a_frame = 0, main_frame = 0;
-  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
-  c.w.mem.read(RemoteAddr(a_frame), &main_frame, 8);
-  c.w.mem.write_u64(r.rbp, main_frame);
+  const uint64_t a_frame = redirect_b_past_a(c, r);
   c.w.mem.write_u64(a_frame, 0);
   WalkOptions no_target;
   no_target.check_call_targets = false;
@@ -274,10 +278,7 @@ TEST(Walker, ExactFrameSizesKeepGoodChainsAndCatchErasedSkips) {
   EXPECT_TRUE(good.trace.verdict.reliable) << good.trace.verdict.detail;
   // b's saved rbp redirected to main's frame, and a's whole record erased: nothing in the stack points at
   // the skip any more, and check_call_targets is off — only a's frame size gives it away.
-  uint64_t a_frame = 0, main_frame = 0;
-  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
-  c.w.mem.read(RemoteAddr(a_frame), &main_frame, 8);
-  c.w.mem.write_u64(r.rbp, main_frame);
+  const uint64_t a_frame = redirect_b_past_a(c, r);
   c.w.mem.write_u64(a_frame, 0);
   c.w.mem.write_u64(a_frame + 8, 0);
   WalkOptions no_target;
