@@ -40,7 +40,7 @@ Trace walk_cfa_rules(const WalkContext& ctx, const Regs& regs) {
       end = true;
       break;
     }
-    if (s.has(kBpZero)) {
+    if (s.has(kBpZero) && ctx.options.zeroed_rbp_ends_stack && s.cfa_base != CfaBase::Bp) {
       if (fp_known && fp == 0) {
         end = true;
       } else {

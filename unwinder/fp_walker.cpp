@@ -34,8 +34,13 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
     ReturnSite site = judge_return_site(ctx, ret, callee.pc, k > 1, k, judge);
     if (!site.image) break;  // not code: nothing below can be trusted or even guessed
     // Condition 5: the recognised end of the stack.
-    if (site.call && site.call->has(kCallBpZero)) {
-      if (fp == 0) {
+    if (ctx.options.zeroed_rbp_ends_stack && site.call && site.call->has(kCallBpZero)) {
+      if (site.state && site.state->cfa_base == CfaBase::Bp) {
+        // The caller kept its CFA in rbp and then zeroed rbp: a frame function that lost its frame pointer
+        // (its own callers are cut off), not an entry point.
+        judge.fail(Reason::BpClobbered, k,
+                   fmt::format("rbp zeroed before the call at {:#x} in a function whose CFA is rbp-based", ret));
+      } else if (fp == 0) {
         end = true;
         if (auto p = check_no_outermost_record_above(ctx, sp)) judge.fail(*p, k);
       } else {

@@ -84,7 +84,7 @@ std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const R
   }
   // The outermost function itself: the entry point or a thread trampoline after it zeroed rbp.
   if (state->has(kEndOfStack)) return InnermostStep{true};
-  if (state->has(kBpZero)) {
+  if (state->has(kBpZero) && ctx.options.zeroed_rbp_ends_stack && state->cfa_base != CfaBase::Bp) {
     if (rbp == 0) return InnermostStep{true};
     judge.fail(Reason::BpClobbered, 0, fmt::format("metadata says rbp is 0 at pc {:#x}, but rbp = {:#x}", rip, rbp));
     return std::nullopt;

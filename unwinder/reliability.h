@@ -29,6 +29,10 @@ struct WalkOptions {
   bool check_frame_sizes = true;
   // Kernel tasks: the frame-record address that marks the recognised end (just below the user pt_regs).
   std::optional<uint64_t> end_frame;
+  // Condition 5, user space: the x86-64 ABI's outermost-frame marker (rbp explicitly zeroed by the code that
+  // called out, saved rbp 0) ends a stack. A kernel stack has no such end — it ends only at `end_frame` or an
+  // end-of-stack hint — so kernel walks turn this off, and a zeroed rbp there is just a lost frame pointer.
+  bool zeroed_rbp_ends_stack = true;
 };
 
 // Everything a walk reads from. The stack must stay frozen while it runs.

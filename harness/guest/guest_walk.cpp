@@ -291,6 +291,7 @@ TaskReport GuestWalker::walk_task(const GuestTask& t, const CpuRegs* regs, bool 
   const StackBounds bounds{t.stack, t.stack + layout_.thread_size};
   WalkContext ctx{*memory_, code_, bounds, WalkOptions{}};
   ctx.options.end_frame = bounds.high - layout_.pt_regs_size - 16;
+  ctx.options.zeroed_rbp_ends_stack = false;  // kernel stacks end at the user pt_regs or ret_from_fork only
   Trace& tr = r.unwind.trace;
   if (regs) {
     r.running = true;

@@ -428,6 +428,43 @@ TEST(Walker, ZeroRbpWithoutProvenEndIsUnreliable) {
   EXPECT_UNRELIABLE(t2, Reason::StackEndNotReached, 1);
 }
 
+// Found by the guest's regression module (fcregress: rbp_clobbered/zero): a frame function that zeroes rbp
+// before a call looks like an entry point's ABI end marker. It is not one: its CFA lives in rbp, so its own
+// callers are cut off.
+TEST(Walker, ZeroedRbpInsideAFrameFunctionIsNotTheStackEnd) {
+  FakeWorld w;
+  Machine m(w);
+  uint64_t s = w.add("_start", Kind::Entry);
+  uint64_t g = w.add("g", Kind::Framed);  // the skipped, true caller
+  uint64_t f = w.add("f", Kind::Framed);  // push %rbp; mov %rsp,%rbp; xor %ebp,%ebp; call leaf
+  uint64_t leaf = w.add("leaf", Kind::Framed);
+  m.call(w.call(s, 0x10, g));
+  m.prologue();
+  m.call(w.call(g, 0x20, f));
+  m.prologue();
+  w.set_row(f + 0x30, FrameState{CfaBase::Bp, 16, -16, kBpZero | kBpSaved});
+  m.call(w.call(f, 0x30, leaf, uint8_t{kCallBpZero}));
+  m.rbp = 0;
+  m.prologue();  // leaf saves the zeroed rbp
+  CodeMap code = w.code_map();
+  Trace t = walk_frame_pointers(WalkContext{w.mem, code, w.bounds(), {}}, m.regs(leaf + 0x40));
+  EXPECT_UNRELIABLE(t, Reason::BpClobbered, 1);
+  EXPECT_FALSE(unwind(WalkContext{w.mem, code, w.bounds(), {}}, m.regs(leaf + 0x40)).trace.verdict.reliable);
+}
+
+// A kernel stack ends only at its end frame or an end-of-stack hint: an entry-point style "rbp zeroed, saved
+// rbp 0" is no end there, whatever the caller's CFA rule.
+TEST(Walker, ZeroedRbpEndsNoKernelStack) {
+  Chain c;
+  Regs r = c.in_b();
+  ASSERT_TRUE(c.fp(r).verdict.reliable);  // in user space, _start's zeroed rbp is the end
+  WalkOptions kernel;
+  kernel.zeroed_rbp_ends_stack = false;
+  Unwind u = c.run(r, kernel);
+  EXPECT_FALSE(u.trace.verdict.reliable);
+  EXPECT_FALSE(u.cfa_trace.verdict.reliable);
+}
+
 TEST(Walker, SavedRbpNotZeroWhereCallerZeroedIt) {
   Chain c;
   Regs r = c.in_b();
