@@ -133,7 +133,8 @@ json report_json(const WalkReport& rep, const CodeMap& code) {
               {"idle", t.idle},
               {"task", hex(t.address)},
               {"stack", hex(t.stack)},
-              {"note", r.note}};
+              {"note", r.note},
+              {"patch_state", t.patch_state ? json(*t.patch_state) : json(nullptr)}};
     j.update(verdict_json(r.unwind.trace.verdict));
     j["frames"] = frames_json(r.unwind.trace, code);
     json cfa = verdict_json(r.unwind.cfa_trace.verdict);

@@ -1,14 +1,23 @@
-"""`framecert-guest build`: the whole guest, built once per set of inputs and cached.
+"""`framecert-guest build`: the whole guest, built once per set of inputs and cached, in two layers.
 
-The guest directory:
-  linux/                 the kernel build tree, objects included (later work validates every object)
-  bzImage vmlinux vmlinux.o    symlinks into linux/
-  module/fctest.ko, fctest.ko  the test module (symlink at top)
-  initramfs.cpio.gz, fcload    the userland
-  expected-chains.json   what fctest's kthreads' stacks must look like
+The kernel layer (${cache}/kernel-<kkey>, rebuilt only when guest/framecert.config or a toolchain changes):
+  linux/                 the kernel build tree, objects included (scripts/kernel-crosscheck validates them)
   config                 the final kernel .config
   build.log              every command's output
-  manifest.json          key, inputs, artefact paths and sizes, objtool warnings, timings (written last)
+  kernel.json            key, facts, objtool's and framecert's warnings from Kbuild, timings (written last)
+
+The guest layer (${cache}/guest-<gkey>, the directory every other command takes):
+  linux -> ../kernel-<kkey>/linux
+  bzImage vmlinux vmlinux.o    symlinks into linux/
+  module/fctest.ko, fctest.ko  the test module (symlink at top)
+  regress/fcregress.ko   the regression module generated from guest/regress's templates
+  livepatch/fcpatch.ko   the livepatch module (loaded on demand by patch-check --kernel-compare)
+  initramfs.cpio.gz, fcload    the userland
+  expected-chains.json   what fctest's kthreads' stacks must look like
+  regress-expected.json  what every regression variant must give (validator finding, walk verdict)
+  config                 the final kernel .config (copy)
+  build.log              the guest layer's commands' output
+  manifest.json          key, inputs, artefact paths and sizes, warnings, timings (written last)
 """
 import json
 import os
@@ -16,18 +25,21 @@ import shutil
 import time
 from pathlib import Path
 
-from . import cache, paths
+from . import cache, paths, regress
 from .errors import GuestError
 from .initramfs import build_initramfs
-from .kernel_build import build_kernel, build_module, configure, extract
+from .kernel_build import build_kernel, build_module, configure, extract, framecert_objtool
 from .progress import Progress
 
 MANIFEST = "manifest.json"
+KERNEL_MANIFEST = "kernel.json"
 ARTEFACTS = {  # name in the guest directory -> path inside it
     "bzImage": "linux/arch/x86/boot/bzImage",
     "vmlinux": "linux/vmlinux",
     "vmlinux.o": "linux/vmlinux.o",
     "fctest.ko": "module/fctest.ko",
+    "fcregress.ko": "regress/fcregress.ko",
+    "fcpatch.ko": "livepatch/fcpatch.ko",
     "initramfs.cpio.gz": "initramfs.cpio.gz",
 }
 
@@ -38,6 +50,35 @@ def cached_guest(key: str = None):
     return final if (final / MANIFEST).is_file() else None
 
 
+def _build_layer(layer: str, key: str, manifest_name: str, build_into, progress) -> Path:
+    """Finds layer-<key> in the cache or builds it with build_into(tmp, final, log) -> manifest."""
+    final = paths.cache_root() / f"{layer}-{key}"
+    if (final / manifest_name).is_file():
+        progress.step(f"{layer} {key} is cached")
+        return final
+    with cache.BuildSlot(paths.cache_root(), key, layer) as slot:
+        if slot.done():
+            return slot.final
+        slot.tmp.mkdir()
+        with open(slot.tmp / "build.log", "w") as log:
+            try:
+                manifest = build_into(slot.tmp, slot.final, log)
+            except GuestError as e:
+                log.flush()
+                raise GuestError(f"{e} (build log: {_keep_failed_log(slot)})") from None
+        (slot.tmp / manifest_name).write_text(json.dumps(manifest, indent=2) + "\n")
+        slot.publish()
+    progress.step(f"built {layer} {key} in {manifest['seconds']['total']:.0f} s")
+    return slot.final
+
+
+def build_kernel_layer(jobs: int = 2, progress: Progress = None) -> Path:
+    progress = progress or Progress()
+    key = cache.kernel_key()
+    return _build_layer("kernel", key, KERNEL_MANIFEST,
+                        lambda tmp, final, log: _build_kernel_into(tmp, final, key, jobs, log, progress), progress)
+
+
 def build(jobs: int = 2, progress: Progress = None) -> Path:
     progress = progress or Progress()
     key = cache.guest_key()
@@ -45,19 +86,10 @@ def build(jobs: int = 2, progress: Progress = None) -> Path:
     if found:
         progress.step(f"guest {key} is cached")
         return found
-    with cache.BuildSlot(paths.cache_root(), key) as slot:
-        if slot.done():
-            return slot.final
-        slot.tmp.mkdir()
-        with open(slot.tmp / "build.log", "w") as log:
-            try:
-                manifest = _build_into(slot.tmp, slot.final, key, jobs, log, progress)
-            except GuestError as e:
-                raise GuestError(f"{e} (build log: {_keep_failed_log(slot)})") from None
-        (slot.tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-        slot.publish()
-    progress.step(f"built guest {key} in {manifest['seconds']['total']:.0f} s")
-    return slot.final
+    kernel_dir = build_kernel_layer(jobs, progress)
+    return _build_layer("guest", key, MANIFEST,
+                        lambda tmp, final, log: _build_guest_into(tmp, final, kernel_dir, key, log, progress),
+                        progress)
 
 
 def _keep_failed_log(slot) -> Path:
@@ -67,46 +99,81 @@ def _keep_failed_log(slot) -> Path:
     return failed
 
 
-def _build_into(tmp: Path, final: Path, key: str, jobs: int, log, progress) -> dict:
+def _build_kernel_into(tmp: Path, final: Path, key: str, jobs: int, log, progress) -> dict:
     seconds = {}
     t0 = time.monotonic()
     # The DWARF should name the tree where it will live, not the temporary one it is built in.
     prefix_map = f"-fdebug-prefix-map={tmp}={final}"
-
     tree = extract(tmp, log, progress)
     configure(tree, log, progress)
     seconds["configure"] = time.monotonic() - t0
-    kernel_warnings = [w.replace(str(tmp), str(final)) for w in build_kernel(tree, jobs, prefix_map, log, progress)]
+    wrapper = framecert_objtool()
+    kbuild = build_kernel(tree, jobs, prefix_map, log, progress, wrapper)
     seconds["kernel"] = time.monotonic() - t0 - seconds["configure"]
-
-    t1 = time.monotonic()
-    # Warnings name the files where they will live (as the DWARF does).
-    module_warnings = [w.replace(str(tmp), str(final))
-                       for w in build_module(tree, tmp / "module", prefix_map, log, progress)]
-    shutil.copyfile(paths.MODULE_SRC / "expected-chains.json", tmp / "expected-chains.json")
-    build_initramfs(tree, tmp, tmp / "module" / "fctest.ko", log, progress)
-    seconds["module+initramfs"] = time.monotonic() - t1
-
     shutil.copyfile(tree / ".config", tmp / "config")
-    for name, rel in ARTEFACTS.items():
-        if name != rel:
-            os.symlink(rel, tmp / name)
-    log.write("\nobjtool warnings for fctest.ko (the fc_asm_noframe one is the planted bug):\n")
-    log.writelines(w + "\n" for w in module_warnings)
-    for w in module_warnings:
-        progress.step(f"objtool (expected): {w}")
     seconds["total"] = time.monotonic() - t0
+
+    def rehome(lines):  # warnings name the files where they will live (as the DWARF does)
+        return [w.replace(str(tmp), str(final)) for w in lines]
     return {
         "key": key,
-        "facts": cache.build_facts(),
+        "facts": cache.kernel_facts(),
         "kernel_release": (tree / "include/config/kernel.release").read_text().strip(),
-        "artefacts": {n: {"path": rel, "bytes": (tmp / rel).stat().st_size} for n, rel in ARTEFACTS.items()},
-        "objtool_warnings": {"kernel": kernel_warnings, "fctest.ko": module_warnings},
+        "objtool_warnings": rehome(kbuild["objtool"]),
+        # framecert ran beside objtool on every object Kbuild validated (scripts/framecert-objtool).
+        "framecert_in_kbuild": {"ran": wrapper is not None, "warnings": rehome(kbuild["framecert"]),
+                                "disagreements": rehome(kbuild["disagreements"])},
         # Kbuild rebuilds whatever was compiled with other flags: a later `make` in linux/ needs these.
         "make_vars": ["ARCH=x86_64", f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}"],
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "jobs": jobs,
     }
+
+
+def _build_guest_into(tmp: Path, final: Path, kernel_dir: Path, key: str, log, progress) -> dict:
+    t0 = time.monotonic()
+    kernel = json.loads((kernel_dir / KERNEL_MANIFEST).read_text())
+    tree = kernel_dir / "linux"
+    os.symlink(os.path.relpath(tree, final), tmp / "linux")
+    prefix_map = f"-fdebug-prefix-map={tmp}={final}"
+
+    def rehome(lines):
+        return [w.replace(str(tmp), str(final)) for w in lines]
+    module_warnings = rehome(build_module(tree, paths.MODULE_SRC, tmp / "module", prefix_map, log, progress,
+                                          generate=_fctest_chains_header))
+    regress_warnings = rehome(build_module(tree, None, tmp / "regress", prefix_map, log, progress,
+                                           generate=regress.generate))
+    patch_warnings = rehome(build_module(tree, paths.LIVEPATCH_SRC, tmp / "livepatch", prefix_map, log, progress))
+    shutil.copyfile(paths.MODULE_SRC / "expected-chains.json", tmp / "expected-chains.json")
+    shutil.copyfile(tmp / "regress" / regress.EXPECTED, tmp / "regress-expected.json")
+    build_initramfs(tree, tmp, {"fctest.ko": tmp / "module" / "fctest.ko",
+                                "fcregress.ko": tmp / "regress" / "fcregress.ko",
+                                "fcpatch.ko": tmp / "livepatch" / "fcpatch.ko"}, log, progress)
+    shutil.copyfile(kernel_dir / "config", tmp / "config")
+    for name, rel in ARTEFACTS.items():
+        if name != rel and not (tmp / name).exists():
+            os.symlink(rel, tmp / name)
+    log.write("\nobjtool warnings for fctest.ko (the fc_asm_noframe one is the planted bug):\n")
+    log.writelines(w + "\n" for w in module_warnings)
+    for w in module_warnings:
+        progress.step(f"objtool (expected): {w}")
+    return {
+        "key": key,
+        "kernel_dir": str(kernel_dir),
+        "facts": cache.build_facts(),
+        "kernel_release": kernel["kernel_release"],
+        "artefacts": {n: {"path": rel, "bytes": (tmp / rel).stat().st_size} for n, rel in ARTEFACTS.items()},
+        "objtool_warnings": {"kernel": kernel["objtool_warnings"], "fctest.ko": module_warnings,
+                             "fcregress.ko": regress_warnings, "fcpatch.ko": patch_warnings},
+        "framecert_in_kbuild": kernel["framecert_in_kbuild"],
+        "make_vars": kernel["make_vars"],
+        "seconds": {"kernel": kernel["seconds"]["total"], "total": round(time.monotonic() - t0, 1)},
+    }
+
+
+def _fctest_chains_header(module_dir: Path):
+    from .kernel_build import write_chains_header
+    write_chains_header(module_dir / "expected-chains.json", module_dir / "fctest_chains.h")
 
 
 def load_manifest(guest_dir: Path) -> dict:

@@ -1,7 +1,11 @@
-"""The cache key over every build input, and atomic publication of a finished build.
+"""The cache keys over every build input, and atomic publication of a finished build.
 
-A guest directory is ${cache}/guest-<key>; it is created by renaming a finished temporary directory, so
-its existence alone means "complete". A per-key lock file serialises concurrent builds of the same inputs.
+Two layers, so that editing a test module costs seconds, not a kernel build:
+  ${cache}/kernel-<kkey>  the kernel tree, keyed by the config fragment and the toolchain/package versions;
+  ${cache}/guest-<gkey>   the modules and the initramfs, keyed by their sources and by <kkey>; its `linux`
+                          is a symlink into the kernel layer.
+Each is created by renaming a finished temporary directory, so its existence alone means "complete". A
+per-key lock file serialises concurrent builds of the same inputs.
 """
 import fcntl
 import hashlib
@@ -17,7 +21,7 @@ from .errors import GuestError
 
 # Bump when the build steps change in a way that changes the artefacts (the Python code is not hashed,
 # so that editing a comment does not cost a 4-minute rebuild).
-RECIPE_VERSION = "1"
+RECIPE_VERSION = "2"
 
 # Files a developer's manual build may leave in the source folders: not inputs.
 _BUILD_DEBRIS_SUFFIXES = (".o", ".ko", ".mod", ".mod.c", ".cmd", ".symvers", ".order", ".pyc", ".swp")
@@ -70,35 +74,49 @@ def _command_output(cmd) -> str:
         raise GuestError(f"cannot run {' '.join(cmd)}: {e}") from None
 
 
-def build_facts() -> dict:
-    """Versions of the tools and packages that shape the artefacts."""
+def kernel_facts() -> dict:
+    """Versions of the tools and packages that shape the kernel."""
     return {
         "recipe": RECIPE_VERSION,
         "kernel-package": _command_output(["dpkg-query", "-W", "-f=${Version}", paths.KERNEL_PACKAGE]),
-        "busybox": _file_digest(paths.BUSYBOX),
         "gcc": _command_output(["gcc", "--version"]).splitlines()[0],
     }
 
 
+def build_facts() -> dict:
+    """Everything that shapes a guest: the kernel's facts, its key, and the busybox it ships."""
+    return {**kernel_facts(), "kernel": kernel_key(), "busybox": _file_digest(paths.BUSYBOX)}
+
+
+def _require_inputs(*required):
+    for path in required:
+        if not Path(path).exists():
+            raise GuestError(f"missing build input {path} (run scripts/setup)")
+
+
+def kernel_key() -> str:
+    _require_inputs(paths.CONFIG_FRAGMENT, paths.KERNEL_TARBALL)
+    return compute_key(source_files([], [paths.CONFIG_FRAGMENT]), kernel_facts())
+
+
 def guest_key() -> str:
-    files = source_files([paths.MODULE_SRC, paths.INITRAMFS_SRC], [paths.CONFIG_FRAGMENT])
-    for required in (paths.CONFIG_FRAGMENT, paths.KERNEL_TARBALL, paths.BUSYBOX):
-        if not Path(required).exists():
-            raise GuestError(f"missing build input {required} (run scripts/setup)")
-    return compute_key(files, build_facts())
+    _require_inputs(paths.BUSYBOX)
+    # The regression module's generator is a template too: its output is a build input.
+    return compute_key(source_files(paths.GUEST_LAYER_SRC, [paths.REGRESS_GENERATOR]), build_facts())
 
 
 class BuildSlot:
-    """Exclusive right to build one key: `tmp` to build in, `publish()` to make it the cached directory.
+    """Exclusive right to build one key of one layer ("guest" or "kernel"): `tmp` to build in, `publish()`
+    to make it the cached directory.
 
     On any exit without publish() the temporary directory is deleted, so nothing half-built survives.
     """
 
-    def __init__(self, root: Path, key: str):
+    def __init__(self, root: Path, key: str, layer: str = "guest"):
         self.root = Path(root)
-        self.final = self.root / f"guest-{key}"
-        self.tmp = self.root / f"guest-{key}.tmp"
-        self._lock_path = self.root / f"guest-{key}.lock"
+        self.final = self.root / f"{layer}-{key}"
+        self.tmp = self.root / f"{layer}-{key}.tmp"
+        self._lock_path = self.root / f"{layer}-{key}.lock"
         self._lock = None
 
     def __enter__(self):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from . import paths
 from .errors import GuestError
-from .kernel_build import ARCH, run
+from .kernel_build import run
 
 DIRS = ["/dev", "/bin", "/proc", "/sys", "/tmp", "/lib", "/lib/modules", "/root"]
 
@@ -22,27 +22,28 @@ def build_fcload(out: Path, log, progress) -> Path:
     return out
 
 
-def file_list(init: Path, fcload: Path, module: Path) -> str:
-    """gen_init_cpio's input: every entry owned by root, whoever builds."""
+def file_list(init: Path, fcload: Path, modules: dict) -> str:
+    """gen_init_cpio's input: every entry owned by root, whoever builds. `modules`: name in
+    /lib/modules -> the .ko on the host."""
     lines = [f"dir {d} 0755 0 0" for d in DIRS]
     lines += [
         "nod /dev/console 0600 0 0 c 5 1",
         f"file /init {init} 0755 0 0",
         f"file /bin/busybox {paths.BUSYBOX} 0755 0 0",
         f"file /bin/fcload {fcload} 0755 0 0",
-        f"file /lib/modules/fctest.ko {module} 0644 0 0",
     ]
+    lines += [f"file /lib/modules/{name} {ko} 0644 0 0" for name, ko in sorted(modules.items())]
     return "\n".join(lines) + "\n"
 
 
-def build_initramfs(tree: Path, out_dir: Path, module: Path, log, progress) -> Path:
+def build_initramfs(tree: Path, out_dir: Path, modules: dict, log, progress) -> Path:
     fcload = build_fcload(out_dir / "fcload", log, progress)
     progress.step("packing the initramfs")
-    gen = tree / "usr" / "gen_init_cpio"
+    gen = tree / "usr" / "gen_init_cpio"  # built with the kernel layer, which this layer must not write into
     if not gen.is_file():
-        run(["make", *ARCH, "usr/gen_init_cpio"], tree, log)
+        raise GuestError(f"{gen} missing: the kernel layer is incomplete (delete it and build again)")
     listing = out_dir / "initramfs.list"
-    listing.write_text(file_list(paths.INITRAMFS_SRC / "init", fcload, module))
+    listing.write_text(file_list(paths.INITRAMFS_SRC / "init", fcload, modules))
     try:
         cpio = subprocess.run([str(gen), str(listing)], capture_output=True, check=True).stdout
     except subprocess.CalledProcessError as e:

@@ -16,6 +16,8 @@ from .procs import die_with_parent, end_process_group
 ARCH = ["ARCH=x86_64"]  # tinyconfig on this host would otherwise make a 32-bit kernel
 _COMPILE_LINE = re.compile(r"^\s+(CC|AS|CC \[M\])\s")
 OBJTOOL_WARNING = re.compile(r"warning: objtool:")
+FRAMECERT_WARNING = re.compile(r"warning: framecert:")
+WRAPPER_DISAGREEMENT = re.compile(r"^framecert-objtool: .*: only (objtool|framecert): ")
 _ERROR_LINE = re.compile(r"\berror\b", re.IGNORECASE)
 
 
@@ -77,18 +79,34 @@ def configure(tree: Path, log, progress):
     config_check.require((tree / ".config").read_text(), f"tinyconfig + {paths.CONFIG_FRAGMENT.name} + olddefconfig")
 
 
-def build_kernel(tree: Path, jobs: int, prefix_map: str, log, progress) -> list:
-    """bzImage, vmlinux (its link keeps vmlinux.o) and what out-of-tree modules need: `modules` (not just
-    modules_prepare) also writes Module.symvers, without which modpost cannot resolve fctest.ko's symbols.
+def framecert_objtool():
+    """Make variables that put scripts/framecert-objtool in objtool's place (Kbuild then runs framecert beside
+    objtool on every object it validates), or None when the framecert binary is not built yet."""
+    from .walk import FRAMECERT_BIN
+    if not FRAMECERT_BIN.is_file():
+        return None
+    return [f"objtool={paths.REPO / 'scripts' / 'framecert-objtool'}", f"FRAMECERT={FRAMECERT_BIN}"]
 
-    prefix_map rewrites the temporary build path in the DWARF to the final cached path."""
-    progress.step(f"building the kernel (make -j{jobs}; ~4 min on 2 idle cores)")
-    lines = run(["make", f"-j{jobs}", *ARCH, f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}",
+
+def build_kernel(tree: Path, jobs: int, prefix_map: str, log, progress, wrapper=None) -> dict:
+    """bzImage, vmlinux (its link keeps vmlinux.o) and what out-of-tree modules need: `modules` (not just
+    modules_prepare) also writes Module.symvers, without which modpost cannot resolve the modules' symbols;
+    usr/gen_init_cpio packs the initramfs later (the guest layer must not write into this tree).
+
+    prefix_map rewrites the temporary build path in the DWARF to the final cached path. `wrapper`
+    (framecert_objtool()) makes Kbuild run framecert beside objtool. Returns the warnings of each tool and
+    the wrapper's disagreement lines."""
+    how = "objtool and framecert on every object" if wrapper else "objtool only: framecert not built yet"
+    progress.step(f"building the kernel (make -j{jobs}; {how}; ~4 min on 2 idle cores)")
+    lines = run(["make", f"-j{jobs}", *ARCH, f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}", *(wrapper or []),
                  "bzImage", "vmlinux", "modules"], tree, log, progress, "kernel objects compiled")
+    run(["make", *ARCH, "usr/gen_init_cpio"], tree, log)  # a single target: make refuses it among others
     for artefact in ("arch/x86/boot/bzImage", "vmlinux", "vmlinux.o", "Module.symvers"):
         if not (tree / artefact).is_file():
             raise GuestError(f"kernel build finished without {artefact}")
-    return [l for l in lines if OBJTOOL_WARNING.search(l)]
+    return {"objtool": [l.strip() for l in lines if OBJTOOL_WARNING.search(l)],
+            "framecert": [l.strip() for l in lines if FRAMECERT_WARNING.search(l)],
+            "disagreements": [l.strip() for l in lines if WRAPPER_DISAGREEMENT.search(l)]}
 
 
 def write_chains_header(chains_json: Path, header: Path):
@@ -103,15 +121,20 @@ def write_chains_header(chains_json: Path, header: Path):
                       f"static const char fctest_chains_json[] =\n{body.rstrip()};\n")
 
 
-def build_module(tree: Path, module_dir: Path, prefix_map: str, log, progress) -> list:
-    """Copies guest/module to module_dir and builds fctest.ko; returns objtool's warnings for it.
+def build_module(tree: Path, src, module_dir: Path, prefix_map: str, log, progress, generate=None) -> list:
+    """Copies the module source folder `src` (if any) to module_dir, lets generate(module_dir) write the
+    generated files, builds the .ko out of tree; returns objtool's warnings for it.
 
-    The warning on fc_asm_noframe is the planted bug, wanted: objtool warnings do not fail a 6.1 build."""
-    progress.step("building fctest.ko")
-    shutil.copytree(paths.MODULE_SRC, module_dir)
-    write_chains_header(module_dir / "expected-chains.json", module_dir / "fctest_chains.h")
+    Planted bugs give wanted warnings: objtool warnings do not fail a 6.1 build."""
+    progress.step(f"building {module_dir.name}/")
+    if src is not None:
+        shutil.copytree(src, module_dir)
+    else:
+        module_dir.mkdir()
+    if generate:
+        generate(module_dir)
     lines = run(["make", "-C", tree, f"M={module_dir}", *ARCH, f"KCFLAGS={prefix_map}",
                  f"KAFLAGS={prefix_map}", "modules"], module_dir, log)
-    if not (module_dir / "fctest.ko").is_file():
-        raise GuestError("module build finished without fctest.ko")
+    if not list(module_dir.glob("*.ko")):
+        raise GuestError(f"module build in {module_dir.name}/ finished without a .ko")
     return [l.strip() for l in lines if OBJTOOL_WARNING.search(l)]

@@ -7,6 +7,11 @@ GUEST_SRC = REPO / "guest"
 CONFIG_FRAGMENT = GUEST_SRC / "framecert.config"
 MODULE_SRC = GUEST_SRC / "module"
 INITRAMFS_SRC = GUEST_SRC / "initramfs"
+REGRESS_SRC = GUEST_SRC / "regress"      # templates of the regression module (fcregress.ko)
+LIVEPATCH_SRC = GUEST_SRC / "livepatch"  # the livepatch module (fcpatch.ko) checked against the kernel
+# What the guest layer (modules + initramfs) is built from; the kernel layer needs only CONFIG_FRAGMENT.
+GUEST_LAYER_SRC = (MODULE_SRC, INITRAMFS_SRC, REGRESS_SRC, LIVEPATCH_SRC)
+REGRESS_GENERATOR = REPO / "harness" / "framecert_guest" / "regress.py"
 
 KERNEL_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
 KERNEL_PACKAGE = "linux-source-6.1"

@@ -21,7 +21,8 @@ from .errors import GuestError
 from .gdbstub import GdbStub
 from .paths import REPO
 
-MODULE = "fctest"
+# The guest's own modules: name -> folder in the guest directory holding NAME.ko and its objects.
+MODULES = {"fctest": "module", "fcregress": "regress", "fcpatch": "livepatch"}
 FRAMECERT_BIN = Path(os.environ.get("FRAMECERT_BIN", REPO / "build" / "harness" / "cli" / "framecert"))
 
 
@@ -31,18 +32,28 @@ def framecert_bin() -> Path:
     return FRAMECERT_BIN
 
 
+def module_ko(guest_dir: Path, name: str) -> Path:
+    return Path(guest_dir) / MODULES[name] / f"{name}.ko"
+
+
+def module_objects(guest_dir: Path, name: str) -> list:
+    """The module's own objects (where STACK_FRAME_NON_STANDARD annotations survive; the .ko drops them)."""
+    return [o for o in sorted((Path(guest_dir) / MODULES[name]).glob("*.o")) if not o.name.endswith(".mod.o")]
+
+
 def guest_metadata(guest_dir: Path) -> dict:
-    """Metadata of vmlinux (at its link addresses) and of fctest.ko (per section), from <guest>/metadata/,
-    computed with `framecert check` when missing (the same commands `framecert-guest build` runs)."""
+    """Metadata of vmlinux (at its link addresses) and of every guest module (per section), from
+    <guest>/metadata/, computed with `framecert check` when missing (the same commands `framecert-guest
+    build` runs)."""
     guest_dir = Path(guest_dir)
     out_dir = guest_dir / "metadata"
     out_dir.mkdir(exist_ok=True)
-    vmlinux, ko = guest_dir / "linux" / "vmlinux", guest_dir / "module" / "fctest.ko"
-    jobs = {
-        "vmlinux": (out_dir / "vmlinux.fcmeta",
-                    ["check", "--link-addresses", str(vmlinux), "--metadata", None, str(guest_dir / "linux" / "vmlinux.o")]),
-        MODULE: (out_dir / "fctest.fcmeta", ["check", "--metadata", None, str(ko)]),
-    }
+    vmlinux = guest_dir / "linux" / "vmlinux"
+    jobs = {"vmlinux": (out_dir / "vmlinux.fcmeta", ["check", "--link-addresses", str(vmlinux), "--metadata", None,
+                                                    str(guest_dir / "linux" / "vmlinux.o")])}
+    for name in MODULES:
+        if module_ko(guest_dir, name).is_file():
+            jobs[name] = (out_dir / f"{name}.fcmeta", ["check", "--metadata", None, str(module_ko(guest_dir, name))])
     # Metadata made by another build of the validator is not trusted: remade when framecert changes.
     st = framecert_bin().stat()
     producer = f"{st.st_size:x}-{int(st.st_mtime):x}"
@@ -53,7 +64,7 @@ def guest_metadata(guest_dir: Path) -> dict:
             tmp = path.with_suffix(f".tmp{os.getpid()}")
             cmd = [str(framecert_bin())] + [str(tmp) if c is None else c for c in cmd]
             r = subprocess.run(cmd, capture_output=True, text=True)
-            if r.returncode not in (0, 1) or not tmp.is_file():  # 1: findings (fctest's planted bug)
+            if r.returncode not in (0, 1) or not tmp.is_file():  # 1: findings (the planted bugs)
                 raise GuestError(f"cannot compute {name}'s metadata: {' '.join(cmd)}: {r.stderr.strip()[-500:]}")
             tmp.rename(path)
             stamp.write_text(producer + "\n")
@@ -61,13 +72,19 @@ def guest_metadata(guest_dir: Path) -> dict:
     return paths
 
 
-def module_sections(guest, name: str = MODULE) -> dict:
-    """Section load addresses of a loaded module, from the guest's /sys/module/NAME/sections."""
-    out = guest.command(f"cd /sys/module/{name}/sections && for s in .*; do echo \"FRAMECERT-SECTION $s $(cat $s)\"; done")
-    sections = {m.group(1): m.group(2) for m in re.finditer(r"FRAMECERT-SECTION (\S+) (0x[0-9a-f]+)", out)}
-    if ".text" not in sections:
-        raise GuestError(f"no section addresses for module {name} in the guest's /sys/module")
-    return sections
+def module_sections(guest, names=tuple(MODULES)) -> dict:
+    """Section load addresses of each loaded module among `names`, from the guest's /sys/module/NAME/sections:
+    {name: {section: address}}; a module that is not loaded is absent."""
+    script = (f"for m in {' '.join(names)}; do [ -d /sys/module/$m/sections ] || continue; "
+              "cd /sys/module/$m/sections && for s in .*; do echo \"FRAMECERT-SECTION $m $s $(cat $s)\"; done; done")
+    out = guest.command(script)
+    found = {}
+    for m in re.finditer(r"FRAMECERT-SECTION (\S+) (\S+) (0x[0-9a-f]+)", out):
+        found.setdefault(m.group(1), {})[m.group(2)] = m.group(3)
+    for name, sections in found.items():
+        if ".text" not in sections:
+            raise GuestError(f"no .text address for module {name} in the guest's /sys/module")
+    return found
 
 
 class WalkSession:
@@ -79,10 +96,10 @@ class WalkSession:
         config = {"ram": str(guest.ram_path), "vmlinux": str(guest.guest_dir / "linux" / "vmlinux"),
                   "metadata": str(meta["vmlinux"]), "modules": []}
         if modules:
-            config["modules"].append({"name": MODULE, "object": str(guest.guest_dir / "module" / "fctest.ko"),
-                                      "metadata": str(meta[MODULE]), "sections": module_sections(guest),
-                                      "objects": [str(o) for o in sorted((guest.guest_dir / "module").glob("*.o"))
-                                                  if not o.name.endswith(".mod.o")]})
+            for name, sections in module_sections(guest, [m for m in MODULES if m in meta]).items():
+                config["modules"].append({"name": name, "object": str(module_ko(guest.guest_dir, name)),
+                                          "metadata": str(meta[name]), "sections": sections,
+                                          "objects": [str(o) for o in module_objects(guest.guest_dir, name)]})
         self.config = config
         self._tmp = tempfile.TemporaryDirectory(prefix="framecert-walk-")
         self.config_path = Path(self._tmp.name) / "config.json"
@@ -102,6 +119,15 @@ class WalkSession:
         self.gdb.vcpu_threads()
         if was_running:
             guest.qmp("cont")
+
+    def known_functions(self, names) -> set:
+        """Which of `names` are text symbols of the running guest kernel or its modules (/proc/kallsyms)."""
+        names = [n for n in names if re.fullmatch(r"[A-Za-z_][\w.]*", n)]
+        if not names:
+            return set()
+        out = self.guest.command("awk '$2 ~ /^[tTwW]$/ {print \"FRAMECERT-SYM \" $3}' /proc/kallsyms | grep -x -F "
+                                 + " ".join(f"-e 'FRAMECERT-SYM {n}'" for n in names) + " ; true")
+        return set(re.findall(r"FRAMECERT-SYM (\S+)", out)) & set(names)
 
     def close(self):
         if getattr(self, "gdb", None):

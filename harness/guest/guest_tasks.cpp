@@ -62,6 +62,7 @@ Result<GuestTask> read_task(Memory& mem, const KernelLayout& k, uint64_t address
   t.flags = field(k.task_flags, uint32_t{});
   t.stack = field(k.task_stack, uint64_t{});
   t.thread_sp = field(k.task_thread_sp, uint64_t{});
+  if (k.task_patch_state) t.patch_state = field(k.task_patch_state, int32_t{});
   auto magic = mem.read_u64(RemoteAddr(t.stack));
   t.stack_magic_ok = magic && *magic == kStackEndMagic;
   return t;

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,9 @@ struct GuestTask {
   bool idle = false;     // some CPU's idle task
   int idle_cpu = -1;
   bool stack_magic_ok = false;
+  // The kernel's livepatch state of this task (KLP_UNDEFINED -1, KLP_UNPATCHED 0, KLP_PATCHED 1); nullopt
+  // without CONFIG_LIVEPATCH.
+  std::optional<int32_t> patch_state;
   bool kthread() const { return (flags & kPfKthread) != 0; }
 };
 

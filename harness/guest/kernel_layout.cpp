@@ -188,6 +188,12 @@ Result<KernelLayout> read_kernel_layout(const std::string& vmlinux) {
   k.task_thread_node = offset_of("task_struct", "thread_node");
   k.task_flags = offset_of("task_struct", "flags");
   k.task_mm = offset_of("task_struct", "mm");
+  {
+    // Only with CONFIG_LIVEPATCH: optional.
+    std::string saved = error;
+    k.task_patch_state = offset_of("task_struct", "patch_state");
+    error = saved;
+  }
   k.signal_thread_head = offset_of("signal_struct", "thread_head");
   k.itf_size = size_of("inactive_task_frame");
   k.itf_bp = offset_of("inactive_task_frame", "bp");
