@@ -7,6 +7,9 @@
  *   fcload threads    a multithreaded process: threads in nanosleep, futex, poll, pipe read, and a busy one
  *   fcload spin       a user-space busy loop (always runnable)
  *   fcload count      prints "FRAMECERT-TASKS processes=N threads=M" counted from /proc (itself included)
+ *   fcload timers     4 threads, each sleeping 1 ms at a time: a stream of timer interrupts and wake-ups
+ *   fcload tids       prints "FRAMECERT-TID TID COMM" for every thread in /proc but itself, then
+ *                     "FRAMECERT-TIDS count=N": a listing that forks nothing while it runs
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -111,6 +114,30 @@ static int threads(void)
 	return 0;
 }
 
+static void *timer_main(void *arg)
+{
+	struct timespec ms = { 0, 1000000 };
+
+	(void)arg;
+	for (;;)
+		nanosleep(&ms, NULL);
+	return NULL;
+}
+
+static int timers(void)
+{
+	pthread_t t[4];
+
+	for (int i = 0; i < 4; i++) {
+		if (pthread_create(&t[i], NULL, timer_main, NULL) != 0) {
+			fprintf(stderr, "fcload: pthread_create failed\n");
+			return 1;
+		}
+	}
+	sleep_forever();
+	return 0;
+}
+
 /* Counts every /proc/PID (kthreads included) and the threads each one lists in its status file. */
 static int count(void)
 {
@@ -143,6 +170,52 @@ static int count(void)
 	return 0;
 }
 
+/* Every /proc/PID/task/TID except this process's own threads, with its comm. */
+static int tids(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	long n = 0;
+	pid_t self = getpid();
+
+	if (!d) {
+		perror("fcload: /proc");
+		return 1;
+	}
+	while ((e = readdir(d))) {
+		char path[300];
+		DIR *td;
+		struct dirent *te;
+
+		if (e->d_name[0] < '0' || e->d_name[0] > '9' || strtol(e->d_name, NULL, 10) == self)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/task", e->d_name);
+		td = opendir(path);
+		if (!td)
+			continue; /* exited meanwhile */
+		while ((te = readdir(td))) {
+			char comm_path[600], comm[64] = "?";
+			FILE *f;
+
+			if (te->d_name[0] < '0' || te->d_name[0] > '9')
+				continue;
+			snprintf(comm_path, sizeof(comm_path), "%s/%s/comm", path, te->d_name);
+			f = fopen(comm_path, "r");
+			if (f) {
+				if (fgets(comm, sizeof(comm), f))
+					comm[strcspn(comm, "\n")] = 0;
+				fclose(f);
+			}
+			printf("FRAMECERT-TID %s %s\n", te->d_name, comm);
+			n++;
+		}
+		closedir(td);
+	}
+	closedir(d);
+	printf("FRAMECERT-TIDS count=%ld\n", n);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "";
@@ -157,6 +230,10 @@ int main(int argc, char **argv)
 		spin(100);
 	else if (!strcmp(mode, "count"))
 		return count();
-	fprintf(stderr, "usage: fcload futex|poll|threads|spin|count\n");
+	else if (!strcmp(mode, "tids"))
+		return tids();
+	else if (!strcmp(mode, "timers"))
+		return timers();
+	fprintf(stderr, "usage: fcload futex|poll|threads|spin|count|tids|timers\n");
 	return 2;
 }

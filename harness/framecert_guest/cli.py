@@ -9,7 +9,7 @@ import os
 import sys
 import time
 
-from . import qemu
+from . import paths, qemu
 from .build import build
 from .errors import GuestError
 from .progress import Progress
@@ -189,7 +189,195 @@ def run_walk(args) -> int:
     return 0
 
 
-COMMANDS = [add_build, add_metadata, add_boot, add_walk]
+# ---- patch-check ----
+def _function_list(text):
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one function name")
+    return names
+
+
+def add_patch_check(sub):
+    p = sub.add_parser("patch-check", help="may a live patch of these functions switch each task now?",
+                       description="Freezes the guest, walks every task and decides per task as the kernel's "
+                                   "klp_try_switch_task() does: may-switch, blocked-on-stack (function, frame) or "
+                                   "blocked-unreliable (reason). Running tasks are decided from their frozen vCPU "
+                                   "registers (the kernel cannot). --kernel-compare loads the guest's livepatch "
+                                   "module fcpatch.ko and sets the decisions beside the kernel's own per-task "
+                                   "patch state read from the same frozen memory.")
+    p.add_argument("--functions", type=_function_list, metavar="F1,F2,...",
+                   help="the patched functions (default with --kernel-compare: fcpatch.ko's)")
+    p.add_argument("--json", metavar="FILE", help="also write the decisions as JSON to FILE ('-': stdout)")
+    p.add_argument("--retry", type=_int_in(0, 1000), default=0, metavar="N",
+                   help="resume and re-freeze up to N more times while tasks are blocked (kernel-style retries)")
+    p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between retries (default 1)")
+    p.add_argument("--kernel-compare", action="store_true",
+                   help="load fcpatch.ko and compare with the kernel's livepatch transition")
+    p.add_argument("--smp", type=_int_in(1, qemu.MAX_SMP), default=2, help="vCPUs (default 2)")
+    p.add_argument("--guest-dir", help="a built guest directory (default: build or take from the cache)")
+    p.add_argument("--settle", type=float, default=1.0, metavar="S", help="seconds of workload before the freeze")
+    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the ready marker")
+    p.set_defaults(func=run_patch_check)
+
+
+def run_patch_check(args) -> int:
+    from pathlib import Path
+    from . import livepatch, patch_check, stress, walk
+    guest_dir = Path(args.guest_dir or build(progress=Progress()))
+    functions = args.functions or (livepatch.PATCHED_FUNCTIONS if args.kernel_compare else None)
+    if not functions:
+        raise GuestError("give --functions F1,F2,... (or --kernel-compare)")
+    if args.kernel_compare and sorted(functions) != sorted(livepatch.PATCHED_FUNCTIONS):
+        raise GuestError(f"--kernel-compare patches {','.join(livepatch.PATCHED_FUNCTIONS)} (fcpatch.ko), not "
+                         f"{','.join(functions)}")
+    with qemu.Guest(guest_dir, smp=args.smp) as guest:
+        guest.wait_ready(timeout=args.timeout)
+        if args.kernel_compare:
+            result = livepatch.compare(guest, functions, settle=args.settle)
+        else:
+            with walk.WalkSession(guest) as session:
+                patch_check.check_functions_known(session, functions)
+                time.sleep(args.settle)
+                result = patch_check.run_rounds(
+                    session, functions, retries=args.retry, interval=args.interval,
+                    progress=lambda a, n, b: print(f"[patch-check] freeze {a}: {n} tasks, {b} blocked",
+                                                   file=sys.stderr, flush=True))
+    print(patch_check.format_table(result), flush=True)
+    if args.kernel_compare:
+        print(livepatch.format_comparison(result), flush=True)
+    if args.json:
+        stress.write_json(result, args.json)
+    return 0
+
+
+# ---- stress ----
+def _shard(text):
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not I/N: {text!r}") from None
+    if not (n >= 1 and 1 <= i <= n):
+        raise argparse.ArgumentTypeError(f"shard {text!r}: need 1 <= I <= N")
+    return i, n
+
+
+def add_stress(sub):
+    p = sub.add_parser("stress", help="many freezes at random moments under load, every task walked each time",
+                       description="Boots the guest, starts a stressing workload, and for each round waits a "
+                                   "random time (reproducible from --seed), freezes, walks and cross-checks every "
+                                   "task, resumes. Exit status 1 if any trace called reliable was wrong (false "
+                                   "reliable) or a round failed.")
+    p.add_argument("--rounds", type=_int_in(1, 1000000), required=True, metavar="N")
+    p.add_argument("--seed", type=int, default=1, metavar="S")
+    p.add_argument("--smp", type=_int_in(1, qemu.MAX_SMP), default=2, metavar="K", help="vCPUs (default 2)")
+    p.add_argument("--workload", default="storm", metavar="NAME",
+                   help="storm (default: fork/exec, timers, pipes, file I/O, serial interrupts) or boot")
+    p.add_argument("--jobs", type=_int_in(1, 16), default=1, metavar="J", help="guests in parallel")
+    p.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
+                   help="run only shard I of N (rounds r with r %% N == I-1); merge the reports afterwards")
+    p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
+    p.add_argument("--html", metavar="FILE", help="write a page showing the run")
+    p.add_argument("--guest-dir", help="a built guest directory (default: build or take from the cache)")
+    p.add_argument("--job", type=_job, default=(0, 1), help=argparse.SUPPRESS)  # set by --jobs for its children
+    p.set_defaults(func=run_stress)
+
+
+def _job(text):
+    k, j = (int(x) for x in text.split("/"))
+    return k, j
+
+
+def run_stress(args) -> int:
+    from pathlib import Path
+    from . import report_html, stress
+    guest_dir = Path(args.guest_dir or build(progress=Progress()))
+    if args.workload not in stress.WORKLOADS:
+        raise GuestError(f"unknown workload {args.workload!r} (known: {', '.join(stress.WORKLOADS)})")
+    if args.jobs > 1:
+        report = _stress_jobs(args, guest_dir)
+    else:
+        rounds = stress.select_rounds(args.rounds, args.shard, args.job)
+        report = stress.run(guest_dir, rounds, args.seed, smp=args.smp, workload=args.workload,
+                            progress=stress.progress_line)
+    report["summary"]["shard"] = f"{args.shard[0]}/{args.shard[1]}"
+    print(stress.format_summary(report), flush=True)
+    if args.json:
+        stress.write_json(report, args.json)
+    if args.html:
+        report_html.write(report, args.html)
+        print(f"HTML report: {Path(args.html).resolve()}", flush=True)
+    s = report["summary"]
+    if s["false_reliable"] or s["harness_errors"]:
+        print(f"framecert-guest: stress: {s['false_reliable']} false reliable, {s['harness_errors']} harness errors",
+              file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def _stress_jobs(args, guest_dir) -> dict:
+    """--jobs J: J child processes of this command, one guest each, every J-th round of the shard each."""
+    import json
+    import subprocess
+    import tempfile
+    from pathlib import Path
+    from . import stress
+    tmp = Path(tempfile.mkdtemp(prefix="framecert-stress-"))
+    try:
+        procs = []
+        for k in range(args.jobs):
+            out = tmp / f"job{k}.json"
+            cmd = [sys.executable, str(paths.REPO / "scripts" / "framecert-guest"), "stress", "--rounds", str(args.rounds), "--seed",
+                   str(args.seed), "--smp", str(args.smp), "--workload", args.workload, "--shard",
+                   f"{args.shard[0]}/{args.shard[1]}", "--job", f"{k}/{args.jobs}", "--json", str(out),
+                   "--guest-dir", str(guest_dir)]
+            procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL), out))
+        reports = []
+        for proc, out in procs:
+            proc.wait()
+            if not out.is_file():
+                raise GuestError(f"stress job {out.stem} failed (exit {proc.returncode})")
+            reports.append(json.loads(out.read_text()))
+        return stress.merge(reports)
+    finally:
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ---- merge ----
+def add_merge(sub):
+    p = sub.add_parser("merge", help="combine stress reports of one run's shards",
+                       description="Reads stress JSON reports of disjoint rounds of one run (same seed and "
+                                   "workload), writes the combined report. Exit status 1 if it has a false "
+                                   "reliable or a harness error.")
+    p.add_argument("reports", nargs="+", metavar="REPORT.json")
+    p.add_argument("--json", metavar="FILE", help="write the combined report ('-': stdout)")
+    p.add_argument("--html", metavar="FILE", help="write a page showing the combined run")
+    p.set_defaults(func=run_merge)
+
+
+def run_merge(args) -> int:
+    import json
+    from . import report_html, stress
+    reports = []
+    for path in args.reports:
+        try:
+            with open(path) as f:
+                reports.append(json.load(f))
+        except (OSError, ValueError) as e:
+            raise GuestError(f"cannot read {path}: {e}") from None
+        if "rounds" not in reports[-1] or "summary" not in reports[-1]:
+            raise GuestError(f"{path} is not a stress report")
+    report = stress.merge(reports)
+    print(stress.format_summary(report), flush=True)
+    if args.json:
+        stress.write_json(report, args.json)
+    if args.html:
+        report_html.write(report, args.html)
+    s = report["summary"]
+    return 1 if s["false_reliable"] or s["harness_errors"] else 0
+
+
+COMMANDS = [add_build, add_metadata, add_boot, add_walk, add_patch_check, add_stress, add_merge]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -253,6 +253,20 @@ class Guest:
         fw_cfg file is read-only and unseekable)."""
         return f"{FW_CFG_FILES}/{name}/raw"
 
+    def quiesce(self) -> dict:
+        """Stops the workload's forking loops and returns every thread of the guest then, {tid: comm}, as its
+        own /proc lists them (see guest/initramfs/init): until resume(), the task set stays exactly this,
+        but for kernel workers the kernel starts or ends by itself."""
+        out = self.command("quiesce", timeout=120)
+        m = re.search(r"FRAMECERT-TIDS count=(\d+)", out)
+        tids = {int(t): c for t, c in re.findall(r"FRAMECERT-TID (\d+) (\S*)", out)}
+        if not m or int(m.group(1)) != len(tids):
+            raise GuestError("guest did not list its threads completely")
+        return tids
+
+    def resume(self):
+        self.command("resume")
+
     def task_counts(self) -> dict:
         """The guest's own count from /proc, asked for now: {"processes": N, "threads": M}."""
         m = TASKS_LINE.search(self.command("tasks"))

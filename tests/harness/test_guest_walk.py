@@ -18,8 +18,6 @@ from framecert_guest import crosscheck, qemu, walk
 
 CLI = REPO / "scripts" / "framecert-guest"
 SMP = 2
-# Short-lived tasks of the guest's workload (fork/exec churn): they may exist at one count and not the next.
-CHURN = {"true", "busybox", "usleep", "dd", "md5sum", "cat", "init", "fcload", "sh", "sleep"}
 
 
 @pytest.fixture(scope="module")
@@ -52,15 +50,10 @@ def _outermost_first(task):
     return [f["symbol"] for f in reversed(task["frames"])]
 
 
-def _guest_tids(guest):
-    out = guest.command("for d in /proc/[0-9]*/task/[0-9]*; do echo \"FRAMECERT-TID ${d##*/} $(cat $d/comm)\"; done 2>/dev/null; true")
-    return {int(m.group(1)): m.group(2) for m in re.finditer(r"FRAMECERT-TID (\d+) (\S+)", out)}
-
-
 def test_walk_every_task_and_judge(session, expected, guest_dir):
     guest = session.guest
-    before_counts = guest.task_counts()
-    before = _guest_tids(guest)
+    # The guest lists its threads with its forking loops stopped, so the frozen task set must equal it.
+    listed = guest.quiesce()
     holder = {}
 
     def external(report):
@@ -68,8 +61,10 @@ def test_walk_every_task_and_judge(session, expected, guest_dir):
         holder["dump"] = Path(holder["dir"]) / "vmcore"
         crosscheck.dump_guest(guest, holder["dump"])
 
-    report = session.walk(while_frozen=external)
-    after = _guest_tids(guest)
+    try:
+        report = session.walk(while_frozen=external)
+    finally:
+        guest.resume()
     try:
         crosscheck.fix_prstatus_pids(holder["dump"], report["tasks"])
         drgn = crosscheck.drgn_check(holder["dump"], guest_dir / "linux" / "vmlinux", guest_dir / "module" / "fctest.ko",
@@ -82,20 +77,14 @@ def test_walk_every_task_and_judge(session, expected, guest_dir):
     print(walk.format_table(report))
     tasks = report["tasks"]
 
-    # Every task: the idle task of each CPU plus every thread the guest's /proc shows. The workload forks
-    # all the time, so compare the stable tasks exactly (present before and after the freeze) and the totals
-    # within the churn.
+    # Every task: the idle task of each CPU plus exactly the threads the quiesced guest's /proc listed.
     idle = [t for t in tasks if t["pid"] == 0]
     assert len(idle) == SMP and all(t["idle"] for t in idle)
     ours = {t["pid"]: t["comm"] for t in tasks if t["pid"] != 0}
     assert len(ours) == len(tasks) - SMP, "a pid walked twice"
-    stable = set(before) & set(after)
-    assert stable - set(ours) == set(), f"tasks the guest shows but the walk missed: {stable - set(ours)}"
-    extra = set(ours) - set(before) - set(after)
-    assert all(ours[p] in CHURN or ours[p].startswith("kworker/") for p in extra), \
-        f"unexpected tasks: {[(p, ours[p]) for p in extra]}"
-    churn = len(set(before) ^ set(after)) + len(extra) + 1  # +1: `fcload count` counts itself
-    assert abs((len(tasks) - SMP) - before_counts["threads"]) <= churn, (len(tasks), before_counts)
+    assert ours == listed, (f"the guest listed but the walk missed: {set(listed) - set(ours)}; "
+                            f"walked but not listed: {set(ours) - set(listed)}")
+    assert len(tasks) == len(listed) + SMP
 
     # fctest's kthreads.
     for name in ("fc_chain", "fc_asm_framed"):

@@ -1,0 +1,58 @@
+"""The guest's ground truth: the call chains fctest.ko's and fcregress.ko's kthreads really sleep in
+(expected-chains.json, regress-expected.json in the guest directory), as an oracle for every walk.
+
+A trace of one of these kthreads that is called reliable must not skip any frame of its true chain: if it
+shows chain[j], it must show chain[0..j] as its outermost frames, in order. (It may stop short of the chain's
+end or go elsewhere below it: a kthread caught between two naps is in kthread_should_stop, or running.) A
+planted bug's kthread asleep in its chain cannot pass: the frame-pointer trace skips (or loses) the top of
+the chain. A violation is a false reliable.
+"""
+import json
+from pathlib import Path
+
+
+def load(guest_dir: Path) -> dict:
+    """comm -> {"chain": [...outermost first, down to the sleeping function], "verdict": ..., "sleeps_in": [...]}"""
+    out = {}
+    fctest = json.loads((Path(guest_dir) / "expected-chains.json").read_text())["kthreads"]
+    for comm, e in fctest.items():
+        out[comm] = {"chain": e["chain"], "verdict": e["verdict"], "sleeps_in": e.get("sleeps_in", [])}
+    regress = Path(guest_dir) / "regress-expected.json"
+    if regress.is_file():
+        r = json.loads(regress.read_text())
+        for comm, e in r["kthreads"].items():
+            out[comm] = {"chain": e["chain"], "verdict": e["verdict"], "sleeps_in": r["sleeps_in"],
+                         "function": e["function"]}
+    return out
+
+
+def outermost_first(task) -> list:
+    return [f.get("symbol") for f in reversed(task["frames"])]
+
+
+def violation(task: dict, truth: dict):
+    """Why this reliable trace cannot be right, or None."""
+    if not task["reliable"] or truth is None:
+        return None
+    trace = outermost_first(task)
+    chain = truth["chain"]
+    deepest = max((j for j, f in enumerate(chain) if f in trace), default=-1)
+    if deepest >= 0 and trace[:deepest + 1] != chain[:deepest + 1]:
+        return f"reliable trace {trace} skips frames of the true chain {chain}"
+    return None
+
+
+def check(report: dict, truths: dict) -> int:
+    """Marks every task whose reliable trace contradicts the ground truth (`truth_violation`, and
+    `false_reliable`); returns how many were newly marked."""
+    marked = 0
+    for t in report["tasks"]:
+        why = violation(t, truths.get(t["comm"])) if t.get("kthread", True) else None
+        if why:
+            t["truth_violation"] = why
+            if not t.get("false_reliable"):
+                t["false_reliable"] = True
+                marked += 1
+    if marked:
+        report["summary"]["false_reliable"] = report["summary"].get("false_reliable", 0) + marked
+    return marked

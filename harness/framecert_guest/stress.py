@@ -1,0 +1,222 @@
+"""`framecert-guest stress`: many freezes at random moments under a stressing workload, every task walked and
+cross-checked each time.
+
+Round r's freeze moment comes from Random(f"{seed}:{r}") alone, so a round is reproducible whichever shard or
+job runs it. Per round: tasks walked, reliable / unreliable by reason, running tasks unwound, false reliables
+(a reliable trace the metadata-only walk disagrees with, or one that contradicts the guest's ground truth:
+known_chains.py) and harness errors. Reports merge (merge()) when rounds were spread over jobs or machines.
+"""
+import json
+import random
+import statistics
+import sys
+import time
+
+from . import known_chains, qemu, walk
+from .errors import GuestError
+
+# Extra load started in the guest before the first round, one command each (the boot workload always runs:
+# guest/initramfs/init). Each line runs in the background in the guest and lasts until the guest stops.
+WORKLOADS = {
+    "boot": [],
+    "storm": [
+        # fork/exec storm
+        "while :; do /bin/busybox true; done &",
+        # timers: a stream of 1 ms sleeps in 4 threads
+        "fcload timers &",
+        # pipes: bulk data through a pipe between two processes
+        "while :; do dd if=/dev/zero bs=65536 count=64 2>/dev/null | md5sum > /dev/null; done &",
+        # file I/O on tmpfs
+        "while :; do dd if=/dev/zero of=/tmp/storm bs=65536 count=16 2>/dev/null; rm -f /tmp/storm; done &",
+        # a busy device: the serial port's transmit interrupts, 50 lines a second
+        "while :; do echo FRAMECERT-STORM-TICK; usleep 20000; done > /dev/console &",
+    ],
+}
+MAX_GUEST_RESTARTS = 3
+_DETAIL_FRAMES = 64
+
+
+def round_delay(seed: int, rnd: int, lo: float = 0.02, hi: float = 0.6) -> float:
+    return random.Random(f"{seed}:{rnd}").uniform(lo, hi)
+
+
+def select_rounds(rounds: int, shard=(1, 1), job=(0, 1)) -> list:
+    """Shard I of N takes rounds r with r % N == I-1; job k of J within it every J-th of those."""
+    index, count = shard
+    mine = [r for r in range(rounds) if r % count == index - 1]
+    k, jobs = job
+    return mine[k::jobs]
+
+
+def _task_key(t) -> str:
+    return f"{t['pid']}:{t['comm']}"
+
+
+def round_record(rnd: int, delay: float, report: dict) -> dict:
+    """The per-round part of the report: totals, every task's verdict, and the full stack of every task that
+    is unreliable or disagrees with a cross-check."""
+    tasks = report["tasks"]
+    s = report["summary"]
+    running = [t for t in tasks if t["running"]]
+    verdicts, stacks = {}, {}
+    for t in tasks:
+        key = _task_key(t)
+        if t.get("false_reliable"):
+            verdicts[key] = "FALSE-RELIABLE"
+        else:
+            verdicts[key] = "reliable" if t["reliable"] else t["reason"]
+        disagrees = "disagree" in t.get("crosscheck", {}).values()
+        if not t["reliable"] or disagrees or t.get("false_reliable"):
+            stacks[key] = {"reason": t["reason"], "reason_frame": t["reason_frame"], "detail": t.get("detail", ""),
+                           "running": t["running"], "crosscheck": t.get("crosscheck"),
+                           "truth_violation": t.get("truth_violation"),
+                           "frames": [f"{f['symbol'] or f['pc']}+{f['offset']:#x}" if f.get('symbol') else f["pc"]
+                                      for f in t["frames"][:_DETAIL_FRAMES]]}
+    return {"round": rnd, "delay_ms": round(delay * 1000, 1), "tasks": len(tasks), "reliable": s["reliable"],
+            "unreliable": s["unreliable"], "by_reason": s["by_reason"], "running": len(running),
+            "running_unwound": sum(1 for t in running if len(t["frames"]) > 1),
+            "running_reliable": sum(1 for t in running if t["reliable"]),
+            "false_reliable": s.get("false_reliable", 0), "harness_error": None,
+            "freeze_to_verdict_ms": round(s.get("freeze_to_verdict_ms", 0), 2),
+            "verdicts": verdicts, "stacks": stacks}
+
+
+def error_record(rnd: int, delay: float, message: str) -> dict:
+    return {"round": rnd, "delay_ms": round(delay * 1000, 1), "tasks": 0, "reliable": 0, "unreliable": 0,
+            "by_reason": {}, "running": 0, "running_unwound": 0, "running_reliable": 0, "false_reliable": 0,
+            "harness_error": message, "freeze_to_verdict_ms": None, "verdicts": {}, "stacks": {}}
+
+
+def summarize(rounds: list, seed: int, workload: str) -> dict:
+    by_reason = {}
+    for r in rounds:
+        for k, v in r["by_reason"].items():
+            by_reason[k] = by_reason.get(k, 0) + v
+    times = [r["freeze_to_verdict_ms"] for r in rounds if r["freeze_to_verdict_ms"] is not None]
+    return {"rounds": len(rounds), "tasks_walked": sum(r["tasks"] for r in rounds),
+            "reliable": sum(r["reliable"] for r in rounds), "unreliable": sum(r["unreliable"] for r in rounds),
+            "by_reason": dict(sorted(by_reason.items())),
+            "running_tasks": sum(r["running"] for r in rounds),
+            "running_unwound": sum(r["running_unwound"] for r in rounds),
+            "running_reliable": sum(r["running_reliable"] for r in rounds),
+            "false_reliable": sum(r["false_reliable"] for r in rounds),
+            "harness_errors": sum(1 for r in rounds if r["harness_error"]),
+            "freeze_to_verdict_ms": {"median": round(statistics.median(times), 2) if times else None,
+                                     "max": max(times) if times else None},
+            "seed": seed, "workload": workload}
+
+
+class _Runner:
+    """One guest (restarted if it dies), its walk session and the ground truth."""
+
+    def __init__(self, guest_dir, smp: int, workload: str):
+        self.guest_dir, self.smp, self.workload = guest_dir, smp, workload
+        self.guest = self.session = None
+        self.truths = known_chains.load(guest_dir)
+        self.restarts = 0
+
+    def start(self):
+        self.guest = qemu.Guest(self.guest_dir, smp=self.smp).start()
+        self.guest.wait_ready(timeout=300)
+        for cmd in WORKLOADS[self.workload]:
+            self.guest.command(cmd)
+        self.session = walk.WalkSession(self.guest)
+
+    def stop(self):
+        if self.session:
+            self.session.close()
+            self.session = None
+        if self.guest:
+            self.guest.stop()
+            self.guest = None
+
+    def restart(self):
+        self.stop()
+        self.restarts += 1
+        if self.restarts > MAX_GUEST_RESTARTS:
+            raise GuestError(f"the guest died {self.restarts} times; giving up")
+        self.start()
+
+    def one_round(self, rnd: int, delay: float) -> dict:
+        time.sleep(delay)
+        report = self.session.walk()
+        walk.finish_report(report)
+        known_chains.check(report, self.truths)
+        return round_record(rnd, delay, report)
+
+
+def run(guest_dir, rounds: list, seed: int, smp: int = 2, workload: str = "storm", progress=None,
+        total: int = None) -> dict:
+    """Runs the given round numbers on one guest; returns the report (rounds + summary)."""
+    if workload not in WORKLOADS:
+        raise GuestError(f"unknown workload {workload!r} (known: {', '.join(WORKLOADS)})")
+    runner = _Runner(guest_dir, smp, workload)
+    records = []
+    try:
+        runner.start()
+        # Let the extra load get going before the first freeze.
+        time.sleep(1.0 if WORKLOADS[workload] else 0.2)
+        for n, rnd in enumerate(rounds):
+            delay = round_delay(seed, rnd)
+            try:
+                rec = runner.one_round(rnd, delay)
+            except GuestError as e:
+                rec = error_record(rnd, delay, str(e))
+                alive = runner.guest.proc.poll() is None if runner.guest and runner.guest.proc else False
+                if not alive:
+                    rec["harness_error"] += " (guest restarted)"
+                    runner.restart()
+            records.append(rec)
+            if progress:
+                progress(n + 1, len(rounds), rec, summarize(records, seed, workload), total)
+    finally:
+        runner.stop()
+    return {"rounds": records, "summary": summarize(records, seed, workload)}
+
+
+def merge(reports: list) -> dict:
+    """Combines reports of disjoint rounds of one run (same seed and workload) into one."""
+    if not reports:
+        raise GuestError("nothing to merge")
+    seeds = {r["summary"]["seed"] for r in reports}
+    workloads = {r["summary"]["workload"] for r in reports}
+    if len(seeds) != 1 or len(workloads) != 1:
+        raise GuestError(f"reports of different runs (seeds {sorted(seeds)}, workloads {sorted(workloads)})")
+    by_round = {}
+    for rep in reports:
+        for r in rep["rounds"]:
+            if r["round"] in by_round:
+                raise GuestError(f"round {r['round']} is in more than one report")
+            by_round[r["round"]] = r
+    rounds = [by_round[k] for k in sorted(by_round)]
+    return {"rounds": rounds, "summary": summarize(rounds, seeds.pop(), workloads.pop())}
+
+
+def progress_line(done: int, count: int, rec: dict, so_far: dict, total=None):
+    err = f" ERROR {rec['harness_error']}" if rec["harness_error"] else ""
+    print(f"[stress] round {rec['round']} ({done}/{count}{f' of {total}' if total else ''}): tasks {rec['tasks']}, "
+          f"unreliable {rec['unreliable']}, running {rec['running']}, {rec['freeze_to_verdict_ms']} ms | total: "
+          f"walked {so_far['tasks_walked']}, false reliable {so_far['false_reliable']}, "
+          f"errors {so_far['harness_errors']}{err}", file=sys.stderr, flush=True)
+
+
+def format_summary(report: dict) -> str:
+    s = report["summary"]
+    reasons = ", ".join(f"{k} {v}" for k, v in s["by_reason"].items()) or "none"
+    return "\n".join([
+        f"stress: {s['rounds']} rounds (seed {s['seed']}, workload {s['workload']}): {s['tasks_walked']} task walks",
+        f"  reliable {s['reliable']}, unreliable {s['unreliable']} ({reasons})",
+        f"  running tasks {s['running_tasks']}: unwound past their own frame {s['running_unwound']}, "
+        f"reliable {s['running_reliable']}",
+        f"  freeze->verdict median {s['freeze_to_verdict_ms']['median']} ms, max {s['freeze_to_verdict_ms']['max']} ms",
+        f"  FALSE RELIABLE: {s['false_reliable']}   harness errors: {s['harness_errors']}",
+    ])
+
+
+def write_json(report: dict, path: str):
+    text = json.dumps(report, indent=1)
+    if path == "-":
+        print(text)
+    else:
+        with open(path, "w") as f:
+            f.write(text + "\n")
