@@ -56,11 +56,30 @@ def test_key_ignores_build_debris(tmp_path):
 
 
 def test_real_key_covers_every_guest_source():
-    names = set(cache.source_files([cache.paths.MODULE_SRC, cache.paths.INITRAMFS_SRC],
-                                   [cache.paths.CONFIG_FRAGMENT]))
-    for expected in ("framecert.config", "module/fctest_main.c", "module/fctest_asm.S", "module/Kbuild",
-                     "module/expected-chains.json", "initramfs/init", "initramfs/fcload.c"):
+    names = set(cache.source_files(cache.paths.GUEST_LAYER_SRC, [cache.paths.REGRESS_GENERATOR]))
+    for expected in ("module/fctest_main.c", "module/fctest_asm.S", "module/Kbuild", "module/expected-chains.json",
+                     "initramfs/init", "initramfs/fcload.c", "regress/variants.json", "livepatch/fcpatch.c",
+                     "livepatch/Kbuild"):
         assert expected in names
+    assert any(n.endswith("framecert_guest/regress.py") for n in names)
+
+
+def test_kernel_key_depends_on_the_config_alone_and_the_guest_key_on_the_kernel_key(monkeypatch, tmp_path):
+    frag = tmp_path / "framecert.config"
+    frag.write_text("CONFIG_X=y\n")
+    monkeypatch.setattr(cache.paths, "CONFIG_FRAGMENT", frag)
+    monkeypatch.setattr(cache, "kernel_facts", lambda: {"recipe": "t"})
+    module = tmp_path / "module"
+    module.mkdir()
+    (module / "a.c").write_text("1")
+    monkeypatch.setattr(cache.paths, "GUEST_LAYER_SRC", (module,))
+    monkeypatch.setattr(cache, "_file_digest", lambda p: "busybox")
+    k1, g1 = cache.kernel_key(), cache.guest_key()
+    (module / "a.c").write_text("2")  # a module change: same kernel, another guest
+    k2, g2 = cache.kernel_key(), cache.guest_key()
+    assert k1 == k2 and g1 != g2
+    frag.write_text("CONFIG_X=n\n")  # a config change: another kernel, so another guest
+    assert cache.kernel_key() != k2 and cache.guest_key() != g2
 
 
 def test_build_slot_removes_unpublished_work(tmp_path):
