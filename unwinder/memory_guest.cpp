@@ -1,11 +1,14 @@
 #include "unwinder/memory_guest.h"
 
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 
 #include "unwinder/scoped_fd.h"
 
@@ -20,10 +23,52 @@ constexpr uint64_t kAddrMask = 0x000ffffffffff000ull;  // bits 51..12 of an entr
 struct GuestRam::Mapping {
   void* base = MAP_FAILED;
   size_t len = 0;
+  ScopedFd fd;  // kept open to notice a truncation (check_intact)
+  std::string path;
   ~Mapping() {
     if (base != MAP_FAILED) munmap(base, len);
   }
 };
+
+namespace {
+// A read of a page past the end of a truncated file raises SIGBUS. While a guarded copy runs, the handler
+// jumps back into it; any other SIGBUS keeps its default action. SA_NODEFER leaves the signal unblocked after
+// the jump, so sigsetjmp need not save the signal mask (no system call per read).
+thread_local sigjmp_buf* t_copy_fault = nullptr;
+
+void on_sigbus(int sig) {
+  if (t_copy_fault) siglongjmp(*t_copy_fault, 1);
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+void install_sigbus_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigbus;
+    sa.sa_flags = SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGBUS, &sa, nullptr);
+  });
+}
+
+// Copies n bytes; returns false (having copied an unknown part) if the source faulted.
+bool guarded_copy(void* dst, const void* src, size_t n) {
+  sigjmp_buf jb;
+  if (sigsetjmp(jb, 0)) {
+    t_copy_fault = nullptr;
+    return false;
+  }
+  t_copy_fault = &jb;
+  // Compiler barriers: the copy (often inlined into plain loads) must stay between the two stores.
+  asm volatile("" ::: "memory");
+  std::memcpy(dst, src, n);
+  asm volatile("" ::: "memory");
+  t_copy_fault = nullptr;
+  return true;
+}
+}  // namespace
 
 Result<GuestRam> GuestRam::map_file(const std::string& path) {
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -35,6 +80,9 @@ Result<GuestRam> GuestRam::map_file(const std::string& path) {
   m->len = static_cast<size_t>(st.st_size);
   m->base = mmap(nullptr, m->len, PROT_READ, MAP_SHARED, fd.get(), 0);
   if (m->base == MAP_FAILED) return fail("{}: mmap: {}", path, std::strerror(errno));
+  m->fd = std::move(fd);
+  m->path = path;
+  install_sigbus_handler();
   GuestRam ram;
   ram.bytes_ = std::span<const uint8_t>(static_cast<const uint8_t*>(m->base), m->len);
   ram.mapping_ = std::move(m);
@@ -50,8 +98,21 @@ GuestRam GuestRam::from_bytes(std::span<const uint8_t> bytes) {
 size_t GuestRam::read(GuestPhys addr, void* dst, size_t len) const {
   if (addr.value >= bytes_.size()) return 0;
   size_t n = std::min<uint64_t>(len, bytes_.size() - addr.value);
-  std::memcpy(dst, bytes_.data() + addr.value, n);
-  return n;
+  if (!mapping_) {
+    std::memcpy(dst, bytes_.data() + addr.value, n);
+    return n;
+  }
+  return guarded_copy(dst, bytes_.data() + addr.value, n) ? n : 0;
+}
+
+Result<bool> GuestRam::check_intact() const {
+  if (!mapping_) return true;
+  struct stat st;
+  if (fstat(mapping_->fd.get(), &st) != 0) return fail("{}: {}", mapping_->path, std::strerror(errno));
+  if (static_cast<uint64_t>(st.st_size) < mapping_->len)
+    return fail("{}: the RAM file shrank from {} to {} bytes: the guest's memory is gone", mapping_->path,
+                mapping_->len, st.st_size);
+  return true;
 }
 
 std::optional<uint64_t> GuestRam::read_u64(GuestPhys addr) const {

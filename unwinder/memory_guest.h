@@ -22,9 +22,13 @@ class GuestRam {
   // Wraps bytes owned by someone else (tests, an already mapped file).
   static GuestRam from_bytes(std::span<const uint8_t> bytes);
 
+  // A mapped file that shrank under the mapping (truncated by someone else) faults on access with SIGBUS:
+  // such a read copies nothing and returns what it had copied before the fault, like an unmapped address.
   size_t read(GuestPhys addr, void* dst, size_t len) const;
   std::optional<uint64_t> read_u64(GuestPhys addr) const;
   uint64_t size() const { return bytes_.size(); }
+  // For a mapped file: fails if the file is now shorter than the mapping (the guest's memory is gone).
+  Result<bool> check_intact() const;
 
  private:
   struct Mapping;

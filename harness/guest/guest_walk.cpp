@@ -357,6 +357,7 @@ TaskReport GuestWalker::walk_task(const GuestTask& t, const CpuRegs* regs, bool 
 
 Result<WalkReport> GuestWalker::walk(const std::vector<CpuRegs>& cpus) {
   auto t0 = std::chrono::steady_clock::now();
+  if (auto intact = ram_->check_intact(); !intact) return tl::unexpected(intact.error());
   auto list = enumerate_tasks(*memory_, layout_, globals_);
   if (!list) return tl::unexpected(list.error());
   WalkReport out;

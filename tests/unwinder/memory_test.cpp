@@ -181,5 +181,29 @@ TEST(GuestMemory, FourLevelTranslationWithLargePages) {
   EXPECT_EQ(why.kind, TranslationFault::TableOutsideRam);
 }
 
+// A RAM file truncated under the walker's mapping (the guest gone, someone's cleanup) must read as missing
+// memory, not kill the process with SIGBUS, and check_intact() must say what happened.
+TEST(GuestMemory, TruncatedRamFileReadsAsMissingNotSigbus) {
+  char path[] = "/tmp/framecert-ram-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  std::vector<uint8_t> page(4 * 4096, 0xab);
+  ASSERT_EQ(write(fd, page.data(), page.size()), static_cast<ssize_t>(page.size()));
+  auto ram = GuestRam::map_file(path);
+  ASSERT_TRUE(ram) << ram.error();
+  ASSERT_EQ(ram->read_u64(GuestPhys(3 * 4096)), std::optional<uint64_t>(0xababababababababull));
+  EXPECT_TRUE(ram->check_intact());
+  ASSERT_EQ(ftruncate(fd, 4096), 0);
+  EXPECT_EQ(ram->read_u64(GuestPhys(0)), std::optional<uint64_t>(0xababababababababull));
+  EXPECT_EQ(ram->read_u64(GuestPhys(3 * 4096)), std::nullopt);  // past the new end: SIGBUS, caught
+  uint8_t buf[64];
+  EXPECT_EQ(ram->read(GuestPhys(2 * 4096 + 8), buf, sizeof buf), 0u);
+  auto intact = ram->check_intact();
+  ASSERT_FALSE(intact);
+  EXPECT_NE(intact.error().find("shrank from 16384 to 4096 bytes"), std::string::npos) << intact.error();
+  close(fd);
+  unlink(path);
+}
+
 }  // namespace
 }  // namespace framecert
