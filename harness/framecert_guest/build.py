@@ -44,21 +44,51 @@ ARTEFACTS = {  # name in the guest directory -> path inside it
 }
 
 
+KERNEL_ARTEFACTS = ["arch/x86/boot/bzImage", "vmlinux", "vmlinux.o", "Module.symvers", "usr/gen_init_cpio"]
+
+
 def cached_guest(key: str = None):
-    """The cached guest directory for the current inputs, or None if it is not built yet."""
+    """The cached guest directory for the current inputs, or None if it is not built yet (or damaged)."""
     final = paths.cache_root() / f"guest-{key or cache.guest_key()}"
-    return final if (final / MANIFEST).is_file() else None
+    return final if damage(final, MANIFEST) is None else None
+
+
+def damage(layer_dir: Path, manifest_name: str):
+    """Why a cached layer cannot be used (None: it is intact): a missing or unreadable manifest, or an
+    artefact missing or not of the size recorded when it was built (someone deleted or truncated it)."""
+    path = Path(layer_dir) / manifest_name
+    if not path.is_file():
+        return "not built"
+    try:
+        manifest = json.loads(path.read_text())
+        artefacts = manifest["artefacts"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        return f"unreadable {manifest_name} ({e.__class__.__name__})"
+    for name, a in artefacts.items():
+        p = Path(layer_dir) / a["path"]
+        try:
+            size = p.stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if size != a["bytes"]:
+            return f"{name} is {size} bytes, not the {a['bytes']} it was built with"
+    return None
 
 
 def _build_layer(layer: str, key: str, manifest_name: str, build_into, progress) -> Path:
-    """Finds layer-<key> in the cache or builds it with build_into(tmp, final, log) -> manifest."""
+    """Finds layer-<key> in the cache or builds it with build_into(tmp, final, log) -> manifest. A damaged
+    cached layer is discarded and built again."""
     final = paths.cache_root() / f"{layer}-{key}"
-    if (final / manifest_name).is_file():
+    if damage(final, manifest_name) is None:
         progress.step(f"{layer} {key} is cached")
         return final
     with cache.BuildSlot(paths.cache_root(), key, layer) as slot:
         if slot.done():
-            return slot.final
+            why = damage(slot.final, manifest_name)
+            if why is None:
+                return slot.final
+            progress.step(f"cached {layer} {key} is damaged ({why}): building it again")
+            cache.discard(slot.final)
         slot.tmp.mkdir()
         with open(slot.tmp / "build.log", "w") as log:
             try:
@@ -119,6 +149,7 @@ def _build_kernel_into(tmp: Path, final: Path, key: str, jobs: int, log, progres
         "key": key,
         "facts": cache.kernel_facts(),
         "kernel_release": (tree / "include/config/kernel.release").read_text().strip(),
+        "artefacts": {a: {"path": f"linux/{a}", "bytes": (tree / a).stat().st_size} for a in KERNEL_ARTEFACTS},
         "objtool_warnings": rehome(kbuild["objtool"]),
         # framecert ran beside objtool on every object Kbuild validated (scripts/framecert-objtool).
         "framecert_in_kbuild": {"ran": wrapper is not None, "warnings": rehome(kbuild["framecert"]),

@@ -130,11 +130,11 @@ class BuildSlot:
             fcntl.flock(self._lock, fcntl.LOCK_EX)
         # Holding the lock, any temporary directory left is debris from an interrupted build.
         if self.tmp.exists():
-            _discard(self.tmp)
+            discard(self.tmp)
         return self
 
     def done(self) -> bool:
-        """True when the guest is already published (e.g. by the build we waited for)."""
+        """True when the layer is already published (e.g. by the build we waited for)."""
         return self.final.is_dir()
 
     def publish(self):
@@ -142,12 +142,12 @@ class BuildSlot:
 
     def __exit__(self, *exc):
         if self.tmp.exists():
-            _discard(self.tmp)
+            discard(self.tmp)
         self._lock.close()
         return False
 
 
-def _discard(tree: Path):
+def discard(tree: Path):
     """Removes a (possibly 2 GB) tree without making the user wait: deleting ~70k files can take minutes
     here (ext4 discards on every unlink). The rename is instant and frees the name at once; a detached
     `rm -rf` does the rest, even if we are exiting."""

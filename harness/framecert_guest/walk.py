@@ -158,9 +158,14 @@ class WalkSession:
         t1 = time.perf_counter()
         req = {"cpus": [{"cpu": r["cpu"], "rip": r["rip"], "rsp": r["rsp"], "rbp": r["rbp"], "cs": r["cs"],
                          "cr3": r["cr3"]} for r in regs]}
-        self.proc.stdin.write(json.dumps(req) + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
+        try:
+            self.proc.stdin.write(json.dumps(req) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except OSError as e:
+            line = ""
+            if self.proc.poll() is None:
+                raise GuestError(f"cannot talk to the guest walker: {e}") from None
         t2 = time.perf_counter()
         if not line:
             raise GuestError(f"the guest walker died: {self.proc.stderr.read().strip()[-500:]}")
