@@ -18,6 +18,13 @@ Result<ProcessReport> walk_process(pid_t pid, const MetadataProvider& metadata, 
   // Metadata first, while the process still runs: computing it may take seconds and must not extend the
   // time the process is frozen. Mappings are read again once frozen; objects mapped meanwhile get
   // metadata then.
+  // The common ways to name a process that cannot be walked, in words, before /proc/PID/maps says less.
+  switch (thread_state(pid, pid)) {
+    case 0: return fail("process {} does not exist", pid);
+    case 'Z': return fail("process {} is a zombie (it exited; its parent has not reaped it): no stack to walk", pid);
+    case 'X': return fail("process {} is exiting: no stack to walk", pid);
+    default: break;
+  }
   auto early_maps = read_maps(pid);
   if (!early_maps) return tl::unexpected(early_maps.error());
   if (auto warm = build_code_map(*early_maps, metadata); !warm) return tl::unexpected(warm.error());
