@@ -36,7 +36,10 @@ class LibunwindOracle {
   OracleTrace trace(pid_t tid, size_t max_frames = 4096);
 
  private:
-  void* address_space_;
+  struct Api;  // libunwind's entry points, loaded with dlopen on construction
+  std::unique_ptr<Api> api_;
+  std::string load_error_;
+  void* address_space_ = nullptr;
 };
 
 OracleComparison compare_with_oracle(const Trace& ours, const OracleTrace& theirs);

@@ -370,6 +370,19 @@ Decoder::Decoder() : impl_(std::make_unique<Impl>()) {
 
 Decoder::~Decoder() = default;
 
+size_t Decoder::count(std::span<const uint8_t> code) const {
+  if (!impl_->ok) return 0;
+  ZydisDecoderContext ctx;
+  ZydisDecodedInstruction zi;
+  size_t n = 0;
+  for (size_t off = 0; off < code.size(); off += zi.length, ++n) {
+    if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&impl_->zydis, &ctx, code.data() + off, code.size() - off, &zi)) ||
+        zi.length == 0)
+      break;
+  }
+  return n;
+}
+
 std::optional<Insn> Decoder::decode(std::span<const uint8_t> code, uint64_t offset) const {
   if (!impl_->ok || code.empty()) return std::nullopt;
   ZydisDecodedInstruction zi;
