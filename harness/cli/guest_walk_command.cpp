@@ -122,6 +122,7 @@ json report_json(const WalkReport& rep, const CodeMap& code) {
     const GuestTask& t = r.task;
     json j = {{"pid", t.pid},
               {"tgid", t.tgid},
+              {"ppid", t.ppid},
               {"comm", t.comm},
               {"state", t.state},
               {"cpu", t.cpu},

@@ -32,7 +32,8 @@ def _is_input(path: Path) -> bool:
 
 
 def source_files(dirs, files=()) -> dict:
-    """Every input file under `dirs` plus `files`, keyed by a stable name (the path relative to the guest folder)."""
+    """Every input file under `dirs` plus `files`, keyed by a stable name: the path relative to the repository,
+    so that two clones in different places share their cached builds."""
     found = {}
     for f in files:
         found[_rel(f)] = Path(f)
@@ -46,7 +47,7 @@ def source_files(dirs, files=()) -> dict:
 def _rel(p) -> str:
     p = Path(p)
     try:
-        return str(p.resolve().relative_to(paths.GUEST_SRC.resolve()))
+        return str(p.resolve().relative_to(paths.REPO.resolve()))
     except ValueError:
         return str(p)
 

@@ -26,7 +26,6 @@ REQUIRED = {
     "CONFIG_ACPI": ("y", "brings up every CPU, and lets qemu_fw_cfg find vmcoreinfo"),
     "CONFIG_FW_CFG_SYSFS": ("y", "vmcoreinfo for drgn/crash"),
     "CONFIG_CRASH_CORE": ("y", "vmcoreinfo for drgn/crash"),
-    "CONFIG_BASE_FULL": ("y", "crash reads the pid xarray with full-size (64-slot) nodes"),
 }
 
 

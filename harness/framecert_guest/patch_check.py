@@ -39,7 +39,8 @@ def decide(task: dict, functions) -> dict:
     functions = set(functions)
     func, frame = _first_on_stack(task["frames"], functions)
     fp_only = "blocked-on-stack" if func else "may-switch"
-    out = {"pid": task["pid"], "tgid": task["tgid"], "comm": task["comm"], "rule": _rule(task),
+    out = {"pid": task["pid"], "tgid": task["tgid"], "ppid": task.get("ppid"), "comm": task["comm"],
+           "rule": _rule(task),
            "function": None, "frame": None, "reason": None, "fp_only": fp_only,
            "patch_state": task.get("patch_state")}
     if task.get("user_mode"):
@@ -82,19 +83,24 @@ def check_functions_known(session, functions):
 def run_rounds(session, functions, retries: int = 0, interval: float = 1.0, progress=None) -> dict:
     """Freezes and decides; with retries, resumes and re-freezes like the kernel's transition work until
     every task may switch or the retries run out. A task that may switch once counts as switched from then
-    on (the kernel does not check it again); a task first seen in a later round is decided then."""
-    switched, rounds, last = {}, [], None
+    on (the kernel does not check it again); a task first seen in a later round starts in its parent's state,
+    as klp_copy_process() makes a child inherit it: switched if the parent was, decided by its stack if not."""
+    switched, rounds, last, seen = {}, [], None, set()
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(interval)
         report = session.walk()
         decisions = [decide(t, functions) for t in report["tasks"]]
         for d in decisions:
-            key = (d["pid"], d["comm"])
+            key = d["pid"] or (0, d["comm"])  # the idle tasks all have pid 0
+            if key not in switched and attempt and key not in seen and d.get("ppid") in switched:
+                switched[key] = switched[d["ppid"]]
+                d["inherited_from"] = d["ppid"]
             if key in switched:
                 d.update(decision="may-switch", switched_in_round=switched[key])
             elif d["decision"] == "may-switch":
                 switched[key] = attempt
+            seen.add(key)
         blocked = [d for d in decisions if d["decision"] != "may-switch"]
         rounds.append({"round": attempt, "tasks": len(decisions), "blocked": len(blocked),
                        "blocked_tasks": [f"{d['pid']}:{d['comm']}" for d in blocked],

@@ -22,6 +22,7 @@ inline constexpr uint32_t kPfKthread = 0x00200000;      // PF_KTHREAD
 struct GuestTask {
   uint64_t address = 0;  // struct task_struct *
   int32_t pid = 0, tgid = 0;
+  int32_t ppid = -1;     // real_parent's pid (-1 if unreadable)
   std::string comm;
   uint32_t state = 0;    // __state
   int32_t on_cpu = 0;

@@ -188,6 +188,7 @@ Result<KernelLayout> read_kernel_layout(const std::string& vmlinux) {
   k.task_thread_node = offset_of("task_struct", "thread_node");
   k.task_flags = offset_of("task_struct", "flags");
   k.task_mm = offset_of("task_struct", "mm");
+  k.task_real_parent = offset_of("task_struct", "real_parent");
   {
     // Only with CONFIG_LIVEPATCH: optional.
     std::string saved = error;

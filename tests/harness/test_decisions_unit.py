@@ -82,6 +82,19 @@ def test_retries_stop_once_every_task_may_switch_and_switched_tasks_stay_switche
     assert next(d for d in r["tasks"] if d["pid"] == 2)["switched_in_round"] == 0
 
 
+def test_a_task_born_after_the_first_freeze_starts_in_its_parents_state():
+    sh = _task(10, "sh", ["do_wait"])
+    first = _report([sh, _task(11, "cat", ["f", "vfs_read"], ppid=10), _task(12, "stuck", ["f"])])
+    # Round 1: a new cat (child of the switched sh) is in f too, and so is a child of the blocked task.
+    second = _report([sh, _task(13, "cat", ["f", "vfs_read"], ppid=10), _task(12, "stuck", ["f"]),
+                      _task(14, "kid", ["f"], ppid=12)])
+    r = patch_check.run_rounds(_FakeSession([first, second]), ["f"], retries=1, interval=0)
+    by_pid = {d["pid"]: d for d in r["tasks"]}
+    assert by_pid[13]["decision"] == "may-switch" and by_pid[13]["inherited_from"] == 10
+    assert by_pid[14]["decision"] == "blocked-on-stack" and "inherited_from" not in by_pid[14]
+    assert [x["blocked"] for x in r["rounds"]] == [2, 2]
+
+
 def test_retries_run_out_with_the_blocking_set_reported():
     stuck = _report([_task(1, "a", ["f"])])
     r = patch_check.run_rounds(_FakeSession([stuck] * 3), ["f"], retries=2, interval=0)

@@ -106,7 +106,10 @@ def test_ram_file_truncated_while_frozen(guest_dir):
                     session.walk_frozen()
                 except GuestError as e:
                     errors.append(str(e))
-            session.walk(while_frozen=truncate_then_walk_again)
+            try:
+                session.walk(while_frozen=truncate_then_walk_again)
+            except GuestError as e:  # QEMU's own RAM is that file: on resume QEMU itself dies of SIGBUS
+                assert "\n" not in str(e)
             assert session.proc.poll() is None, "the walker died (SIGBUS?)"
     finally:
         guest.stop()
