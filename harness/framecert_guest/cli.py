@@ -92,7 +92,10 @@ def run_boot(args) -> int:
             ready = guest.wait_ready(timeout=args.timeout, on_poll=echo.update)
         finally:
             echo.update(guest)  # the console up to a panic or timeout explains it
+        from . import attach
+        attach.publish(guest)
         print(f"framecert-guest: ready in {ready:.1f} s (pid {guest.proc.pid}); Ctrl-C stops it\n"
+              f"  walk it: scripts/framecert-guest walk --attach {guest.run_dir}\n"
               f"  QMP      {guest.qmp_socket}\n  gdbstub  {guest.gdb_socket}\n"
               f"  commands {guest.cmd_socket}  (one line per command, e.g. 'tasks'; output on the console)\n"
               f"  RAM      {guest.ram_path}\n  console  {guest.serial_log}", file=sys.stderr, flush=True)
@@ -134,6 +137,9 @@ def add_walk(sub):
     p.add_argument("--smp", type=_int_in(1, qemu.MAX_SMP), default=2, help="vCPUs (default 2)")
     p.add_argument("--mem", type=_int_in(128, qemu.MAX_MEM_MB), default=512, metavar="MIB", help="guest RAM (MiB)")
     p.add_argument("--guest-dir", help="a built guest directory (default: build or take from the cache)")
+    p.add_argument("--attach", nargs="?", const="", metavar="RUN_DIR",
+                   help="walk the guest `framecert-guest boot` keeps running (the only one, or RUN_DIR) instead "
+                        "of booting one; it keeps running afterwards")
     p.add_argument("--settle", type=float, default=1.0, metavar="S", help="seconds of workload before the freeze")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the ready marker")
     p.set_defaults(func=run_walk)
@@ -142,10 +148,16 @@ def add_walk(sub):
 def run_walk(args) -> int:
     import json
     from pathlib import Path
-    from . import crosscheck, walk
-    guest_dir = Path(args.guest_dir or build(progress=Progress()))
-    with qemu.Guest(guest_dir, smp=args.smp, mem_mb=args.mem) as guest:
-        guest.wait_ready(timeout=args.timeout)
+    from . import attach, crosscheck, walk
+    if args.attach is not None:
+        guest = attach.AttachedGuest(attach.find(args.attach))
+        guest_dir = guest.guest_dir
+    else:
+        guest_dir = Path(args.guest_dir or build(progress=Progress()))
+        guest = qemu.Guest(guest_dir, smp=args.smp, mem_mb=args.mem)
+    with guest:
+        if args.attach is None:
+            guest.wait_ready(timeout=args.timeout)
         with walk.WalkSession(guest) as session:
             time.sleep(args.settle)
             dump_dir = None

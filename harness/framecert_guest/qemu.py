@@ -97,6 +97,11 @@ class Guest:
     def cmd_socket(self) -> Path:
         return self.run_dir / "cmd.sock"
 
+    @property
+    def attach_qmp_socket(self) -> Path:
+        """A second QMP monitor, for another framecert-guest process attaching to this guest (attach.py)."""
+        return self.run_dir / "qmp-attach.sock"
+
     def qemu_args(self) -> list:
         d, mem = self.guest_dir, f"{self.mem_mb}M"
         return [
@@ -111,6 +116,7 @@ class Guest:
             "-chardev", f"socket,id=cmd,path={self.cmd_socket},server=on,wait=off", "-serial", "chardev:cmd",
             "-chardev", f"socket,id=gdb,path={self.gdb_socket},server=on,wait=off", "-gdb", "chardev:gdb",
             "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
+            "-qmp", f"unix:{self.attach_qmp_socket},server=on,wait=off",
         ] + [a for name, path in self.files.items() for a in ("-fw_cfg", f"name={FW_CFG_PREFIX}{name},file={path}")]
 
     # ---- life cycle ----

@@ -155,3 +155,33 @@ def test_panic_is_a_clear_error_and_leaves_nothing(guest_dir):
             g.wait_ready(timeout=BOOT_TIMEOUT)
     _assert_nothing_left(ram_path)
     assert set(Path("/dev/shm").glob(f"{qemu.SHM_PREFIX}{os.getpid()}-*")) == before
+
+
+def test_walk_attaches_to_a_booted_guest_and_leaves_it_running(guest_dir, tmp_path):
+    p = _launch_cli_boot(guest_dir)
+    try:
+        lines, run_dir = [], None
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while run_dir is None:
+            line = p.stderr.readline()
+            assert line or p.poll() is None, "".join(lines)
+            lines.append(line)
+            m = re.search(r"walk --attach (\S+)", line)
+            run_dir = m.group(1) if m else None
+            assert time.monotonic() < deadline, "".join(lines)
+        ram_path = _ram_path_from(lines) or next(l.split()[-1] for l in p.stderr if l.strip().startswith("RAM"))
+        for attempt in range(2):  # attaching twice: the first walk let go of everything it held
+            out = tmp_path / f"walk{attempt}.json"
+            r = subprocess.run([CLI, "walk", "--attach", "--settle", "0.2", "--json", str(out)], capture_output=True,
+                               text=True, timeout=300)
+            assert r.returncode == 0, r.stderr[-3000:]
+            report = json.loads(out.read_text())
+            comms = {t["comm"] for t in report["tasks"]}
+            assert set(KTHREADS) <= comms and report["summary"]["tasks"] > 50
+            assert p.poll() is None and _qemu_processes_using(ram_path), "the booted guest must keep running"
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=60)
+    _assert_nothing_left(ram_path)
+    r = subprocess.run([CLI, "walk", "--attach"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "0 guests are running" in r.stderr
