@@ -1,11 +1,14 @@
 // libFuzzer target: the frame-pointer walk, the reliability judge and the metadata-only walk (unwind())
 // over a fake address space whose registers, stack words, code bytes and frame metadata (rows, call sites,
-// functions) all come from the input. Must never crash or hang, and checks the one invariant that is
-// cheap to state: a reliable verdict means every frame lies inside the stack bounds, strictly ascending.
+// functions) all come from the input. Must never crash or hang, and checks the invariants that are cheap
+// to state: a reliable verdict means every frame lies inside the stack bounds, strictly ascending; and in
+// kernel mode (no user-space "rbp zeroed" end), without any end-of-stack hint in the metadata, a reliable
+// trace ends exactly at the end frame.
 //
 // Input layout (little-endian, read front to back; bytes past the end read as 0):
 //   u8 flags      bit0..2: skip check_call_targets / scan_for_skipped_frames / check_frame_sizes,
-//                 bit3: end_frame set, bit4: stopped in a system call, bit5: no symbol table
+//                 bit3: end_frame set, bit4: stopped in a system call, bit5: no symbol table,
+//                 bit6: kernel mode (WalkOptions::zeroed_rbp_ends_stack off)
 //   u8 rows, u8 calls, u8 functions, u8 text_len
 //   u16 rip, u16 rsp, u16 rbp (offsets: rip from kText, rsp/rbp from kStack; rbp 0 stays 0), u16 end_frame
 //   rows      x (u16 offset, u8 cfa_base, i8 cfa_offset, i8 bp_offset, u8 flags)
@@ -134,6 +137,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.scan_for_skipped_frames = !(flags & 0x02);
   options.check_frame_sizes = !(flags & 0x04);
   if (flags & 0x08) options.end_frame = kStack + end_frame;
+  const bool kernel = flags & 0x40;
+  options.zeroed_rbp_ends_stack = !kernel;
   StackBounds bounds{kStack, kStack + kStackSize};
   WalkContext ctx{mem, code_map, bounds, options};
 
@@ -153,6 +158,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   check_reliable("metadata-only", u.cfa_trace, bounds);
   if (u.trace.verdict.reliable && !u.cross_check.agree) {
     std::fprintf(stderr, "INVARIANT: reliable verdict although the cross-check disagrees\n");
+    std::abort();
+  }
+  const bool hinted_end = std::any_of(metadata->sections[0].rows.begin(), metadata->sections[0].rows.end(),
+                                      [](const FrameRowEntry& r) { return r.state.has(framecert::metadata::kEndOfStack); });
+  if (kernel && !hinted_end && u.trace.verdict.reliable &&
+      !(options.end_frame && !u.trace.frames.empty() && u.trace.frames.back().fp == *options.end_frame)) {
+    std::fprintf(stderr, "INVARIANT: kernel-mode trace reliable without reaching the end frame\n");
     std::abort();
   }
   return 0;
