@@ -1,8 +1,9 @@
-// Turns the checker's per-instruction stack states into the frame metadata the unwinder reads.
-// Beyond objtool's state it runs one more data-flow pass: what the rbp *register* holds (the caller's
-// value, this function's frame, zero, or something unknown), because a frame that objtool calls valid is
-// useless to an unwinder if rbp was overwritten before the call.
+// Turns the checker's per-instruction stack states, and what rbp holds (rbp_flow.h), into the frame
+// metadata the unwinder reads.
 #pragma once
+
+#include <cstdint>
+#include <vector>
 
 #include "unwinder/frame_table.h"
 #include "validator/checker.h"
@@ -10,6 +11,7 @@
 
 namespace framecert {
 
-FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& result);
+// `bp`: rbp_values(obj, result).
+FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& result, const std::vector<uint8_t>& bp);
 
 }  // namespace framecert

@@ -6,7 +6,9 @@
 #include "validator/decoded_object.h"
 #include "validator/decoder.h"
 #include "validator/elf_file.h"
+#include "validator/frame_pointer_check.h"
 #include "validator/frame_table_builder.h"
+#include "validator/rbp_flow.h"
 
 namespace framecert {
 
@@ -37,11 +39,16 @@ Result<ObjectReport> check_object(const std::string& path, const CheckOptions& o
     result = check_functions(obj, options.explain);
     result.findings.insert(result.findings.begin(), obj.fatal.begin(), obj.fatal.end());
     if (result.findings.empty()) check_reachability(obj, result);
+  }
+  // What rbp holds along the followed paths: for framecert's own rule and for the metadata.
+  const std::vector<uint8_t> bp = rbp_values(obj, result);
+  if (!whole_object_fatal) {
+    check_frame_pointer_kept(obj, bp, result);
     report.findings = result.findings;
   }
   for (const Function& f : obj.functions)
     if (f.canonical && f.parent >= 0 && &obj.functions[f.parent] == &f) ++report.functions_checked;
-  if (options.want_metadata) report.metadata = build_frame_table(obj, result);
+  if (options.want_metadata) report.metadata = build_frame_table(obj, result, bp);
   return report;
 }
 

@@ -6,6 +6,7 @@ from .errors import GuestError
 REQUIRED = {
     "CONFIG_64BIT": ("y", "x86-64 guest"),
     "CONFIG_SMP": ("y", "several CPUs, tasks running on vCPUs"),
+    "CONFIG_VMAP_STACK": ("y", "task stacks in vmalloc space: walked through the page tables"),
     "CONFIG_FRAME_POINTER": ("y", "the unwinder walks frame pointers"),
     "CONFIG_UNWINDER_FRAME_POINTER": ("y", "the kernel's own unwinder is the FP one"),
     "CONFIG_UNWINDER_ORC": (None, "ORC would replace the FP unwinder"),

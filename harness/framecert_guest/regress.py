@@ -51,6 +51,7 @@ def variants(templates: dict) -> list:
                             "set": set_name, "kind": kind, "lang": "asm", "nap": nap,
                             "body": _expand(f[kind], values),
                             "finding": f["finding"] if kind == "bug" else None,
+                            "objtool_sees": f.get("objtool_sees", True),
                             "reason": f["reason"] if kind == "bug" else None})
     for family, f in templates["c_families"].items():
         for set_name, bodies in f["sets"].items():
@@ -58,6 +59,7 @@ def variants(templates: dict) -> list:
                 out.append({"name": f"fcr_{family}_{set_name}" + ("_ok" if kind == "twin" else ""), "family": family,
                             "set": set_name, "kind": kind, "lang": "c", "nap": _DEFAULT_NAP, "body": [bodies[kind]],
                             "finding": f["finding"] if kind == "bug" else None,
+                            "objtool_sees": f.get("objtool_sees", True),
                             "reason": f["reason"] if kind == "bug" else None})
     return out
 
@@ -158,14 +160,15 @@ def generate(module_dir: Path, templates: dict = None) -> dict:
     (module_dir / "fcregress_c.c").write_text(_c_source(vs))
     (module_dir / "fcregress_main.c").write_text(_main_source(vs, comms))
     expected = {
-        "about": "Per fcregress kthread (by comm): the variant it sleeps in, objtool's finding for it (bug variants; "
-                 "null where objtool cannot see the bug), the verdict a walk must give, and the true chain "
+        "about": "Per fcregress kthread (by comm): the variant it sleeps in, the validator's finding for it (bug "
+                 "variants; objtool's too unless objtool_sees is false), the verdict a walk must give, the true chain "
                  "(outermost first) down to fcr_nap, inside which it sleeps in 'sleeps_in'.",
         "sleeps_in": SLEEPS_IN,
         "kthreads": {comms[v["name"]]: {
             "function": v["name"], "family": v["family"], "set": v["set"], "kind": v["kind"],
             "object": "fcregress_c.o" if v["lang"] == "c" else "fcregress_asm.o",
-            "finding": v["finding"], "verdict": "unreliable" if v["kind"] == "bug" else "reliable",
+            "finding": v["finding"], "objtool_sees": v["objtool_sees"],
+            "verdict": "unreliable" if v["kind"] == "bug" else "reliable",
             "reason": v["reason"], "chain": _chain(v)} for v in vs},
     }
     (module_dir / EXPECTED).write_text(json.dumps(expected, indent=1) + "\n")

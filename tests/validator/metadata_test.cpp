@@ -38,7 +38,7 @@ TEST(Metadata, StandardFrameStatesAndCallSites) {
 }
 
 TEST(Metadata, RbpOverwrittenAfterSetupIsNoFrameAtTheCall) {
-  FrameTable t = metadata_of("ok_bp_clobbered_after_setup.S");
+  FrameTable t = metadata_of("differs_bp_overwritten_before_call.S");
   const auto& calls = t.sections.at(0).calls;
   ASSERT_EQ(calls.size(), 2u);
   EXPECT_FALSE(calls[0].has(md::kCallFrameValid)) << "rbp holds %rdi, not the frame";

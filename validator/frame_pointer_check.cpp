@@ -1,0 +1,23 @@
+#include "validator/frame_pointer_check.h"
+
+#include "validator/rbp_flow.h"
+
+namespace framecert {
+
+void check_frame_pointer_kept(const DecodedObject& obj, const std::vector<uint8_t>& bp, CheckResult& result) {
+  std::vector<bool> reported(obj.functions.size(), false);
+  for (size_t i = 0; i < obj.insns.size(); ++i) {
+    const Instruction& in = obj.insns[i];
+    if (!in.is_call() || in.func == kNone || in.ignore || result.state_of_insn[i] < 0 || bp[i] == kBpUnset) continue;
+    const int32_t f = obj.parent_of(in.func);
+    // A function already reported keeps its first finding only (objtool's rule, and framecert's).
+    if (result.function_failed[f] || reported[f]) continue;
+    if (!result.states[result.state_of_insn[i]].has_valid_frame()) continue;  // objtool's own rule covers it
+    if (bp[i] == static_cast<uint8_t>(BpValue::Frame)) continue;
+    result.findings.push_back(obj.finding_at(in, kFramePointerOverwritten));
+    result.function_failed[f] = true;
+    reported[f] = true;
+  }
+}
+
+}  // namespace framecert
