@@ -19,7 +19,7 @@ class FakeMemory final : public Memory {
   void map_bytes(uint64_t addr, const void* src, size_t len) {
     auto& r = regions_[addr];
     r.resize(len);
-    std::memcpy(r.data(), src, len);
+    if (len) std::memcpy(r.data(), src, len);  // src may be null for an empty region
   }
   void unmap(uint64_t addr) { regions_.erase(addr); }
 

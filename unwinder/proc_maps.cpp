@@ -1,9 +1,15 @@
 #include "unwinder/proc_maps.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cinttypes>
 #include <cstdio>
-#include <fstream>
+#include <cstring>
 #include <sstream>
+
+#include "unwinder/scoped_fd.h"
 
 namespace framecert {
 
@@ -34,11 +40,25 @@ Result<std::vector<Mapping>> parse_maps(const std::string& text) {
 
 Result<std::vector<Mapping>> read_maps(pid_t pid) {
   std::string path = "/proc/" + std::to_string(pid) + "/maps";
-  std::ifstream f(path);
-  if (!f) return fail("{}: cannot open", path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return parse_maps(ss.str());
+  auto text = read_proc_file(path);
+  if (!text) return tl::unexpected(text.error());
+  return parse_maps(*text);
+}
+
+Result<std::string> read_proc_file(const std::string& path) {
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return fail("{}: cannot open: {}", path, std::strerror(errno));
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd.get(), buf, sizeof buf);
+    if (n == 0) return out;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail("{}: cannot read: {}", path, std::strerror(errno));
+    }
+    out.append(buf, static_cast<size_t>(n));
+  }
 }
 
 }  // namespace framecert

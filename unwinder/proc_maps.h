@@ -23,4 +23,8 @@ struct Mapping {
 Result<std::vector<Mapping>> parse_maps(const std::string& text);
 Result<std::vector<Mapping>> read_maps(pid_t pid);
 
+// The whole of a small /proc file. Plain read(2), never an exception: a file of a thread or process that
+// exits meanwhile fails to read (ESRCH), which iostreams may report by throwing.
+Result<std::string> read_proc_file(const std::string& path);
+
 }  // namespace framecert

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <set>
 #include <thread>
@@ -143,15 +142,15 @@ Result<void> FrozenProcess::detach() {
 FrozenProcess::~FrozenProcess() { detach(); }
 
 std::string thread_name(pid_t pid, pid_t tid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/comm");
-  std::string name;
-  std::getline(f, name);
-  return name;
+  auto text = read_proc_file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/comm");
+  if (!text) return {};  // exited meanwhile
+  return text->substr(0, text->find('\n'));
 }
 
 char thread_state(pid_t pid, pid_t tid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
-  std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  auto text = read_proc_file("/proc/" + std::to_string(pid) + "/task/" + std::to_string(tid) + "/stat");
+  if (!text) return 0;  // exited meanwhile
+  const std::string& s = *text;
   auto close = s.rfind(')');  // comm may contain spaces and parentheses
   if (close == std::string::npos || close + 2 >= s.size()) return 0;
   return s[close + 2];
