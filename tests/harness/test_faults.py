@@ -5,6 +5,7 @@ recovery), a non-zero exit where a command fails, a bounded time, and no QEMU pr
   is a harness error); the guest kernel panics; the QMP connection closes; the RAM file is truncated while
   frozen; vmlinux missing or without debug info; a damaged guest cache (rebuilt) and a directory that is no
   guest at all."""
+import contextlib
 import json
 import os
 import shutil
@@ -20,13 +21,6 @@ from framecert_guest import qemu, walk
 from framecert_guest.errors import GuestError
 
 CLI = REPO / "scripts" / "framecert-guest"
-
-
-@pytest.fixture(scope="module")
-def guest_dir():
-    r = subprocess.run([CLI, "build"], capture_output=True, text=True, timeout=2400)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return Path(r.stdout.strip().splitlines()[-1])
 
 
 def _qemus_for(path_fragment: str) -> list:
@@ -49,72 +43,59 @@ def _assert_cleaned_up(guest):
     assert not _qemus_for(str(guest.run_dir))
 
 
-def _booted(guest_dir):
-    g = qemu.Guest(guest_dir, smp=2).start()
-    g.wait_ready(timeout=300)
-    return g
-
-
-def test_qemu_killed_mid_walk(guest_dir):
-    guest = _booted(guest_dir)
+@contextlib.contextmanager
+def _booted_and_checked(guest_dir):
+    """A booted guest; afterwards, whatever happened, stopped, and nothing of it may be left."""
+    guest = qemu.Guest(guest_dir, smp=2).start()
     try:
-        with walk.WalkSession(guest) as session:
-            t0 = time.monotonic()
-            with pytest.raises(GuestError) as e:
-                session.walk(while_frozen=lambda report: os.kill(guest.proc.pid, signal.SIGKILL))
-            assert time.monotonic() - t0 < 30
-            assert "\n" not in str(e.value)
+        guest.wait_ready(timeout=300)
+        yield guest
     finally:
         guest.stop()
     _assert_cleaned_up(guest)
 
 
+def test_qemu_killed_mid_walk(guest_dir):
+    with _booted_and_checked(guest_dir) as guest, walk.WalkSession(guest) as session:
+        t0 = time.monotonic()
+        with pytest.raises(GuestError) as e:
+            session.walk(while_frozen=lambda report: os.kill(guest.proc.pid, signal.SIGKILL))
+        assert time.monotonic() - t0 < 30
+        assert "\n" not in str(e.value)
+
+
 def test_guest_panic_is_one_clear_error(guest_dir):
-    guest = _booted(guest_dir)
-    try:
+    with _booted_and_checked(guest_dir) as guest:
         t0 = time.monotonic()
         with pytest.raises(qemu.GuestPanic, match="Kernel panic - not syncing: sysrq triggered crash"):
             guest.command("echo c > /proc/sysrq-trigger", timeout=60)
         assert time.monotonic() - t0 < 60
-    finally:
-        guest.stop()
-    _assert_cleaned_up(guest)
 
 
 def test_qmp_connection_closing(guest_dir):
-    guest = _booted(guest_dir)
-    try:
-        with walk.WalkSession(guest) as session:
-            guest._qmp._sock.shutdown(2)  # the connection goes away under the session
-            with pytest.raises(GuestError) as e:
-                session.walk()
-            assert "\n" not in str(e.value)
-    finally:
-        guest.stop()
-    _assert_cleaned_up(guest)
+    with _booted_and_checked(guest_dir) as guest, walk.WalkSession(guest) as session:
+        guest._qmp._sock.shutdown(2)  # the connection goes away under the session
+        with pytest.raises(GuestError) as e:
+            session.walk()
+        assert "\n" not in str(e.value)
 
 
 def test_ram_file_truncated_while_frozen(guest_dir):
-    guest = _booted(guest_dir)
     errors = []
-    try:
-        with walk.WalkSession(guest) as session:
-            def truncate_then_walk_again(report):
-                assert report["tasks"]
-                os.truncate(guest.ram_path, 1 << 20)
-                try:
-                    session.walk_frozen()
-                except GuestError as e:
-                    errors.append(str(e))
+    with _booted_and_checked(guest_dir) as guest, walk.WalkSession(guest) as session:
+        def truncate_then_walk_again(report):
+            assert report["tasks"]
+            os.truncate(guest.ram_path, 1 << 20)
             try:
-                session.walk(while_frozen=truncate_then_walk_again)
-            except GuestError as e:  # QEMU's own RAM is that file: on resume QEMU itself dies of SIGBUS
-                assert "\n" not in str(e)
-            assert session.proc.poll() is None, "the walker died (SIGBUS?)"
-    finally:
-        guest.stop()
+                session.walk_frozen()
+            except GuestError as e:
+                errors.append(str(e))
+        try:
+            session.walk(while_frozen=truncate_then_walk_again)
+        except GuestError as e:  # QEMU's own RAM is that file: on resume QEMU itself dies of SIGBUS
+            assert "\n" not in str(e)
+        assert session.proc.poll() is None, "the walker died (SIGBUS?)"
     assert errors and "shrank" in errors[0] and "\n" not in errors[0], errors
-    _assert_cleaned_up(guest)
 
 
 def _fake_guest(guest_dir: Path, tmp: Path, vmlinux) -> Path:

@@ -5,9 +5,7 @@ corrupts stack words of a sleeping task in the frozen RAM file (restored before 
 wrong trace is ever called reliable."""
 import json
 import random
-import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -18,13 +16,6 @@ from framecert_guest import crosscheck, qemu, walk
 
 CLI = REPO / "scripts" / "framecert-guest"
 SMP = 2
-
-
-@pytest.fixture(scope="module")
-def guest_dir():
-    r = subprocess.run([CLI, "build"], capture_output=True, text=True, timeout=2400)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return Path(r.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")

@@ -2,20 +2,10 @@
 with the kernel's own livepatch transition (fcpatch.ko)."""
 import json
 import subprocess
-from pathlib import Path
-
-import pytest
 
 from conftest import REPO
 
 CLI = REPO / "scripts" / "framecert-guest"
-
-
-@pytest.fixture(scope="module")
-def guest_dir():
-    r = subprocess.run([CLI, "build"], capture_output=True, text=True, timeout=2400)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return Path(r.stdout.strip().splitlines()[-1])
 
 
 def _patch_check(guest_dir, tmp_path, *args):

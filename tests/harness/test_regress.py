@@ -19,13 +19,6 @@ FRAMECERT = walk.FRAMECERT_BIN
 
 
 @pytest.fixture(scope="module")
-def guest_dir():
-    r = subprocess.run([CLI, "build"], capture_output=True, text=True, timeout=2400)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return Path(r.stdout.strip().splitlines()[-1])
-
-
-@pytest.fixture(scope="module")
 def expected(guest_dir):
     return json.loads((guest_dir / "regress-expected.json").read_text())
 

@@ -3,21 +3,11 @@ workload, every task walked and cross-checked each round, zero false reliables; 
 shards (one guest each, in parallel with --jobs) merge into one report."""
 import json
 import subprocess
-from pathlib import Path
-
-import pytest
 
 from conftest import REPO
 
 CLI = REPO / "scripts" / "framecert-guest"
 ROUNDS = 10
-
-
-@pytest.fixture(scope="module")
-def guest_dir():
-    r = subprocess.run([CLI, "build"], capture_output=True, text=True, timeout=2400)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return Path(r.stdout.strip().splitlines()[-1])
 
 
 def _stress(guest_dir, tmp_path, name, *args):

@@ -1,7 +1,6 @@
 """The guest walk's pure-Python parts, no VM: the gdbstub register block, the PRSTATUS fix for drgn, the
 page-table walk of the fault-injection writer, crash's output and the report's totals."""
 import struct
-import sys
 
 from conftest import REPO  # noqa: F401  (puts harness/ on sys.path)
 from framecert_guest import crosscheck, gdbstub, walk

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,6 +29,8 @@ class Child {
     if (pipe2(fds, O_CLOEXEC) != 0) return;
     pid_ = fork();
     if (pid_ == 0) {
+      // A test killed on its timeout never runs ~Child: the program must not outlive it (they spin).
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
       dup2(fds[1], 1);
       std::vector<char*> argv{const_cast<char*>(path.c_str())};
       for (auto& a : args) argv.push_back(a.data());
