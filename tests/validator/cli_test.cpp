@@ -213,4 +213,17 @@ TEST(ObjtoolWrapper, ReportsADisagreementAndFailsWhenStrict) {
   EXPECT_EQ(strict.status, 1) << strict.out;
 }
 
+// framecert's own rule has no objtool counterpart: noted, never a disagreement, even when strict.
+TEST(ObjtoolWrapper, FramecertsOwnRuleIsNotADisagreement) {
+  TempDir tmp;
+  const std::string obj = tmp.file("w.o", read_all(fixture("differs_bp_overwritten_before_call")));
+  setenv("FRAMECERT_STRICT", "1", 1);
+  CliRun r = run_wrapper("--stackval " + obj);
+  unsetenv("FRAMECERT_STRICT");
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("framecert-objtool: " + obj + ": framecert's own rule: f+0x7: call with frame pointer "
+                       "overwritten after setup"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("only framecert"), std::string::npos) << r.out;
+}
+
 }  // namespace
