@@ -28,7 +28,7 @@ from pathlib import Path
 from . import cache, paths, regress
 from .errors import GuestError
 from .initramfs import build_initramfs
-from .kernel_build import build_kernel, build_module, configure, extract, framecert_objtool
+from .kernel_build import build_kernel, build_module, configure, extract, framecert_objtool, write_chains_header
 from .progress import Progress
 
 MANIFEST = "manifest.json"
@@ -203,7 +203,6 @@ def _build_guest_into(tmp: Path, final: Path, kernel_dir: Path, key: str, log, p
 
 
 def _fctest_chains_header(module_dir: Path):
-    from .kernel_build import write_chains_header
     write_chains_header(module_dir / "expected-chains.json", module_dir / "fctest_chains.h")
 
 

@@ -5,14 +5,25 @@ patch-check, stress, merge) join COMMANDS the same way. Exit status: 0 success, 
 guest panic, timeout), 2 bad arguments, 130 interrupted. Expected failures print one line, no traceback.
 """
 import argparse
+import json
 import os
 import sys
 import time
+from pathlib import Path
 
 from . import paths, qemu
 from .build import build
 from .errors import GuestError
 from .progress import Progress
+
+
+def _write_json(report: dict, path: str):
+    """--json FILE of every command: the report, indented; '-' is stdout."""
+    text = json.dumps(report, indent=1)
+    if path == "-":
+        print(text)
+    else:
+        Path(path).write_text(text + "\n")
 
 
 def _int_in(lo, hi):
@@ -146,8 +157,6 @@ def add_walk(sub):
 
 
 def run_walk(args) -> int:
-    import json
-    from pathlib import Path
     from . import attach, crosscheck, walk
     if args.attach is not None:
         guest = attach.AttachedGuest(attach.find(args.attach))
@@ -189,11 +198,7 @@ def run_walk(args) -> int:
     walk.finish_report(report, drgn_res, crash_res)
     print(walk.format_table(report), flush=True)
     if args.json:
-        text = json.dumps(report, indent=1)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text)
+        _write_json(report, args.json)
     if report["summary"]["false_reliable"]:
         print(f"framecert-guest: FALSE RELIABLE: {report['summary']['false_reliable']} task(s) called reliable "
               "disagree with an independent walker", file=sys.stderr, flush=True)
@@ -233,8 +238,7 @@ def add_patch_check(sub):
 
 
 def run_patch_check(args) -> int:
-    from pathlib import Path
-    from . import livepatch, patch_check, stress, walk
+    from . import livepatch, patch_check, walk
     guest_dir = Path(args.guest_dir or build(progress=Progress()))
     functions = args.functions or (livepatch.PATCHED_FUNCTIONS if args.kernel_compare else None)
     if not functions:
@@ -258,7 +262,7 @@ def run_patch_check(args) -> int:
     if args.kernel_compare:
         print(livepatch.format_comparison(result), flush=True)
     if args.json:
-        stress.write_json(result, args.json)
+        _write_json(result, args.json)
     return 0
 
 
@@ -300,8 +304,7 @@ def _job(text):
 
 
 def run_stress(args) -> int:
-    from pathlib import Path
-    from . import report_html, stress
+    from . import stress
     guest_dir = Path(args.guest_dir or build(progress=Progress()))
     if args.workload not in stress.WORKLOADS:
         raise GuestError(f"unknown workload {args.workload!r} (known: {', '.join(stress.WORKLOADS)})")
@@ -312,9 +315,15 @@ def run_stress(args) -> int:
         report = stress.run(guest_dir, rounds, args.seed, smp=args.smp, workload=args.workload,
                             progress=stress.progress_line)
     report["summary"]["shard"] = f"{args.shard[0]}/{args.shard[1]}"
+    return _finish_stress_report(report, args)
+
+
+def _finish_stress_report(report: dict, args) -> int:
+    """stress and merge: the summary, --json, --html; exit 1 on a false reliable or a harness error."""
+    from . import report_html, stress
     print(stress.format_summary(report), flush=True)
     if args.json:
-        stress.write_json(report, args.json)
+        _write_json(report, args.json)
     if args.html:
         report_html.write(report, args.html)
         print(f"HTML report: {Path(args.html).resolve()}", flush=True)
@@ -328,20 +337,18 @@ def run_stress(args) -> int:
 
 def _stress_jobs(args, guest_dir) -> dict:
     """--jobs J: J child processes of this command, one guest each, every J-th round of the shard each."""
-    import json
     import subprocess
     import tempfile
-    from pathlib import Path
     from . import stress
     tmp = Path(tempfile.mkdtemp(prefix="framecert-stress-"))
     try:
         procs = []
         for k in range(args.jobs):
             out = tmp / f"job{k}.json"
-            cmd = [sys.executable, str(paths.REPO / "scripts" / "framecert-guest"), "stress", "--rounds", str(args.rounds), "--seed",
-                   str(args.seed), "--smp", str(args.smp), "--workload", args.workload, "--shard",
-                   f"{args.shard[0]}/{args.shard[1]}", "--job", f"{k}/{args.jobs}", "--json", str(out),
-                   "--guest-dir", str(guest_dir)]
+            cmd = [sys.executable, str(paths.REPO / "scripts" / "framecert-guest"), "stress",
+                   "--rounds", str(args.rounds), "--seed", str(args.seed), "--smp", str(args.smp),
+                   "--workload", args.workload, "--shard", f"{args.shard[0]}/{args.shard[1]}",
+                   "--job", f"{k}/{args.jobs}", "--json", str(out), "--guest-dir", str(guest_dir)]
             procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL), out))
         reports = []
         for proc, out in procs:
@@ -368,8 +375,7 @@ def add_merge(sub):
 
 
 def run_merge(args) -> int:
-    import json
-    from . import report_html, stress
+    from . import stress
     reports = []
     for path in args.reports:
         try:
@@ -379,14 +385,7 @@ def run_merge(args) -> int:
             raise GuestError(f"cannot read {path}: {e}") from None
         if "rounds" not in reports[-1] or "summary" not in reports[-1]:
             raise GuestError(f"{path} is not a stress report")
-    report = stress.merge(reports)
-    print(stress.format_summary(report), flush=True)
-    if args.json:
-        stress.write_json(report, args.json)
-    if args.html:
-        report_html.write(report, args.html)
-    s = report["summary"]
-    return 1 if s["false_reliable"] or s["harness_errors"] else 0
+    return _finish_stress_report(stress.merge(reports), args)
 
 
 COMMANDS = [add_build, add_metadata, add_boot, add_walk, add_patch_check, add_stress, add_merge]

@@ -12,7 +12,6 @@ Categories (compare_with_kernel): both switched; both blocked; the kernel switch
 function, i.e. the kernel's frame-pointer walk missed it); framecert would switch a task the kernel has not
 switched yet.
 """
-import re
 import time
 
 from . import known_chains, patch_check, walk
@@ -75,9 +74,3 @@ def format_comparison(result: dict) -> str:
                      f"{', '.join(kc['kernel_unsafe'])}")
     return "\n".join(lines)
 
-
-def proc_patch_state(guest, pids) -> dict:
-    """The kernel's /proc/PID/patch_state of `pids` now (for a sanity check of the frozen-memory reading)."""
-    out = guest.command("for p in " + " ".join(str(p) for p in pids) +
-                        "; do echo \"FRAMECERT-PS $p $(cat /proc/$p/patch_state 2>/dev/null)\"; done")
-    return {int(p): int(s) for p, s in re.findall(r"FRAMECERT-PS (\d+) (-?\d+)", out)}

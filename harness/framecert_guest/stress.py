@@ -6,7 +6,6 @@ job runs it. Per round: tasks walked, reliable / unreliable by reason, running t
 (a reliable trace the metadata-only walk disagrees with, or one that contradicts the guest's ground truth:
 known_chains.py) and harness errors. Reports merge (merge()) when rounds were spread over jobs or machines.
 """
-import json
 import random
 import statistics
 import sys
@@ -212,11 +211,3 @@ def format_summary(report: dict) -> str:
         f"  FALSE RELIABLE: {s['false_reliable']}   harness errors: {s['harness_errors']}",
     ])
 
-
-def write_json(report: dict, path: str):
-    text = json.dumps(report, indent=1)
-    if path == "-":
-        print(text)
-    else:
-        with open(path, "w") as f:
-            f.write(text + "\n")
