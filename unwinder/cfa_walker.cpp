@@ -36,8 +36,15 @@ Trace walk_cfa_rules(const WalkContext& ctx, const Regs& regs) {
       break;
     }
     const FrameState& s = *site.state;
-    if (s.has(kEndOfStack)) {
+    if (ctx.options.end_frame && fp_known && fp == *ctx.options.end_frame) {
       end = true;
+      break;
+    }
+    if (s.has(kEndOfStack)) {
+      end = hint_ends_stack(ctx.options, sp);
+      if (!end)
+        judge.fail(Reason::StackEndNotReached, k,
+                   fmt::format("{:#x} is under an end-of-stack hint below the stack's top", ret));
       break;
     }
     if (s.has(kBpZero) && ctx.options.zeroed_rbp_ends_stack && s.cfa_base != CfaBase::Bp) {
@@ -46,10 +53,6 @@ Trace walk_cfa_rules(const WalkContext& ctx, const Regs& regs) {
       } else {
         judge.fail(Reason::BpClobbered, k, fmt::format("metadata says rbp is 0 at {:#x}, but it is {:#x}", ret - 1, fp));
       }
-      break;
-    }
-    if (ctx.options.end_frame && fp_known && fp == *ctx.options.end_frame) {
-      end = true;
       break;
     }
     uint64_t cfa = 0;

@@ -49,12 +49,16 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
       }
       break;
     }
-    if (site.state && site.state->has(kEndOfStack)) {
+    if (ctx.options.end_frame && fp == *ctx.options.end_frame) {
       end = true;
       break;
     }
-    if (ctx.options.end_frame && fp == *ctx.options.end_frame) {
-      end = true;
+    if (site.state && site.state->has(kEndOfStack)) {
+      end = hint_ends_stack(ctx.options, sp);
+      if (!end)
+        judge.fail(Reason::StackEndNotReached, k,
+                   fmt::format("the return address {:#x} is under an end-of-stack hint, but the frame is not the "
+                               "one at the stack's top: the frames below it are unknown", ret));
       break;
     }
     // Condition 3: the caller must have had its own frame at the call, or rbp still holds a frame of

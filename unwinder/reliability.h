@@ -49,6 +49,18 @@ struct Problem {
 };
 using Check = std::optional<Problem>;
 
+// Test-only: FRAMECERT_TEST_DISABLE_RULE=<reason>[,<reason>...] (reason names as in docs/verdicts.md)
+// switches those judge rules off, so that tests can show that the independent truths catch the false
+// reliables the rule exists to prevent. Read once per process; never set it in production.
+bool rule_disabled(Reason r);
+
+// Condition 5 in a kernel stack (`end_frame` set): an end-of-stack hint (ret_from_fork, the entry code)
+// ends the walk only where the stack really ends — the frame record just below the pt_regs at the top, or,
+// for the innermost frame, rsp at or above those pt_regs. Anywhere else the hint marks code whose frame
+// is unknown (ftrace's return_to_handler carries one), and callers below it would be cut off.
+// User space (no end_frame): a hint ends the stack where it is met.
+bool hint_ends_stack(const WalkOptions& options, uint64_t sp);
+
 // Keeps the first problem found; walks may go on best-effort afterwards to show more frames.
 class Judge {
  public:

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "unwinder/reliability.h"
+
 namespace framecert {
 
 CrossCheck cross_check(const Trace& fp, const Trace& cfa) {
@@ -38,7 +40,7 @@ Unwind unwind(const WalkContext& ctx, const Regs& regs) {
   u.trace = walk_frame_pointers(ctx, regs);
   u.cfa_trace = walk_cfa_rules(ctx, regs);
   u.cross_check = cross_check(u.trace, u.cfa_trace);
-  if (u.trace.verdict.reliable && !u.cross_check.agree) {
+  if (u.trace.verdict.reliable && !u.cross_check.agree && !rule_disabled(Reason::CrossCheckMismatch)) {
     u.trace.verdict = Verdict{false, Reason::CrossCheckMismatch, u.cross_check.first_difference,
                               u.cross_check.detail};
   }

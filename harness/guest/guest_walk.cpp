@@ -204,7 +204,15 @@ void GuestWalker::judge_stack_end(TaskReport& r, const GuestTask& t) {
   const uint64_t top = t.stack + layout_.thread_size;
   const uint64_t regs = top - layout_.pt_regs_size;
   const uint64_t end_frame = regs - 16;
-  if (tr.frames.empty() || tr.frames.back().fp != end_frame) return;  // ended at an end-of-stack hint
+  if (tr.frames.empty() || tr.frames.back().fp != end_frame) {
+    // The one other end the walkers accept in a kernel stack (hint_ends_stack): the task runs in the code
+    // that built the pt_regs at the top (entry code, ret_from_fork), rsp at or above them.
+    if (tr.verdict.reliable && !(tr.frames.size() == 1 && tr.frames[0].sp >= regs))
+      tr.verdict = Verdict{false, Reason::StackEndNotReached, static_cast<int>(tr.frames.size()) - 1,
+                           fmt::format("the walk ended at {:#x}, not at the frame below the pt_regs at the "
+                                       "stack's top ({:#x})", tr.frames.empty() ? 0 : tr.frames.back().fp, end_frame)};
+    return;
+  }
   // The last frame record is the one just below the pt_regs at the stack's top: the return address in it
   // is the code that put the pt_regs there.
   auto ret = memory_->read_u64(RemoteAddr(end_frame + 8));

@@ -548,6 +548,65 @@ TEST(Walker, KernelEndFrame) {
   EXPECT_FALSE(without.verdict.reliable);
 }
 
+// An end-of-stack hint ends a kernel stack only at the stack's top. ftrace's return_to_handler carries one
+// and calls out without a frame: a walk that took its return site for the end called a trace reliable with
+// every real caller below it missing (found by the function_graph tracer in the guest).
+struct KernelHintChain {
+  FakeWorld w;
+  Machine m{w};
+  uint64_t entry = w.add("ret_from_fork", Kind::Framed);
+  uint64_t fn = w.add("kthread_fn", Kind::Framed);
+  uint64_t tramp = w.add("return_to_handler", Kind::NoState);
+  uint64_t leaf = w.add("leaf", Kind::Framed);
+  uint64_t end_frame = 0;
+  KernelHintChain() {
+    w.set_row(entry + 0x10, FrameState{CfaBase::Undefined, 0, 0, kEndOfStack});
+    uint64_t ret_entry = w.call(entry, 0x10, fn, uint8_t{0});
+    w.set_row(tramp, FrameState{CfaBase::Undefined, 0, 0, kEndOfStack});
+    uint64_t ret_tramp = w.call(tramp, 0x10, leaf, uint8_t{0});
+    m.push(0);
+    end_frame = m.rsp - 8;
+    m.push(0);
+    m.rbp = end_frame;
+    m.call(ret_entry);
+    m.prologue();
+    m.locals(2);
+    m.call(w.call(fn, 0x20, tramp));  // kthread_fn -> return_to_handler (no frame of its own)
+    m.call(ret_tramp);
+    m.prologue();
+  }
+  WalkOptions kernel() const {
+    WalkOptions o;
+    o.end_frame = end_frame;
+    o.zeroed_rbp_ends_stack = false;
+    return o;
+  }
+};
+
+TEST(Walker, EndOfStackHintMidKernelStackIsNoEnd) {
+  KernelHintChain c;
+  CodeMap code = c.w.code_map();
+  Unwind u = unwind(WalkContext{c.w.mem, code, c.w.bounds(), c.kernel()}, c.m.regs(c.leaf + 0x40));
+  EXPECT_UNRELIABLE(u.trace, Reason::StackEndNotReached, 1);
+  EXPECT_FALSE(u.cfa_trace.verdict.reliable);
+  // User space keeps the hint as an end (there is no end frame to reach).
+  Trace user = walk_frame_pointers(WalkContext{c.w.mem, code, c.w.bounds(), {}}, c.m.regs(c.leaf + 0x40));
+  EXPECT_TRUE(user.verdict.reliable) << user.verdict.detail;
+}
+
+TEST(Walker, InnermostPcUnderHintEndsKernelStackOnlyAtTheTop) {
+  KernelHintChain c;
+  CodeMap code = c.w.code_map();
+  // Running inside return_to_handler, deep in the stack: its callers are unknown.
+  Regs deep{c.tramp + 4, c.m.rsp + 16, c.m.rbp};
+  Trace t = walk_frame_pointers(WalkContext{c.w.mem, code, c.w.bounds(), c.kernel()}, deep);
+  EXPECT_UNRELIABLE(t, Reason::StackEndNotReached, 0);
+  // Running in ret_from_fork itself with rsp at the pt_regs: the stack's real end.
+  Regs top{c.entry + 0x12, c.end_frame + 16, 0};
+  Trace e = walk_frame_pointers(WalkContext{c.w.mem, code, c.w.bounds(), c.kernel()}, top);
+  EXPECT_TRUE(e.verdict.reliable) << e.verdict.detail;
+}
+
 TEST(Reasons, NamesRoundTripAndAreDocumented) {
   std::ifstream doc(std::string(FRAMECERT_SOURCE_DIR) + "/docs/verdicts.md");
   ASSERT_TRUE(doc) << "docs/verdicts.md missing";
