@@ -134,6 +134,7 @@ json report_json(const WalkReport& rep, const CodeMap& code) {
               {"idle", t.idle},
               {"task", hex(t.address)},
               {"stack", hex(t.stack)},
+              {"thread_sp", hex(t.thread_sp)},
               {"note", r.note},
               {"patch_state", t.patch_state ? json(*t.patch_state) : json(nullptr)}};
     j.update(verdict_json(r.unwind.trace.verdict));
@@ -210,6 +211,7 @@ int run(const GuestWalkArgs& a) {
       json j = report_json(*rep, (*walker)->code());
       j["summary"]["prepare_ms"] = prepare_ms;
       j["kernel_cr3"] = hex((*walker)->kernel_cr3());
+      j["thread_size"] = (*walker)->layout().thread_size;
       fmt::print("{}\n", j.dump());
     } else {
       print_table(*rep);

@@ -38,6 +38,15 @@ def _int_in(lo, hi):
     return parse
 
 
+ORACLES = ("shadow", "none")
+
+
+def _add_oracle(p):
+    p.add_argument("--oracle", choices=ORACLES, default="shadow",
+                   help="the independent truth every trace is checked against: shadow (default: the emulator's "
+                        "shadow call stacks, harness/shadow/) or none")
+
+
 # ---- build ----
 def add_build(sub):
     p = sub.add_parser("build", help="build (or find in the cache) the guest; prints its directory last",
@@ -153,6 +162,7 @@ def add_walk(sub):
                         "of booting one; it keeps running afterwards")
     p.add_argument("--settle", type=float, default=1.0, metavar="S", help="seconds of workload before the freeze")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the ready marker")
+    _add_oracle(p)
     p.set_defaults(func=run_walk)
 
 
@@ -163,7 +173,7 @@ def run_walk(args) -> int:
         guest_dir = guest.guest_dir
     else:
         guest_dir = Path(args.guest_dir or build(progress=Progress()))
-        guest = qemu.Guest(guest_dir, smp=args.smp, mem_mb=args.mem)
+        guest = qemu.Guest(guest_dir, smp=args.smp, mem_mb=args.mem, shadow=args.oracle == "shadow")
     with guest:
         if args.attach is None:
             guest.wait_ready(timeout=args.timeout)
@@ -195,13 +205,14 @@ def run_walk(args) -> int:
         elif dump_dir:
             import shutil
             shutil.rmtree(dump_dir, ignore_errors=True)
-    walk.finish_report(report, drgn_res, crash_res)
+    from . import known_chains
+    walk.finish_report(report, drgn_res, crash_res, chains=known_chains.load(guest_dir))
     print(walk.format_table(report), flush=True)
     if args.json:
         _write_json(report, args.json)
     if report["summary"]["false_reliable"]:
         print(f"framecert-guest: FALSE RELIABLE: {report['summary']['false_reliable']} task(s) called reliable "
-              "disagree with an independent walker", file=sys.stderr, flush=True)
+              "an independent truth contradicts", file=sys.stderr, flush=True)
         return 1
     return 0
 
@@ -234,6 +245,7 @@ def add_patch_check(sub):
     p.add_argument("--guest-dir", help="a built guest directory (default: build or take from the cache)")
     p.add_argument("--settle", type=float, default=1.0, metavar="S", help="seconds of workload before the freeze")
     p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the ready marker")
+    _add_oracle(p)
     p.set_defaults(func=run_patch_check)
 
 
@@ -246,7 +258,7 @@ def run_patch_check(args) -> int:
     if args.kernel_compare and sorted(functions) != sorted(livepatch.PATCHED_FUNCTIONS):
         raise GuestError(f"--kernel-compare patches {','.join(livepatch.PATCHED_FUNCTIONS)} (fcpatch.ko), not "
                          f"{','.join(functions)}")
-    with qemu.Guest(guest_dir, smp=args.smp) as guest:
+    with qemu.Guest(guest_dir, smp=args.smp, shadow=args.oracle == "shadow") as guest:
         guest.wait_ready(timeout=args.timeout)
         if args.kernel_compare:
             result = livepatch.compare(guest, functions, settle=args.settle)
@@ -294,6 +306,7 @@ def add_stress(sub):
     p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
     p.add_argument("--html", metavar="FILE", help="write a page showing the run")
     p.add_argument("--guest-dir", help="a built guest directory (default: build or take from the cache)")
+    _add_oracle(p)
     p.add_argument("--job", type=_job, default=(0, 1), help=argparse.SUPPRESS)  # set by --jobs for its children
     p.set_defaults(func=run_stress)
 
@@ -313,7 +326,7 @@ def run_stress(args) -> int:
     else:
         rounds = stress.select_rounds(args.rounds, args.shard, args.job)
         report = stress.run(guest_dir, rounds, args.seed, smp=args.smp, workload=args.workload,
-                            progress=stress.progress_line)
+                            progress=stress.progress_line, oracle=args.oracle)
     report["summary"]["shard"] = f"{args.shard[0]}/{args.shard[1]}"
     return _finish_stress_report(report, args)
 
@@ -347,7 +360,7 @@ def _stress_jobs(args, guest_dir) -> dict:
             out = tmp / f"job{k}.json"
             cmd = [sys.executable, str(paths.REPO / "scripts" / "framecert-guest"), "stress",
                    "--rounds", str(args.rounds), "--seed", str(args.seed), "--smp", str(args.smp),
-                   "--workload", args.workload, "--shard", f"{args.shard[0]}/{args.shard[1]}",
+                   "--workload", args.workload, "--shard", f"{args.shard[0]}/{args.shard[1]}", "--oracle", args.oracle,
                    "--job", f"{k}/{args.jobs}", "--json", str(out), "--guest-dir", str(guest_dir)]
             procs.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL), out))
         reports = []

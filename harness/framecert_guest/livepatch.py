@@ -31,9 +31,10 @@ def compare(guest, functions, settle: float = 1.0) -> dict:
         patch_check.check_functions_known(session, functions)
         report = session.walk()
         frozen_after_s = time.monotonic() - t_loaded
-        decisions = [patch_check.decide(t, functions) for t in report["tasks"]]
-    transition = guest.command(f"cat /sys/kernel/livepatch/{PATCH}/transition").strip().splitlines()
     truths = known_chains.load(guest.guest_dir)
+    walk.finish_report(report, chains=truths)
+    decisions = [patch_check.decide(t, functions) for t in report["tasks"]]
+    transition = guest.command(f"cat /sys/kernel/livepatch/{PATCH}/transition").strip().splitlines()
     cats = patch_check.compare_with_kernel(decisions)
     for d in cats["kernel-switched-framecert-blocked"]:
         truth = truths.get(d["comm"])
@@ -45,7 +46,7 @@ def compare(guest, functions, settle: float = 1.0) -> dict:
     return {"functions": sorted(functions), "tasks": decisions, "summary": patch_check.summarize(decisions),
             "rounds": [{"round": 0, "tasks": len(decisions),
                         "blocked": sum(1 for d in decisions if d["decision"] != "may-switch")}],
-            "walk_summary": report["summary"],
+            "walk_summary": report["summary"], "truth": patch_check.truth_over([report["summary"]]),
             "kernel_compare": {
                 "frozen_after_insmod_s": round(frozen_after_s, 2),
                 "transition_after_walk": transition[-1] if transition else None,

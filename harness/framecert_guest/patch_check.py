@@ -16,6 +16,7 @@ walk would switch a task that may still be in old code.
 """
 import time
 
+from . import walk
 from .errors import GuestError
 
 KLP_UNDEFINED, KLP_UNPATCHED, KLP_PATCHED = -1, 0, 1
@@ -42,7 +43,10 @@ def decide(task: dict, functions) -> dict:
     out = {"pid": task["pid"], "tgid": task["tgid"], "ppid": task.get("ppid"), "comm": task["comm"],
            "rule": _rule(task),
            "function": None, "frame": None, "reason": None, "fp_only": fp_only,
-           "patch_state": task.get("patch_state")}
+           "patch_state": task.get("patch_state"),
+           # The independent truth on the trace the decision stands on (truth.py), when one ran.
+           "truth": task.get("truths", {}).get("shadow", {}).get("verdict", "not-run"),
+           "false_reliable": bool(task.get("false_reliable"))}
     if task.get("user_mode"):
         # Stopped in user space: no kernel function can be on its kernel stack (only the user pt_regs are).
         out["decision"] = "may-switch"
@@ -68,6 +72,7 @@ def summarize(decisions) -> dict:
             s["by_function"][d["function"]] = s["by_function"].get(d["function"], 0) + 1
     s["fp_only_would_switch_unreliable"] = sum(1 for d in decisions if d["decision"] == "blocked-unreliable"
                                                and d["fp_only"] == "may-switch")
+    s["false_reliable"] = sum(1 for d in decisions if d["false_reliable"])
     return s
 
 
@@ -80,16 +85,17 @@ def check_functions_known(session, functions):
         raise GuestError(f"unknown function(s): {', '.join(missing)} (not in vmlinux or a loaded module)")
 
 
-def run_rounds(session, functions, retries: int = 0, interval: float = 1.0, progress=None) -> dict:
+def run_rounds(session, functions, retries: int = 0, interval: float = 1.0, progress=None, chains=None) -> dict:
     """Freezes and decides; with retries, resumes and re-freezes like the kernel's transition work until
     every task may switch or the retries run out. A task that may switch once counts as switched from then
     on (the kernel does not check it again); a task first seen in a later round starts in its parent's state,
     as klp_copy_process() makes a child inherit it: switched if the parent was, decided by its stack if not."""
-    switched, rounds, last, seen = {}, [], None, set()
+    switched, rounds, last, seen, truth_rounds = {}, [], None, set(), []
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(interval)
-        report = session.walk()
+        report = walk.finish_report(session.walk(), chains=chains)
+        truth_rounds.append(report["summary"])
         decisions = [decide(t, functions) for t in report["tasks"]]
         for d in decisions:
             key = d["pid"] or (0, d["comm"])  # the idle tasks all have pid 0
@@ -112,7 +118,26 @@ def run_rounds(session, functions, retries: int = 0, interval: float = 1.0, prog
             break
     report, decisions = last
     return {"functions": sorted(functions), "tasks": decisions, "summary": summarize(decisions),
-            "rounds": rounds, "walk_summary": report["summary"]}
+            "rounds": rounds, "walk_summary": report["summary"], "truth": truth_over(truth_rounds)}
+
+
+def truth_over(summaries: list) -> dict:
+    """The truth accounting of every freeze of a patch-check (each decided from its own walk)."""
+    out = {"walks": len(summaries), "false_reliable": 0, "reliable": 0, "reliable_checked": 0}
+    for s in summaries:
+        for k in ("false_reliable", "reliable", "reliable_checked"):
+            out[k] += s.get(k) or 0
+    out["truth_coverage"] = round(out["reliable_checked"] / out["reliable"], 4) if out["reliable"] else None
+    out["oracle"] = summaries[-1].get("oracle", "none") if summaries else "none"
+    return out
+
+
+def format_truth(t: dict) -> str:
+    if t["oracle"] == "none":
+        return "truth: no independent oracle ran (--oracle none)"
+    cov = f"{t['truth_coverage']:.1%}" if t["truth_coverage"] is not None else "n/a"
+    return (f"truth ({t['oracle']}): {t['false_reliable']} false reliable out of {t['reliable_checked']} reliable "
+            f"verdicts checked (coverage {cov} of {t['reliable']}) over {t['walks']} freeze(s)")
 
 
 def compare_with_kernel(decisions) -> dict:
@@ -154,4 +179,6 @@ def format_table(result: dict) -> str:
                      "blocked-unreliable tasks switch")
     if len(result["rounds"]) > 1:
         lines.append("retries: blocked " + " -> ".join(str(r["blocked"]) for r in result["rounds"]))
+    if result.get("truth"):
+        lines.append(format_truth(result["truth"]))
     return "\n".join(lines)

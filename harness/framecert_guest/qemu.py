@@ -32,6 +32,7 @@ from pathlib import Path
 from .build import load_manifest
 from .errors import GuestError
 from .procs import die_with_parent, end_process_group
+from .shadow import plugin_path as shadow_plugin_path
 from .qmp import QmpClient
 
 QEMU = "qemu-system-x86_64"
@@ -58,9 +59,10 @@ class GuestPanic(GuestError):
 
 class Guest:
     def __init__(self, guest_dir, smp: int = 2, mem_mb: int = 512, cmdline_extra: str = "", qemu: str = QEMU,
-                 files: dict = None):
+                 files: dict = None, shadow: bool = False):
         """files: {name: host path} handed to the guest through fw_cfg, readable there (e.g. a livepatch
-        module to insmod) as FW_CFG_FILES/<name>/raw; see guest_file()."""
+        module to insmod) as FW_CFG_FILES/<name>/raw; see guest_file().
+        shadow: load the shadow-stack plugin (shadow.py), the ground truth of every kernel stack, from boot on."""
         if not 1 <= smp <= MAX_SMP:
             raise GuestError(f"--smp must be between 1 and {MAX_SMP}, not {smp}")
         if not 128 <= mem_mb <= MAX_MEM_MB:
@@ -74,6 +76,7 @@ class Guest:
             if not re.fullmatch(r"[\w.-]+", name) or not Path(path).is_file():
                 raise GuestError(f"cannot hand {path!r} to the guest as {name!r} (a plain name and a file, please)")
             self.files[name] = Path(path).resolve()
+        self.shadow_plugin = shadow_plugin_path() if shadow else None
         self.proc = None
         self.run_dir = self.ram_path = None
         self._qmp = None
@@ -98,6 +101,11 @@ class Guest:
         return self.run_dir / "cmd.sock"
 
     @property
+    def shadow_socket(self):
+        """The shadow-stack plugin's socket, or None when the guest runs without it."""
+        return self.run_dir / "shadow.sock" if self.shadow_plugin else None
+
+    @property
     def attach_qmp_socket(self) -> Path:
         """A second QMP monitor, for another framecert-guest process attaching to this guest (attach.py)."""
         return self.run_dir / "qmp-attach.sock"
@@ -117,7 +125,8 @@ class Guest:
             "-chardev", f"socket,id=gdb,path={self.gdb_socket},server=on,wait=off", "-gdb", "chardev:gdb",
             "-qmp", f"unix:{self.qmp_socket},server=on,wait=off",
             "-qmp", f"unix:{self.attach_qmp_socket},server=on,wait=off",
-        ] + [a for name, path in self.files.items() for a in ("-fw_cfg", f"name={FW_CFG_PREFIX}{name},file={path}")]
+        ] + [a for name, path in self.files.items() for a in ("-fw_cfg", f"name={FW_CFG_PREFIX}{name},file={path}")] \
+          + (["-plugin", f"file={self.shadow_plugin},sock={self.shadow_socket}"] if self.shadow_plugin else [])
 
     # ---- life cycle ----
     def start(self) -> "Guest":

@@ -3,8 +3,8 @@ cross-checked each time.
 
 Round r's freeze moment comes from Random(f"{seed}:{r}") alone, so a round is reproducible whichever shard or
 job runs it. Per round: tasks walked, reliable / unreliable by reason, running tasks unwound, false reliables
-(a reliable trace the metadata-only walk disagrees with, or one that contradicts the guest's ground truth:
-known_chains.py) and harness errors. Reports merge (merge()) when rounds were spread over jobs or machines.
+(reliable traces an independent truth contradicts: the emulator's shadow call stacks with --oracle shadow,
+the guest's known chains; truth.py), how many reliable verdicts a truth checked, and harness errors. Reports merge (merge()) when rounds were spread over jobs or machines.
 """
 import random
 import statistics
@@ -69,6 +69,7 @@ def round_record(rnd: int, delay: float, report: dict) -> dict:
             stacks[key] = {"reason": t["reason"], "reason_frame": t["reason_frame"], "detail": t.get("detail", ""),
                            "running": t["running"], "crosscheck": t.get("crosscheck"),
                            "truth_violation": t.get("truth_violation"),
+                           "shadow": t.get("truths", {}).get("shadow"),
                            "frames": [f"{f['symbol'] or f['pc']}+{f['offset']:#x}" if f.get('symbol') else f["pc"]
                                       for f in t["frames"][:_DETAIL_FRAMES]]}
     return {"round": rnd, "delay_ms": round(delay * 1000, 1), "tasks": len(tasks), "reliable": s["reliable"],
@@ -76,6 +77,12 @@ def round_record(rnd: int, delay: float, report: dict) -> dict:
             "running_unwound": sum(1 for t in running if len(t["frames"]) > 1),
             "running_reliable": sum(1 for t in running if t["reliable"]),
             "false_reliable": s.get("false_reliable", 0), "harness_error": None,
+            "reliable_checked": s.get("reliable_checked", 0), "shadow_agree_reliable": s.get("shadow_agree_reliable", 0),
+            "no_truth": s.get("no_truth", {}), "unreliable_shadow_complete": s.get("unreliable_shadow_complete", {}),
+            "self_consistency": s.get("self_consistency", {}),
+            "no_truth_tasks": {_task_key(t): t["truths"]["shadow"]["detail"] for t in tasks
+                               if t["reliable"] and "truths" in t
+                               and t["truths"]["shadow"]["verdict"] not in ("agree", "disagree")},
             "freeze_to_verdict_ms": round(s.get("freeze_to_verdict_ms", 0), 2),
             "verdicts": verdicts, "stacks": stacks}
 
@@ -83,22 +90,37 @@ def round_record(rnd: int, delay: float, report: dict) -> dict:
 def error_record(rnd: int, delay: float, message: str) -> dict:
     return {"round": rnd, "delay_ms": round(delay * 1000, 1), "tasks": 0, "reliable": 0, "unreliable": 0,
             "by_reason": {}, "running": 0, "running_unwound": 0, "running_reliable": 0, "false_reliable": 0,
-            "harness_error": message, "freeze_to_verdict_ms": None, "verdicts": {}, "stacks": {}}
+            "harness_error": message, "reliable_checked": 0, "shadow_agree_reliable": 0,
+            "no_truth": {}, "unreliable_shadow_complete": {}, "self_consistency": {}, "no_truth_tasks": {}, "freeze_to_verdict_ms": None, "verdicts": {}, "stacks": {}}
 
 
-def summarize(rounds: list, seed: int, workload: str) -> dict:
-    by_reason = {}
+def _add_counts(rounds: list, key: str) -> dict:
+    out = {}
     for r in rounds:
-        for k, v in r["by_reason"].items():
-            by_reason[k] = by_reason.get(k, 0) + v
+        for k, v in r.get(key, {}).items():
+            out[k] = out.get(k, 0) + v
+    return dict(sorted(out.items()))
+
+
+def summarize(rounds: list, seed: int, workload: str, oracle: str = "none") -> dict:
+    by_reason = _add_counts(rounds, "by_reason")
+    reliable = sum(r["reliable"] for r in rounds)
+    checked = sum(r.get("reliable_checked", 0) for r in rounds)
     times = [r["freeze_to_verdict_ms"] for r in rounds if r["freeze_to_verdict_ms"] is not None]
     return {"rounds": len(rounds), "tasks_walked": sum(r["tasks"] for r in rounds),
-            "reliable": sum(r["reliable"] for r in rounds), "unreliable": sum(r["unreliable"] for r in rounds),
-            "by_reason": dict(sorted(by_reason.items())),
+            "reliable": reliable, "unreliable": sum(r["unreliable"] for r in rounds),
+            "by_reason": by_reason,
             "running_tasks": sum(r["running"] for r in rounds),
             "running_unwound": sum(r["running_unwound"] for r in rounds),
             "running_reliable": sum(r["running_reliable"] for r in rounds),
             "false_reliable": sum(r["false_reliable"] for r in rounds),
+            "reliable_checked": checked,
+            "truth_coverage": round(checked / reliable, 4) if reliable else None,
+            "shadow_agree_reliable": sum(r.get("shadow_agree_reliable", 0) for r in rounds),
+            "no_truth": _add_counts(rounds, "no_truth"),
+            "unreliable_shadow_complete": _add_counts(rounds, "unreliable_shadow_complete"),
+            "self_consistency": _add_counts(rounds, "self_consistency"),
+            "oracle": oracle,
             "harness_errors": sum(1 for r in rounds if r["harness_error"]),
             "freeze_to_verdict_ms": {"median": round(statistics.median(times), 2) if times else None,
                                      "max": max(times) if times else None},
@@ -108,14 +130,14 @@ def summarize(rounds: list, seed: int, workload: str) -> dict:
 class _Runner:
     """One guest (restarted if it dies), its walk session and the ground truth."""
 
-    def __init__(self, guest_dir, smp: int, workload: str):
-        self.guest_dir, self.smp, self.workload = guest_dir, smp, workload
+    def __init__(self, guest_dir, smp: int, workload: str, oracle: str = "shadow"):
+        self.guest_dir, self.smp, self.workload, self.oracle = guest_dir, smp, workload, oracle
         self.guest = self.session = None
         self.truths = known_chains.load(guest_dir)
         self.restarts = 0
 
     def start(self):
-        self.guest = qemu.Guest(self.guest_dir, smp=self.smp).start()
+        self.guest = qemu.Guest(self.guest_dir, smp=self.smp, shadow=self.oracle == "shadow").start()
         self.guest.wait_ready(timeout=300)
         for cmd in WORKLOADS[self.workload]:
             self.guest.command(cmd)
@@ -139,17 +161,16 @@ class _Runner:
     def one_round(self, rnd: int, delay: float) -> dict:
         time.sleep(delay)
         report = self.session.walk()
-        walk.finish_report(report)
-        known_chains.check(report, self.truths)
+        walk.finish_report(report, chains=self.truths)
         return round_record(rnd, delay, report)
 
 
 def run(guest_dir, rounds: list, seed: int, smp: int = 2, workload: str = "storm", progress=None,
-        total: int = None) -> dict:
+        total: int = None, oracle: str = "shadow") -> dict:
     """Runs the given round numbers on one guest; returns the report (rounds + summary)."""
     if workload not in WORKLOADS:
         raise GuestError(f"unknown workload {workload!r} (known: {', '.join(WORKLOADS)})")
-    runner = _Runner(guest_dir, smp, workload)
+    runner = _Runner(guest_dir, smp, workload, oracle)
     records = []
     try:
         runner.start()
@@ -167,10 +188,10 @@ def run(guest_dir, rounds: list, seed: int, smp: int = 2, workload: str = "storm
                     runner.restart()
             records.append(rec)
             if progress:
-                progress(n + 1, len(rounds), rec, summarize(records, seed, workload), total)
+                progress(n + 1, len(rounds), rec, summarize(records, seed, workload, oracle), total)
     finally:
         runner.stop()
-    return {"rounds": records, "summary": summarize(records, seed, workload)}
+    return {"rounds": records, "summary": summarize(records, seed, workload, oracle)}
 
 
 def merge(reports: list) -> dict:
@@ -179,8 +200,10 @@ def merge(reports: list) -> dict:
         raise GuestError("nothing to merge")
     seeds = {r["summary"]["seed"] for r in reports}
     workloads = {r["summary"]["workload"] for r in reports}
-    if len(seeds) != 1 or len(workloads) != 1:
-        raise GuestError(f"reports of different runs (seeds {sorted(seeds)}, workloads {sorted(workloads)})")
+    oracles = {r["summary"].get("oracle", "none") for r in reports}
+    if len(seeds) != 1 or len(workloads) != 1 or len(oracles) != 1:
+        raise GuestError(f"reports of different runs (seeds {sorted(seeds)}, workloads {sorted(workloads)}, "
+                         f"oracles {sorted(oracles)})")
     by_round = {}
     for rep in reports:
         for r in rep["rounds"]:
@@ -188,7 +211,7 @@ def merge(reports: list) -> dict:
                 raise GuestError(f"round {r['round']} is in more than one report")
             by_round[r["round"]] = r
     rounds = [by_round[k] for k in sorted(by_round)]
-    return {"rounds": rounds, "summary": summarize(rounds, seeds.pop(), workloads.pop())}
+    return {"rounds": rounds, "summary": summarize(rounds, seeds.pop(), workloads.pop(), oracles.pop())}
 
 
 def progress_line(done: int, count: int, rec: dict, so_far: dict, total=None):
@@ -209,5 +232,22 @@ def format_summary(report: dict) -> str:
         f"reliable {s['running_reliable']}",
         f"  freeze->verdict median {s['freeze_to_verdict_ms']['median']} ms, max {s['freeze_to_verdict_ms']['max']} ms",
         f"  FALSE RELIABLE: {s['false_reliable']}   harness errors: {s['harness_errors']}",
+        "  " + truth_summary(s),
     ])
+
+
+def truth_summary(s: dict) -> str:
+    """What the false-reliable figure stands on: its denominator and what was left unchecked."""
+    if s.get("oracle", "none") == "none":
+        return ("truth: no independent oracle ran (--oracle none): only the known chains of the guest's own "
+                "kthreads were checked")
+    if not s["reliable"]:
+        return "truth: no reliable verdicts to check"
+    unchecked = ", ".join(f"{k} ({v})" for k, v in s["no_truth"].items()) or "none"
+    complete = ", ".join(f"{k} {v}" for k, v in s["unreliable_shadow_complete"].items()) or "none"
+    return (f"truth ({s['oracle']}): {s['false_reliable']} false reliable out of {s['reliable_checked']} reliable "
+            f"verdicts checked = coverage {s['truth_coverage']:.2%} of {s['reliable']}; shadow agrees on "
+            f"{s['shadow_agree_reliable']}; unchecked: {unchecked}\n  unreliable traces the shadow shows complete "
+            f"(false-unreliable candidates): {complete}; self-consistency (metadata walk, not a truth): "
+            f"{s['self_consistency']}")
 

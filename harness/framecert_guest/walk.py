@@ -20,6 +20,8 @@ from pathlib import Path
 from .errors import GuestError
 from .gdbstub import GdbStub
 from .paths import REPO
+from .shadow import ShadowClient
+from . import truth
 
 # The guest's own modules: name -> folder in the guest directory holding NAME.ko and its objects.
 MODULES = {"fctest": "module", "fcregress": "regress", "fcpatch": "livepatch"}
@@ -114,6 +116,8 @@ class WalkSession:
         self.prepare_ms = json.loads(ready).get("prepare_ms")
         # Connecting pauses the VM (QEMU's gdbstub does that on attach): resume it unless it was already paused.
         was_running = guest.qmp("query-status").get("running", False)
+        # The ground truth, when the guest runs the shadow-stack plugin: read while the guest is frozen.
+        self.shadow = ShadowClient(guest.shadow_socket) if getattr(guest, "shadow_socket", None) else None
         self.gdb = GdbStub(guest.gdb_socket)
         self.gdb.request("?")
         self.gdb.vcpu_threads()
@@ -130,6 +134,9 @@ class WalkSession:
         return set(re.findall(r"FRAMECERT-SYM (\S+)", out)) & set(names)
 
     def close(self):
+        if getattr(self, "shadow", None):
+            self.shadow.close()
+            self.shadow = None
         if getattr(self, "gdb", None):
             self.gdb.close()
             self.gdb = None
@@ -189,6 +196,8 @@ class WalkSession:
             report = self.walk_frozen()
             report["summary"]["stop_ms"] = (stopped - t0) * 1000
             report["summary"]["freeze_to_verdict_ms"] = (time.perf_counter() - t0) * 1000
+            # Not part of freeze-to-verdict: the truth is for checking, not for deciding.
+            report["_shadow"] = self.shadow.snapshot() if self.shadow else None
             if while_frozen:
                 while_frozen(report)
         finally:
@@ -196,27 +205,17 @@ class WalkSession:
         return report
 
 
-def finish_report(report: dict, drgn_result=None, crash_result=None) -> dict:
-    """Adds the contract's `crosscheck` per task and the summary's totals (false reliables included)."""
-    false_reliable = 0
+def finish_report(report: dict, drgn_result=None, crash_result=None, chains=None) -> dict:
+    """Adds every task's `truths`, `self_consistency` and `crosscheck`, and the summary's accounting
+    (truth.py): false reliables are reliable verdicts an independent truth contradicts."""
+    snap = report.pop("_shadow", None)
+    truth.attach(report, snap=snap, chains=chains, drgn=drgn_result, crash=crash_result)
     for t in report["tasks"]:
-        cc = {"metadata": "not-run", "drgn": "not-run", "crash": "not-run"}
-        if t["reliable"] or t["cfa_check"]["frame_count"]:
-            cc["metadata"] = "agree" if t["cfa_check"]["agrees"] else "disagree"
-        key = str(t["task"])
-        for name, result in (("drgn", drgn_result), ("crash", crash_result)):
-            if result is None:
-                continue
-            verdict = result.get(key)
-            if verdict is not None:
-                cc[name] = verdict["verdict"]
-                if verdict["verdict"] == "disagree":
-                    t.setdefault("crosscheck_detail", {})[name] = verdict["detail"]
-        t["crosscheck"] = cc
-        if t["reliable"] and "disagree" in cc.values():
-            false_reliable += 1
-            t["false_reliable"] = True
-    report["summary"]["false_reliable"] = false_reliable
+        t["crosscheck"] = {"metadata": t["self_consistency"], "shadow": t["truths"]["shadow"]["verdict"],
+                           "drgn": t["truths"]["drgn"]["verdict"], "crash": t["truths"]["crash"]["verdict"]}
+    report["summary"]["oracle"] = "shadow" if snap is not None else "none"
+    if snap is not None:
+        report["summary"]["shadow_stats"] = snap.stats
     return report
 
 
@@ -231,19 +230,32 @@ def format_table(report: dict) -> str:
         if t.get("user_mode"):
             frames = "(user mode)"
         xc = t.get("crosscheck", {})
-        mark = "".join(v[0] if v != "not-run" else "-" for v in (xc.get("metadata", "not-run"), xc.get("drgn", "not-run"),
-                                                                   xc.get("crash", "not-run")))
+        mark = "".join({"agree": "a", "disagree": "d", "no-truth": "n"}.get(xc.get(k, "not-run"), "-")
+                       for k in ("shadow", "metadata", "drgn", "crash"))
         lines.append(f"{t['pid']:>6} {t['tgid']:>9} {t['comm']:<16} {t['state']:>5} {cpu:>4} {verdict:<26} {mark:<5} {frames}")
         if t.get("false_reliable"):
-            lines.append(f"{'':>6} FALSE RELIABLE: {t.get('crosscheck_detail')}")
+            lines.append(f"{'':>6} FALSE RELIABLE: {t.get('truth_violation')}")
     s = report["summary"]
     lines.append("")
     lines.append(f"tasks {s['tasks']}: reliable {s['reliable']}, unreliable {s['unreliable']} "
                  + " ".join(f"{k}={v}" for k, v in sorted(s["by_reason"].items())))
     lines.append(f"freeze->verdict {s.get('freeze_to_verdict_ms', 0):.2f} ms (registers {s.get('registers_ms', 0):.2f} ms, "
                  f"enumerate {s['enumerate_ms']:.2f} ms, walk {s['walk_ms']:.2f} ms); false reliable: "
-                 f"{s.get('false_reliable', 0)}   [XCHK: metadata/drgn/crash: a=agree d=disagree -=not run]")
+                 f"{s.get('false_reliable', 0)}   [XCHK: shadow/metadata/drgn/crash: a=agree d=disagree "
+                 f"n=no truth -=not run]")
+    lines.append(truth_line(s))
     return "\n".join(lines)
+
+
+def truth_line(s: dict) -> str:
+    """The accounting in one line, every figure with its denominator."""
+    if s.get("truth_coverage") is None:
+        return "truth: no reliable verdicts to check"
+    cov = s.get("truth_coverage") or 0.0
+    no_truth = ", ".join(f"{k}: {v}" for k, v in s.get("no_truth", {}).items()) or "none"
+    return (f"truth: {s['false_reliable']} false reliable out of {s['reliable_checked']} reliable verdicts the shadow "
+            f"checked (coverage {cov:.1%} of {s['reliable']} reliable; unchecked: {no_truth}); self-consistency "
+            f"(metadata walk) agree {s['self_consistency']['agree']}, disagree {s['self_consistency']['disagree']}")
 
 
 class GuestRamWriter:

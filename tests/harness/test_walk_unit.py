@@ -70,8 +70,11 @@ def test_finish_report_counts_false_reliables():
             "0x3": {"verdict": "disagree", "detail": "y"}}
     walk.finish_report(report, drgn, None)
     assert report["summary"]["false_reliable"] == 1
-    assert report["tasks"][2]["false_reliable"] and "false_reliable" not in report["tasks"][1]
-    assert report["tasks"][0]["crosscheck"] == {"metadata": "agree", "drgn": "agree", "crash": "not-run"}
+    assert report["tasks"][2]["false_reliable"] and not report["tasks"][1]["false_reliable"]
+    assert report["tasks"][0]["crosscheck"] == {"metadata": "agree", "shadow": "not-run", "drgn": "agree",
+                                                "crash": "not-run"}
+    # drgn's agreement is no coverage: it follows rbp where a function has no CFI.
+    assert report["summary"]["truth_coverage"] == 0.0 and report["summary"]["oracle"] == "none"
 
 
 def test_crash_bt_lines_parse():

@@ -1,0 +1,176 @@
+"""The shadow-stack oracle's comparison and the truth accounting, on hand-built reports and snapshots (no VM).
+
+Each detector is fed wrong answers — a skipped caller, an extra frame, a frame at the wrong slot, a user-mode
+task with kernel calls pending — and must fire; right answers must pass."""
+import os
+import socket
+import threading
+
+import pytest
+
+from framecert_guest import shadow, truth
+from framecert_guest.errors import GuestError
+
+STACK = 0xffffc90000010000
+SIZE = 0x4000
+TOP = STACK + SIZE
+
+
+def frame(pc, sp, symbol="f"):
+    return {"pc": hex(pc), "sp": hex(sp), "symbol": symbol, "offset": 4}
+
+
+def sleeping_task(frames, thread_sp, reliable=True, **kw):
+    t = {"task": "0xffff888000100000", "pid": 42, "comm": "sleeper", "stack": hex(STACK), "thread_sp": hex(thread_sp),
+         "running": False, "vcpu": -1, "user_mode": False, "idle": False, "kthread": True, "note": "",
+         "reliable": reliable, "reason": None if reliable else "no-frame-at-call-site", "frames": frames,
+         "cfa_check": {"agrees": True, "frame_count": len(frames)}}
+    t.update(kw)
+    return t
+
+
+# A sleeping task's chain: three calls, slot by slot (innermost lowest).
+CALLS = [(TOP - 0x100, 0xffffffff81001005), (TOP - 0xc0, 0xffffffff81002005), (TOP - 0x40, 0xffffffff81003005)]
+THREAD_SP = TOP - 0x100 - 0x30
+
+
+def right_frames():
+    return [frame(ret, slot + 8) for slot, ret in CALLS]
+
+
+def snap(entries, **stats):
+    return shadow.Snapshot(sorted(entries), stats)
+
+
+def test_complete_chain_agrees():
+    v = shadow.judge(sleeping_task(right_frames(), THREAD_SP), snap(CALLS), [], SIZE)
+    assert v["verdict"] == "agree", v
+
+
+def test_skipped_caller_is_caught():
+    frames = right_frames()
+    del frames[1]  # what a frame-pointer walk shows when the middle function called out without a frame
+    v = shadow.judge(sleeping_task(frames, THREAD_SP), snap(CALLS), [], SIZE)
+    assert v["verdict"] == "disagree" and "return frame 1" in v["detail"]
+
+
+def test_trace_cut_short_and_extra_frame_are_caught():
+    v = shadow.judge(sleeping_task(right_frames()[:2], THREAD_SP), snap(CALLS), [], SIZE)
+    assert v["verdict"] == "disagree" and "stops after 2" in v["detail"]
+    extra = right_frames() + [frame(0xffffffff81004005, TOP - 0x8)]
+    v = shadow.judge(sleeping_task(extra, THREAD_SP), snap(CALLS), [], SIZE)
+    assert v["verdict"] == "disagree" and "no call made" in v["detail"]
+
+
+def test_same_return_address_at_another_slot_is_caught():
+    frames = right_frames()
+    frames[2]["sp"] = hex(CALLS[2][0] + 8 + 0x10)
+    v = shadow.judge(sleeping_task(frames, THREAD_SP), snap(CALLS), [], SIZE)
+    assert v["verdict"] == "disagree"
+
+
+def test_stale_entries_below_the_stack_pointer_and_other_stacks_are_ignored():
+    stale = [(THREAD_SP - 0x80, 0xffffffff81009999), (STACK + SIZE + 0x100, 0xffffffff81008888)]
+    v = shadow.judge(sleeping_task(right_frames(), THREAD_SP), snap(CALLS + stale), [], SIZE)
+    assert v["verdict"] == "agree", v
+
+
+def test_running_task_frame_zero_is_its_pc_and_floor_is_rsp():
+    rsp = TOP - 0x120
+    frames = [frame(0xffffffff81000abc, rsp)] + right_frames()
+    task = sleeping_task(frames, 0, running=True, vcpu=1)
+    regs = [{"cpu": 0, "rsp": hex(TOP - 0x1000)}, {"cpu": 1, "rsp": hex(rsp)}]
+    assert shadow.judge(task, snap(CALLS), regs, SIZE)["verdict"] == "agree"
+    # A call the walk skipped between rsp and its first return frame.
+    hidden = (rsp + 0x8, 0xffffffff81007005)
+    assert shadow.judge(task, snap(CALLS + [hidden]), regs, SIZE)["verdict"] == "disagree"
+
+
+def test_user_mode_task_must_have_no_pending_kernel_call():
+    task = sleeping_task([], 0, running=True, vcpu=0, user_mode=True)
+    regs = [{"cpu": 0, "rsp": "0x7ffc0000"}]
+    assert shadow.judge(task, snap([]), regs, SIZE)["verdict"] == "agree"
+    assert shadow.judge(task, snap(CALLS[:1]), regs, SIZE)["verdict"] == "disagree"
+
+
+def test_never_run_task_and_idle_marker():
+    fork = sleeping_task([frame(0xffffffff81000100, THREAD_SP + 0x38, "ret_from_fork")], THREAD_SP,
+                         note="has not run yet")
+    assert shadow.judge(fork, snap(CALLS), [], SIZE)["verdict"] == "no-truth"
+    marker_sp = TOP - 0x10
+    idle = sleeping_task(right_frames() + [frame(0xffffffff81000050, marker_sp, "secondary_startup_64")],
+                         THREAD_SP, idle=True)
+    assert shadow.judge(idle, snap(CALLS), [], SIZE)["verdict"] == "agree"
+    # No call may have pushed the marker: an entry in its slot is a contradiction.
+    v = shadow.judge(idle, snap(CALLS + [(marker_sp - 8, 0xffffffff81000050)]), [], SIZE)
+    assert v["verdict"] == "disagree"
+
+
+def test_accounting_counts_false_reliables_coverage_and_why_not():
+    good = sleeping_task(right_frames(), THREAD_SP)
+    bad = sleeping_task(right_frames()[:1] + right_frames()[2:], THREAD_SP, task="0x2", pid=43)
+    never = sleeping_task([frame(0xffffffff81000100, THREAD_SP + 0x38)], THREAD_SP, note="has not run yet", pid=44)
+    unrel = sleeping_task(right_frames(), THREAD_SP, reliable=False, pid=45)
+    report = {"tasks": [good, bad, never, unrel], "summary": {"reliable": 3}, "thread_size": SIZE}
+    truth.attach(report, snap=snap(CALLS))
+    s = report["summary"]
+    assert s["false_reliable"] == 1 and bad["false_reliable"] and "shadow" in bad["truth_violation"]
+    assert s["reliable_checked"] == 2 and s["truth_coverage"] == round(2 / 3, 4)
+    assert list(s["no_truth"].values()) == [1] and "never ran" in next(iter(s["no_truth"]))
+    assert s["unreliable_shadow_complete"] == {"no-frame-at-call-site": 1}
+    assert s["self_consistency"] == {"agree": 4, "disagree": 0}
+
+
+def test_accounting_without_an_oracle_claims_no_coverage():
+    report = {"tasks": [sleeping_task(right_frames(), THREAD_SP)], "summary": {}}
+    truth.attach(report)
+    assert report["summary"]["truth_coverage"] == 0.0 and report["summary"]["false_reliable"] == 0
+
+
+# ---- the protocol ----
+def test_snapshot_parsing_and_damaged_answers():
+    text = "framecert-shadow 1\ne 0xffffc90000013f00 0xffffffff81001005\ns calls 10\ns rets 9\nend\n"
+    s = shadow.parse_snapshot(text)
+    assert s.entries == [(0xffffc90000013f00, 0xffffffff81001005)] and s.stats == {"calls": 10, "rets": 9}
+    with pytest.raises(GuestError, match="unexpected answer"):
+        shadow.parse_snapshot("hello\nend\n")
+    with pytest.raises(GuestError, match="cut short"):
+        shadow.parse_snapshot("framecert-shadow 1\ne 0x1 0x2\n")
+    with pytest.raises(GuestError, match="bad line"):
+        shadow.parse_snapshot("framecert-shadow 1\nx 1\nend\n")
+
+
+def test_client_talks_to_a_socket_speaking_the_protocol(tmp_path):
+    path = tmp_path / "shadow.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+
+    def serve():
+        conn, _ = server.accept()
+        with conn:
+            buf = b""
+            while b"\n" not in buf:
+                buf += conn.recv(100)
+            # Sent in pieces, as a large snapshot would be.
+            for piece in (b"framecert-shadow 1\ne 0x10 0x20\n", b"s calls 1\n", b"end\n"):
+                conn.sendall(piece)
+
+    th = threading.Thread(target=serve)
+    th.start()
+    client = shadow.ShadowClient(path, timeout=5)
+    try:
+        assert client.snapshot().entries == [(0x10, 0x20)]
+    finally:
+        client.close()
+        th.join()
+        server.close()
+    with pytest.raises(GuestError, match="did not appear"):
+        shadow.ShadowClient(tmp_path / "missing.sock", timeout=0.1)
+
+
+def test_missing_plugin_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(shadow, "PLUGIN", tmp_path / "nope.so")
+    with pytest.raises(GuestError, match="not built"):
+        shadow.plugin_path()
+    assert os.path.basename(str(shadow.PLUGIN)) == "nope.so"
