@@ -299,7 +299,8 @@ def add_stress(sub):
     p.add_argument("--seed", type=int, default=1, metavar="S")
     p.add_argument("--smp", type=_int_in(1, qemu.MAX_SMP), default=2, metavar="K", help="vCPUs (default 2)")
     p.add_argument("--workload", default="storm", metavar="NAME",
-                   help="storm (default: fork/exec, timers, pipes, file I/O, serial interrupts) or boot")
+                   help="storm (default: fork/exec, timers, pipes, file I/O, serial interrupts), boot, or storm "
+                        "under a tracer: function, function_graph, function_graph_filtered, kretprobe")
     p.add_argument("--jobs", type=_int_in(1, 16), default=1, metavar="J", help="guests in parallel")
     p.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
                    help="run only shard I of N (rounds r with r %% N == I-1); merge the reports afterwards")

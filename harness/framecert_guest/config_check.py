@@ -27,6 +27,9 @@ REQUIRED = {
     "CONFIG_ACPI": ("y", "brings up every CPU, and lets qemu_fw_cfg find vmcoreinfo"),
     "CONFIG_FW_CFG_SYSFS": ("y", "vmcoreinfo for drgn/crash"),
     "CONFIG_CRASH_CORE": ("y", "vmcoreinfo for drgn/crash"),
+    "CONFIG_FUNCTION_GRAPH_TRACER": ("y", "the function_graph tracer workloads (return addresses rewritten)"),
+    "CONFIG_KRETPROBES": ("y", "the kretprobe workload (return addresses rewritten)"),
+    "CONFIG_KPROBE_EVENTS": ("y", "kretprobes set from tracefs' kprobe_events"),
 }
 
 

@@ -161,6 +161,16 @@ def judge(task: dict, snap: Snapshot, registers: list, thread_size: int) -> dict
             return {"verdict": "disagree", "detail": f"the idle marker's slot {slot:#x} holds a call's return address"}
     truth = snap.between(floor, high)
     claimed = [(_hex(f["sp"]) - 8, _hex(f["pc"])) for f in ours]
+    verdict = _compare(ours, claimed, truth)
+    if verdict["verdict"] == "disagree":
+        # The evidence, for whoever reads the report: the CPU's un-returned calls on this stack, stale ones
+        # (below the stack pointer) included, innermost first.
+        verdict["floor"] = hex(floor)
+        verdict["shadow"] = [[hex(slot), hex(ret)] for slot, ret in snap.between(low, high)]
+    return verdict
+
+
+def _compare(ours: list, claimed: list, truth: list) -> dict:
     for i, (c, t) in enumerate(zip(claimed, truth)):
         if c != t:
             return {"verdict": "disagree",

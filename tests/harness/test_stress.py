@@ -23,6 +23,9 @@ def test_short_stress_run_has_no_false_reliable(guest_dir, tmp_path):
     s = report["summary"]
     assert s["rounds"] == ROUNDS and [x["round"] for x in report["rounds"]] == list(range(ROUNDS))
     assert s["false_reliable"] == 0 and s["harness_errors"] == 0
+    # Measured, not asserted: every reliable verdict but the never-run tasks' is checked by the shadow oracle.
+    assert s["oracle"] == "shadow" and s["truth_coverage"] >= 0.99, s
+    assert s["shadow_agree_reliable"] == s["reliable_checked"]
     assert s["tasks_walked"] == sum(x["tasks"] for x in report["rounds"]) and s["tasks_walked"] > 50 * ROUNDS
     # The planted bugs are unreliable in every round where their kthread sleeps: the reasons show up.
     assert s["by_reason"].get("no-frame-at-call-site", 0) >= ROUNDS

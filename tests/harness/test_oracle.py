@@ -1,0 +1,55 @@
+"""The shadow-stack oracle on the booted guest: it checks (nearly) every reliable verdict, agrees with every
+correct one, and fires on false reliables — made on purpose by switching judge rules off
+(FRAMECERT_TEST_DISABLE_RULE) — and under the function_graph tracer, whose return_to_handler once made
+framecert call traces reliable with their callers cut off."""
+import json
+import os
+import subprocess
+
+from conftest import REPO
+
+CLI = REPO / "scripts" / "framecert-guest"
+# The defences against a skipped caller, all off: with no-frame-at-call-site alone off, frame-skipped,
+# call-target-mismatch and the frame-size check still catch every planted bug (defence in depth).
+SKIPPED_CALLER_RULES = "no-frame-at-call-site,frame-skipped,frame-size-mismatch,call-target-mismatch,cross-check-mismatch"
+
+
+def _stress(guest_dir, tmp_path, name, *args, env=None):
+    out = tmp_path / f"{name}.json"
+    r = subprocess.run([CLI, "stress", "--guest-dir", str(guest_dir), "--json", str(out), "--oracle", "shadow", *args],
+                       capture_output=True, text=True, timeout=1800, env={**os.environ, **(env or {})})
+    return r, (json.loads(out.read_text()) if out.is_file() else None)
+
+
+def test_shadow_checks_every_reliable_verdict_and_agrees(guest_dir, tmp_path):
+    r, rep = _stress(guest_dir, tmp_path, "clean", "--rounds", "4", "--seed", "3", "--workload", "boot")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    s = rep["summary"]
+    assert s["false_reliable"] == 0 and s["truth_coverage"] >= 0.99, s
+    # The planted bugs are unreliable, and the shadow shows their traces really are incomplete.
+    for rnd in rep["rounds"]:
+        for key, st in rnd["stacks"].items():
+            if key.split(":", 1)[1] == "fc_asm_noframe" and st["reason"] == "no-frame-at-call-site":
+                assert st["shadow"]["verdict"] == "disagree", st
+    assert "truth (shadow): 0 false reliable out of" in r.stdout
+
+
+def test_rules_switched_off_make_false_reliables_the_shadow_finds(guest_dir, tmp_path):
+    r, rep = _stress(guest_dir, tmp_path, "disabled", "--rounds", "2", "--seed", "3", "--workload", "boot",
+                     env={"FRAMECERT_TEST_DISABLE_RULE": SKIPPED_CALLER_RULES})
+    assert r.returncode == 1 and rep, r.stdout[-3000:] + r.stderr[-3000:]
+    assert rep["summary"]["false_reliable"] >= 2 * 5, rep["summary"]  # fc_asm_noframe and fcregress' bugs
+    bad = [st for rnd in rep["rounds"] for key, st in rnd["stacks"].items() if rnd["verdicts"][key] == "FALSE-RELIABLE"]
+    assert len(bad) == rep["summary"]["false_reliable"]
+    assert all(st["shadow"]["verdict"] == "disagree" and "shadow:" in st["truth_violation"] for st in bad), bad
+
+
+def test_function_graph_tracer_no_false_reliable(guest_dir, tmp_path):
+    r, rep = _stress(guest_dir, tmp_path, "fgraph", "--rounds", "6", "--seed", "5", "--smp", "2",
+                     "--workload", "function_graph")
+    assert rep, r.stdout[-3000:] + r.stderr[-3000:]
+    s = rep["summary"]
+    # A guest crash while the tracer is switched on is a harness error (never a verdict); none may be false.
+    assert s["false_reliable"] == 0, [st for x in rep["rounds"] for st in x["stacks"].values() if st.get("truth_violation")]
+    assert s["truth_coverage"] is None or s["truth_coverage"] >= 0.99, s
+    assert s["rounds"] - s["harness_errors"] >= 3, s
