@@ -1,6 +1,6 @@
-// The reliability judge: the checks behind the five conditions of a reliable trace (DESIGN.md, "Unwinder
-// contract"), shared by the frame-pointer walk and the metadata-only walk. The walkers do the mechanics
-// (which word to read next); every decision about trust is made here.
+// The reliability judge: the checks behind the five conditions of a reliable trace (docs/design.md, "The
+// reliable-trace contract"), shared by the frame-pointer walk and the metadata-only walk. The walkers do the
+// mechanics (which word to read next); every decision about trust is made here.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // The JSON shape of a trace's frames, shared by `framecert walk` and `framecert guest-walk`
-// (DESIGN.md: {"pc", "symbol", "offset"} plus how each frame was found).
+// (docs/design.md: {"pc", "symbol", "offset"} plus how each frame was found).
 #pragma once
 
 #include <cstdint>

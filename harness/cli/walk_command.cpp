@@ -177,7 +177,7 @@ void add_walk_command(CLI::App& app, int& exit_code) {
       "walk", "Freeze a live process, walk every thread by frame pointers, judge each trace, detach.\n"
               "Exit: 0 all reliable, 1 some unreliable, 2 cannot walk, 3 an oracle disagrees with a reliable trace");
   cmd->add_option("--pid", args->pid, "process to walk")->required();
-  cmd->add_flag("--json", args->json, "JSON on stdout (docs: DESIGN.md, docs/verdicts.md)");
+  cmd->add_flag("--json", args->json, "JSON on stdout (docs: docs/design.md, docs/verdicts.md)");
   cmd->add_option("--metadata", args->metadata,
                   "metadata file to use instead of computing it (matched to objects by build-id, then name)");
   cmd->add_option("--oracle", args->oracle, "also unwind with an independent walker and compare")

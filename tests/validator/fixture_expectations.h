@@ -1,5 +1,5 @@
-// Reading a fixture's stated expectations (see tests/fixtures/validator and DESIGN.md's testing
-// conventions), and running the tools whose findings are compared with them.
+// Reading a fixture's stated expectations (tests/fixtures/validator: inline `# expect:` lines), and running the
+// tools whose findings are compared with them.
 #pragma once
 
 #include <set>
