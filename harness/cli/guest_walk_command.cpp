@@ -135,6 +135,7 @@ json report_json(const WalkReport& rep, const CodeMap& code) {
               {"task", hex(t.address)},
               {"stack", hex(t.stack)},
               {"thread_sp", hex(t.thread_sp)},
+              {"switches", t.switches},
               {"note", r.note},
               {"patch_state", t.patch_state ? json(*t.patch_state) : json(nullptr)}};
     j.update(verdict_json(r.unwind.trace.verdict));

@@ -42,6 +42,23 @@ def violation(task: dict, truth: dict):
     return None
 
 
+def judge(task: dict, truth: dict) -> dict:
+    """The known chain's verdict on a reliable trace: {"verdict", "detail", "full"}. `full`: the kthread was
+    asleep in its nap, so the whole trace is known — its chain then the kernel's sleeping frames — and must
+    equal it frame for frame (kernel frames included); otherwise only the module part is checked."""
+    why = violation(task, truth)
+    if why:
+        return {"verdict": "disagree", "detail": why, "full": False}
+    trace = outermost_first(task)
+    whole = truth["chain"] + truth.get("sleeps_in", [])
+    if task["reliable"] and truth.get("sleeps_in") and trace and trace[-1] == whole[-1] and truth["chain"][-1] in trace:
+        if trace != whole:
+            return {"verdict": "disagree", "detail": f"reliable trace {trace} is not the whole known chain {whole}",
+                    "full": True}
+        return {"verdict": "agree", "detail": f"the whole chain, {len(whole)} frames", "full": True}
+    return {"verdict": "agree", "detail": "the module part of the chain only", "full": False}
+
+
 def check(report: dict, truths: dict) -> int:
     """Marks every task whose reliable trace contradicts the ground truth (`truth_violation`, and
     `false_reliable`); returns how many were newly marked."""

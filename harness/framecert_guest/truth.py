@@ -4,8 +4,11 @@ Every task of a walk report gets `truths`: {name: {"verdict": "agree" | "disagre
 "not-run", "detail"}} for each truth:
 
 - `shadow`     — the emulator's shadow call stacks (shadow.py): independent of frame pointers and metadata;
-- `known_chain` — the guest's own kthreads parked on known chains (known_chains.py); it checks only the
-                  part of the chain it knows, so its "agree" does not count as coverage;
+- `sched`      — for a trace that says the task never ran (fork frame only), which the shadow cannot check:
+                  the kernel's own context-switch counts must be 0;
+- `known_chain` — the guest's own kthreads parked on known chains (known_chains.py); its "agree" counts as
+                  coverage only when the kthread was asleep in its nap and the whole trace, kernel frames
+                  included, was checked (`full`);
 - `drgn`, `crash` — external tools on a dump (crosscheck.py); drgn falls back to following rbp where a
                   function has no CFI, so their "agree" does not count as coverage either;
 
@@ -13,14 +16,35 @@ and the metadata-only walk's result as `self_consistency` (it reads the same met
 reliable verdict it disagrees with is already demoted by the unwinder: it can never reveal a false reliable).
 
 The summary: `false_reliable` (reliable verdicts any truth contradicts), `truth_coverage` (the fraction of
-reliable verdicts that a truth which counts — the shadow — checked), `no_truth` (why the others were not),
+reliable verdicts a truth checked whole: the shadow, `sched`, or a full known chain), `no_truth` (why the others were not),
 `self_consistency`, and per reason how many unreliable traces the shadow shows to be complete and right
 (candidates for false unreliables).
 """
 from . import known_chains, shadow
 
-COVERING = ("shadow",)                # truths whose "agree" proves a reliable verdict
-ALL = ("shadow", "known_chain", "drgn", "crash")
+ALL = ("shadow", "sched", "known_chain", "drgn", "crash")
+
+
+def covers(name: str, verdict: dict) -> bool:
+    """Whether this truth's verdict checked the whole trace: the shadow's always, a known chain's only when
+    it knew every frame (`full`), drgn's and crash's never (their frame-pointer fallbacks)."""
+    if verdict["verdict"] not in ("agree", "disagree"):
+        return False
+    return name in ("shadow", "sched") or (name == "known_chain" and verdict.get("full", False))
+
+
+def sched_truth(task: dict) -> dict:
+    """The kernel's own context-switch counts on a trace that says the task has never run (its stack holds
+    only the fork frame): the one claim the shadow cannot check, since a recycled stack still holds the
+    previous owner's entries. A task that ran has been switched out at least once (nvcsw + nivcsw > 0)."""
+    if task.get("note") != "has not run yet":
+        return _verdict("not-run", "only for traces of tasks that never ran")
+    if "switches" not in task:
+        return _verdict("no-truth", "no context-switch counts in the report")
+    if task["switches"] == 0 and not task.get("running"):
+        return _verdict("agree", "never ran: the kernel switched it out 0 times")
+    return _verdict("disagree", f"the trace says the task never ran, but the kernel switched it out "
+                                f"{task['switches']} times")
 
 
 def _verdict(v, detail=""):
@@ -34,9 +58,9 @@ def attach(report: dict, snap=None, chains=None, drgn=None, crash=None) -> dict:
     for t in report["tasks"]:
         truths = {}
         truths["shadow"] = shadow.judge(t, snap, regs, thread_size) if snap else _verdict("not-run")
-        if chains is not None and t.get("kthread", True) and t["comm"] in chains:
-            why = known_chains.violation(t, chains[t["comm"]])
-            truths["known_chain"] = _verdict("disagree", why) if why else _verdict("agree")
+        truths["sched"] = sched_truth(t) if snap else _verdict("not-run")
+        if chains is not None and t.get("kthread", True) and t["comm"] in chains and t["reliable"]:
+            truths["known_chain"] = known_chains.judge(t, chains[t["comm"]])
         else:
             truths["known_chain"] = _verdict("not-run" if chains is None else "no-truth", "no known chain")
         for name, result in (("drgn", drgn), ("crash", crash)):
@@ -58,7 +82,7 @@ def attach(report: dict, snap=None, chains=None, drgn=None, crash=None) -> dict:
 
 def summarize(tasks: list, oracle_ran: bool = True) -> dict:
     reliable = [t for t in tasks if t["reliable"]]
-    checked = [t for t in reliable if any(t["truths"][n]["verdict"] in ("agree", "disagree") for n in COVERING)]
+    checked = [t for t in reliable if any(covers(n, t["truths"][n]) for n in ALL)]
     no_truth = {}
     for t in reliable:
         if t not in checked:

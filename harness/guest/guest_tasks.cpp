@@ -63,6 +63,7 @@ Result<GuestTask> read_task(Memory& mem, const KernelLayout& k, uint64_t address
   t.stack = field(k.task_stack, uint64_t{});
   t.thread_sp = field(k.task_thread_sp, uint64_t{});
   if (k.task_patch_state) t.patch_state = field(k.task_patch_state, int32_t{});
+  t.switches = field(k.task_nvcsw, uint64_t{}) + field(k.task_nivcsw, uint64_t{});
   if (uint64_t parent = field(k.task_real_parent, uint64_t{}); kernel_pointer(parent)) {
     int32_t ppid = 0;
     if (mem.read_fully(RemoteAddr(parent + k.task_pid), &ppid, sizeof ppid)) t.ppid = ppid;

@@ -36,6 +36,9 @@ struct GuestTask {
   // The kernel's livepatch state of this task (KLP_UNDEFINED -1, KLP_UNPATCHED 0, KLP_PATCHED 1); nullopt
   // without CONFIG_LIVEPATCH.
   std::optional<int32_t> patch_state;
+  // nvcsw + nivcsw: how often the kernel switched this task out (0 for a task that has never run). Not used
+  // by the walk: the harness checks a "has not run yet" trace against it.
+  uint64_t switches = 0;
   bool kthread() const { return (flags & kPfKthread) != 0; }
 };
 

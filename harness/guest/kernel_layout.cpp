@@ -189,6 +189,8 @@ Result<KernelLayout> read_kernel_layout(const std::string& vmlinux) {
   k.task_flags = offset_of("task_struct", "flags");
   k.task_mm = offset_of("task_struct", "mm");
   k.task_real_parent = offset_of("task_struct", "real_parent");
+  k.task_nvcsw = offset_of("task_struct", "nvcsw");
+  k.task_nivcsw = offset_of("task_struct", "nivcsw");
   {
     // Only with CONFIG_LIVEPATCH: optional.
     std::string saved = error;

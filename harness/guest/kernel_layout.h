@@ -18,6 +18,7 @@ struct KernelLayout {
   uint64_t task_tasks = 0, task_pid = 0, task_tgid = 0, task_comm = 0, task_comm_len = 0, task_state = 0;
   uint64_t task_on_cpu = 0, task_cpu = 0, task_stack = 0, task_thread_sp = 0, task_signal = 0;
   uint64_t task_thread_node = 0, task_flags = 0, task_mm = 0, task_real_parent = 0;
+  uint64_t task_nvcsw = 0, task_nivcsw = 0;  // context-switch counts (the harness's truth for never-run tasks)
   // CONFIG_LIVEPATCH's per-task patch state (0: the kernel has no such member)
   uint64_t task_patch_state = 0;
   // struct signal_struct

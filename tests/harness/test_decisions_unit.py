@@ -131,6 +131,19 @@ def test_truth_accepts_the_true_chain_a_partial_one_and_unreliable_traces():
     assert known_chains.violation(_task(39, "x", CHAIN[:3], reliable=False), TRUTH) is None
 
 
+def test_known_chain_checks_the_whole_chain_kernel_frames_included():
+    whole = known_chains.judge(_task(39, "fc_asm_noframe", CHAIN), TRUTH)
+    assert whole["verdict"] == "agree" and whole["full"]
+    # A skipped kernel frame (schedule) leaves the module part intact: only the whole-chain check sees it.
+    no_schedule = _task(39, "fc_asm_noframe", [s for s in CHAIN if s != "schedule"])
+    assert known_chains.violation(no_schedule, TRUTH) is None
+    v = known_chains.judge(no_schedule, TRUTH)
+    assert v["verdict"] == "disagree" and v["full"] and "whole known chain" in v["detail"]
+    between_naps = known_chains.judge(_task(39, "fc_asm_noframe", ["kthread_should_stop", "fc_asm_noframe_fn",
+                                                                   "kthread", "ret_from_fork"]), TRUTH)
+    assert between_naps["verdict"] == "agree" and not between_naps["full"]
+
+
 def test_truth_check_marks_the_report():
     rep = _report([_task(39, "fc_asm_noframe", [s for s in CHAIN if s != "fc_noframe_caller"]),
                    _task(40, "other", ["a"])])

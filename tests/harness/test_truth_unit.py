@@ -109,16 +109,25 @@ def test_never_run_task_and_idle_marker():
 def test_accounting_counts_false_reliables_coverage_and_why_not():
     good = sleeping_task(right_frames(), THREAD_SP)
     bad = sleeping_task(right_frames()[:1] + right_frames()[2:], THREAD_SP, task="0x2", pid=43)
-    never = sleeping_task([frame(0xffffffff81000100, THREAD_SP + 0x38)], THREAD_SP, note="has not run yet", pid=44)
+    never = sleeping_task([frame(0xffffffff81000100, THREAD_SP + 0x38)], THREAD_SP, note="has not run yet", pid=44,
+                          switches=0)
+    ran = sleeping_task([frame(0xffffffff81000100, THREAD_SP + 0x38)], THREAD_SP, note="has not run yet", pid=46,
+                        task="0x6", switches=3)
     unrel = sleeping_task(right_frames(), THREAD_SP, reliable=False, pid=45)
-    report = {"tasks": [good, bad, never, unrel], "summary": {"reliable": 3}, "thread_size": SIZE}
+    report = {"tasks": [good, bad, never, unrel, ran], "summary": {}, "thread_size": SIZE}
     truth.attach(report, snap=snap(CALLS))
     s = report["summary"]
-    assert s["false_reliable"] == 1 and bad["false_reliable"] and "shadow" in bad["truth_violation"]
-    assert s["reliable_checked"] == 2 and s["truth_coverage"] == round(2 / 3, 4)
-    assert list(s["no_truth"].values()) == [1] and "never ran" in next(iter(s["no_truth"]))
+    # A "never ran" claim the kernel's switch counts contradict is a false reliable too.
+    assert s["false_reliable"] == 2 and bad["false_reliable"] and "shadow" in bad["truth_violation"]
+    assert ran["false_reliable"] and "switched it out 3 times" in ran["truth_violation"]
+    assert never["truths"]["sched"]["verdict"] == "agree" and not never["false_reliable"]
+    assert s["reliable_checked"] == 4 and s["truth_coverage"] == 1.0 and s["no_truth"] == {}
+    # Without the counts the claim is unchecked, and said so.
+    del never["switches"]
+    truth.attach(report, snap=snap(CALLS))
+    assert never["truths"]["sched"]["verdict"] == "no-truth" and report["summary"]["reliable_checked"] == 3
     assert s["unreliable_shadow_complete"] == {"no-frame-at-call-site": 1}
-    assert s["self_consistency"] == {"agree": 4, "disagree": 0}
+    assert s["self_consistency"] == {"agree": 5, "disagree": 0}
 
 
 def test_accounting_without_an_oracle_claims_no_coverage():
