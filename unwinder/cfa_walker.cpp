@@ -38,6 +38,7 @@ Trace walk_cfa_rules(const WalkContext& ctx, const Regs& regs) {
     const FrameState& s = *site.state;
     if (ctx.options.end_frame && fp_known && fp == *ctx.options.end_frame) {
       end = true;
+      if (ctx.options.end_record) judge_end_record(ctx, t, judge);
       break;
     }
     if (s.has(kEndOfStack)) {

@@ -12,6 +12,9 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
   Trace t;
   Judge judge;
   push_frame(t, ctx.code, regs.rip, regs.rsp, regs.rbp, FrameTrust::Context);
+  if (ctx.options.innermost_is_return_address) {
+    if (auto p = check_innermost_return_address(ctx, regs.rip)) judge.fail(*p, 0);
+  }
   auto first = step_from_registers(ctx, regs, judge);
   if (!first || first->end) {
     t.verdict = judge.finish(first && first->end, 0);
@@ -51,6 +54,7 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
     }
     if (ctx.options.end_frame && fp == *ctx.options.end_frame) {
       end = true;
+      if (ctx.options.end_record) judge_end_record(ctx, t, judge);
       break;
     }
     if (site.state && site.state->has(kEndOfStack)) {
@@ -70,6 +74,10 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
     if (fp == 0) {
       judge.fail(Reason::StackEndNotReached, k,
                  fmt::format("saved rbp is 0 at {:#x}, but no outermost frame is proven there", ret));
+      break;
+    }
+    if (auto p = check_encoded_frame_pointer(ctx, fp)) {
+      judge.fail(*p, k);
       break;
     }
     // Condition 1: the frame record [fp, fp+16) is on the stack, above this frame's stack pointer.

@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include "unwinder/frame_builder.h"
+
 namespace framecert {
 
 using namespace metadata;
@@ -69,6 +71,17 @@ std::optional<InnermostStep> assume_frame_at_rbp(const WalkContext& ctx, const R
   return InnermostStep{false, false, regs.rbp + 16, *ret, *fp};
 }
 
+// A function the validator did not vouch for (STACK_FRAME_NON_STANDARD: objtool skips it, and so do we):
+// no frame in it can be trusted, whatever its metadata rows say.
+Check check_vouched_for(const CodeImage& img, uint64_t address) {
+  if (!img.metadata) return std::nullopt;
+  auto where = img.metadata->locate(address - img.bias);
+  const FunctionEntry* f = where ? img.metadata->function_at(*where) : nullptr;
+  if (!f || !f->has(kFuncNonStandard)) return std::nullopt;
+  return Problem{Reason::NoMetadata, fmt::format("{} is STACK_FRAME_NON_STANDARD: its frame is not vouched for",
+                                                 f->name)};
+}
+
 }  // namespace
 
 std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const Regs& regs, Judge& judge) {
@@ -87,6 +100,7 @@ std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const R
     judge.fail(Reason::ReturnAddressNotText, 0, fmt::format("pc {:#x} is in no executable mapping", rip));
     return assume_frame_at_rbp(ctx, regs);
   }
+  if (auto p = check_vouched_for(*img, rip)) judge.fail(*p, 0);
   auto state = ctx.code.state_at(*img, rip);
   // A task inside a system call has rip right after its `syscall` instruction (the CPU saved exactly that
   // address). `syscall` leaves rsp and rbp as they were, so the state at the syscall instruction holds. The
@@ -234,6 +248,7 @@ ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, ui
                            site.image->metadata_error.empty() ? "" : ": " + site.image->metadata_error));
     return site;
   }
+  if (auto p = check_vouched_for(*site.image, return_address - 1)) judge.fail(*p, index);
   site.state = ctx.code.state_at(*site.image, return_address - 1);
   site.call = ctx.code.call_site_at(*site.image, return_address);
   if (site.state && site.state->has(kRegsFrame)) {
@@ -332,6 +347,89 @@ Check check_no_outermost_record_above(const WalkContext& ctx, uint64_t low) {
                                "claimed end: the chain skipped frames", a, *ret)};
   }
   return std::nullopt;
+}
+
+Check check_innermost_return_address(const WalkContext& ctx, uint64_t return_address) {
+  const CodeImage* img = ctx.code.find(return_address - 1);
+  if (!img) return Problem{Reason::ReturnAddressNotText, fmt::format("saved ret_addr {:#x} is not text", return_address)};
+  if (auto p = check_vouched_for(*img, return_address - 1)) return p;
+  auto call = ctx.code.call_site_at(*img, return_address);
+  if (!call)
+    return Problem{Reason::ReturnAddressNotAfterCall,
+                   fmt::format("no call instruction ends at the saved ret_addr {:#x}", return_address)};
+  if (!call->has(kCallFrameValid))
+    return Problem{Reason::NoFrameAtCallSite,
+                   fmt::format("the switch call before {:#x} was made without a frame", return_address)};
+  return std::nullopt;
+}
+
+Check check_encoded_frame_pointer(const WalkContext& ctx, uint64_t fp) {
+  if (!ctx.options.end_record || !(fp & 1)) return std::nullopt;
+  const uint64_t regs = fp - 1;
+  const uint64_t size = ctx.bounds.high - ctx.options.end_record->pt_regs;  // sizeof(struct pt_regs)
+  if (regs < ctx.bounds.low || regs + size > ctx.bounds.high) return std::nullopt;
+  return Problem{Reason::InterruptFrameMidStack,
+                 fmt::format("rbp {:#x} encodes a pt_regs at {:#x}: an interrupt or exception frame sits inside the "
+                             "stack", fp, regs)};
+}
+
+namespace {
+
+// The last frame's return address at a kernel stack's end (KernelEndRecord says which it must be).
+Check check_end_return_address(const WalkContext& ctx, const KernelEndRecord& end, uint64_t end_frame,
+                               uint64_t ret) {
+  const CodeImage* img = ctx.code.find(ret - 1);
+  if (!img) return Problem{Reason::ReturnAddressNotText, fmt::format("the last return address {:#x} is not kernel text", ret)};
+  auto cs = ctx.memory.read_u64(RemoteAddr(end.pt_regs + end.pt_regs_cs));
+  if (!cs) return Problem{Reason::MemoryUnreadable, "the pt_regs at the stack's top is unreadable"};
+  const bool user = (*cs & 3) == 3;
+  if (end.idle && !user) {
+    // head_64.S: secondary_startup_64 zeroes rbp and pushes the address right after its `lretq` as the
+    // outermost return address ("put return address on stack for unwinder"), then lretq's into the C entry.
+    // Nothing called it: the record must hold exactly that.
+    auto saved_bp = ctx.memory.read_u64(RemoteAddr(end_frame));
+    uint8_t insn[2] = {};
+    const bool lretq = ctx.memory.read(RemoteAddr(ret - 2), insn, 2) == 2 && insn[0] == 0x48 && insn[1] == 0xcb;
+    auto f = ctx.code.function_at(ret - 1);
+    const bool head = f && f->name.rfind("secondary_startup_64", 0) == 0;
+    if (saved_bp && *saved_bp == 0 && lretq && head) return std::nullopt;
+    return Problem{Reason::StackEndNotReached,
+                   fmt::format("an idle task's last return address must be secondary_startup_64's pushed marker "
+                               "after lretq with rbp 0, not {:#x}", ret)};
+  }
+  auto call = ctx.code.call_site_at(*img, ret);
+  if (!call)
+    return Problem{Reason::ReturnAddressNotAfterCall,
+                   fmt::format("no call instruction ends at the last return address {:#x}", ret)};
+  auto state = ctx.code.state_at(*img, ret - 1);
+  if (user) {
+    // The entry code that saved the user pt_regs (entry_SYSCALL_64, an idtentry, ret_from_fork's user path)
+    // is marked by the validator as holding a register frame at the call.
+    if (state && state->has(kRegsFrame)) return std::nullopt;
+    return Problem{Reason::StackEndNotReached,
+                   fmt::format("the user pt_regs is at the top, but {:#x} is not entry code holding it", ret)};
+  }
+  // A kthread: the pt_regs at the top are not a user's, as copy_thread() left them; the last frame returns
+  // into ret_from_fork, which called the thread function.
+  auto f = ctx.code.function_at(ret - 1);
+  const bool in_ret_from_fork = f && f->start == end.ret_from_fork && ret - end.ret_from_fork < std::max<uint64_t>(f->size, 1);
+  if ((state && state->has(kEndOfStack)) || in_ret_from_fork) return std::nullopt;
+  return Problem{Reason::StackEndNotReached,
+                 fmt::format("a kthread's last frame must return to ret_from_fork, not {:#x}", ret)};
+}
+
+}  // namespace
+
+void judge_end_record(const WalkContext& ctx, Trace& t, Judge& judge) {
+  const KernelEndRecord& end = *ctx.options.end_record;
+  const uint64_t end_frame = *ctx.options.end_frame;
+  auto ret = ctx.memory.read_u64(RemoteAddr(end_frame + 8));
+  if (!ret) {
+    judge.fail(Reason::MemoryUnreadable, static_cast<int>(t.frames.size()) - 1, ret.error().describe());
+    return;
+  }
+  push_frame(t, ctx.code, *ret, end_frame + 16, 0, FrameTrust::FramePointer);
+  if (auto p = check_end_return_address(ctx, end, end_frame, *ret)) judge.fail(*p, static_cast<int>(t.frames.size()) - 1);
 }
 
 }  // namespace framecert

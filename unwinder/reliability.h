@@ -15,6 +15,21 @@
 
 namespace framecert {
 
+// The end of a kernel task's stack (condition 5; the kernel's own unwinder checks the same in
+// is_last_frame()): the frame record just below the pt_regs at the top holds the last return address,
+//   - user pt_regs (cs & 3 == 3): entry code the metadata marks as holding a register frame, after a call;
+//   - an idle task: the address head_64.S's secondary_startup_64 pushes for unwinders after its `lretq`, with
+//     a saved rbp of 0 (no call made it);
+//   - otherwise a kthread: ret_from_fork (its end-of-stack hint, or the function itself), after a call.
+// With it, an odd frame pointer that encodes a pt_regs inside the stack (ENCODE_FRAME_POINTER) is an
+// interrupt or exception frame, not a damaged chain.
+struct KernelEndRecord {
+  uint64_t pt_regs = 0;        // where the pt_regs at the top of the stack start (end_frame + 16)
+  uint64_t pt_regs_cs = 0;     // offset of cs in them
+  uint64_t ret_from_fork = 0;  // ret_from_fork's address
+  bool idle = false;           // the task is a CPU's idle task
+};
+
 struct WalkOptions {
   size_t max_depth = 4096;  // frames; a 16 KiB kernel stack holds < 1024 frame records
   // Condition 2, tightened: the direct call before a return address must call the function of the frame
@@ -29,6 +44,12 @@ struct WalkOptions {
   bool check_frame_sizes = true;
   // Kernel tasks: the frame-record address that marks the recognised end (just below the user pt_regs).
   std::optional<uint64_t> end_frame;
+  // With end_frame: what the record there must hold (KernelEndRecord); the walk then also shows the last
+  // frame, the return address in that record, and the judge decides whether it is a real end.
+  std::optional<KernelEndRecord> end_record;
+  // Frame 0 is a return address, not a pc (a sleeping kernel task: the ret_addr __switch_to_asm left at
+  // thread.sp): the call before it must be proven, with a frame, like every other return address.
+  bool innermost_is_return_address = false;
   // Condition 5, user space: the x86-64 ABI's outermost-frame marker (rbp explicitly zeroed by the code that
   // called out, saved rbp 0) ends a stack. A kernel stack has no such end — it ends only at `end_frame` or an
   // end-of-stack hint — so kernel walks turn this off, and a zeroed rbp there is just a lost frame pointer.
@@ -92,6 +113,13 @@ struct InnermostStep {
 };
 // Returns nullopt when no step is possible at all (the judge holds why).
 std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const Regs& regs, Judge& judge);
+// Frame 0 when it is a return address (WalkOptions::innermost_is_return_address): in code, after a call the
+// validator knows, made with a frame.
+Check check_innermost_return_address(const WalkContext& ctx, uint64_t return_address);
+// At the end frame of a kernel stack (WalkOptions::end_record): appends the last frame to `t` and judges it.
+void judge_end_record(const WalkContext& ctx, Trace& t, Judge& judge);
+// ENCODE_FRAME_POINTER: an odd frame pointer that is a pt_regs inside the stack, plus one (kernel walks).
+Check check_encoded_frame_pointer(const WalkContext& ctx, uint64_t fp);
 
 // Conditions 2–4 at a return address (frame `index`, whose callee ran at `callee_pc`).
 struct ReturnSite {

@@ -182,123 +182,16 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   return w;
 }
 
-void GuestWalker::check_nonstandard(Trace& tr) const {
-  if (!tr.verdict.reliable) return;
-  for (size_t i = 0; i < tr.frames.size(); ++i) {
-    uint64_t probe = i == 0 ? tr.frames[i].pc : tr.frames[i].pc - 1;
-    const CodeImage* img = code_.find(probe);
-    if (!img || !img->metadata) continue;
-    auto where = img->metadata->locate(probe - img->bias);
-    const FunctionEntry* f = where ? img->metadata->function_at(*where) : nullptr;
-    if (f && f->has(kFuncNonStandard)) {
-      tr.verdict = Verdict{false, Reason::NoMetadata, static_cast<int>(i),
-                           fmt::format("{} is STACK_FRAME_NON_STANDARD: its frame is not vouched for", f->name)};
-      return;
-    }
-  }
-}
-
-void GuestWalker::judge_stack_end(TaskReport& r, const GuestTask& t) {
-  Trace& tr = r.unwind.trace;
-  check_nonstandard(tr);
-  const uint64_t top = t.stack + layout_.thread_size;
-  const uint64_t regs = top - layout_.pt_regs_size;
-  const uint64_t end_frame = regs - 16;
-  if (tr.frames.empty() || tr.frames.back().fp != end_frame) {
-    // The one other end the walkers accept in a kernel stack (hint_ends_stack): the task runs in the code
-    // that built the pt_regs at the top (entry code, ret_from_fork), rsp at or above them.
-    if (tr.verdict.reliable && !(tr.frames.size() == 1 && tr.frames[0].sp >= regs))
-      tr.verdict = Verdict{false, Reason::StackEndNotReached, static_cast<int>(tr.frames.size()) - 1,
-                           fmt::format("the walk ended at {:#x}, not at the frame below the pt_regs at the "
-                                       "stack's top ({:#x})", tr.frames.empty() ? 0 : tr.frames.back().fp, end_frame)};
-    return;
-  }
-  // The last frame record is the one just below the pt_regs at the stack's top: the return address in it
-  // is the code that put the pt_regs there.
-  auto ret = memory_->read_u64(RemoteAddr(end_frame + 8));
-  auto cs = memory_->read_u64(RemoteAddr(regs + layout_.pt_regs_cs));
-  if (!ret || !cs) {
-    tr.verdict = Verdict{false, Reason::MemoryUnreadable, static_cast<int>(tr.frames.size()) - 1,
-                         "the pt_regs at the stack's top is unreadable"};
-    return;
-  }
-  push_frame(tr, code_, *ret, end_frame + 16, 0, FrameTrust::FramePointer);
-  const int k = static_cast<int>(tr.frames.size()) - 1;
-  const CodeImage* img = code_.find(*ret - 1);
-  std::optional<FrameState> state = img ? code_.state_at(*img, *ret - 1) : std::nullopt;
-  std::optional<CallSite> call = img ? code_.call_site_at(*img, *ret) : std::nullopt;
-  const bool user = (*cs & 3) == 3;
-  if (!img) {
-    tr.verdict = Verdict{false, Reason::ReturnAddressNotText, k,
-                         fmt::format("the last return address {:#x} is not kernel text", *ret)};
-    return;
-  }
-  if (t.idle && !user) {
-    // An idle task's stack starts in head_64.S: secondary_startup_64 zeroes rbp and pushes the address right
-    // after its `lretq` as the outermost return address ("put return address on stack for unwinder"), then
-    // lretq's into x86_64_start_kernel / start_secondary. Nothing called it: the record must hold exactly
-    // that — a saved rbp of 0 and a return address after an lretq in secondary_startup_64.
-    auto saved_bp = memory_->read_u64(RemoteAddr(end_frame));
-    uint8_t insn[2] = {};
-    bool lretq = memory_->read(RemoteAddr(*ret - 2), insn, 2) == 2 && insn[0] == 0x48 && insn[1] == 0xcb;
-    auto f = code_.function_at(*ret - 1);
-    bool head = f && f->name.rfind("secondary_startup_64", 0) == 0;
-    if (!(saved_bp && *saved_bp == 0 && lretq && head))
-      tr.verdict = Verdict{false, Reason::StackEndNotReached, k,
-                           fmt::format("an idle task's last return address must be secondary_startup_64's pushed "
-                                       "marker after lretq with rbp 0, not {:#x}", *ret)};
-    return;
-  }
-  if (!call) {
-    tr.verdict = Verdict{false, Reason::ReturnAddressNotAfterCall, k,
-                         fmt::format("no call instruction ends at the last return address {:#x}", *ret)};
-    return;
-  }
-  if (user) {
-    // The entry code that saved the user pt_regs (entry_SYSCALL_64, an idtentry, ret_from_fork's user path)
-    // is marked by the validator as holding a register frame at the call.
-    if (!(state && state->has(kRegsFrame)))
-      tr.verdict = Verdict{false, Reason::StackEndNotReached, k,
-                           fmt::format("the user pt_regs is at the top, but {:#x} is not entry code holding it", *ret)};
-    return;
-  }
-  // A kthread (the pt_regs at the top is not a user one, as copy_thread() left it): the last frame returns
-  // into ret_from_fork, which called the thread function (an end-of-stack hint there, or the symbol itself
-  // when the metadata does not carry the hint).
-  auto f = code_.function_at(*ret - 1);
-  bool in_ret_from_fork = f && f->start == ret_from_fork_ && *ret - ret_from_fork_ < std::max<uint64_t>(f->size, 1);
-  if (!(state && state->has(kEndOfStack)) && !in_ret_from_fork)
-    tr.verdict = Verdict{false, Reason::StackEndNotReached, k,
-                         fmt::format("a kthread's last frame must return to ret_from_fork, not {:#x}", *ret)};
-}
-
-void GuestWalker::finish_at_stack_end(TaskReport& r, const GuestTask& t) {
-  Trace& tr = r.unwind.trace;
-  const uint64_t top = t.stack + layout_.thread_size;
-  if (!tr.verdict.reliable) {
-    // An encoded frame pointer (ENCODE_FRAME_POINTER: pt_regs address | 1) is an interrupt or exception
-    // frame inside the stack, not a damaged chain.
-    if (tr.verdict.reason == Reason::FrameMisaligned && tr.verdict.frame >= 0 &&
-        static_cast<size_t>(tr.verdict.frame) < tr.frames.size()) {
-      uint64_t fp = tr.frames[tr.verdict.frame].fp;
-      if ((fp & 1) && fp - 1 >= t.stack && fp - 1 + layout_.pt_regs_size <= top)
-        tr.verdict = Verdict{false, Reason::InterruptFrameMidStack, tr.verdict.frame,
-                             fmt::format("rbp {:#x} encodes a pt_regs at {:#x}: an interrupt or exception frame "
-                                         "sits inside the stack", fp, fp - 1)};
-    }
-  }
-  // The outermost frame is shown whatever the verdict; it is judged only when everything below held.
-  const Verdict before = r.unwind.trace.verdict;
-  judge_stack_end(r, t);
-  if (!before.reliable) r.unwind.trace.verdict = before;
-}
-
 TaskReport GuestWalker::walk_task(const GuestTask& t, const CpuRegs* regs, bool user_mode) {
   TaskReport r;
   r.task = t;
   const StackBounds bounds{t.stack, t.stack + layout_.thread_size};
   WalkContext ctx{*memory_, code_, bounds, WalkOptions{}};
-  ctx.options.end_frame = bounds.high - layout_.pt_regs_size - 16;
+  // Every judgement about this kernel stack is the judge's (unwinder/reliability.h): where it ends and what
+  // the end record must hold, encoded frame pointers, STACK_FRAME_NON_STANDARD functions.
+  const uint64_t pt_regs = bounds.high - layout_.pt_regs_size;
+  ctx.options.end_frame = pt_regs - 16;
+  ctx.options.end_record = KernelEndRecord{pt_regs, layout_.pt_regs_cs, ret_from_fork_, t.idle};
   ctx.options.zeroed_rbp_ends_stack = false;  // kernel stacks end at the user pt_regs or ret_from_fork only
   Trace& tr = r.unwind.trace;
   if (regs) {
@@ -313,7 +206,6 @@ TaskReport GuestWalker::walk_task(const GuestTask& t, const CpuRegs* regs, bool 
       return r;
     }
     r.unwind = unwind(ctx, Regs{regs->rip, regs->rsp, regs->rbp, -1});
-    finish_at_stack_end(r, t);
     return r;
   }
   if (t.stack == 0) {
@@ -343,23 +235,9 @@ TaskReport GuestWalker::walk_task(const GuestTask& t, const CpuRegs* regs, bool 
     r.note = "has not run yet";
     return r;
   }
-  r.unwind = unwind(ctx, Regs{*ret, t.thread_sp + layout_.itf_size, *bp, -1});
   // Frame 0 is a return address (into __schedule): the call before it must be proven, with a frame.
-  const CodeImage* img = code_.find(*ret - 1);
-  auto call = img ? code_.call_site_at(*img, *ret) : std::nullopt;
-  if (tr.verdict.reliable || tr.verdict.frame > 0) {
-    std::optional<Verdict> v;
-    if (!img)
-      v = Verdict{false, Reason::ReturnAddressNotText, 0, fmt::format("saved ret_addr {:#x} is not kernel text", *ret)};
-    else if (!call)
-      v = Verdict{false, Reason::ReturnAddressNotAfterCall, 0,
-                  fmt::format("no call instruction ends at the saved ret_addr {:#x}", *ret)};
-    else if (!call->has(kCallFrameValid))
-      v = Verdict{false, Reason::NoFrameAtCallSite, 0,
-                  fmt::format("the switch call before {:#x} was made without a frame", *ret)};
-    if (v) tr.verdict = *v;
-  }
-  finish_at_stack_end(r, t);
+  ctx.options.innermost_is_return_address = true;
+  r.unwind = unwind(ctx, Regs{*ret, t.thread_sp + layout_.itf_size, *bp, -1});
   return r;
 }
 

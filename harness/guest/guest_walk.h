@@ -83,9 +83,6 @@ class GuestWalker {
  private:
   GuestWalker() = default;
   TaskReport walk_task(const GuestTask& t, const CpuRegs* regs, bool user_mode);
-  void finish_at_stack_end(TaskReport& r, const GuestTask& t);
-  void judge_stack_end(TaskReport& r, const GuestTask& t);
-  void check_nonstandard(Trace& tr) const;
 
   GuestConfig config_;
   KernelLayout layout_;
