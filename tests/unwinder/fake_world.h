@@ -82,6 +82,8 @@ class FakeWorld {
   }
 
   void set_row(uint64_t address, FrameState s) { rows_.push_back({address - kText, s}); }
+  // Extra function flags in the metadata (e.g. kFuncNonStandard).
+  void set_function_flags(uint64_t fn, uint32_t flags) { fns_[fn].flags |= flags; }
 
   std::shared_ptr<FrameTable> table() const {
     auto t = std::make_shared<FrameTable>();
@@ -98,7 +100,7 @@ class FakeWorld {
     std::sort(s.calls.begin(), s.calls.end(), [](auto& a, auto& b) { return a.return_offset < b.return_offset; });
     t->sections.push_back(s);
     for (auto& [start, f] : fns_)
-      t->functions.push_back({f.name, 0, start - kText, kFnSize, kFuncCertified, {}, {}});
+      t->functions.push_back({f.name, 0, start - kText, kFnSize, kFuncCertified | f.flags, {}, {}});
     return t;
   }
 
@@ -120,6 +122,7 @@ class FakeWorld {
   struct Fn {
     std::string name;
     Kind kind;
+    uint32_t flags = 0;
   };
   std::map<uint64_t, Fn> fns_;
   std::vector<FrameRowEntry> rows_;

@@ -607,6 +607,113 @@ TEST(Walker, InnermostPcUnderHintEndsKernelStackOnlyAtTheTop) {
   EXPECT_TRUE(e.verdict.reliable) << e.verdict.detail;
 }
 
+// A kernel task's stack as the guest walker hands it to the judge: the pt_regs at the top (cs at +8), the
+// end record below them returning into ret_from_fork, a kthread function and a leaf.
+struct KernelTask {
+  static constexpr uint64_t kPtRegsSize = 64;
+  FakeWorld w;
+  Machine m{w};
+  uint64_t entry = w.add("ret_from_fork", Kind::Framed);
+  uint64_t fn = w.add("kthread_fn", Kind::Framed);
+  uint64_t leaf = w.add("leaf", Kind::Framed);
+  uint64_t pt_regs = FakeWorld::kStackTop - kPtRegsSize;
+  uint64_t ret_entry = 0, ret_fn = 0;
+  explicit KernelTask(uint64_t cs = 0x10) {
+    w.mem.write_u64(pt_regs + 8, cs);
+    ret_entry = w.call(entry, 0x10, fn);
+    ret_fn = w.call(fn, 0x20, leaf);
+    m.rsp = pt_regs;
+    m.rbp = 0;
+    m.call(ret_entry);
+    m.prologue();  // saves rbp 0: the end record at pt_regs - 16
+    m.locals(2);
+    m.call(ret_fn);
+    m.prologue();
+  }
+  WalkOptions options(bool idle = false) const {
+    WalkOptions o;
+    o.end_frame = pt_regs - 16;
+    o.end_record = KernelEndRecord{pt_regs, 8, entry, idle};
+    o.zeroed_rbp_ends_stack = false;
+    return o;
+  }
+  Unwind run(WalkOptions o) {
+    CodeMap code = w.code_map();
+    return unwind(WalkContext{w.mem, code, w.bounds(), o}, m.regs(leaf + 0x40));
+  }
+};
+
+TEST(KernelEnd, KthreadEndsInRetFromForkWhichIsShown) {
+  KernelTask k;
+  Unwind u = k.run(k.options());
+  EXPECT_TRUE(u.trace.verdict.reliable) << u.trace.verdict.detail;
+  EXPECT_EQ(symbols(u.trace), (std::vector<std::string>{"leaf", "kthread_fn", "ret_from_fork"}));
+  EXPECT_TRUE(u.cross_check.agree) << u.cross_check.detail;
+  WalkOptions elsewhere = k.options();
+  elsewhere.end_record->ret_from_fork = k.leaf;  // the last frame does not return into ret_from_fork
+  EXPECT_UNRELIABLE(k.run(elsewhere).trace, Reason::StackEndNotReached, 2);
+}
+
+TEST(KernelEnd, UserPtRegsNeedEntryCodeHoldingThem) {
+  KernelTask k(/*cs=*/0x33);
+  EXPECT_UNRELIABLE(k.run(k.options()).trace, Reason::StackEndNotReached, 2);
+  k.w.set_row(k.ret_entry - 1, FrameState{CfaBase::Sp, 8, 0, kRegsFrame});
+  k.w.set_row(k.ret_entry, FrameState{CfaBase::Bp, 16, -16, kBpIsFrame | kBpSaved});
+  Unwind u = k.run(k.options());
+  EXPECT_TRUE(u.trace.verdict.reliable) << u.trace.verdict.detail;
+}
+
+TEST(KernelEnd, IdleTaskNeedsTheHeadMarker) {
+  KernelTask k;
+  // ret_from_fork is no idle task's end: head_64.S's marker (after an lretq, rbp 0) is.
+  EXPECT_UNRELIABLE(k.run(k.options(/*idle=*/true)).trace, Reason::StackEndNotReached, 2);
+}
+
+TEST(KernelEnd, EncodedFramePointerIsAnInterruptFrame) {
+  KernelTask k;
+  // The leaf's saved rbp encodes a pt_regs on this stack (ENCODE_FRAME_POINTER): regs address | 1.
+  k.w.mem.write_u64(k.m.rbp, (k.pt_regs - 0x400) | 1);
+  EXPECT_UNRELIABLE(k.run(k.options()).trace, Reason::InterruptFrameMidStack, 1);
+  // Without the kernel end record it is just a misaligned frame.
+  WalkOptions plain = k.options();
+  plain.end_record.reset();
+  EXPECT_UNRELIABLE(k.run(plain).trace, Reason::FrameMisaligned, 1);
+}
+
+TEST(KernelEnd, SleepingTasksFrameZeroIsAReturnAddress) {
+  // Asleep in the leaf: it called the switch; frame 0 is the return address into it, rbp the leaf's frame.
+  KernelTask k;
+  uint64_t sw = k.w.add("switch_to", Kind::Frameless);
+  uint64_t ret_leaf = k.w.call(k.leaf, 0x30, sw);
+  uint64_t frameless = k.w.add("frameless_switcher", Kind::Frameless);
+  uint64_t ret_bad = k.w.call(frameless, 0x10, sw, uint8_t{0});
+  k.m.call(ret_leaf);
+  CodeMap code = k.w.code_map();
+  WalkOptions o = k.options();
+  o.innermost_is_return_address = true;
+  Unwind u = unwind(WalkContext{k.w.mem, code, k.w.bounds(), o}, Regs{ret_leaf, k.m.rsp + 8, k.m.rbp});
+  EXPECT_TRUE(u.trace.verdict.reliable) << u.trace.verdict.detail;
+  EXPECT_EQ(symbols(u.trace), (std::vector<std::string>{"leaf", "kthread_fn", "ret_from_fork"}));
+  // A return address after a call made without a frame: its caller would be skipped.
+  Trace t = walk_frame_pointers(WalkContext{k.w.mem, code, k.w.bounds(), o}, Regs{ret_bad, k.m.rsp + 8, k.m.rbp});
+  EXPECT_UNRELIABLE(t, Reason::NoFrameAtCallSite, 0);
+  // Without the option frame 0 is taken for a pc, and nothing checks the call before it.
+  o.innermost_is_return_address = false;
+  Trace unchecked = walk_frame_pointers(WalkContext{k.w.mem, code, k.w.bounds(), o}, Regs{ret_bad, k.m.rsp + 8, k.m.rbp});
+  EXPECT_NE(unchecked.verdict.reason, Reason::NoFrameAtCallSite);
+}
+
+TEST(KernelEnd, NonStandardFunctionIsNotVouchedFor) {
+  KernelTask k;
+  k.w.set_function_flags(k.fn, kFuncNonStandard);
+  EXPECT_UNRELIABLE(k.run(k.options()).trace, Reason::NoMetadata, 1);
+  // User space too: the validator skipped it.
+  Chain c;
+  c.w.set_function_flags(c.a, kFuncNonStandard);
+  Trace t = c.fp(c.in_b());
+  EXPECT_UNRELIABLE(t, Reason::NoMetadata, 1);
+}
+
 TEST(Reasons, NamesRoundTripAndAreDocumented) {
   std::ifstream doc(std::string(FRAMECERT_SOURCE_DIR) + "/docs/verdicts.md");
   ASSERT_TRUE(doc) << "docs/verdicts.md missing";
