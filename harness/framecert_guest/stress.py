@@ -167,11 +167,13 @@ class _Runner:
     def start(self):
         self.guest = qemu.Guest(self.guest_dir, smp=self.smp, shadow=self.oracle == "shadow").start()
         self.guest.wait_ready(timeout=300)
-        for cmd in setup_commands(self.workload):
-            self.guest.command(cmd)
-        for cmd in WORKLOADS[self.workload]:
-            self.guest.command(cmd)
+        # The walker first (it asks the guest where its modules are): under a tracer on every function the
+        # guest answers commands several times slower.
         self.session = walk.WalkSession(self.guest)
+        for cmd in setup_commands(self.workload):
+            self.guest.command(cmd, timeout=300)  # switching a tracer on patches every function: slow under TCG
+        for cmd in WORKLOADS[self.workload]:
+            self.guest.command(cmd, timeout=120)
 
     def stop(self):
         if self.session:
