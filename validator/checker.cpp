@@ -46,8 +46,9 @@ class FunctionChecker {
   // `silent`: the metadata pass over a function that already has its finding. Rules are not checked
   // and nothing is reported; every path is followed as far as the stack state stays known, so the
   // unwinder gets proven CFA rules for the whole function (which stays uncertified).
-  bool run(int32_t start, int32_t func, const CfiState& state, bool silent = false) {
+  bool run(int32_t start, int32_t func, const CfiState& state, bool silent = false, bool from_hint = false) {
     func_ = func;
+    from_hint_ = from_hint;
     silent_ = silent;
     if (silent && silent_seen_.size() != obj_.insns.size()) silent_seen_.assign(obj_.insns.size(), 0);
     std::vector<WorkItem> stack;
@@ -176,6 +177,7 @@ class FunctionChecker {
           out_.visited[i] = 1;
           out_.state_of_insn[i] = intern(item.state);
         }
+        if (from_hint_ && !silent_) out_.hint_reached[i] = 1;
         const bool has_alts = !in.ignore_alts && (!in.alts.empty() || !in.table_targets.empty());
         if (has_alts) {
           // Alternatives and switch targets are explored first, each with the state before this
@@ -326,6 +328,7 @@ class FunctionChecker {
   bool explain_;
   int32_t func_ = kNone;
   bool silent_ = false;
+  bool from_hint_ = false;
   std::vector<uint8_t> silent_seen_;
   std::vector<PathNode> nodes_;
   std::unordered_map<size_t, std::vector<int32_t>> index_;
@@ -381,6 +384,7 @@ CheckResult check_functions(const DecodedObject& obj, bool explain) {
   out.state_of_insn.assign(obj.insns.size(), -1);
   out.visited.assign(obj.insns.size(), 0);
   out.function_failed.assign(obj.functions.size(), false);
+  out.hint_reached.assign(obj.insns.size(), 0);
   // objtool's order: sections in header order, functions by address within each.
   std::vector<int32_t> order;
   for (int32_t f = 0; f < static_cast<int32_t>(obj.functions.size()); ++f) order.push_back(f);
@@ -417,7 +421,8 @@ CheckResult check_functions(const DecodedObject& obj, bool explain) {
     for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
       const Instruction& in = obj.insns[i];
       if (!in.hint || out.visited[i] || in.ignore) continue;
-      if (!checker.run(i, in.func, CfiState{}) && in.func != kNone) out.function_failed[obj.parent_of(in.func)] = true;
+      if (!checker.run(i, in.func, CfiState{}, /*silent=*/false, /*from_hint=*/true) && in.func != kNone)
+        out.function_failed[obj.parent_of(in.func)] = true;
     }
   return out;
 }
@@ -503,6 +508,42 @@ void check_reachability(const DecodedObject& obj, CheckResult& result) {
     result.findings.push_back(obj.finding_at(obj.insns[i], "unreachable instruction"));
     return;
   }
+}
+
+namespace {
+
+// Inside a function symbol's range; a function without a size still owns its first instruction.
+bool inside_some_function(const DecodedObject& obj, const Instruction& in) {
+  if (in.func != kNone) return true;
+  for (const Function& f : obj.functions)
+    if (f.section == in.section && in.insn.offset >= f.offset && in.insn.offset < f.offset + std::max<uint64_t>(f.size, 1))
+      return true;
+  return false;
+}
+
+}  // namespace
+
+std::vector<Finding> returns_outside_functions(const DecodedObject& obj, const CheckResult& result) {
+  std::vector<Finding> out;
+  size_t files = 0;
+  for (const ElfSymbol& s : obj.elf->symbols()) files += s.type == STT_FILE;
+  const bool linked_object = files > 1;
+  SymbolHoles holes(obj);
+  std::vector<uint8_t> extra_ignore(obj.insns.size(), 0);
+  const bool hints_known = result.hint_reached.size() == obj.insns.size();
+  for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
+    const Instruction& in = obj.insns[i];
+    if (in.insn.kind != InsnKind::Return || in.ignore || inside_some_function(obj, in)) continue;
+    // Annotated entry code: an unwind hint states the stack of the code this path runs through. (Code
+    // reached through an exception-table fixup runs at its own address, outside every function: reported.)
+    if (hints_known && result.hint_reached[i]) continue;
+    const std::string& sec = obj.section_name(in.section);
+    if (sec == ".altinstr_replacement" || sec == ".altinstr_aux") continue;  // copied into a function at boot
+    if (linked_object && !result.visited[i] && (extra_ignore[i] || in_ignored_hole(obj, result, holes, i, extra_ignore)))
+      continue;
+    out.push_back(obj.finding_at(in, "return instruction outside of a callable function"));
+  }
+  return out;
 }
 
 }  // namespace framecert

@@ -19,6 +19,7 @@ struct CheckResult {
   std::vector<CfiState> states;  // de-duplicated
   std::vector<uint8_t> visited;
   std::vector<bool> function_failed;  // per function: validation stopped at a finding
+  std::vector<uint8_t> hint_reached;  // per instruction: reached on a path that starts at an unwind hint
 };
 
 CheckResult check_functions(const DecodedObject& obj, bool explain);
@@ -26,5 +27,11 @@ CheckResult check_functions(const DecodedObject& obj, bool explain);
 // objtool's "unreachable instruction": the first instruction no path reached (only run on an object
 // without other findings, as objtool does). Appends at most one finding.
 void check_reachability(const DecodedObject& obj, CheckResult& result);
+
+// framecert's own rule (docs/rules.md): every `ret` outside every function symbol is reported as "return
+// instruction outside of a callable function", reached or not, whatever else was found — unless an
+// unwind hint describes the code (annotated entry code), it is alternative replacement code (copied into
+// a function at boot), or it is the dead code of a dropped weak function in a linked object. One finding per such `ret`.
+std::vector<Finding> returns_outside_functions(const DecodedObject& obj, const CheckResult& result);
 
 }  // namespace framecert

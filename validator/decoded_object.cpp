@@ -91,6 +91,8 @@ void decode_sections(DecodedObject& obj, const Decoder& decoder) {
     code.end_insn = static_cast<uint32_t>(obj.insns.size());
     obj.code_sections.push_back(code);
   }
+  obj.code_index.assign(obj.elf->sections().size(), kNone);
+  for (size_t c = 0; c < obj.code_sections.size(); ++c) obj.code_index[obj.code_sections[c].section] = static_cast<int32_t>(c);
 }
 
 void collect_functions(DecodedObject& obj) {
@@ -153,6 +155,35 @@ void collect_functions(DecodedObject& obj) {
     f.end_insn = static_cast<uint32_t>(hi - obj.insns.begin());
     if (!f.canonical) continue;
     for (auto it = lo; it != hi; ++it) it->func = i;
+  }
+}
+
+// Every function symbol in code must start on an instruction (objtool 6.1 checks untyped labels too):
+// a function that starts inside an instruction, beyond its section or in an empty section cannot be
+// followed from its entry, and is reported instead of being silently left out. In a relocatable object
+// this stops the check of the object, as in objtool; in a linked image, where hand-written code and
+// untyped labels are common, it stops only that function.
+void check_symbol_starts(DecodedObject& obj) {
+  const bool linked = !obj.elf->relocatable();
+  std::vector<const ElfSymbol*> misplaced;
+  for (const ElfSymbol& s : obj.elf->symbols()) {
+    if (!s.defined() || (s.type != STT_FUNC && (linked || s.type != STT_NOTYPE))) continue;
+    const ElfSection& sec = obj.elf->sections()[s.section];
+    if (!sec.executable()) continue;
+    if (s.type == STT_NOTYPE && s.offset == sec.size) continue;  // an end-of-code label
+    if (obj.find_insn(s.section, s.offset) != kNone) continue;
+    misplaced.push_back(&s);
+  }
+  std::stable_sort(misplaced.begin(), misplaced.end(), [](const ElfSymbol* a, const ElfSymbol* b) {
+    return a->section != b->section ? a->section < b->section : a->offset < b->offset;
+  });
+  for (const ElfSymbol* s : misplaced) {
+    Finding f = fatal_text(fmt::format("{}(): can't find starting instruction", s->name));
+    if (linked) {
+      f.function = s->name;
+      if (int32_t fi = obj.function_of_symbol(s->index); fi != kNone) obj.functions[obj.parent_of(fi)].broken = true;
+    }
+    obj.fatal.push_back(std::move(f));
   }
 }
 
@@ -511,9 +542,8 @@ bool is_noreturn_function(const DecodedObject& obj, int32_t func, int depth) {
 }
 
 const SectionCode* DecodedObject::code_of(uint32_t section) const {
-  for (const auto& c : code_sections)
-    if (c.section == section) return &c;
-  return nullptr;
+  if (section >= code_index.size() || code_index[section] == kNone) return nullptr;
+  return &code_sections[code_index[section]];
 }
 
 int32_t DecodedObject::find_insn(uint32_t section, uint64_t offset) const {
@@ -563,6 +593,7 @@ DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder) {
   obj.elf = &elf;
   decode_sections(obj, decoder);
   collect_functions(obj);
+  check_symbol_starts(obj);
   mark_non_standard(obj);
   read_ignore_alternatives(obj);
   read_special_sections(obj);

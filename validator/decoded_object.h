@@ -73,6 +73,7 @@ struct SectionCode {
 struct DecodedObject {
   const ElfFile* elf = nullptr;
   std::vector<SectionCode> code_sections;
+  std::vector<int32_t> code_index;  // section index -> index into code_sections, or kNone
   std::vector<Instruction> insns;  // grouped by section, sorted by offset
   std::vector<Function> functions;
   // Structural errors (objtool's hard errors). One without a function (undecodable bytes, a .cold part

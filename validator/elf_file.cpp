@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,7 +11,9 @@
 
 namespace framecert {
 
-bool ElfSection::executable() const { return type == SHT_PROGBITS && (flags & SHF_EXECINSTR); }
+// Code is code whatever the section type says: objtool decodes every SHF_EXECINSTR section, so an "ax"
+// section of type NOTE or INIT_ARRAY is checked like .text (NOBITS has no bytes to check).
+bool ElfSection::executable() const { return type != SHT_NOBITS && type != SHT_NULL && (flags & SHF_EXECINSTR); }
 
 bool ElfSection::is_rodata() const {
   return name.starts_with(".rodata") && name.find(".str1.") == std::string::npos;
@@ -21,15 +24,89 @@ ElfFile::~ElfFile() {
   if (fd_ >= 0) close(fd_);
 }
 
+static const char* file_type_name(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISBLK(mode)) return "a block device";
+  if (S_ISSOCK(mode)) return "a socket";
+  return "not a plain file";
+}
+
 Result<std::unique_ptr<ElfFile>> ElfFile::open(const std::string& path) {
   static const bool version_ok = elf_version(EV_CURRENT) != EV_NONE;
   if (!version_ok) return fail("{}: libelf is unusable", path);
   std::unique_ptr<ElfFile> f(new ElfFile());
   f->path_ = path;
-  f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // The file type is checked before opening: opening a FIFO would block until a writer appears.
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return fail("{}: cannot open: {}", path, std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return fail("{}: not a regular file ({})", path, file_type_name(st.st_mode));
+  // O_NONBLOCK and a second look at the opened file: it may have been replaced since the stat.
+  f->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (f->fd_ < 0) return fail("{}: cannot open: {}", path, std::strerror(errno));
+  if (::fstat(f->fd_, &st) != 0) return fail("{}: cannot stat: {}", path, std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) return fail("{}: not a regular file ({})", path, file_type_name(st.st_mode));
+  f->file_size_ = static_cast<uint64_t>(st.st_size);
+  if (auto r = f->check_layout(); !r) return fail("{}: {}", path, r.error());
   if (auto r = f->load(); !r) return fail("{}: {}", path, r.error());
   return f;
+}
+
+// The ELF header, section header table and every section's extent, read directly from the file and
+// checked against its size before libelf sees the file: libelf reads a truncated or corrupted object
+// without complaint (a section header table past the end looks like "no sections"), and nothing may
+// be sized from these fields before they are known to fit the file.
+Result<void> ElfFile::check_layout() const {
+  auto read_at = [&](uint64_t offset, void* out, size_t n) -> bool {
+    if (offset > file_size_ || n > file_size_ - offset) return false;
+    return ::pread(fd_, out, n, static_cast<off_t>(offset)) == static_cast<ssize_t>(n);
+  };
+  unsigned char ident[EI_NIDENT] = {};
+  if (file_size_ < SELFMAG || !read_at(0, ident, SELFMAG) || std::memcmp(ident, ELFMAG, SELFMAG) != 0)
+    return fail("not an ELF object");
+  if (file_size_ < EI_NIDENT || !read_at(0, ident, EI_NIDENT))
+    return fail("truncated ELF header ({} bytes)", file_size_);
+  if (ident[EI_CLASS] != ELFCLASS64) return fail("not a 64-bit ELF object (32-bit objects are not supported)");
+  if (ident[EI_DATA] != ELFDATA2LSB) return fail("not a little-endian ELF object");
+  Elf64_Ehdr eh;
+  if (!read_at(0, &eh, sizeof eh))
+    return fail("truncated ELF header ({} bytes, an ELF header needs {})", file_size_, sizeof eh);
+  if (eh.e_machine != EM_X86_64) return fail("not an x86-64 object (e_machine {})", eh.e_machine);
+  if (eh.e_type != ET_REL && eh.e_type != ET_EXEC && eh.e_type != ET_DYN)
+    return fail("unsupported ELF type {} (want a relocatable object, executable or shared object)", eh.e_type);
+  if (eh.e_phnum != 0 &&
+      (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phoff > file_size_ ||
+       uint64_t{eh.e_phnum} * sizeof(Elf64_Phdr) > file_size_ - eh.e_phoff))
+    return fail("program headers ({} at offset {}) extend past the end of the file ({} bytes)", eh.e_phnum, eh.e_phoff,
+                file_size_);
+  if (eh.e_shoff == 0) {
+    // No section header table: nothing says where the code is, so nothing could be checked.
+    return fail("no section headers (e_shnum {}, e_shoff 0): no code to check", eh.e_shnum);
+  }
+  if (eh.e_shentsize != sizeof(Elf64_Shdr))
+    return fail("bad section header size {} (want {})", eh.e_shentsize, sizeof(Elf64_Shdr));
+  Elf64_Shdr first;
+  if (!read_at(eh.e_shoff, &first, sizeof first))
+    return fail("section header table at offset {} is past the end of the file ({} bytes)", eh.e_shoff, file_size_);
+  // More than SHN_LORESERVE sections: the count and the string table index live in section 0.
+  const uint64_t shnum = eh.e_shnum != 0 ? eh.e_shnum : first.sh_size;
+  if (shnum == 0) return fail("no section headers (e_shnum 0): no code to check");
+  if (shnum > (file_size_ - eh.e_shoff) / sizeof(Elf64_Shdr))
+    return fail("section header table ({} headers at offset {}) extends past the end of the file ({} bytes)", shnum,
+                eh.e_shoff, file_size_);
+  const uint64_t shstrndx = eh.e_shstrndx == SHN_XINDEX ? first.sh_link : eh.e_shstrndx;
+  if (shstrndx >= shnum) return fail("section name table index {} out of range ({} sections)", shstrndx, shnum);
+  std::vector<Elf64_Shdr> headers(shnum);  // shnum is bounded by the file size (checked above)
+  if (!read_at(eh.e_shoff, headers.data(), shnum * sizeof(Elf64_Shdr))) return fail("section header table unreadable");
+  for (uint64_t i = 1; i < shnum; ++i) {
+    const Elf64_Shdr& sh = headers[i];
+    if (sh.sh_type == SHT_NOBITS || sh.sh_type == SHT_NULL || sh.sh_size == 0) continue;
+    if (sh.sh_offset > file_size_ || sh.sh_size > file_size_ - sh.sh_offset)
+      return fail("section {} ({} bytes at offset {}) extends past the end of the file ({} bytes)", i, sh.sh_size,
+                  sh.sh_offset, file_size_);
+  }
+  return {};
 }
 
 static std::string elf_error() { return elf_errmsg(-1) ? elf_errmsg(-1) : "unknown libelf error"; }
@@ -55,6 +132,7 @@ Result<void> ElfFile::load() {
   sections_.resize(shnum);
   relocs_.resize(shnum);
   std::vector<Elf_Scn*> rela_sections;
+  std::vector<Elf_Scn*> shndx_sections;  // SHT_SYMTAB_SHNDX: extended section indexes of symbols
   Elf_Scn* symtab = nullptr;
   Elf_Scn* dynsym = nullptr;
   for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf_, scn)) != nullptr;) {
@@ -70,13 +148,16 @@ Result<void> ElfFile::load() {
     s.flags = sh.sh_flags;
     s.address = sh.sh_addr;
     s.size = sh.sh_size;
-    if (sh.sh_type == SHT_PROGBITS && (sh.sh_flags & SHF_EXECINSTR)) {
-      Elf_Data* d = elf_getdata(scn, nullptr);
+    if (s.executable()) {
+      // The raw bytes: code needs no translation, and libelf refuses to translate an "ax" section of a
+      // type with entries (INIT_ARRAY) whose size is not a multiple of the entry size.
+      Elf_Data* d = elf_rawdata(scn, nullptr);
       if (!d || (d->d_size && !d->d_buf)) return fail("section {}: data unreadable (truncated file?): {}", s.name, elf_error());
       if (d->d_size != sh.sh_size) return fail("section {}: size {} but {} bytes of data", s.name, sh.sh_size, d->d_size);
       s.bytes = {static_cast<const uint8_t*>(d->d_buf), d->d_size};
     }
     if (sh.sh_type == SHT_RELA) rela_sections.push_back(scn);
+    if (sh.sh_type == SHT_SYMTAB_SHNDX) shndx_sections.push_back(scn);
     if (sh.sh_type == SHT_SYMTAB) symtab = scn;
     if (sh.sh_type == SHT_DYNSYM) dynsym = scn;
     if (sh.sh_type == SHT_NOTE && s.name == ".note.gnu.build-id") {
@@ -99,18 +180,40 @@ Result<void> ElfFile::load() {
     gelf_getshdr(scn, &sh);
     Elf_Data* d = elf_getdata(scn, nullptr);
     if (!d) return fail("symbol table unreadable: {}", elf_error());
-    size_t count = sh.sh_entsize ? sh.sh_size / sh.sh_entsize : 0;
+    if (sh.sh_entsize != sizeof(Elf64_Sym)) return fail("symbol table entry size {} (want {})", sh.sh_entsize, sizeof(Elf64_Sym));
+    size_t count = d->d_size / sizeof(Elf64_Sym);  // bounded by the file size (check_layout)
+    // With more than 0xff00 sections, a symbol's st_shndx is SHN_XINDEX and its real section index sits
+    // in the SYMTAB_SHNDX section linked to this symbol table.
+    Elf_Data* xindex = nullptr;
+    const size_t symtab_index = elf_ndxscn(scn);
+    for (Elf_Scn* x : shndx_sections) {
+      GElf_Shdr xsh;
+      if (gelf_getshdr(x, &xsh) && xsh.sh_link == symtab_index) {
+        xindex = elf_getdata(x, nullptr);
+        if (!xindex) return fail("extended section index table unreadable: {}", elf_error());
+      }
+    }
     symbols_.resize(count);
     for (size_t i = 0; i < count; ++i) {
       GElf_Sym sym;
-      if (!gelf_getsym(d, static_cast<int>(i), &sym)) return fail("symbol {} unreadable (truncated file?)", i);
+      Elf32_Word ext = 0;
+      if (!gelf_getsymshndx(d, xindex, static_cast<int>(i), &sym, &ext))
+        return fail("symbol {} unreadable (truncated file?)", i);
+      uint64_t shndx = sym.st_shndx;
+      if (sym.st_shndx == SHN_XINDEX) {
+        if (!xindex) return fail("symbol {} has an extended section index but there is no SYMTAB_SHNDX table", i);
+        shndx = ext;
+      } else if (sym.st_shndx >= SHN_LORESERVE) {
+        shndx = 0;  // SHN_ABS, SHN_COMMON: not in a section
+      }
+      if (shndx >= shnum) return fail("symbol {} is in section {} of {}", i, shndx, shnum);
       ElfSymbol& out = symbols_[i];
       out.index = static_cast<uint32_t>(i);
       const char* name = elf_strptr(elf_, sh.sh_link, sym.st_name);
       out.name = name ? name : "";
       out.type = GELF_ST_TYPE(sym.st_info);
       out.bind = GELF_ST_BIND(sym.st_info);
-      out.section = (sym.st_shndx != SHN_UNDEF && sym.st_shndx < SHN_LORESERVE && sym.st_shndx < shnum) ? sym.st_shndx : 0;
+      out.section = static_cast<uint32_t>(shndx);
       out.value = sym.st_value;
       out.size = sym.st_size;
       uint64_t base = out.section ? sections_[out.section].address : 0;
@@ -130,7 +233,9 @@ Result<void> ElfFile::load() {
     if (sections_[sh.sh_info].name.starts_with(".debug")) continue;
     Elf_Data* d = elf_getdata(scn, nullptr);
     if (!d) return fail("relocation section unreadable: {}", elf_error());
-    size_t count = sh.sh_entsize ? sh.sh_size / sh.sh_entsize : 0;
+    if (sh.sh_entsize != sizeof(Elf64_Rela))
+      return fail("relocation section entry size {} (want {})", sh.sh_entsize, sizeof(Elf64_Rela));
+    size_t count = d->d_size / sizeof(Elf64_Rela);
     auto& out = relocs_[sh.sh_info];
     out.reserve(out.size() + count);
     for (size_t i = 0; i < count; ++i) {

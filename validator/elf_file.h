@@ -66,10 +66,12 @@ class ElfFile {
 
  private:
   ElfFile() = default;
+  Result<void> check_layout() const;  // the headers against the file size, before libelf reads them
   Result<void> load();
 
   std::string path_;
   int fd_ = -1;
+  uint64_t file_size_ = 0;
   ::Elf* elf_ = nullptr;
   bool relocatable_ = false;
   std::string build_id_;

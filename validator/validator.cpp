@@ -46,6 +46,8 @@ Result<ObjectReport> check_object(const std::string& path, const CheckOptions& o
     check_frame_pointer_kept(obj, bp, result);
     report.findings = result.findings;
   }
+  // framecert's own rule, never suppressed by other findings (docs/rules.md).
+  for (Finding& f : returns_outside_functions(obj, result)) report.findings.push_back(std::move(f));
   for (const Function& f : obj.functions)
     if (f.canonical && f.parent >= 0 && &obj.functions[f.parent] == &f) ++report.functions_checked;
   if (options.want_metadata) report.metadata = build_frame_table(obj, result, bp);

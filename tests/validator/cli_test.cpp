@@ -1,9 +1,12 @@
 // The `framecert check` / `framecert dump` command lines, run as a user would: exit status, the shape of
 // the output, and clean refusal of unusable input (never a crash).
+#include <elf.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <array>
+#include <cstring>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -142,6 +145,99 @@ TEST(CheckCommand, TruncatedAndCorruptedObjectsNeverCrash) {
     CliRun r = run("check " + tmp.file("corrupt.o", bad));
     EXPECT_LE(r.status, 2) << "trial " << trial << " crashed: " << r.out;
   }
+}
+
+// Issue 13: input that cannot be read completely is refused (exit 2, one line naming the file and what is
+// wrong), never passed as clean. libelf alone reads a section header table past the end of the file as "no
+// sections", which used to make a truncated object exit 0.
+void expect_refused(const CliRun& r, const std::string& file, const std::string& words) {
+  EXPECT_EQ(r.status, 2) << file << ": " << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  EXPECT_NE(r.out.find(file), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(words), std::string::npos) << "want '" << words << "' in: " << r.out;
+}
+
+template <typename T>
+void poke(std::vector<char>& bytes, uint64_t offset, T value) {
+  ASSERT_LE(offset + sizeof value, bytes.size());
+  std::memcpy(bytes.data() + offset, &value, sizeof value);
+}
+
+TEST(CheckCommand, TruncatedObjectIsRefusedNeverClean) {
+  TempDir tmp;
+  const auto good = read_all(fixture("c_switch_table"));  // a real gcc -c object
+  ASSERT_GT(good.size(), 1000u);
+  ASSERT_EQ(run("check " + fixture("c_switch_table")).status, 0);
+  const std::string first100 = tmp.file("first100.o", {good.begin(), good.begin() + 100});
+  expect_refused(run("check " + first100), first100, "past the end of the file");
+  // Every cut: refused, or (were the cut to leave a complete readable object) a finding; never a silent 0.
+  for (size_t n = 0; n < good.size(); n += (n < 128 ? 1 : 11)) {
+    const std::string cut = tmp.file("cut.o", {good.begin(), good.begin() + static_cast<long>(n)});
+    CliRun r = run("check " + cut);
+    EXPECT_TRUE(r.status == 2 || r.status == 1) << "cut at " << n << " of " << good.size() << ": status " << r.status;
+    if (r.status == 2) {
+      EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << "cut at " << n << ": " << r.out;
+    }
+    EXPECT_NE(r.out.find(cut), std::string::npos) << "cut at " << n << ": " << r.out;
+  }
+}
+
+TEST(CheckCommand, HeadersPointingPastTheFileAreRefused) {
+  TempDir tmp;
+  const auto good = read_all(fixture("ok_std_frame"));
+  Elf64_Ehdr eh;
+  std::memcpy(&eh, good.data(), sizeof eh);
+  ASSERT_EQ(eh.e_type, ET_REL);
+  auto shoff = good;
+  poke<uint64_t>(shoff, offsetof(Elf64_Ehdr, e_shoff), good.size() + 4096);
+  const std::string f1 = tmp.file("shoff.o", shoff);
+  expect_refused(run("check " + f1), f1, "section header table at offset");
+  auto no_sections = good;  // an ET_REL object without section headers
+  poke<uint16_t>(no_sections, offsetof(Elf64_Ehdr, e_shnum), 0);
+  poke<uint64_t>(no_sections, offsetof(Elf64_Ehdr, e_shoff), 0);
+  poke<uint16_t>(no_sections, offsetof(Elf64_Ehdr, e_shstrndx), 0);
+  const std::string f2 = tmp.file("noshdr.o", no_sections);
+  expect_refused(run("check " + f2), f2, "no section headers");
+  auto shnum0 = good;  // e_shnum 0 with the table still there: section 0 says 0 too
+  poke<uint16_t>(shnum0, offsetof(Elf64_Ehdr, e_shnum), 0);
+  const std::string f3 = tmp.file("shnum0.o", shnum0);
+  expect_refused(run("check " + f3), f3, "no section headers");
+  auto many = good;  // more headers than the file holds
+  poke<uint16_t>(many, offsetof(Elf64_Ehdr, e_shnum), 0xfeff);
+  const std::string f4 = tmp.file("many.o", many);
+  expect_refused(run("check " + f4), f4, "extends past the end of the file");
+  // The .text section's data past the end of the file, and a size too large for the file.
+  for (int which = 0; which < 2; ++which) {
+    auto bad = good;
+    bool patched = false;
+    for (unsigned i = 1; i < eh.e_shnum; ++i) {
+      const uint64_t at = eh.e_shoff + i * sizeof(Elf64_Shdr);
+      Elf64_Shdr sh;
+      std::memcpy(&sh, good.data() + at, sizeof sh);
+      if (sh.sh_type != SHT_PROGBITS || !(sh.sh_flags & SHF_EXECINSTR)) continue;
+      if (which == 0) poke<uint64_t>(bad, at + offsetof(Elf64_Shdr, sh_offset), good.size() + 64);
+      else poke<uint64_t>(bad, at + offsetof(Elf64_Shdr, sh_size), uint64_t{1} << 40);
+      patched = true;
+      break;
+    }
+    ASSERT_TRUE(patched);
+    const std::string f = tmp.file(fmt::format("data{}.o", which), bad);
+    expect_refused(run("check " + f), f, "extends past the end of the file");
+  }
+}
+
+TEST(CheckCommand, FifoAndDirectoryAreRefusedWithoutBlocking) {
+  TempDir tmp;
+  const std::string fifo = tmp.path("pipe.o");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  // Opening a FIFO for reading blocks until a writer comes; `timeout` turns a hang into status 124.
+  CliRun r = capture(fmt::format("timeout 20 '{}' check '{}' 2>&1", FRAMECERT_BIN, fifo));
+  expect_refused(r, fifo, "not a regular file (a FIFO)");
+  const std::string dir = tmp.path("adir");
+  fs::create_directories(dir);
+  CliRun d = run("check " + dir);
+  expect_refused(d, dir, "not a regular file (a directory)");
+  EXPECT_EQ(d.out.find("invalid file descriptor"), std::string::npos) << d.out;
 }
 
 TEST(CheckCommand, BadArgumentsExitTwo) {
