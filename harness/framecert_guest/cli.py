@@ -194,9 +194,9 @@ def run_walk(args) -> int:
     drgn_res = crash_res = None
     try:
         if args.external:
-            ko = guest_dir / "module" / "fctest.ko"
+            kos = [walk.module_ko(guest_dir, m) for m in walk.MODULES if walk.module_ko(guest_dir, m).is_file()]
             report["prstatus_pids"] = crosscheck.fix_prstatus_pids(holder["dump"], report["tasks"])
-            drgn_res = crosscheck.drgn_check(holder["dump"], guest_dir / "linux" / "vmlinux", ko, report["tasks"])
+            drgn_res = crosscheck.drgn_check(holder["dump"], guest_dir / "linux" / "vmlinux", kos, report["tasks"])
             crash_res = crosscheck.crash_check(holder["dump"], guest_dir / "linux" / "vmlinux", report["tasks"])
             report["crash_raw"] = crash_res.pop("_raw", None)
     finally:

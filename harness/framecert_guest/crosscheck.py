@@ -25,10 +25,10 @@ DRGN_SCRIPT = r'''
 import json, sys
 import drgn
 from drgn.helpers.linux.pid import find_task
-dump, vmlinux, ko, tasks = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.stdin.read())
+dump, vmlinux, modules, tasks = sys.argv[1], sys.argv[2], sys.argv[3:], json.loads(sys.stdin.read())
 prog = drgn.Program()
 prog.set_core_dump(dump)
-paths = [vmlinux] + ([ko] if ko else [])
+paths = [vmlinux] + [m for m in modules if m]
 try:
     prog.load_debug_info(paths)
 except drgn.MissingDebugInfoError as e:
@@ -104,10 +104,13 @@ def _compare(ours: list, theirs: list, names=None) -> dict:
             "detail": f"first difference at frame {n}: ours {[hex(p) for p in ours]} theirs {[hex(p) for p in theirs]}"}
 
 
-def drgn_check(dump: Path, vmlinux: Path, ko, tasks: list, timeout: float = 300) -> dict:
-    """Walks each task (reliable or not) with drgn; compares only what we must stand behind: reliable ones."""
+def drgn_check(dump: Path, vmlinux: Path, modules, tasks: list, timeout: float = 300) -> dict:
+    """Walks each task (reliable or not) with drgn; compares only what we must stand behind: reliable ones.
+    modules: the guest modules' .ko files (one path or a list): drgn gets the debug info of every one of them,
+    or it would walk their code by frame pointers alone."""
     wanted = [t["task"] for t in tasks]
-    r = subprocess.run([PYTHON, "-c", DRGN_SCRIPT, str(dump), str(vmlinux), str(ko or "")],
+    mods = [modules] if isinstance(modules, (str, Path)) else list(modules or [])
+    r = subprocess.run([PYTHON, "-c", DRGN_SCRIPT, str(dump), str(vmlinux), *map(str, mods)],
                        input=json.dumps(wanted), capture_output=True, text=True, timeout=timeout)
     if r.returncode != 0:
         raise GuestError(f"drgn failed: {r.stderr.strip()[-800:]}")
