@@ -10,5 +10,6 @@ void add_check_command(CLI::App& app, int& exit_code);  // validate objects, wri
 void add_dump_command(CLI::App& app, int& exit_code);   // print a metadata file as text
 void add_walk_command(CLI::App& app, int& exit_code);   // walk a live process's threads
 void add_guest_walk_command(CLI::App& app, int& exit_code);  // walk every task of a frozen guest
+void add_guest_cfi_command(CLI::App& app, int& exit_code);   // the CFI oracle over a frozen guest
 
 }  // namespace framecert::cli

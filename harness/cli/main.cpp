@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
   framecert::cli::add_dump_command(app, exit_code);
   framecert::cli::add_walk_command(app, exit_code);
   framecert::cli::add_guest_walk_command(app, exit_code);
+  framecert::cli::add_guest_cfi_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
