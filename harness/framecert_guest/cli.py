@@ -38,13 +38,22 @@ def _int_in(lo, hi):
     return parse
 
 
-ORACLES = ("shadow", "none")
+ORACLES = ("shadow", "cfi", "all", "none")
 
 
 def _add_oracle(p):
     p.add_argument("--oracle", choices=ORACLES, default="shadow",
                    help="the independent truth every trace is checked against: shadow (default: the emulator's "
-                        "shadow call stacks, harness/shadow/) or none")
+                        "shadow call stacks, harness/shadow/), cfi (an unwind from .debug_frame alone, "
+                        "harness/cfi/), all (both) or none")
+
+
+def uses_shadow(oracle: str) -> bool:
+    return oracle in ("shadow", "all")
+
+
+def uses_cfi(oracle: str) -> bool:
+    return oracle in ("cfi", "all")
 
 
 # ---- build ----
@@ -173,11 +182,11 @@ def run_walk(args) -> int:
         guest_dir = guest.guest_dir
     else:
         guest_dir = Path(args.guest_dir or build(progress=Progress()))
-        guest = qemu.Guest(guest_dir, smp=args.smp, mem_mb=args.mem, shadow=args.oracle == "shadow")
+        guest = qemu.Guest(guest_dir, smp=args.smp, mem_mb=args.mem, shadow=uses_shadow(args.oracle))
     with guest:
         if args.attach is None:
             guest.wait_ready(timeout=args.timeout)
-        with walk.WalkSession(guest) as session:
+        with walk.WalkSession(guest, cfi=uses_cfi(args.oracle)) as session:
             time.sleep(args.settle)
             dump_dir = None
             holder = {}
@@ -258,12 +267,12 @@ def run_patch_check(args) -> int:
     if args.kernel_compare and sorted(functions) != sorted(livepatch.PATCHED_FUNCTIONS):
         raise GuestError(f"--kernel-compare patches {','.join(livepatch.PATCHED_FUNCTIONS)} (fcpatch.ko), not "
                          f"{','.join(functions)}")
-    with qemu.Guest(guest_dir, smp=args.smp, shadow=args.oracle == "shadow") as guest:
+    with qemu.Guest(guest_dir, smp=args.smp, shadow=uses_shadow(args.oracle)) as guest:
         guest.wait_ready(timeout=args.timeout)
         if args.kernel_compare:
-            result = livepatch.compare(guest, functions, settle=args.settle)
+            result = livepatch.compare(guest, functions, settle=args.settle, cfi=uses_cfi(args.oracle))
         else:
-            with walk.WalkSession(guest) as session:
+            with walk.WalkSession(guest, cfi=uses_cfi(args.oracle)) as session:
                 patch_check.check_functions_known(session, functions)
                 time.sleep(args.settle)
                 result = patch_check.run_rounds(

@@ -22,12 +22,12 @@ PATCHED_FUNCTIONS = ["fc_block_wait", "fc_noframe_caller"]
 LONG_NAP_MS = 20000
 
 
-def compare(guest, functions, settle: float = 1.0) -> dict:
+def compare(guest, functions, settle: float = 1.0, cfi: bool = False) -> dict:
     guest.command(f"echo {LONG_NAP_MS} > /sys/module/fctest/parameters/nap_ms")
     time.sleep(max(settle, 1.5))  # every fctest sleeper finishes its 1 s nap and starts a long one
     guest.command(f"insmod /lib/modules/{PATCH}.ko")
     t_loaded = time.monotonic()
-    with walk.WalkSession(guest) as session:  # after the insmod: fcpatch's own code has metadata too
+    with walk.WalkSession(guest, cfi=cfi) as session:  # after the insmod: fcpatch's own code has metadata too
         patch_check.check_functions_known(session, functions)
         report = session.walk()
         frozen_after_s = time.monotonic() - t_loaded

@@ -106,6 +106,7 @@ def round_record(rnd: int, delay: float, report: dict) -> dict:
             "running_reliable": sum(1 for t in running if t["reliable"]),
             "false_reliable": s.get("false_reliable", 0), "harness_error": None,
             "reliable_checked": s.get("reliable_checked", 0), "shadow_agree_reliable": s.get("shadow_agree_reliable", 0),
+            "cfi_complete_reliable": s.get("cfi_complete_reliable", 0),
             "no_truth": s.get("no_truth", {}), "unreliable_shadow_complete": s.get("unreliable_shadow_complete", {}),
             "self_consistency": s.get("self_consistency", {}),
             "no_truth_tasks": {_task_key(t): t["truths"]["shadow"]["detail"] for t in tasks
@@ -145,6 +146,7 @@ def summarize(rounds: list, seed: int, workload: str, oracle: str = "none") -> d
             "reliable_checked": checked,
             "truth_coverage": round(checked / reliable, 4) if reliable else None,
             "shadow_agree_reliable": sum(r.get("shadow_agree_reliable", 0) for r in rounds),
+            "cfi_complete_reliable": sum(r.get("cfi_complete_reliable", 0) for r in rounds),
             "no_truth": _add_counts(rounds, "no_truth"),
             "unreliable_shadow_complete": _add_counts(rounds, "unreliable_shadow_complete"),
             "self_consistency": _add_counts(rounds, "self_consistency"),
@@ -165,11 +167,11 @@ class _Runner:
         self.restarts = 0
 
     def start(self):
-        self.guest = qemu.Guest(self.guest_dir, smp=self.smp, shadow=self.oracle == "shadow").start()
+        self.guest = qemu.Guest(self.guest_dir, smp=self.smp, shadow=self.oracle in ("shadow", "all")).start()
         self.guest.wait_ready(timeout=300)
         # The walker first (it asks the guest where its modules are): under a tracer on every function the
         # guest answers commands several times slower.
-        self.session = walk.WalkSession(self.guest)
+        self.session = walk.WalkSession(self.guest, cfi=self.oracle in ("cfi", "all"))
         for cmd in setup_commands(self.workload):
             self.guest.command(cmd, timeout=300)  # switching a tracer on patches every function: slow under TCG
         for cmd in WORKLOADS[self.workload]:
@@ -282,7 +284,8 @@ def truth_summary(s: dict) -> str:
     complete = ", ".join(f"{k} {v}" for k, v in s["unreliable_shadow_complete"].items()) or "none"
     return (f"truth ({s['oracle']}): {s['false_reliable']} false reliable out of {s['reliable_checked']} reliable "
             f"verdicts checked = coverage {s['truth_coverage']:.2%} of {s['reliable']}; shadow agrees on "
-            f"{s['shadow_agree_reliable']}; unchecked: {unchecked}\n  unreliable traces the shadow shows complete "
+            f"{s['shadow_agree_reliable']}, the CFI unwind on {s.get('cfi_complete_reliable', 0)} (whole); unchecked: "
+            f"{unchecked}\n  unreliable traces the shadow shows complete "
             f"(false-unreliable candidates): {complete}; self-consistency (metadata walk, not a truth): "
             f"{s['self_consistency']}")
 

@@ -4,6 +4,8 @@ Every task of a walk report gets `truths`: {name: {"verdict": "agree" | "disagre
 "not-run", "detail"}} for each truth:
 
 - `shadow`     — the emulator's shadow call stacks (shadow.py): independent of frame pointers and metadata;
+- `cfi`        — the CFI oracle (framecert guest-cfi): the task unwound from .debug_frame alone; counts as
+                  coverage when it reached the stack's end ("no truth at frame N" where a pc has no CFI);
 - `sched`      — for a trace that says the task never ran (fork frame only), which the shadow cannot check:
                   the kernel's own context-switch counts must be 0;
 - `known_chain` — the guest's own kthreads parked on known chains (known_chains.py); its "agree" counts as
@@ -22,7 +24,7 @@ reliable verdicts a truth checked whole: the shadow, `sched`, or a full known ch
 """
 from . import known_chains, shadow
 
-ALL = ("shadow", "sched", "known_chain", "drgn", "crash")
+ALL = ("shadow", "sched", "cfi", "known_chain", "drgn", "crash")
 
 
 def covers(name: str, verdict: dict) -> bool:
@@ -30,7 +32,35 @@ def covers(name: str, verdict: dict) -> bool:
     it knew every frame (`full`), drgn's and crash's never (their frame-pointer fallbacks)."""
     if verdict["verdict"] not in ("agree", "disagree"):
         return False
-    return name in ("shadow", "sched") or (name == "known_chain" and verdict.get("full", False))
+    return name in ("shadow", "sched") or (name in ("known_chain", "cfi") and verdict.get("full", False))
+
+
+def cfi_truth(task: dict, theirs) -> dict:
+    """The CFI oracle's unwind (framecert guest-cfi: .debug_frame only, no frame pointers) against the trace:
+    the same pcs frame for frame as far as the CFI reached. `full` when it reached the stack's end (then the
+    whole trace is checked); where it stopped (a function without CFI: the assembly, the entry code) only the
+    frames before count, and the rest has no truth."""
+    if theirs is None:
+        return _verdict("no-truth", "the CFI oracle did not report this task")
+    cfi_pcs = [f["pc"] for f in theirs.get("frames", [])]
+    ours = [f["pc"] for f in task["frames"]]
+    if task.get("user_mode"):
+        return {"verdict": "agree", "detail": "user mode: no kernel frames", "full": True}
+    n = min(len(cfi_pcs), len(ours))
+    for i in range(n):
+        if int(cfi_pcs[i], 16) != int(ours[i], 16):
+            sym = task["frames"][i].get("symbol") or ours[i]
+            return {"verdict": "disagree", "detail": f"frame {i} ({sym}): trace has {ours[i]}, the CFI unwind "
+                                                      f"{cfi_pcs[i]}", "full": False}
+    if theirs.get("complete"):
+        if len(cfi_pcs) != len(ours):
+            return {"verdict": "disagree", "detail": f"the CFI unwind reaches the stack's end in {len(cfi_pcs)} "
+                                                      f"frames, the trace has {len(ours)}", "full": True}
+        return {"verdict": "agree", "detail": f"{n} frames, pc for pc", "full": True}
+    if n < len(cfi_pcs):
+        return {"verdict": "disagree", "detail": f"the trace stops after {len(ours)} frames; the CFI unwind "
+                                                  f"found {len(cfi_pcs)} before it stopped", "full": False}
+    return {"verdict": "no-truth", "detail": theirs.get("why") or "the CFI unwind stopped", "full": False}
 
 
 def sched_truth(task: dict) -> dict:
@@ -51,14 +81,16 @@ def _verdict(v, detail=""):
     return {"verdict": v, "detail": detail}
 
 
-def attach(report: dict, snap=None, chains=None, drgn=None, crash=None) -> dict:
+def attach(report: dict, snap=None, chains=None, drgn=None, crash=None, cfi=None) -> dict:
     """Fills every task's `truths` and the summary's accounting; returns the report."""
     thread_size = report.get("thread_size", 16384)
     regs = report.get("registers", [])
+    cfi_tasks = {c["task"]: c for c in cfi["tasks"]} if cfi else None
     for t in report["tasks"]:
         truths = {}
         truths["shadow"] = shadow.judge(t, snap, regs, thread_size) if snap else _verdict("not-run")
-        truths["sched"] = sched_truth(t) if snap else _verdict("not-run")
+        truths["sched"] = sched_truth(t) if snap or cfi else _verdict("not-run")
+        truths["cfi"] = cfi_truth(t, cfi_tasks.get(t.get("task"))) if cfi_tasks is not None else _verdict("not-run")
         if chains is not None and t.get("kthread", True) and t["comm"] in chains and t["reliable"]:
             truths["known_chain"] = known_chains.judge(t, chains[t["comm"]])
         else:
@@ -76,7 +108,7 @@ def attach(report: dict, snap=None, chains=None, drgn=None, crash=None) -> dict:
         t["false_reliable"] = bool(t["reliable"] and contradicted)
         if t["false_reliable"]:
             t["truth_violation"] = "; ".join(f"{n}: {truths[n]['detail']}" for n in contradicted)
-    report["summary"].update(summarize(report["tasks"], oracle_ran=snap is not None))
+    report["summary"].update(summarize(report["tasks"], oracle_ran=snap is not None or cfi is not None))
     return report
 
 
@@ -86,7 +118,8 @@ def summarize(tasks: list, oracle_ran: bool = True) -> dict:
     no_truth = {}
     for t in reliable:
         if t not in checked:
-            why = t["truths"]["shadow"]["detail"] or t["truths"]["shadow"]["verdict"]
+            ran = [n for n in ("shadow", "cfi") if t["truths"][n]["verdict"] != "not-run"] or ["shadow"]
+            why = "; ".join(f"{n}: {t['truths'][n]['detail'] or t['truths'][n]['verdict']}" for n in ran)
             no_truth[why] = no_truth.get(why, 0) + 1
     complete_but_unreliable = {}
     for t in tasks:
@@ -100,6 +133,8 @@ def summarize(tasks: list, oracle_ran: bool = True) -> dict:
         "false_reliable": sum(1 for t in tasks if t["false_reliable"]),
         "reliable_checked": len(checked),
         "truth_coverage": (round(len(checked) / len(reliable), 4) if reliable else None) if oracle_ran else 0.0,
+        "cfi_complete_reliable": sum(1 for t in reliable if t["truths"]["cfi"].get("full")
+                                     and t["truths"]["cfi"]["verdict"] == "agree"),
         "shadow_agree_reliable": sum(1 for t in reliable if t["truths"]["shadow"]["verdict"] == "agree"),
         "no_truth": dict(sorted(no_truth.items())),
         "unreliable_shadow_complete": dict(sorted(complete_but_unreliable.items())),

@@ -92,7 +92,7 @@ def module_sections(guest, names=tuple(MODULES)) -> dict:
 class WalkSession:
     """A loaded guest walker and a gdbstub connection for one running Guest."""
 
-    def __init__(self, guest, modules: bool = True):
+    def __init__(self, guest, modules: bool = True, cfi: bool = False):
         self.guest = guest
         meta = guest_metadata(guest.guest_dir)
         config = {"ram": str(guest.ram_path), "vmlinux": str(guest.guest_dir / "linux" / "vmlinux"),
@@ -106,14 +106,16 @@ class WalkSession:
         self._tmp = tempfile.TemporaryDirectory(prefix="framecert-walk-")
         self.config_path = Path(self._tmp.name) / "config.json"
         self.config_path.write_text(json.dumps(config))
-        self.proc = subprocess.Popen([str(framecert_bin()), "guest-walk", "--config", str(self.config_path), "--serve"],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        ready = self.proc.stdout.readline()
-        if not ready:
-            err = self.proc.stderr.read().strip()
+        self.proc = self.cfi = None
+        try:
+            self.proc = _start_server("guest-walk", self.config_path)
+        except GuestError:
             self.close()
-            raise GuestError(f"the guest walker did not start: {err}")
+            raise
+        ready = self.proc.ready
         self.prepare_ms = json.loads(ready).get("prepare_ms")
+        # The CFI oracle (framecert guest-cfi): the same config and register requests, its own unwinder.
+        self.cfi = _start_server("guest-cfi", self.config_path) if cfi else None
         # Connecting pauses the VM (QEMU's gdbstub does that on attach): resume it unless it was already paused.
         was_running = guest.qmp("query-status").get("running", False)
         # The ground truth, when the guest runs the shadow-stack plugin: read while the guest is frozen.
@@ -134,6 +136,9 @@ class WalkSession:
         return set(re.findall(r"FRAMECERT-SYM (\S+)", out)) & set(names)
 
     def close(self):
+        if getattr(self, "cfi", None):
+            _stop_server(self.cfi)
+            self.cfi = None
         if getattr(self, "shadow", None):
             self.shadow.close()
             self.shadow = None
@@ -141,13 +146,7 @@ class WalkSession:
             self.gdb.close()
             self.gdb = None
         if self.proc:
-            if self.proc.poll() is None:
-                self.proc.stdin.close()
-                try:
-                    self.proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait()
+            _stop_server(self.proc)
             self.proc = None
         self._tmp.cleanup()
 
@@ -180,12 +179,28 @@ class WalkSession:
         t3 = time.perf_counter()
         if "error" in report:
             raise GuestError(f"guest walk failed: {report['error']}")
+        self._last_request = req
         report["summary"]["registers_ms"] = (t1 - t0) * 1000
         report["summary"]["walker_roundtrip_ms"] = (t2 - t1) * 1000
         report["summary"]["parse_ms"] = (t3 - t2) * 1000
         report["summary"]["report_bytes"] = len(line)
         report["registers"] = regs
         return report
+
+    def _ask_cfi(self, req: dict) -> dict:
+        """The CFI oracle's unwind of the same frozen state (not part of freeze-to-verdict)."""
+        try:
+            self.cfi.stdin.write(json.dumps(req) + "\n")
+            self.cfi.stdin.flush()
+            line = self.cfi.stdout.readline()
+        except OSError as e:
+            raise GuestError(f"cannot talk to the CFI oracle: {e}") from None
+        if not line:
+            raise GuestError(f"the CFI oracle died: {self.cfi.stderr.read().strip()[-500:]}")
+        answer = json.loads(line)
+        if "error" in answer:
+            raise GuestError(f"CFI oracle: {answer['error']}")
+        return answer
 
     def walk(self, while_frozen=None) -> dict:
         """Freeze, walk, run while_frozen(report) (e.g. dump memory, corrupt and restore), resume."""
@@ -198,6 +213,7 @@ class WalkSession:
             report["summary"]["freeze_to_verdict_ms"] = (time.perf_counter() - t0) * 1000
             # Not part of freeze-to-verdict: the truth is for checking, not for deciding.
             report["_shadow"] = self.shadow.snapshot() if self.shadow else None
+            report["_cfi"] = self._ask_cfi(self._last_request) if self.cfi else None
             if while_frozen:
                 while_frozen(report)
         finally:
@@ -209,11 +225,13 @@ def finish_report(report: dict, drgn_result=None, crash_result=None, chains=None
     """Adds every task's `truths`, `self_consistency` and `crosscheck`, and the summary's accounting
     (truth.py): false reliables are reliable verdicts an independent truth contradicts."""
     snap = report.pop("_shadow", None)
-    truth.attach(report, snap=snap, chains=chains, drgn=drgn_result, crash=crash_result)
+    cfi = report.pop("_cfi", None)
+    truth.attach(report, snap=snap, chains=chains, drgn=drgn_result, crash=crash_result, cfi=cfi)
     for t in report["tasks"]:
         t["crosscheck"] = {"metadata": t["self_consistency"], "shadow": t["truths"]["shadow"]["verdict"],
                            "drgn": t["truths"]["drgn"]["verdict"], "crash": t["truths"]["crash"]["verdict"]}
-    report["summary"]["oracle"] = "shadow" if snap is not None else "none"
+    report["summary"]["oracle"] = "+".join(n for n, ran in (("shadow", snap is not None), ("cfi", cfi is not None))
+                                           if ran) or "none"
     if snap is not None:
         report["summary"]["shadow_stats"] = snap.stats
     return report
@@ -245,6 +263,28 @@ def format_table(report: dict) -> str:
                  f"n=no truth -=not run]")
     lines.append(truth_line(s))
     return "\n".join(lines)
+
+
+def _start_server(command: str, config_path):
+    """`framecert <command> --config C --serve`, loaded: its first line said it is ready (kept as .ready)."""
+    proc = subprocess.Popen([str(framecert_bin()), command, "--config", str(config_path), "--serve"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.ready = proc.stdout.readline()
+    if not proc.ready:
+        err = proc.stderr.read().strip()
+        _stop_server(proc)
+        raise GuestError(f"framecert {command} did not start: {err}")
+    return proc
+
+
+def _stop_server(proc):
+    if proc.poll() is None:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def truth_line(s: dict) -> str:

@@ -183,3 +183,33 @@ def test_missing_plugin_is_a_clear_error(monkeypatch, tmp_path):
     with pytest.raises(GuestError, match="not built"):
         shadow.plugin_path()
     assert os.path.basename(str(shadow.PLUGIN)) == "nope.so"
+
+
+# ---- the CFI oracle's verdict ----
+def _cfi(pcs, complete, why=""):
+    return {"task": "0xffff888000100000", "frames": [{"pc": hex(p)} for p in pcs], "complete": complete, "why": why}
+
+
+def test_cfi_whole_unwind_agrees_and_counts_as_coverage():
+    t = sleeping_task(right_frames(), THREAD_SP)
+    v = truth.cfi_truth(t, _cfi([ret for _, ret in CALLS], True))
+    assert v["verdict"] == "agree" and v["full"] and truth.covers("cfi", v)
+
+
+def test_cfi_catches_a_skipped_caller_even_when_it_stops_early():
+    frames = right_frames()
+    del frames[1]
+    v = truth.cfi_truth(sleeping_task(frames, THREAD_SP), _cfi([ret for _, ret in CALLS[:2]], False, "no CFI"))
+    assert v["verdict"] == "disagree" and "frame 1" in v["detail"]
+    # A whole unwind with one frame more than the trace: the trace skipped a caller.
+    v = truth.cfi_truth(sleeping_task(right_frames()[:2], THREAD_SP), _cfi([ret for _, ret in CALLS], True))
+    assert v["verdict"] == "disagree" and v["full"]
+
+
+def test_cfi_stopped_early_is_no_truth_and_no_coverage():
+    v = truth.cfi_truth(sleeping_task(right_frames(), THREAD_SP), _cfi([CALLS[0][1]], False, "no truth at frame 1"))
+    assert v["verdict"] == "no-truth" and not truth.covers("cfi", v) and "frame 1" in v["detail"]
+    report = {"tasks": [sleeping_task(right_frames(), THREAD_SP)], "summary": {}}
+    truth.attach(report, cfi={"tasks": [_cfi([CALLS[0][1]], False, "no truth at frame 1")]})
+    s = report["summary"]
+    assert s["truth_coverage"] == 0.0 and s["reliable_checked"] == 0 and "cfi: no truth at frame 1" in next(iter(s["no_truth"]))
