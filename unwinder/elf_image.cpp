@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gelf.h>
 #include <libelf.h>
+#include <sys/stat.h>
 
 #include <cerrno>
 #include <cstring>
@@ -55,28 +56,50 @@ std::string read_build_id(Elf* elf) {
     GElf_Shdr sh;
     if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_NOTE) continue;
     Elf_Data* data = elf_getdata(scn, nullptr);
-    if (!data) continue;
-    size_t off = 0, name_off, desc_off;
-    GElf_Nhdr nh;
-    while ((off = gelf_getnote(data, off, &nh, &name_off, &desc_off)) > 0) {
-      if (nh.n_type == NT_GNU_BUILD_ID && nh.n_namesz == 4 &&
-          std::memcmp(static_cast<const char*>(data->d_buf) + name_off, "GNU", 4) == 0) {
-        const auto* d = static_cast<const uint8_t*>(data->d_buf) + desc_off;
-        std::string hex;
-        for (size_t i = 0; i < nh.n_descsz; ++i) hex += fmt::format("{:02x}", d[i]);
-        return hex;
-      }
-    }
+    if (!data || !data->d_buf) continue;
+    std::string id = build_id_from_notes(static_cast<const uint8_t*>(data->d_buf), data->d_size);
+    if (!id.empty()) return id;
   }
   return {};
 }
 
 }  // namespace
 
+std::string build_id_from_notes(const uint8_t* notes, size_t len) {
+  auto align4 = [](uint64_t v) { return (v + 3) & ~uint64_t{3}; };
+  size_t off = 0;
+  while (off + 12 <= len) {
+    uint32_t namesz, descsz, type;
+    std::memcpy(&namesz, notes + off, 4);
+    std::memcpy(&descsz, notes + off + 4, 4);
+    std::memcpy(&type, notes + off + 8, 4);
+    uint64_t name_at = off + 12, desc_at = name_at + align4(namesz), next = desc_at + align4(descsz);
+    if (next > len) break;
+    if (type == NT_GNU_BUILD_ID && namesz == 4 && std::memcmp(notes + name_at, "GNU", 4) == 0) {
+      std::string hex;
+      for (size_t i = 0; i < descsz; ++i) hex += fmt::format("{:02x}", notes[desc_at + i]);
+      return hex;
+    }
+    off = next;
+  }
+  return {};
+}
+
 Result<ElfImage> read_elf_image(const std::string& path) {
-  elf_version(EV_CURRENT);
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return fail("{}: {}", path, std::strerror(errno));
+  auto img = read_elf_image(std::move(fd), path);
+  if (!img) return img;
+  // Opened by its own path: the producer may open it by that path too.
+  img->open_path.clear();
+  img->file.reset();
+  return img;
+}
+
+Result<ElfImage> read_elf_image(ScopedFd fd, const std::string& path) {
+  elf_version(EV_CURRENT);
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) return fail("{}: {}", path, std::strerror(errno));
   ElfHandle h;
   h.elf = elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr);
   if (!h.elf || elf_kind(h.elf) != ELF_K_ELF) return fail("{}: not an ELF file", path);
@@ -85,6 +108,10 @@ Result<ElfImage> read_elf_image(const std::string& path) {
     return fail("{}: not an x86-64 ELF object", path);
   ElfImage img;
   img.path = path;
+  img.dev = st.st_dev;
+  img.inode = st.st_ino;
+  img.size = static_cast<uint64_t>(st.st_size);
+  img.mtime_ns = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   size_t nph = 0;
   elf_getphdrnum(h.elf, &nph);
   for (size_t i = 0; i < nph; ++i) {
@@ -96,7 +123,28 @@ Result<ElfImage> read_elf_image(const std::string& path) {
   std::vector<Symbol> syms;
   read_symbols(h.elf, syms);
   img.symbols = SymbolTable(std::move(syms));
+  img.open_path = fmt::format("/proc/self/fd/{}", fd.get());
+  img.file = std::make_shared<const ScopedFd>(std::move(fd));
   return img;
+}
+
+bool add_debug_file_symbols(ElfImage& image, const std::string& dir) {
+  if (image.build_id.size() < 4) return false;
+  std::string path = fmt::format("{}/{}/{}.debug", dir, image.build_id.substr(0, 2), image.build_id.substr(2));
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return false;
+  elf_version(EV_CURRENT);
+  ElfHandle h;
+  h.elf = elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr);
+  if (!h.elf || elf_kind(h.elf) != ELF_K_ELF) return false;
+  if (read_build_id(h.elf) != image.build_id) return false;  // a stale or foreign file under that name
+  std::vector<Symbol> syms = image.symbols.all();
+  size_t before = syms.size();
+  read_symbols(h.elf, syms);
+  if (syms.size() == before) return false;
+  image.symbols = SymbolTable(std::move(syms));
+  image.debug_file = path;
+  return true;
 }
 
 Result<uint64_t> load_bias(const ElfImage& image, const Mapping& m) {

@@ -3,11 +3,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "unwinder/proc_maps.h"
 #include "unwinder/result.h"
+#include "unwinder/scoped_fd.h"
 #include "unwinder/symbolizer.h"
 
 namespace framecert {
@@ -18,13 +20,35 @@ struct LoadSegment {
 };
 
 struct ElfImage {
-  std::string path;
+  std::string path;      // the object's name in reports (for a process: its path in /proc/PID/maps)
   std::string build_id;  // lowercase hex, empty if the object has none
   std::vector<LoadSegment> segments;
   SymbolTable symbols;
+  // The file that was read, as fstat saw it: what metadata caches key on (never the path alone).
+  uint64_t dev = 0, inode = 0, size = 0;
+  int64_t mtime_ns = 0;
+  // Where exactly the file that was read can be opened again (by the metadata producer):
+  // "/proc/self/fd/N" while `file` is held. Empty: `path`.
+  std::string open_path;
+  std::shared_ptr<const ScopedFd> file;
+  // Symbols were added from a separate debug file found by build-id (/usr/lib/debug/.build-id/...).
+  std::string debug_file;
+
+  const std::string& source() const { return open_path.empty() ? path : open_path; }
 };
 
 Result<ElfImage> read_elf_image(const std::string& path);
+// Reads the file open at `fd` (kept open in the image, so the metadata producer reads this very file),
+// naming it `name` in reports.
+Result<ElfImage> read_elf_image(ScopedFd fd, const std::string& name);
+
+// The GNU build-id in the first `len` bytes of note data (one or more ELF notes), or empty.
+std::string build_id_from_notes(const uint8_t* notes, size_t len);
+
+// Adds the function symbols of the separate debug file for `image`'s build-id
+// (DIR/xx/yyyy.debug, DIR = /usr/lib/debug/.build-id), when there is one with the same build-id.
+// Returns true if symbols were added.
+bool add_debug_file_symbols(ElfImage& image, const std::string& dir = "/usr/lib/debug/.build-id");
 
 // run-time address = link-time address + bias, for the object mapped by `m` (a mapping of `image`).
 Result<uint64_t> load_bias(const ElfImage& image, const Mapping& m);

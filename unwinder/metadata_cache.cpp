@@ -1,6 +1,5 @@
 #include "unwinder/metadata_cache.h"
 
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -34,14 +33,13 @@ Result<void> MetadataCache::add_override(const std::string& metadata_path) {
 }
 
 std::string MetadataCache::key_for(const ElfImage& image) const {
+  // What was read, never the path alone: the same path may name different files (another mount namespace,
+  // a file replaced since), and the image's own fields come from the file actually opened.
   std::string key;
   if (!image.build_id.empty()) {
     key = "bid-" + image.build_id;
   } else {
-    struct stat st {};
-    ::stat(image.path.c_str(), &st);
-    key = fmt::format("path-{:016x}-{}-{}", std::hash<std::string>{}(image.path), st.st_size,
-                      static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec);
+    key = fmt::format("file-{:x}-{}-{}-{}", image.dev, image.inode, image.size, image.mtime_ns);
   }
   return key + "-" + tag_;
 }
@@ -51,6 +49,8 @@ Result<std::shared_ptr<const FrameTable>> MetadataCache::get(const ElfImage& ima
     if (!image.build_id.empty() && o->build_id == image.build_id) return o;
   }
   for (const auto& o : overrides_) {
+    // By name only when no build-id says they differ.
+    if (!o->build_id.empty() && !image.build_id.empty()) continue;
     if (fs::path(o->object_name).filename() == fs::path(image.path).filename()) return o;
   }
   std::string key = key_for(image);
@@ -63,9 +63,10 @@ Result<std::shared_ptr<const FrameTable>> MetadataCache::get(const ElfImage& ima
     return t;
   }
   // Missing or damaged (the reader checks version and checksum): compute afresh.
-  auto produced = producer_(image.path);
+  auto produced = producer_(image.source());
   if (!produced) return fail("{}", produced.error());
   ++computed_;
+  produced->object_name = image.path;  // the object's name, not /proc/self/fd/N
   auto t = std::make_shared<const FrameTable>(std::move(*produced));
   memo_[key] = t;
   std::error_code ec;

@@ -1,5 +1,5 @@
 // Frame metadata for the objects a process maps, computed on demand and kept on disk, keyed by build-id
-// (or by path + size + mtime for objects without one) and by the producer's identity, so a rebuilt
+// (or by the device, inode, size and mtime of the file actually read, for objects without one) and by the producer's identity, so a rebuilt
 // validator never reads metadata written by an older one. The producer (the validator's check_object) is
 // passed in: the unwinder sits below the validator and must not include it.
 #pragma once
@@ -17,6 +17,7 @@ namespace framecert {
 
 class MetadataCache {
  public:
+  // Computes the metadata of the file at `path` (ElfImage::source(): the very file that was read).
   using Producer = std::function<Result<FrameTable>(const std::string& path)>;
 
   // `dir` empty: default_dir(). `producer_tag`: anything that changes when the producer's output may.
@@ -26,7 +27,7 @@ class MetadataCache {
   static std::string default_dir();
 
   // Adds a metadata file given by the user; it serves objects with the same build-id, or failing that the
-  // same file name.
+  // same file name (only when the metadata or the object has no build-id).
   Result<void> add_override(const std::string& metadata_path);
 
   Result<std::shared_ptr<const FrameTable>> get(const ElfImage& image);

@@ -21,11 +21,16 @@ Result<std::vector<Mapping>> parse_maps(const std::string& text) {
     if (line.empty()) continue;
     Mapping m;
     char perms[5] = {};
-    unsigned long long start, end, offset;
+    unsigned long long start, end, offset, inode = 0;
+    unsigned major = 0, minor = 0;
     int path_at = 0;
-    // "start-end perms offset dev inode   path"
-    if (std::sscanf(line.c_str(), "%llx-%llx %4s %llx %*s %*s %n", &start, &end, perms, &offset, &path_at) < 4)
+    // "start-end perms offset major:minor inode   path"
+    if (std::sscanf(line.c_str(), "%llx-%llx %4s %llx %x:%x %llu %n", &start, &end, perms, &offset, &major, &minor,
+                    &inode, &path_at) < 7)
       return fail("malformed maps line: {}", line);
+    m.dev_major = major;
+    m.dev_minor = minor;
+    m.inode = inode;
     m.start = start;
     m.end = end;
     m.offset = offset;

@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -36,8 +37,9 @@ class SignalShield {
 
 class FrozenProcess {
  public:
-  // Stops every thread of `pid`. Threads that exit meanwhile are dropped; threads that do not stop within
-  // `timeout` are reported by `unstopped()` and never walked.
+  // Stops every thread of `pid`. Threads that exit meanwhile are dropped; threads that cannot be stopped
+  // (exited but not reaped — e.g. a main thread that called pthread_exit —, held by another tracer, or not
+  // stopping within `timeout`) are reported by `unstopped()`, each with why, and never walked.
   static Result<std::unique_ptr<FrozenProcess>> freeze(pid_t pid,
                                                        std::chrono::milliseconds timeout = std::chrono::seconds(2));
   ~FrozenProcess();  // detaches if detach() was not called
@@ -47,6 +49,8 @@ class FrozenProcess {
   pid_t pid() const { return pid_; }
   std::vector<pid_t> threads() const;  // stopped, in tid order
   const std::vector<pid_t>& unstopped() const { return unstopped_; }
+  // Why `tid` (one of unstopped()) was not stopped, in words.
+  std::string unstopped_reason(pid_t tid) const;
   Result<Regs> regs(pid_t tid) const;
   // Detaches every thread (re-injecting any signal that was being delivered). Idempotent.
   Result<void> detach();
@@ -64,17 +68,42 @@ class FrozenProcess {
   std::unique_ptr<SignalShield> shield_ = std::make_unique<SignalShield>();
   std::vector<Tracee> tracees_;
   std::vector<pid_t> unstopped_;
+  std::map<pid_t, std::string> unstopped_reasons_;
   bool detached_ = false;
+  void not_stopped(pid_t tid, std::string why);
 };
 
 std::string thread_name(pid_t pid, pid_t tid);
 // The one-letter state of /proc/PID/task/TID/stat ('R', 'S', 't', ...), or 0.
 char thread_state(pid_t pid, pid_t tid);
+// The TracerPid of /proc/PID/task/TID/status: 0 when nobody traces the thread (or it is gone).
+pid_t tracer_of(pid_t pid, pid_t tid);
+// A thread of `pid` that has not exited (the process's address space is reachable through /proc/TID/...):
+// `pid` itself unless the main thread is a zombie while others run; 0 if there is none.
+pid_t live_thread(pid_t pid);
 
 // Metadata for one mapped object: returns null (with `error` set) when none can be had.
 using MetadataProvider = std::function<std::shared_ptr<const FrameTable>(const ElfImage&, std::string& error)>;
 
-// The executable mappings of a process as a CodeMap: ELF symbols, load bias and metadata per object.
-Result<CodeMap> build_code_map(const std::vector<Mapping>& maps, const MetadataProvider& metadata);
+struct CodeMapOptions {
+  // Open mapped objects through /proc/PID/map_files/START-END (the very file mapped, whatever the process's
+  // mount namespace); off: only through /proc/PID/root/PATH (tests use it to reach the fallback).
+  bool use_map_files = true;
+  // Add symbols from separate debug files found by build-id (/usr/lib/debug/.build-id/xx/yyyy.debug).
+  bool debug_files = true;
+};
+
+// Opens the object a file mapping of process `pid` maps, as that process sees it — /proc/PID/map_files/
+// START-END, else /proc/PID/root/PATH — and proves it is the mapped file: its device and inode must be
+// those of the maps line, or else its build-id must equal the one in the process's own mapped ELF headers.
+// Fails (in words: "the file at PATH is not the one the process mapped ...") when it cannot prove that.
+// `maps`: all mappings of the process (to find the mapped ELF header of that file).
+Result<ElfImage> open_mapped_image(pid_t pid, const Mapping& m, const std::vector<Mapping>& maps,
+                                   const CodeMapOptions& options = {});
+
+// The executable mappings of process `pid` (any of its live threads) as a CodeMap: ELF symbols, load bias
+// and metadata per object, read only from files proven to be the mapped ones (open_mapped_image).
+Result<CodeMap> build_code_map(pid_t pid, const std::vector<Mapping>& maps, const MetadataProvider& metadata,
+                               const CodeMapOptions& options = {});
 
 }  // namespace framecert

@@ -1,5 +1,6 @@
 #include "unwinder/process_walk.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "unwinder/memory_ptrace.h"
@@ -19,26 +20,37 @@ Result<ProcessReport> walk_process(pid_t pid, const MetadataProvider& metadata, 
   // time the process is frozen. Mappings are read again once frozen; objects mapped meanwhile get
   // metadata then.
   // The common ways to name a process that cannot be walked, in words, before /proc/PID/maps says less.
+  // A main thread that exited (pthread_exit) while other threads run is a zombie too: that process is
+  // walked, through one of its live threads (the address space is no longer reachable through the main
+  // thread's /proc entries).
+  pid_t live = live_thread(pid);
   switch (thread_state(pid, pid)) {
     case 0: return fail("process {} does not exist", pid);
-    case 'Z': return fail("process {} is a zombie (it exited; its parent has not reaped it): no stack to walk", pid);
-    case 'X': return fail("process {} is exiting: no stack to walk", pid);
+    case 'Z':
+      if (!live) return fail("process {} is a zombie (it exited; its parent has not reaped it): no stack to walk", pid);
+      break;
+    case 'X':
+      if (!live) return fail("process {} is exiting: no stack to walk", pid);
+      break;
     default: break;
   }
-  auto early_maps = read_maps(pid);
+  auto early_maps = read_maps(live);
   if (!early_maps) return tl::unexpected(early_maps.error());
-  if (auto warm = build_code_map(*early_maps, metadata); !warm) return tl::unexpected(warm.error());
+  if (auto warm = build_code_map(live, *early_maps, metadata, options.code); !warm) return tl::unexpected(warm.error());
 
   auto t0 = std::chrono::steady_clock::now();
   auto frozen = FrozenProcess::freeze(pid);
   if (!frozen) return tl::unexpected(frozen.error());
   report.freeze_ms = ms_since(t0);
-  auto maps = read_maps(pid);
+  // A stopped thread cannot exit on its own: read the address space through one (the main thread if it is).
+  std::vector<pid_t> stopped = (*frozen)->threads();
+  if (!stopped.empty() && std::find(stopped.begin(), stopped.end(), pid) == stopped.end()) live = stopped.front();
+  auto maps = read_maps(live);
   if (!maps) return tl::unexpected(maps.error());
-  auto code = build_code_map(*maps, metadata);
+  auto code = build_code_map(live, *maps, metadata, options.code);
   if (!code) return tl::unexpected(code.error());
 
-  ProcessMemory raw(pid);
+  ProcessMemory raw(live);
   CachedMemory memory(raw);
   auto t1 = std::chrono::steady_clock::now();
   for (pid_t tid : (*frozen)->threads()) {
@@ -64,7 +76,7 @@ Result<ProcessReport> walk_process(pid_t pid, const MetadataProvider& metadata, 
     ThreadReport tr;
     tr.tid = tid;
     tr.name = thread_name(pid, tid);
-    tr.unwind.trace.verdict = Verdict{false, Reason::NoRegisters, 0, "the thread could not be stopped"};
+    tr.unwind.trace.verdict = Verdict{false, Reason::NoRegisters, 0, (*frozen)->unstopped_reason(tid)};
     report.threads.push_back(std::move(tr));
   }
   if (options.oracle_libunwind) {

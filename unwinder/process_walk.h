@@ -38,6 +38,7 @@ struct ProcessReport {
 struct ProcessWalkOptions {
   WalkOptions walk;
   bool oracle_libunwind = false;
+  CodeMapOptions code;  // how mapped objects are opened and verified
   // Runs while every thread is stopped (tests use it to snapshot stacks). Must not detach.
   std::function<void(const FrozenProcess&, const CodeMap&, const ProcessReport&)> while_frozen;
 };

@@ -257,6 +257,17 @@ ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, ui
     return site;
   }
   if (!site.call) {
+    // Code in no function the validator checked (it had no symbol there: a stripped object's local
+    // functions) has no metadata; "no call instruction ends here" would blame the return address.
+    uint64_t at = return_address - 1 - site.image->bias;
+    if (!site.image->metadata->function_at_address(at)) {
+      const Symbol* sym = site.image->symbols ? site.image->symbols->lookup(at) : nullptr;
+      judge.fail(Reason::NoMetadata, index,
+                 sym ? fmt::format("no metadata for {:#x} in {} ({}: a function the validator did not check)",
+                                   return_address, site.image->path, sym->name)
+                     : fmt::format("no symbol or metadata for {:#x} in {}", return_address, site.image->path));
+      return site;
+    }
     judge.fail(Reason::ReturnAddressNotAfterCall, index,
                fmt::format("no call instruction ends at {:#x}", return_address));
     return site;

@@ -22,6 +22,7 @@ class SymbolTable {
   const Symbol* lookup(uint64_t address) const;
   bool empty() const { return symbols_.empty(); }
   size_t size() const { return symbols_.size(); }
+  const std::vector<Symbol>& all() const { return symbols_; }
 
  private:
   std::vector<Symbol> symbols_;  // sorted by address, unique addresses

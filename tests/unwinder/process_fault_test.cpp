@@ -1,5 +1,5 @@
-// `framecert walk --pid` on processes that fight back: a missing pid, a zombie, one already traced by somebody
-// else, one that exits during the walk, one that creates and ends threads all the time. Every case gives a
+// `framecert walk --pid` on processes that fight back: a missing pid, a zombie, one whose main thread is already
+// traced by somebody else (reported for that thread, the others walked), one that exits during the walk, one that creates and ends threads all the time. Every case gives a
 // clear one-line error (exit 2) or a complete report (exit 0 or 1), never a crash or a hang, and the target is
 // never left stopped or traced.
 #ifdef FRAMECERT_BINARY
@@ -78,8 +78,22 @@ TEST(ProcessFaults, Zombie) {
 TEST(ProcessFaults, AlreadyTracedBySomebodyElse) {
   Child child(kPrograms + "/fc_churn", {"exit", "60000"});
   ASSERT_TRUE(child.ready());
-  ASSERT_EQ(ptrace(PTRACE_SEIZE, child.pid(), nullptr, nullptr), 0);  // we are its tracer now
-  expect_one_line_error(walk_cli(child.pid()), "Operation not permitted");
+  ASSERT_EQ(ptrace(PTRACE_SEIZE, child.pid(), nullptr, nullptr), 0);  // we are its main thread's tracer now
+  // The other four threads are walked; the held one is reported with who holds it.
+  CliRun r = walk_cli(child.pid());
+  ASSERT_EQ(r.status, 1) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["threads"].size(), 5u);
+  bool held_reported = false;
+  for (auto& t : j["threads"]) {
+    if (t["tid"] != child.pid()) continue;
+    held_reported = true;
+    EXPECT_EQ(t["reason"], "no-registers");
+    EXPECT_NE(t["detail"].get<std::string>().find(fmt::format("already traced by another process (pid {})", getpid())),
+              std::string::npos)
+        << t["detail"];
+  }
+  EXPECT_TRUE(held_reported);
   // Detaching needs a stopped tracee: interrupt it, wait for the stop, let go.
   ASSERT_EQ(ptrace(PTRACE_INTERRUPT, child.pid(), nullptr, nullptr), 0);
   int status = 0;

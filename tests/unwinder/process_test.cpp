@@ -162,7 +162,7 @@ TEST(GlibcProcess, OwnFramesExactLibcBoundaryUnreliable) {
     // metadata from the validator: its return address is after no *proven* call. Were it covered, it would
     // be `no-frame-at-call-site` at the same frame (glibc has no frame pointers), never reliable.
     EXPECT_FALSE(t.verdict.reliable);
-    EXPECT_EQ(reason_name(t.verdict.reason), "return-address-not-after-call") << t.verdict.detail;
+    EXPECT_EQ(reason_name(t.verdict.reason), "no-metadata") << t.verdict.detail;
     EXPECT_TRUE(in_libc(t.frames.back())) << t.frames.back().object;
     EXPECT_EQ(t.verdict.frame, static_cast<int>(t.frames.size()) - 1) << t.verdict.detail;
     EXPECT_TRUE(r->threads[i].unwind.cross_check.agree) << r->threads[i].unwind.cross_check.detail;
@@ -198,7 +198,7 @@ TEST(GlibcProcess, OwnFramesExactLibcBoundaryUnreliable) {
   EXPECT_EQ(m.frames[1].symbol, "g_main_wait");
   EXPECT_EQ(m.frames[2].symbol, "main");
   EXPECT_FALSE(m.verdict.reliable);
-  EXPECT_EQ(reason_name(m.verdict.reason), "return-address-not-after-call") << m.verdict.detail;
+  EXPECT_EQ(reason_name(m.verdict.reason), "no-metadata") << m.verdict.detail;
   EXPECT_EQ(m.verdict.frame, 3);
   for (const ThreadReport& t : r->threads) {
     if (t.unwind.trace.verdict.reliable) {
