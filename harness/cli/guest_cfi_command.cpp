@@ -14,8 +14,6 @@
 // mode, a freed stack); otherwise `why` says "no truth at frame N: …". Exit: 0, or 2 on unusable input.
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <iostream>
 #include <map>
 
 #include <fmt/format.h>
@@ -23,6 +21,7 @@
 
 #include "harness/cfi/guest_cfi.h"
 #include "harness/cli/commands.h"
+#include "harness/cli/guest_request.h"
 
 namespace framecert::cli {
 
@@ -39,21 +38,6 @@ struct GuestCfiArgs {
 
 std::string hex64(uint64_t v) { return fmt::format("{:#x}", v); }
 
-uint64_t number(const json& j) {
-  if (j.is_string()) return std::stoull(j.get<std::string>(), nullptr, 0);
-  return j.get<uint64_t>();
-}
-
-Result<json> read_json_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return fail("{}: cannot open", path);
-  try {
-    return json::parse(in);
-  } catch (const std::exception& e) {
-    return fail("{}: {}", path, e.what());
-  }
-}
-
 Result<CfiGuestConfig> parse_cfi_config(const json& j) {
   try {
     CfiGuestConfig c;
@@ -63,7 +47,7 @@ Result<CfiGuestConfig> parse_cfi_config(const json& j) {
       CfiModuleConfig mc;
       mc.name = m.at("name").get<std::string>();
       mc.object = m.at("object").get<std::string>();
-      for (auto& [name, addr] : m.at("sections").items()) mc.sections[name] = number(addr);
+      for (auto& [name, addr] : m.at("sections").items()) mc.sections[name] = json_number(addr);
       c.modules.push_back(std::move(mc));
     }
     return c;
@@ -78,10 +62,10 @@ Result<std::vector<CfiCpuRegs>> parse_cfi_regs(const json& j) {
     for (const json& c : j.at("cpus")) {
       CfiCpuRegs r;
       r.cpu = c.at("cpu").get<int>();
-      r.rip = number(c.at("rip"));
-      r.rsp = number(c.at("rsp"));
-      r.rbp = number(c.at("rbp"));
-      r.cs = number(c.at("cs"));
+      r.rip = json_number(c.at("rip"));
+      r.rsp = json_number(c.at("rsp"));
+      r.rbp = json_number(c.at("rbp"));
+      r.cs = json_number(c.at("cs"));
       out.push_back(r);
     }
     return out;
@@ -156,34 +140,13 @@ int run_guest_cfi(const GuestCfiArgs& a) {
     std::fflush(stdout);
     return 0;
   };
-  if (a.serve) {
-    fmt::print("{}\n", json{{"ready", true}, {"prepare_ms", prepare_ms}}.dump());
-    std::fflush(stdout);
-    std::string line;
-    while (std::getline(std::cin, line)) {
-      if (line.empty()) continue;
-      json req;
-      try {
-        req = json::parse(line);
-      } catch (const std::exception& e) {
-        fmt::print("{}\n", json{{"error", e.what()}}.dump());
-        std::fflush(stdout);
-        continue;
-      }
-      answer(req);
-    }
-    return 0;
+  if (a.serve) return serve_requests(prepare_ms, [&](const json& req) { answer(req); });
+  auto req = one_shot_request(a.regs);
+  if (!req) {
+    fmt::print(stderr, "framecert: {}\n", req.error());
+    return 2;
   }
-  json req = json{{"cpus", json::array()}};
-  if (!a.regs.empty()) {
-    auto rj = read_json_file(a.regs);
-    if (!rj) {
-      fmt::print(stderr, "framecert: {}\n", rj.error());
-      return 2;
-    }
-    req = *rj;
-  }
-  return answer(req);
+  return answer(*req);
 }
 
 }  // namespace

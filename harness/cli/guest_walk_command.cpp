@@ -7,14 +7,13 @@
 // freeze-to-verdict time is the walk itself. Exit: 0 walked (whatever the verdicts), 2 unusable input.
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <iostream>
 #include <map>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/commands.h"
+#include "harness/cli/guest_request.h"
 #include "harness/cli/trace_json.h"
 #include "harness/guest/guest_walk.h"
 
@@ -33,21 +32,6 @@ struct GuestWalkArgs {
 };
 
 
-uint64_t number(const json& j) {
-  if (j.is_string()) return std::stoull(j.get<std::string>(), nullptr, 0);
-  return j.get<uint64_t>();
-}
-
-Result<json> read_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return fail("{}: cannot open", path);
-  try {
-    return json::parse(in);
-  } catch (const std::exception& e) {
-    return fail("{}: {}", path, e.what());
-  }
-}
-
 Result<GuestConfig> parse_config(const json& j) {
   try {
     GuestConfig c;
@@ -59,7 +43,7 @@ Result<GuestConfig> parse_config(const json& j) {
       mc.name = m.at("name").get<std::string>();
       mc.object = m.at("object").get<std::string>();
       mc.metadata = m.at("metadata").get<std::string>();
-      for (auto& [name, addr] : m.at("sections").items()) mc.sections[name] = number(addr);
+      for (auto& [name, addr] : m.at("sections").items()) mc.sections[name] = json_number(addr);
       for (const json& o : m.value("objects", json::array())) mc.objects.push_back(o.get<std::string>());
       c.modules.push_back(std::move(mc));
     }
@@ -75,11 +59,11 @@ Result<std::vector<CpuRegs>> parse_regs(const json& j) {
     for (const json& c : j.at("cpus")) {
       CpuRegs r;
       r.cpu = c.at("cpu").get<int>();
-      r.rip = number(c.at("rip"));
-      r.rsp = number(c.at("rsp"));
-      r.rbp = number(c.at("rbp"));
-      r.cs = number(c.at("cs"));
-      r.cr3 = c.contains("cr3") ? number(c.at("cr3")) : 0;
+      r.rip = json_number(c.at("rip"));
+      r.rsp = json_number(c.at("rsp"));
+      r.rbp = json_number(c.at("rbp"));
+      r.cs = json_number(c.at("cs"));
+      r.cr3 = c.contains("cr3") ? json_number(c.at("cr3")) : 0;
       out.push_back(r);
     }
     return out;
@@ -179,7 +163,7 @@ void print_table(const WalkReport& rep) {
 
 int run(const GuestWalkArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
-  auto cj = read_json(a.config);
+  auto cj = read_json_file(a.config);
   if (!cj) {
     fmt::print(stderr, "framecert: {}\n", cj.error());
     return 2;
@@ -220,34 +204,13 @@ int run(const GuestWalkArgs& a) {
     std::fflush(stdout);
     return 0;
   };
-  if (a.serve) {
-    fmt::print("{}\n", json{{"ready", true}, {"prepare_ms", prepare_ms}}.dump());
-    std::fflush(stdout);
-    std::string line;
-    while (std::getline(std::cin, line)) {
-      if (line.empty()) continue;
-      json req;
-      try {
-        req = json::parse(line);
-      } catch (const std::exception& e) {
-        fmt::print("{}\n", json{{"error", e.what()}}.dump());
-        std::fflush(stdout);
-        continue;
-      }
-      answer(req, true);
-    }
-    return 0;
+  if (a.serve) return serve_requests(prepare_ms, [&](const json& req) { answer(req, true); });
+  auto req = one_shot_request(a.regs);
+  if (!req) {
+    fmt::print(stderr, "framecert: {}\n", req.error());
+    return 2;
   }
-  json req = json{{"cpus", json::array()}};
-  if (!a.regs.empty()) {
-    auto rj = read_json(a.regs);
-    if (!rj) {
-      fmt::print(stderr, "framecert: {}\n", rj.error());
-      return 2;
-    }
-    req = *rj;
-  }
-  return answer(req, a.json);
+  return answer(*req, a.json);
 }
 
 }  // namespace
