@@ -55,7 +55,7 @@ class FunctionChecker {
     nodes_.clear();
     stack.push_back({start, state, false, false, explain_ ? add_node(-1, start, "entry") : -1});
     while (!stack.empty()) {
-      WorkItem item = std::move(stack.back());
+      WorkItem item = stack.back();
       stack.pop_back();
       if (!follow(item, stack)) return false;
     }

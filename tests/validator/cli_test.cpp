@@ -113,7 +113,7 @@ TEST(CheckCommand, UnusableInputExitsTwoWithOneLineNamingTheFile) {
   elf32[4] = 1;  // EI_CLASS = ELFCLASS32
   cases.push_back({tmp.file("elf32.o", elf32), "not a 64-bit ELF object"});
   auto arm = good;
-  arm[18] = 183;  // e_machine = EM_AARCH64
+  arm[18] = static_cast<char>(183);  // e_machine = EM_AARCH64 (183)
   arm[19] = 0;
   cases.push_back({tmp.file("arm.o", arm), "not an x86-64 object"});
   cases.push_back({tmp.path("missing.o"), "cannot open"});
