@@ -490,7 +490,6 @@ bool in_ignored_hole(const DecodedObject& obj, const CheckResult& result, Symbol
 }  // namespace
 
 void check_reachability(const DecodedObject& obj, CheckResult& result) {
-  if (obj.ignore_unreachables) return;
   size_t files = 0;
   for (const ElfSymbol& s : obj.elf->symbols()) files += s.type == STT_FILE;
   const bool linked_object = files > 1;  // several objects linked with -r, like vmlinux.o
@@ -507,6 +506,16 @@ void check_reachability(const DecodedObject& obj, CheckResult& result) {
     }
     result.findings.push_back(obj.finding_at(obj.insns[i], "unreachable instruction"));
     return;
+  }
+}
+
+void find_unchecked_instructions(const DecodedObject& obj, CheckResult& result) {
+  result.first_unchecked.assign(obj.functions.size(), kNone);
+  for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
+    const Instruction& in = obj.insns[i];
+    if (in.func == kNone || result.visited[i] || ignore_unreachable(obj, i)) continue;
+    int32_t& first = result.first_unchecked[obj.parent_of(in.func)];
+    if (first == kNone) first = i;
   }
 }
 

@@ -20,6 +20,10 @@ struct CheckResult {
   std::vector<uint8_t> visited;
   std::vector<bool> function_failed;  // per function: validation stopped at a finding
   std::vector<uint8_t> hint_reached;  // per instruction: reached on a path that starts at an unwind hint
+  // Per function (its root, the parent of a .cold part): the first of its instructions that no path
+  // reached and that is not known dead code (padding, traps after noreturn calls), or -1. Such a function
+  // was not checked whole and is never certified (docs/rules.md, "What certified means").
+  std::vector<int32_t> first_unchecked;
 };
 
 CheckResult check_functions(const DecodedObject& obj, bool explain);
@@ -32,6 +36,9 @@ void check_reachability(const DecodedObject& obj, CheckResult& result);
 // instruction outside of a callable function", reached or not, whatever else was found — unless an
 // unwind hint describes the code (annotated entry code), it is alternative replacement code (copied into
 // a function at boot), or it is the dead code of a dropped weak function in a linked object. One finding per such `ret`.
+// Fills `result.first_unchecked`: every function, whatever was found elsewhere in the object.
+void find_unchecked_instructions(const DecodedObject& obj, CheckResult& result);
+
 std::vector<Finding> returns_outside_functions(const DecodedObject& obj, const CheckResult& result);
 
 }  // namespace framecert

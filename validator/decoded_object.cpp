@@ -305,7 +305,7 @@ bool symbol_covers(const DecodedObject& obj, uint32_t section, uint64_t offset) 
 
 // A switch table: the instruction references an anonymous .rodata location whose relocations point back
 // into the function. Returns the table's first entry relocation (in the rodata section), or null.
-const ElfReloc* switch_table_at(const DecodedObject& obj, const Instruction& in, uint32_t* table_sec, bool* pc_relative) {
+const ElfReloc* switch_table_at(const DecodedObject& obj, const Instruction& in, uint32_t* table_sec) {
   const ElfReloc* text_reloc = obj.reloc_of(in);
   if (!text_reloc) return nullptr;
   const ElfSymbol& s = obj.symbol(text_reloc->symbol);
@@ -313,12 +313,27 @@ const ElfReloc* switch_table_at(const DecodedObject& obj, const Instruction& in,
   uint64_t table_offset = static_cast<uint64_t>(text_reloc->addend) + (text_reloc->type == kRelocPc32 ? 4 : 0);
   if (obj.section_name(s.section) != ".rodata..c_jump_table" && symbol_covers(obj, s.section, table_offset)) return nullptr;
   *table_sec = s.section;
-  *pc_relative = text_reloc->type == kRelocPc32;
   return obj.reloc_at(s.section, table_offset);
 }
 
-int32_t table_entry_target(const DecodedObject& obj, const ElfReloc& r) {
-  return obj.find_insn(obj.symbol(r.symbol).section, static_cast<uint64_t>(r.addend));
+// Two table forms. Absolute (`.quad .Lcase`, the kernel code model): an R_X86_64_64 per 8-byte entry whose
+// addend is the case label. PC-relative (`.long .Lcase - .Ltable`, what gcc and clang emit for -fPIC/PIE):
+// an R_X86_64_PC32 per 4-byte entry, whose value S + A - P must equal .Lcase - .Ltable, so its addend is the
+// case label plus the entry's distance from the table's start.
+bool relative_table(const ElfReloc& first) { return first.type == kRelocPc32; }
+
+uint64_t table_stride(const ElfReloc& first) { return relative_table(first) ? 4 : 8; }
+
+// The section offset an entry of the table starting at `first` sends the jump to.
+int64_t table_entry_offset(const ElfReloc& first, const ElfReloc& entry) {
+  const int64_t from_start = static_cast<int64_t>(entry.offset - first.offset);
+  return relative_table(first) ? entry.addend - from_start : entry.addend;
+}
+
+int32_t table_entry_target(const DecodedObject& obj, const ElfReloc& first, const ElfReloc& entry) {
+  const int64_t off = table_entry_offset(first, entry);
+  if (off < 0) return kNone;
+  return obj.find_insn(obj.symbol(entry.symbol).section, static_cast<uint64_t>(off));
 }
 
 void resolve_jump_tables(DecodedObject& obj) {
@@ -343,10 +358,11 @@ void resolve_jump_tables(DecodedObject& obj) {
             (obj.insns[c.jump_dest].insn.offset <= c.insn.offset || obj.insns[c.jump_dest].insn.offset > in.insn.offset))
           break;
         uint32_t tsec = 0;
-        bool pc_relative = false;
-        if (const ElfReloc* entry = switch_table_at(obj, c, &tsec, &pc_relative)) {
-          if (pc_relative) obj.ignore_unreachables = true;
-          int32_t d = table_entry_target(obj, *entry);
+        // objtool 6.1 turns "unreachable instruction" off for the whole object at the first RIP-relative
+        // table (a gcc quirk could leave dead code behind); framecert follows such tables case by case and
+        // keeps the rule (docs/rules.md, differences).
+        if (const ElfReloc* entry = switch_table_at(obj, c, &tsec)) {
+          int32_t d = table_entry_target(obj, *entry, *entry);
           if (d != kNone && obj.insns[d].func != kNone && obj.parent_of(obj.insns[d].func) == fi) {
             found.push_back({static_cast<int32_t>(i), {tsec, entry}});
             table_starts.push_back({tsec, entry->offset});
@@ -372,9 +388,11 @@ void resolve_jump_tables(DecodedObject& obj) {
       bool any = false;
       for (auto it = relocs.begin() + (first - relocs.data()); it != relocs.end(); ++it) {
         if (&*it != first && std::find(table_starts.begin(), table_starts.end(), std::pair{tsec, it->offset}) != table_starts.end()) break;
-        if (any && it->offset != prev_offset + 8) break;
-        if (obj.symbol(it->symbol).section == pf.section && static_cast<uint64_t>(it->addend) == pf.offset) break;
-        int32_t d = table_entry_target(obj, *it);
+        if (any && (it->offset != prev_offset + table_stride(*first) || it->type != first->type)) break;
+        if (obj.symbol(it->symbol).section == pf.section &&
+            table_entry_offset(*first, *it) == static_cast<int64_t>(pf.offset))
+          break;
+        int32_t d = table_entry_target(obj, *first, *it);
         if (d == kNone || obj.insns[d].func == kNone || obj.parent_of(obj.insns[d].func) != fi) break;
         in.table_targets.push_back(d);
         prev_offset = it->offset;

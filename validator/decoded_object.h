@@ -79,9 +79,6 @@ struct DecodedObject {
   // Structural errors (objtool's hard errors). One without a function (undecodable bytes, a .cold part
   // without parent) stops the check of the whole object; one inside a function marks it `broken`.
   std::vector<Finding> fatal;
-  // A RIP-relative switch table was seen: a compiler quirk that can leave dead code behind, so (like
-  // objtool) no "unreachable instruction" is reported for this object.
-  bool ignore_unreachables = false;
 
   const SectionCode* code_of(uint32_t section) const;
   int32_t find_insn(uint32_t section, uint64_t offset) const;  // exact start, or kNone

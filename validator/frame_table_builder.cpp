@@ -120,6 +120,11 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
       for (const Finding& fatal : obj.fatal)
         if (fatal.function.empty()) finding = fatal.text();
     const bool validated = fn.first_insn < fn.end_insn && r.visited[fn.first_insn];
+    // Certified means checked whole: an instruction of it that no path reached (a switch case behind a
+    // table that could not be read, code after a call wrongly taken for noreturn) was never checked.
+    const int32_t unchecked = r.first_unchecked.empty() ? kNone : r.first_unchecked[fn.parent];
+    if (finding.empty() && validated && unchecked != kNone)
+      finding = obj.finding_at(obj.insns[unchecked], "unreachable instruction (never checked)").text();
     if (fn.non_standard || root.non_standard) e.flags |= md::kFuncNonStandard;
     if (fn.parent != f) {
       e.flags |= md::kFuncCold;

@@ -40,6 +40,7 @@ Result<ObjectReport> check_object(const std::string& path, const CheckOptions& o
     result.findings.insert(result.findings.begin(), obj.fatal.begin(), obj.fatal.end());
     if (result.findings.empty()) check_reachability(obj, result);
   }
+  find_unchecked_instructions(obj, result);
   // What rbp holds along the followed paths: for framecert's own rule and for the metadata.
   const std::vector<uint8_t> bp = rbp_values(obj, result);
   if (!whole_object_fatal) {

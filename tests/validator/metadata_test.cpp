@@ -116,5 +116,25 @@ TEST(Metadata, ReaderRejectsDamagedFiles) {
   EXPECT_FALSE(read_frame_table("/nonexistent/file.fcmeta").has_value());
 }
 
+// Certified means checked whole. objtool reports only the file's first unreachable instruction (in f);
+// g's dead code is not reported, but g was not checked whole either, so it must not be certified.
+TEST(Metadata, AFunctionWithCodeNoPathReachedIsNotCertified) {
+  FrameTable t = metadata_of("bad_unreachable_first_only.S");
+  ASSERT_EQ(t.functions.size(), 2u);
+  for (const auto& f : t.functions) {
+    EXPECT_FALSE(f.has(md::kFuncCertified)) << f.name;
+    EXPECT_NE(f.finding.find("unreachable instruction"), std::string::npos) << f.name << ": " << f.finding;
+  }
+}
+
+// A position-independent switch table followed case by case: the function is certified only because
+// every case was reached (reading the 4-byte entries as 8-byte addresses reaches case 0 alone).
+TEST(Metadata, EveryCaseOfAPcRelativeSwitchTableIsChecked) {
+  FrameTable t = metadata_of("ok_pic_jump_table.S");
+  ASSERT_EQ(t.functions.size(), 1u);
+  EXPECT_TRUE(t.functions[0].has(md::kFuncCertified)) << t.functions[0].finding;
+  EXPECT_EQ(t.sections.at(0).calls.size(), 3u) << "the calls of cases 0, 1 and 3";
+}
+
 }  // namespace
 }  // namespace framecert::testing
