@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <set>
-#include <tuple>
 
 #include <fmt/format.h>
 
@@ -80,7 +78,8 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
     if (!s.executable || s.memsz == 0) continue;
     w->code_.add(CodeImage{"vmlinux", s.vaddr, s.vaddr + s.memsz, 0, meta, symbols, meta_error});
   }
-  // Modules: metadata of the relocatable .ko, each section placed at its load address.
+  // Modules: metadata of the relocatable .ko, each section placed at its load address (by the validator,
+  // beside vmlinux.o's placement at link addresses).
   for (const ModuleConfig& m : config.modules) {
     auto t = read_frame_table(m.metadata);
     if (!t) {
