@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include "unwinder/cfa_step.h"
 #include "unwinder/frame_builder.h"
 
 namespace framecert {
@@ -56,75 +57,13 @@ Trace walk_cfa_rules(const WalkContext& ctx, const Regs& regs) {
       }
       break;
     }
-    uint64_t cfa = 0;
-    switch (s.cfa_base) {
-      case CfaBase::Sp: cfa = sp + s.cfa_offset; break;
-      case CfaBase::Bp:
-        if (!fp_known) {
-          judge.fail(Reason::BpClobbered, k, fmt::format("the CFA at {:#x} needs rbp, which was lost", ret - 1));
-          break;
-        }
-        cfa = fp + s.cfa_offset;
-        break;
-      case CfaBase::SpIndirect: {
-        auto base = ctx.memory.read_u64(RemoteAddr(sp));
-        if (!base) {
-          judge.fail(Reason::MemoryUnreadable, k, base.error().describe());
-          break;
-        }
-        cfa = *base + s.cfa_offset;
-        break;
-      }
-      case CfaBase::Undefined:
-      case CfaBase::Other:
-        judge.fail(Reason::NoFrameState, k, fmt::format("no CFA rule at {:#x} ({})", ret - 1, describe_state(s)));
-        break;
-    }
-    if (cfa == 0) break;
-    if (auto p = check_frame_placement(ctx.bounds, cfa - 8, 8, sp, sp)) {
-      judge.fail(*p, k);
-      break;
-    }
-    uint64_t next_fp = 0;
-    bool next_known = true;
-    if (s.has(kBpIsFrame)) {
-      if (fp_known && fp != cfa - 16) {
-        judge.fail(Reason::BpClobbered, k, fmt::format("rbp {:#x} should be the frame at {:#x}", fp, cfa - 16));
-        break;
-      }
-      auto v = ctx.memory.read_u64(RemoteAddr(cfa - 16));
-      if (!v) {
-        judge.fail(Reason::MemoryUnreadable, k, v.error().describe());
-        break;
-      }
-      next_fp = *v;
-    } else if (s.has(kBpSaved)) {
-      uint64_t slot = cfa + s.bp_offset;
-      if (auto p = check_frame_placement(ctx.bounds, slot, 8, sp, sp)) {
-        judge.fail(*p, k);
-        break;
-      }
-      auto v = ctx.memory.read_u64(RemoteAddr(slot));
-      if (!v) {
-        judge.fail(Reason::MemoryUnreadable, k, v.error().describe());
-        break;
-      }
-      next_fp = *v;
-    } else if (s.has(kBpUnchanged)) {
-      next_fp = fp;
-      next_known = fp_known;
-    } else {
-      next_known = false;  // lost here; fatal only if a caller needs it
-    }
-    auto next_ret = ctx.memory.read_u64(RemoteAddr(cfa - 8));
-    if (!next_ret) {
-      judge.fail(Reason::MemoryUnreadable, k, next_ret.error().describe());
-      break;
-    }
-    ret = *next_ret;
-    fp = next_fp;
-    fp_known = next_known;
-    sp = cfa;
+    // rbp lost here is fatal only if a caller's rule needs it.
+    auto step = apply_cfa_rule(ctx, s, CfaStepFrom{sp, fp, fp_known, ret - 1, k, false}, judge);
+    if (!step) break;
+    ret = step->return_address;
+    fp = step->caller_fp;
+    fp_known = step->caller_fp_known;
+    sp = step->cfa;
   }
   t.verdict = judge.finish(end, static_cast<int>(t.frames.size()) - 1);
   return t;

@@ -5,8 +5,11 @@
 #include <libelf.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <initializer_list>
+#include <set>
 
 #include "unwinder/scoped_fd.h"
 
@@ -21,6 +24,26 @@ struct ElfHandle {
   }
 };
 
+// Every symbol of the symbol tables of `types` (SHT_SYMTAB, SHT_DYNSYM) with its name: the one walk of an
+// image's symbol tables, whatever is wanted from them.
+template <typename F>
+void for_each_symbol(Elf* elf, std::initializer_list<uint32_t> types, F f) {
+  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf, scn));) {
+    GElf_Shdr sh;
+    if (!gelf_getshdr(scn, &sh) || std::find(types.begin(), types.end(), sh.sh_type) == types.end()) continue;
+    Elf_Data* data = elf_getdata(scn, nullptr);
+    if (!data || sh.sh_entsize == 0) continue;
+    size_t count = sh.sh_size / sh.sh_entsize;
+    for (size_t i = 0; i < count; ++i) {
+      GElf_Sym sym;
+      if (!gelf_getsym(data, static_cast<int>(i), &sym)) continue;
+      const char* name = elf_strptr(elf, sh.sh_link, sym.st_name);
+      f(sym, name);
+    }
+  }
+}
+
+// Function symbols (and code labels) of both tables, for symbolization.
 void read_symbols(Elf* elf, std::vector<Symbol>& out) {
   // Executable sections, to keep data symbols and assembly labels in data out.
   std::vector<bool> exec_section;
@@ -31,24 +54,24 @@ void read_symbols(Elf* elf, std::vector<Symbol>& out) {
     GElf_Shdr sh;
     if (gelf_getshdr(scn, &sh) && (sh.sh_flags & SHF_EXECINSTR)) exec_section[elf_ndxscn(scn)] = true;
   }
-  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf, scn));) {
-    GElf_Shdr sh;
-    if (!gelf_getshdr(scn, &sh) || (sh.sh_type != SHT_SYMTAB && sh.sh_type != SHT_DYNSYM)) continue;
-    Elf_Data* data = elf_getdata(scn, nullptr);
-    if (!data || sh.sh_entsize == 0) continue;
-    size_t count = sh.sh_size / sh.sh_entsize;
-    for (size_t i = 0; i < count; ++i) {
-      GElf_Sym sym;
-      if (!gelf_getsym(data, static_cast<int>(i), &sym)) continue;
-      int type = GELF_ST_TYPE(sym.st_info);
-      if (type != STT_FUNC && type != STT_NOTYPE && type != STT_GNU_IFUNC) continue;
-      if (sym.st_shndx == SHN_UNDEF || sym.st_shndx >= exec_section.size() || !exec_section[sym.st_shndx])
-        continue;
-      const char* name = elf_strptr(elf, sh.sh_link, sym.st_name);
-      if (!name || !*name || name[0] == '$' || std::strncmp(name, ".L", 2) == 0) continue;
-      out.push_back(Symbol{sym.st_value, sym.st_size, name});
-    }
-  }
+  for_each_symbol(elf, {SHT_SYMTAB, SHT_DYNSYM}, [&](const GElf_Sym& sym, const char* name) {
+    int type = GELF_ST_TYPE(sym.st_info);
+    if (type != STT_FUNC && type != STT_NOTYPE && type != STT_GNU_IFUNC) return;
+    if (sym.st_shndx == SHN_UNDEF || sym.st_shndx >= exec_section.size() || !exec_section[sym.st_shndx]) return;
+    if (!name || !*name || name[0] == '$' || std::strncmp(name, ".L", 2) == 0) return;
+    out.push_back(Symbol{sym.st_value, sym.st_size, name});
+  });
+}
+
+// The values of the defined .symtab symbols of any type named in `wanted` (the first of each name).
+std::map<std::string, uint64_t> read_named(Elf* elf, const std::vector<std::string>& wanted) {
+  std::map<std::string, uint64_t> out;
+  if (wanted.empty()) return out;
+  const std::set<std::string> names(wanted.begin(), wanted.end());
+  for_each_symbol(elf, {SHT_SYMTAB}, [&](const GElf_Sym& sym, const char* name) {
+    if (sym.st_shndx != SHN_UNDEF && name && names.count(name) && !out.count(name)) out[name] = sym.st_value;
+  });
+  return out;
 }
 
 std::string read_build_id(Elf* elf) {
@@ -85,10 +108,10 @@ std::string build_id_from_notes(const uint8_t* notes, size_t len) {
   return {};
 }
 
-Result<ElfImage> read_elf_image(const std::string& path) {
+Result<ElfImage> read_elf_image(const std::string& path, const std::vector<std::string>& named) {
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return fail("{}: {}", path, std::strerror(errno));
-  auto img = read_elf_image(std::move(fd), path);
+  auto img = read_elf_image(std::move(fd), path, named);
   if (!img) return img;
   // Opened by its own path: the producer may open it by that path too.
   img->open_path.clear();
@@ -96,7 +119,7 @@ Result<ElfImage> read_elf_image(const std::string& path) {
   return img;
 }
 
-Result<ElfImage> read_elf_image(ScopedFd fd, const std::string& path) {
+Result<ElfImage> read_elf_image(ScopedFd fd, const std::string& path, const std::vector<std::string>& named) {
   elf_version(EV_CURRENT);
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) return fail("{}: {}", path, std::strerror(errno));
@@ -123,9 +146,21 @@ Result<ElfImage> read_elf_image(ScopedFd fd, const std::string& path) {
   std::vector<Symbol> syms;
   read_symbols(h.elf, syms);
   img.symbols = SymbolTable(std::move(syms));
+  img.named = read_named(h.elf, named);
   img.open_path = fmt::format("/proc/self/fd/{}", fd.get());
   img.file = std::make_shared<const ScopedFd>(std::move(fd));
   return img;
+}
+
+Result<std::map<std::string, uint64_t>> read_symbol_values(const std::string& path,
+                                                           const std::vector<std::string>& names) {
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) return fail("{}: {}", path, std::strerror(errno));
+  elf_version(EV_CURRENT);
+  ElfHandle h;
+  h.elf = elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr);
+  if (!h.elf || elf_kind(h.elf) != ELF_K_ELF) return fail("{}: not an ELF file", path);
+  return read_named(h.elf, names);
 }
 
 bool add_debug_file_symbols(ElfImage& image, const std::string& dir) {

@@ -1,8 +1,13 @@
-// What the unwinder needs from an ELF file on disk: its build-id, its loadable segments (to compute the
-// load bias of a mapping) and its function symbols. libelf stays inside elf_image.cpp.
+// What the unwinder and the guest walker need from a linked ELF file on disk (an executable, a shared
+// object, vmlinux): its build-id, its loadable segments (to compute the load bias of a mapping), its
+// function symbols and, on request, the addresses of named symbols of any type (a kernel's globals).
+// libelf stays inside elf_image.cpp; the validator's ElfFile (validator/elf_file.h) is the other reader,
+// for objects the validator decodes (relocatable objects with their relocations). The build-id note is
+// decoded here only (build_id_from_notes), for both.
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,6 +29,8 @@ struct ElfImage {
   std::string build_id;  // lowercase hex, empty if the object has none
   std::vector<LoadSegment> segments;
   SymbolTable symbols;
+  // The defined .symtab symbols asked for by name (any type; the first of each name); absent if missing.
+  std::map<std::string, uint64_t> named;
   // The file that was read, as fstat saw it: what metadata caches key on (never the path alone).
   uint64_t dev = 0, inode = 0, size = 0;
   int64_t mtime_ns = 0;
@@ -37,10 +44,14 @@ struct ElfImage {
   const std::string& source() const { return open_path.empty() ? path : open_path; }
 };
 
-Result<ElfImage> read_elf_image(const std::string& path);
+// `named`: symbols whose addresses to put in ElfImage::named.
+Result<ElfImage> read_elf_image(const std::string& path, const std::vector<std::string>& named = {});
 // Reads the file open at `fd` (kept open in the image, so the metadata producer reads this very file),
 // naming it `name` in reports.
-Result<ElfImage> read_elf_image(ScopedFd fd, const std::string& name);
+Result<ElfImage> read_elf_image(ScopedFd fd, const std::string& name, const std::vector<std::string>& named = {});
+// Only the addresses of named symbols (ElfImage::named without the rest of the image).
+Result<std::map<std::string, uint64_t>> read_symbol_values(const std::string& path,
+                                                           const std::vector<std::string>& names);
 
 // The GNU build-id in the first `len` bytes of note data (one or more ELF notes), or empty.
 std::string build_id_from_notes(const uint8_t* notes, size_t len);

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "unwinder/cfa_step.h"
 #include "unwinder/frame_builder.h"
 
 namespace framecert {
@@ -131,66 +132,15 @@ std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const R
     judge.fail(Reason::BpClobbered, 0, fmt::format("metadata says rbp is 0 at pc {:#x}, but rbp = {:#x}", rip, rbp));
     return std::nullopt;
   }
-  uint64_t cfa = 0;
-  switch (state->cfa_base) {
-    case CfaBase::Sp: cfa = rsp + state->cfa_offset; break;
-    case CfaBase::Bp: cfa = rbp + state->cfa_offset; break;
-    case CfaBase::SpIndirect: {
-      auto base = ctx.memory.read_u64(RemoteAddr(rsp));
-      if (!base) {
-        judge.fail(Reason::MemoryUnreadable, 0, base.error().describe());
-        return std::nullopt;
-      }
-      cfa = *base + state->cfa_offset;
-      break;
-    }
-    case CfaBase::Undefined:
-    case CfaBase::Other:
-      judge.fail(Reason::NoFrameState, 0,
-                 fmt::format("metadata proves no CFA rule at pc {:#x} ({})", rip, describe_state(*state)));
-      return assume_frame_at_rbp(ctx, regs);
+  if (state->cfa_base == CfaBase::Undefined || state->cfa_base == CfaBase::Other) {
+    judge.fail(Reason::NoFrameState, 0,
+               fmt::format("metadata proves no CFA rule at pc {:#x} ({})", rip, describe_state(*state)));
+    return assume_frame_at_rbp(ctx, regs);
   }
-  // The return address slot [cfa-8] must be a stack word above rsp.
-  if (auto p = check_frame_placement(ctx.bounds, cfa - 8, 8, rsp, rsp)) {
-    judge.fail(*p, 0);
-    return std::nullopt;
-  }
-  uint64_t caller_fp = 0;
-  if (state->has(kBpIsFrame)) {
-    if (rbp != cfa - 16) {
-      judge.fail(Reason::BpClobbered, 0, fmt::format("rbp {:#x} should be the frame at {:#x}", rbp, cfa - 16));
-      return std::nullopt;
-    }
-    auto v = ctx.memory.read_u64(RemoteAddr(rbp));
-    if (!v) {
-      judge.fail(Reason::MemoryUnreadable, 0, v.error().describe());
-      return std::nullopt;
-    }
-    caller_fp = *v;
-  } else if (state->has(kBpSaved)) {
-    uint64_t slot = cfa + state->bp_offset;
-    if (auto p = check_frame_placement(ctx.bounds, slot, 8, rsp, rsp)) {
-      judge.fail(*p, 0);
-      return std::nullopt;
-    }
-    auto v = ctx.memory.read_u64(RemoteAddr(slot));
-    if (!v) {
-      judge.fail(Reason::MemoryUnreadable, 0, v.error().describe());
-      return std::nullopt;
-    }
-    caller_fp = *v;
-  } else if (state->has(kBpUnchanged)) {
-    caller_fp = rbp;
-  } else {
-    judge.fail(Reason::BpClobbered, 0, fmt::format("the caller's rbp is lost at pc {:#x} ({})", rip, describe_state(*state)));
-    return std::nullopt;
-  }
-  auto ret = ctx.memory.read_u64(RemoteAddr(cfa - 8));
-  if (!ret) {
-    judge.fail(Reason::MemoryUnreadable, 0, ret.error().describe());
-    return std::nullopt;
-  }
-  return InnermostStep{false, true, cfa, *ret, caller_fp};
+  // The registers are all known here, so a caller's rbp the metadata does not locate fails the trace.
+  auto step = apply_cfa_rule(ctx, *state, CfaStepFrom{rsp, rbp, true, rip, 0, true}, judge);
+  if (!step) return std::nullopt;
+  return InnermostStep{false, true, step->cfa, step->return_address, step->caller_fp};
 }
 
 namespace {

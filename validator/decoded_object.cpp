@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "validator/decoder.h"
+#include "validator/non_standard.h"
 
 namespace framecert {
 
@@ -187,18 +188,15 @@ void check_symbol_starts(DecodedObject& obj) {
   }
 }
 
-// STACK_FRAME_NON_STANDARD(func) puts a reference to func in .discard.func_stack_frame_non_standard.
+// STACK_FRAME_NON_STANDARD(func) (validator/non_standard.h): func and its aliases are not followed.
 void mark_non_standard(DecodedObject& obj) {
-  const ElfSection* sec = obj.elf->section_by_name(".discard.func_stack_frame_non_standard");
-  if (!sec) return;
-  for (const ElfReloc& r : obj.elf->relocs_for(sec->index)) {
-    const ElfSymbol& s = obj.symbol(r.symbol);
+  for (const NonStandardEntry& e : read_non_standard(*obj.elf)) {
     int32_t f = kNone;
-    if (s.type == STT_FUNC) {
-      f = obj.function_by_symbol[s.index];
-    } else if (s.type == STT_SECTION) {
+    if (e.function_symbol) {
+      f = obj.function_by_symbol[e.symbol];
+    } else {
       for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i)
-        if (obj.functions[i].section == s.section && obj.functions[i].offset == static_cast<uint64_t>(r.addend)) f = i;
+        if (obj.functions[i].section == e.section && obj.functions[i].offset == e.offset) f = i;
     }
     if (f == kNone) continue;
     Function& fn = obj.functions[f];

@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "unwinder/elf_image.h"
+
 namespace framecert {
 
 // Code is code whatever the section type says: objtool decodes every SHF_EXECINSTR section, so an "ax"
@@ -161,16 +163,9 @@ Result<void> ElfFile::load() {
     if (sh.sh_type == SHT_SYMTAB) symtab = scn;
     if (sh.sh_type == SHT_DYNSYM) dynsym = scn;
     if (sh.sh_type == SHT_NOTE && s.name == ".note.gnu.build-id") {
+      // Decoded by the unwinder's reader (one decoder of the note for both readers).
       Elf_Data* d = elf_getdata(scn, nullptr);
-      if (d && d->d_buf && d->d_size >= 16) {
-        const auto* p = static_cast<const uint8_t*>(d->d_buf);
-        uint32_t namesz, descsz;
-        std::memcpy(&namesz, p, 4);
-        std::memcpy(&descsz, p + 4, 4);
-        size_t desc_at = 12 + ((namesz + 3u) & ~3u);
-        if (desc_at + descsz <= d->d_size)
-          for (uint32_t i = 0; i < descsz; ++i) build_id_ += fmt::format("{:02x}", p[desc_at + i]);
-      }
+      if (d && d->d_buf) build_id_ = build_id_from_notes(static_cast<const uint8_t*>(d->d_buf), d->d_size);
     }
   }
 

@@ -3,9 +3,11 @@
 #include <elf.h>
 
 #include <algorithm>
+#include <set>
 #include <unordered_map>
 
 #include "validator/elf_file.h"
+#include "validator/non_standard.h"
 
 namespace framecert {
 
@@ -117,6 +119,45 @@ Result<FrameTable> place_at_link_addresses(const FrameTable& table, const std::s
     return a.section != b.section ? a.section < b.section : a.offset < b.offset;
   });
   if (report) *report = r;
+  return out;
+}
+
+PlacedModule place_at_load_addresses(FrameTable table, const std::string& module_object,
+                                     const std::vector<std::string>& objects,
+                                     const std::map<std::string, uint64_t>& sections) {
+  PlacedModule out;
+  out.table = std::move(table);
+  out.table.linked = true;
+  for (FrameSection& s : out.table.sections) {
+    auto it = sections.find(s.name);
+    if (it == sections.end()) {
+      s.size = 0;  // not loaded (e.g. .init.text freed): describes nothing
+      continue;
+    }
+    s.address = it->second;
+    if (s.size) out.ranges.emplace_back(s.address, s.address + s.size);
+  }
+  std::set<std::string> nonstandard;
+  auto ko = ElfFile::open(module_object);
+  if (ko) {
+    for (const ElfSymbol& s : (*ko)->symbols()) {
+      if (s.type != STT_FUNC || !s.defined() || s.name.empty()) continue;
+      auto it = sections.find((*ko)->sections()[s.section].name);
+      if (it != sections.end()) out.symbols.push_back(Symbol{it->second + s.offset, s.size, s.name});
+    }
+    nonstandard = non_standard_function_names(**ko);
+  }
+  for (const std::string& o : objects) {
+    auto obj = ElfFile::open(o);
+    if (!obj) {
+      out.warnings.push_back(obj.error());
+      continue;
+    }
+    nonstandard.merge(non_standard_function_names(**obj));
+  }
+  if (!ko) out.warnings.push_back(ko.error());
+  for (FunctionEntry& f : out.table.functions)
+    if (nonstandard.count(f.name)) f.flags |= metadata::kFuncNonStandard;
   return out;
 }
 

@@ -7,10 +7,15 @@
 // per section. The metadata is split into runs of functions that moved by the same amount.
 #pragma once
 
+#include <cstdint>
+#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "unwinder/frame_table.h"
 #include "unwinder/result.h"
+#include "unwinder/symbolizer.h"
 
 namespace framecert {
 
@@ -27,5 +32,22 @@ struct LinkReport {
 // the runs too.
 Result<FrameTable> place_at_link_addresses(const FrameTable& table, const std::string& object_path,
                                            const std::string& image_path, LinkReport* report);
+
+// A loaded kernel module: its metadata (of the relocatable .ko, sections at 0) and its function symbols
+// placed at the load address of each section (/sys/module/NAME/sections). Unlike vmlinux, a module's
+// sections are placed whole: each moved by one offset, so the placement is exact by construction.
+struct PlacedModule {
+  FrameTable table;  // linked; a section the module did not load (.init.text after init) describes nothing
+  std::vector<Symbol> symbols;                        // function symbols at load addresses
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [lo, hi) of every placed metadata section
+  std::vector<std::string> warnings;                  // objects whose symbols or annotations were unreadable
+};
+
+// `objects`: the objects linked into the module (optional). Kbuild's module link discards .discard.*, so
+// their .discard.func_stack_frame_non_standard (validator/non_standard.h) is where STACK_FRAME_NON_STANDARD
+// survives; those functions are flagged kFuncNonStandard (never vouched for).
+PlacedModule place_at_load_addresses(FrameTable table, const std::string& module_object,
+                                     const std::vector<std::string>& objects,
+                                     const std::map<std::string, uint64_t>& sections);
 
 }  // namespace framecert

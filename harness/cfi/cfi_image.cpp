@@ -46,8 +46,6 @@ std::vector<SectionInfo> read_sections(Elf* elf) {
 
 }  // namespace
 
-void FrameDeleter::operator()(Dwarf_Frame* f) const { std::free(f); }
-
 CfiImage::~CfiImage() {
   if (eh_cfi_) dwarf_cfi_end(eh_cfi_);
   if (dwarf_) dwarf_end(dwarf_);
@@ -230,19 +228,61 @@ bool CfiImage::contains(uint64_t pc) const {
   return std::any_of(code_.begin(), code_.end(), [pc](const CodeRange& r) { return pc >= r.lo && pc < r.hi; });
 }
 
-FramePtr CfiImage::frame_at(uint64_t pc, std::string& error) const {
+namespace {
+
+std::vector<CfiOp> copy_ops(const Dwarf_Op* ops, size_t n) {
+  std::vector<CfiOp> out;
+  for (size_t i = 0; i < n; ++i) out.push_back(CfiOp{ops[i].atom, ops[i].number, ops[i].number2});
+  return out;
+}
+
+// libdw's frame state as plain data (what cfi_unwind.cpp evaluates).
+CfiRow to_row(Dwarf_Frame* frame) {
+  CfiRow row;
+  Dwarf_Addr start = 0, end = 0;
+  row.return_address_register = dwarf_frame_info(frame, &start, &end, &row.signal_frame);
+  Dwarf_Op* ops = nullptr;
+  size_t nops = 0;
+  if (dwarf_frame_cfa(frame, &ops, &nops) != 0) row.cfa_error = dwarf_errmsg(-1);
+  else row.cfa = copy_ops(ops, nops);
+  for (int r = 0; r < kNumRegs; ++r) {
+    if (r == kRsp) continue;
+    CfiRule& rule = row.regs[r];
+    Dwarf_Op ops_mem[3];
+    Dwarf_Op* rops = nullptr;
+    size_t rn = 0;
+    if (dwarf_frame_register(frame, r, ops_mem, &rops, &rn) != 0) {
+      rule.kind = CfiRule::Kind::Unreadable;
+      rule.error = dwarf_errmsg(-1);
+    } else if (rn == 0) {
+      rule.kind = rops == nullptr ? CfiRule::Kind::SameValue : CfiRule::Kind::Undefined;
+    } else {
+      rule.kind = CfiRule::Kind::Expression;
+      rule.ops = copy_ops(rops, rn);
+    }
+  }
+  return row;
+}
+
+}  // namespace
+
+std::optional<CfiRow> CfiImage::row_at(uint64_t pc, std::string& error) const {
   Dwarf_Addr at = pc - bias_;
   std::string why;
   for (Dwarf_CFI* cfi : {debug_cfi_, eh_cfi_}) {
     if (!cfi) continue;
     Dwarf_Frame* f = nullptr;
-    if (dwarf_cfi_addrframe(cfi, at, &f) == 0 && f) return FramePtr(f);
+    if (dwarf_cfi_addrframe(cfi, at, &f) == 0 && f) {
+      CfiRow row = to_row(f);
+      std::free(f);  // libdw's convention
+      return row;
+    }
     int e = dwarf_errno();
     if (!why.empty()) why += "; ";
     why += (cfi == debug_cfi_ ? ".debug_frame: " : ".eh_frame: ") + std::string(dwarf_errmsg(e));
   }
   error = why.empty() ? std::string("the image has no .debug_frame or .eh_frame") : why;
-  return nullptr;
+  return std::nullopt;
 }
 
 std::string CfiImage::symbolize(uint64_t shown, bool return_address) const {

@@ -10,12 +10,17 @@
 // kernel pc, so its FDEs can never answer for a kernel address. Code claimed by two images is nobody's.
 //
 // This is the independent oracle (harness/cfi/README.md): it uses libdw's CFI and nothing of framecert's
-// metadata, walker or judge.
+// metadata, walker or judge. That is also why it keeps an ELF reader of its own instead of the unwinder's
+// ElfImage or the validator's ElfFile (the two readers of the code under test): a truth that read the
+// objects through the checked code could inherit its mistakes. Its libelf and libdw use is confined to
+// cfi_image.cpp; everything else (cfi_unwind.cpp) sees the CFI rows below, plain data.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,19 +29,41 @@
 typedef struct Elf Elf;
 typedef struct Dwarf Dwarf;
 typedef struct Dwarf_CFI_s Dwarf_CFI;
-typedef struct Dwarf_Frame_s Dwarf_Frame;
 
 namespace framecert::cfi {
+
+// DWARF register numbers of x86-64 (System V psABI): 0..15 the general registers, 16 the return address.
+enum DwarfReg : int {
+  kRax = 0, kRdx, kRcx, kRbx, kRsi, kRdi, kRbp, kRsp,
+  kR8, kR9, kR10, kR11, kR12, kR13, kR14, kR15, kRip,
+  kNumRegs
+};
+
+// One DWARF expression operation as libdw hands it out: atom DW_OP_*, its operands.
+struct CfiOp {
+  uint8_t atom = 0;
+  uint64_t number = 0, number2 = 0;
+};
+
+// How the caller's value of one register is found.
+struct CfiRule {
+  enum class Kind { Undefined, SameValue, Expression, Unreadable } kind = Kind::Undefined;
+  std::vector<CfiOp> ops;  // Expression: an address where the value is saved, or the value (DW_OP_stack_value)
+  std::string error;       // Unreadable: libdw's reason
+};
+
+// The CFI row for one pc.
+struct CfiRow {
+  int return_address_register = -1;
+  bool signal_frame = false;  // the caller's pc is not a return address
+  std::vector<CfiOp> cfa;     // empty: see cfa_error (undefined, or unreadable)
+  std::string cfa_error;
+  std::array<CfiRule, kNumRegs> regs;  // kRsp's is unused: the caller's rsp is the CFA
+};
 
 struct CodeRange {
   uint64_t lo = 0, hi = 0;  // [lo, hi)
 };
-
-// A frame state found for a pc, freed with free() (libdw's convention).
-struct FrameDeleter {
-  void operator()(Dwarf_Frame* f) const;
-};
-using FramePtr = std::unique_ptr<Dwarf_Frame, FrameDeleter>;
 
 class CfiImage {
  public:
@@ -54,9 +81,9 @@ class CfiImage {
   const std::vector<CodeRange>& code() const { return code_; }
   bool contains(uint64_t pc) const;
   bool has_cfi() const { return debug_cfi_ || eh_cfi_; }
-  // The CFI row for `pc` (a run-time address): .debug_frame first, then .eh_frame. Null when neither has an
-  // FDE covering it; `error` then says why.
-  FramePtr frame_at(uint64_t pc, std::string& error) const;
+  // The CFI row for `pc` (a run-time address): .debug_frame first, then .eh_frame. Nothing when neither has
+  // an FDE covering it; `error` then says why.
+  std::optional<CfiRow> row_at(uint64_t pc, std::string& error) const;
   // "function+0xoff" for a run-time address, or "" when no symbol covers it. A return address is looked
   // up at pc - 1 (a call that ends its function) and its offset shown from pc.
   std::string symbolize(uint64_t pc, bool return_address = false) const;

@@ -1,7 +1,7 @@
 #include "harness/cfi/cfi_unwind.h"
 
+// The DW_OP_* numbers of the DWARF standard only: libdw itself is used in cfi_image.cpp alone.
 #include <dwarf.h>
-#include <elfutils/libdw.h>
 
 #include <fmt/format.h>
 
@@ -23,13 +23,14 @@ struct ExprValue {
 
 // Evaluates the operations libdw hands out for CFA and register rules. Anything else is refused (an error
 // string), never approximated.
-Result<ExprValue> evaluate(const Dwarf_Op* ops, size_t nops, const RegSet& regs, std::optional<uint64_t> cfa,
+Result<ExprValue> evaluate(const std::vector<CfiOp>& ops, const RegSet& regs, std::optional<uint64_t> cfa,
                            Memory& mem) {
+  const size_t nops = ops.size();
   std::vector<uint64_t> st;
   ExprValue out;
   auto need = [&](size_t n) { return st.size() >= n; };
   for (size_t i = 0; i < nops; ++i) {
-    const Dwarf_Op& op = ops[i];
+    const CfiOp& op = ops[i];
     uint8_t a = op.atom;
     if (a >= DW_OP_breg0 && a <= DW_OP_breg31) {
       uint64_t r = a - DW_OP_breg0;
@@ -123,19 +124,15 @@ CfiTrace cfi_unwind(Memory& mem, const CfiCode& code, const CfiStart& start, con
     if (!img && !ambiguity.empty()) return stop(fmt::format("pc {}: ambiguous code ({})", where, ambiguity));
     if (!img) return stop(fmt::format("pc {} is in no known code", where));
     std::string err;
-    FramePtr frame = img->frame_at(lookup, err);
-    if (!frame) return stop(fmt::format("no CFI for pc {} in {} ({})", where, img->name(), err));
-    bool signal = false;
-    Dwarf_Addr fstart = 0, fend = 0;
-    int ra_reg = dwarf_frame_info(frame.get(), &fstart, &fend, &signal);
-    if (ra_reg != kRip) return stop(fmt::format("CFI at {} names register {} as the return address", where, ra_reg));
+    auto row = img->row_at(lookup, err);
+    if (!row) return stop(fmt::format("no CFI for pc {} in {} ({})", where, img->name(), err));
+    const bool signal = row->signal_frame;
+    if (row->return_address_register != kRip)
+      return stop(fmt::format("CFI at {} names register {} as the return address", where, row->return_address_register));
     // The CFA.
-    Dwarf_Op* ops = nullptr;
-    size_t nops = 0;
-    if (dwarf_frame_cfa(frame.get(), &ops, &nops) != 0)
-      return stop(fmt::format("CFI at {}: {}", where, dwarf_errmsg(-1)));
-    if (nops == 0) return stop(fmt::format("CFI at {} does not define the CFA", where));
-    auto cfa_r = evaluate(ops, nops, regs, std::nullopt, mem);
+    if (!row->cfa_error.empty()) return stop(fmt::format("CFI at {}: {}", where, row->cfa_error));
+    if (row->cfa.empty()) return stop(fmt::format("CFI at {} does not define the CFA", where));
+    auto cfa_r = evaluate(row->cfa, regs, std::nullopt, mem);
     if (!cfa_r) return stop(fmt::format("CFA at {}: {}", where, cfa_r.error()));
     uint64_t cfa = cfa_r->value;
     cur.cfa = cfa;
@@ -150,23 +147,21 @@ CfiTrace cfi_unwind(Memory& mem, const CfiCode& code, const CfiStart& start, con
     std::string ra_error;
     for (int r = 0; r < kNumRegs; ++r) {
       if (r == kRsp) continue;
-      Dwarf_Op ops_mem[3];
-      Dwarf_Op* rops = nullptr;
-      size_t rn = 0;
-      if (dwarf_frame_register(frame.get(), r, ops_mem, &rops, &rn) != 0) {
-        if (r == kRip) ra_error = fmt::format("CFI at {}: {}", where, dwarf_errmsg(-1));
+      const CfiRule& rule = row->regs[r];
+      if (rule.kind == CfiRule::Kind::Unreadable) {
+        if (r == kRip) ra_error = fmt::format("CFI at {}: {}", where, rule.error);
         continue;
       }
-      if (rn == 0) {
-        if (rops == nullptr) {
-          next[r] = regs[r];  // same value
-          if (r == kRip) ra_error = fmt::format("CFI says the return address is the same value at {}", where);
-        } else if (r == kRip) {
-          ra_error = fmt::format("CFI says the return address is undefined at {}", where);
-        }
+      if (rule.kind == CfiRule::Kind::SameValue) {
+        next[r] = regs[r];
+        if (r == kRip) ra_error = fmt::format("CFI says the return address is the same value at {}", where);
         continue;
       }
-      auto v = evaluate(rops, rn, regs, cfa, mem);
+      if (rule.kind == CfiRule::Kind::Undefined) {
+        if (r == kRip) ra_error = fmt::format("CFI says the return address is undefined at {}", where);
+        continue;
+      }
+      auto v = evaluate(rule.ops, regs, cfa, mem);
       if (!v) {
         if (r == kRip) ra_error = fmt::format("return address at {}: {}", where, v.error());
         continue;

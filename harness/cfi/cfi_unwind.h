@@ -19,13 +19,6 @@
 
 namespace framecert::cfi {
 
-// DWARF register numbers of x86-64 (System V psABI): 0..15 the general registers, 16 the return address.
-enum DwarfReg : int {
-  kRax = 0, kRdx, kRcx, kRbx, kRsi, kRdi, kRbp, kRsp,
-  kR8, kR9, kR10, kR11, kR12, kR13, kR14, kR15, kRip,
-  kNumRegs
-};
-
 using RegSet = std::array<std::optional<uint64_t>, kNumRegs>;  // nullopt: unknown
 
 struct CfiStart {

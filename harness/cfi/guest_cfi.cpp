@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "unwinder/elf_image.h"
+
 namespace framecert::cfi {
 
 namespace {
@@ -15,10 +17,10 @@ Result<std::unique_ptr<GuestCfi>> GuestCfi::prepare(const CfiGuestConfig& config
   auto layout = guest::read_kernel_layout(config.vmlinux);
   if (!layout) return tl::unexpected(layout.error());
   g->layout_ = *layout;
-  auto syms = guest::read_kernel_symbols(config.vmlinux,
-                                         {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask",
-                                          "current_task", "init_top_pgt", "ret_from_fork", "__start_init_task",
-                                          "__end_init_task"});
+  auto syms = read_symbol_values(config.vmlinux,
+                                {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask",
+                                 "current_task", "init_top_pgt", "ret_from_fork", "__start_init_task",
+                                 "__end_init_task"});
   if (!syms) return tl::unexpected(syms.error());
   for (const char* need : {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask", "init_top_pgt"})
     if (!syms->count(need)) return fail("{}: no symbol `{}`", config.vmlinux, need);

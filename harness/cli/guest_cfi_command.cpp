@@ -22,6 +22,7 @@
 #include "harness/cfi/guest_cfi.h"
 #include "harness/cli/commands.h"
 #include "harness/cli/guest_request.h"
+#include "harness/cli/trace_json.h"
 
 namespace framecert::cli {
 
@@ -35,8 +36,6 @@ struct GuestCfiArgs {
   std::string regs;
   bool serve = false;
 };
-
-std::string hex64(uint64_t v) { return fmt::format("{:#x}", v); }
 
 Result<CfiGuestConfig> parse_cfi_config(const json& j) {
   try {
@@ -78,23 +77,15 @@ json cfi_report_json(const CfiGuestReport& rep, double prepare_ms) {
   json tasks = json::array();
   int complete = 0, no_cfi = 0;
   for (const CfiTaskReport& r : rep.tasks) {
-    json frames = json::array();
-    for (const CfiFrame& f : r.trace.frames)
-      frames.push_back({{"pc", hex64(f.pc)},
-                        {"cfa", f.cfa ? json(hex64(*f.cfa)) : json(nullptr)},
-                        {"sp", hex64(f.sp)},
-                        {"symbol", f.symbol.empty() ? json(nullptr) : json(f.symbol)}});
     if (r.trace.complete) ++complete;
     if (r.trace.why.find("no CFI") != std::string::npos) ++no_cfi;
-    tasks.push_back({{"task", hex64(r.task.address)},
-                     {"pid", r.task.pid},
-                     {"comm", r.task.comm},
-                     {"running", r.running},
-                     {"vcpu", r.vcpu},
-                     {"frames", frames},
-                     {"complete", r.trace.complete},
-                     {"stopped_at", r.trace.stopped_at < 0 ? json(nullptr) : json(r.trace.stopped_at)},
-                     {"why", r.trace.why}});
+    json j = {{"task", hex(r.task.address)},
+              {"pid", r.task.pid},
+              {"comm", r.task.comm},
+              {"running", r.running},
+              {"vcpu", r.vcpu}};
+    add_cfi_trace_json(j, r.trace);
+    tasks.push_back(std::move(j));
   }
   json summary = {{"tasks", rep.tasks.size()},
                   {"complete", complete},

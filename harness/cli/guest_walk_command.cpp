@@ -72,32 +72,6 @@ Result<std::vector<CpuRegs>> parse_regs(const json& j) {
   }
 }
 
-// `call_at_end`: a return address right after a function's last instruction (a call to a noreturn function
-// ends it) that is also where the next function starts: naive symbolizers attribute it to that function.
-json frames_json(const Trace& t, const CodeMap& code) {
-  json out = json::array();
-  for (size_t i = 0; i < t.frames.size(); ++i) {
-    const Frame& f = t.frames[i];
-    bool at_end = false;
-    if (i > 0) {
-      auto fn = code.function_at(f.pc - 1);
-      auto next = code.function_at(f.pc);
-      at_end = fn && fn->size && fn->start + fn->size == f.pc && next && next->start == f.pc;
-    }
-    json j = frame_json(f);
-    j["call_at_end"] = at_end;
-    out.push_back(std::move(j));
-  }
-  return out;
-}
-
-json verdict_json(const Verdict& v) {
-  return {{"reliable", v.reliable},
-          {"reason", v.reliable ? json(nullptr) : json(std::string(reason_name(v.reason)))},
-          {"reason_frame", v.reliable ? json(nullptr) : json(v.frame)},
-          {"detail", v.detail}};
-}
-
 json report_json(const WalkReport& rep, const CodeMap& code) {
   json tasks = json::array();
   std::map<std::string, int> by_reason;
@@ -122,16 +96,7 @@ json report_json(const WalkReport& rep, const CodeMap& code) {
               {"switches", t.switches},
               {"note", r.note},
               {"patch_state", t.patch_state ? json(*t.patch_state) : json(nullptr)}};
-    j.update(verdict_json(r.unwind.trace.verdict));
-    j["frames"] = frames_json(r.unwind.trace, code);
-    json cfa = verdict_json(r.unwind.cfa_trace.verdict);
-    cfa["agrees"] = r.unwind.cross_check.agree;
-    cfa["detail"] = r.unwind.cross_check.detail;
-    // The metadata-only walk's frames only where they differ (they are the same frames otherwise): the
-    // report is on the freeze-to-verdict path.
-    if (!r.unwind.cross_check.agree) cfa["frames"] = frames_json(r.unwind.cfa_trace, code);
-    cfa["frame_count"] = r.unwind.cfa_trace.frames.size();
-    j["cfa_check"] = cfa;
+    add_unwind_json(j, r.unwind, TraceJsonOptions{&code, true});
     if (r.unwind.trace.verdict.reliable) {
       ++reliable;
     } else {

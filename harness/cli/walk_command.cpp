@@ -39,31 +39,11 @@ std::string producer_tag() {
   return fmt::format("{:x}{:x}", static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_mtim.tv_sec));
 }
 
-nlohmann::json frames_json(const Trace& t) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const Frame& f : t.frames) out.push_back(frame_json(f));
-  return out;
-}
-
-void verdict_json(nlohmann::json& j, const Verdict& v) {
-  j["reliable"] = v.reliable;
-  j["reason"] = v.reliable ? nlohmann::json(nullptr) : nlohmann::json(std::string(reason_name(v.reason)));
-  j["reason_frame"] = v.reliable ? nlohmann::json(nullptr) : nlohmann::json(v.frame);
-  j["detail"] = v.detail;
-}
-
 nlohmann::json report_json(const ProcessReport& r) {
   nlohmann::json threads = nlohmann::json::array();
   for (const ThreadReport& t : r.threads) {
     nlohmann::json j = {{"tid", t.tid}, {"name", t.name}};
-    verdict_json(j, t.unwind.trace.verdict);
-    j["frames"] = frames_json(t.unwind.trace);
-    nlohmann::json cfa;
-    verdict_json(cfa, t.unwind.cfa_trace.verdict);
-    cfa["agrees"] = t.unwind.cross_check.agree;
-    cfa["detail"] = t.unwind.cross_check.detail;
-    cfa["frames"] = frames_json(t.unwind.cfa_trace);
-    j["cfa_check"] = cfa;
+    add_unwind_json(j, t.unwind);
     if (t.oracle_check) {
       nlohmann::json pcs = nlohmann::json::array();
       for (uint64_t pc : t.oracle->pcs) pcs.push_back(hex(pc));

@@ -1,20 +1,14 @@
 #include "harness/guest/guest_walk.h"
 
-#include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <set>
-#include <tuple>
 
 #include <fmt/format.h>
 
 #include "unwinder/elf_image.h"
 #include "unwinder/frame_builder.h"
-#include "unwinder/scoped_fd.h"
+#include "validator/link_addresses.h"
 
 namespace framecert::guest {
 
@@ -28,69 +22,6 @@ double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// Function symbols of a module, placed at its sections' load addresses; `nonstandard` receives the names
-// of the functions its .discard.func_stack_frame_non_standard lists (STACK_FRAME_NON_STANDARD: objtool
-// does not vouch for their frames).
-Result<std::vector<Symbol>> module_symbols(const ModuleConfig& m, std::set<std::string>& nonstandard) {
-  elf_version(EV_CURRENT);
-  ScopedFd fd(::open(m.object.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return fail("{}: {}", m.object, std::strerror(errno));
-  Elf* elf = elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr);
-  if (!elf) return fail("{}: not an ELF file", m.object);
-  size_t shstrndx = 0;
-  elf_getshdrstrndx(elf, &shstrndx);
-  std::vector<Symbol> out;
-  std::vector<std::pair<uint64_t, int64_t>> section_refs;  // (section index, offset)
-  std::vector<std::tuple<uint64_t, uint64_t, std::string>> funcs;  // (section index, offset, name)
-  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf, scn));) {
-    GElf_Shdr sh;
-    if (!gelf_getshdr(scn, &sh) || sh.sh_entsize == 0) continue;
-    const char* scn_name = elf_strptr(elf, shstrndx, sh.sh_name);
-    if (sh.sh_type == SHT_RELA && scn_name && std::strcmp(scn_name, ".rela.discard.func_stack_frame_non_standard") == 0) {
-      Elf_Data* rdata = elf_getdata(scn, nullptr);
-      Elf_Scn* symscn = elf_getscn(elf, sh.sh_link);
-      GElf_Shdr symsh;
-      Elf_Data* sdata = symscn ? elf_getdata(symscn, nullptr) : nullptr;
-      if (!rdata || !sdata || !gelf_getshdr(symscn, &symsh)) continue;
-      for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; ++i) {
-        GElf_Rela rela;
-        GElf_Sym sym;
-        if (!gelf_getrela(rdata, static_cast<int>(i), &rela) ||
-            !gelf_getsym(sdata, static_cast<int>(GELF_R_SYM(rela.r_info)), &sym))
-          continue;
-        const char* name = elf_strptr(elf, symsh.sh_link, sym.st_name);
-        if (name && *name && GELF_ST_TYPE(sym.st_info) == STT_FUNC) nonstandard.insert(name);
-        // Against a section symbol: the function at that offset (resolved below).
-        if (GELF_ST_TYPE(sym.st_info) == STT_SECTION) section_refs.emplace_back(sym.st_shndx, rela.r_addend);
-      }
-      continue;
-    }
-    if (sh.sh_type != SHT_SYMTAB) continue;
-    Elf_Data* data = elf_getdata(scn, nullptr);
-    if (!data) continue;
-    for (size_t i = 0; i < sh.sh_size / sh.sh_entsize; ++i) {
-      GElf_Sym sym;
-      if (!gelf_getsym(data, static_cast<int>(i), &sym) || GELF_ST_TYPE(sym.st_info) != STT_FUNC) continue;
-      if (sym.st_shndx == SHN_UNDEF || sym.st_shndx >= SHN_LORESERVE) continue;
-      GElf_Shdr target;
-      Elf_Scn* tscn = elf_getscn(elf, sym.st_shndx);
-      if (!tscn || !gelf_getshdr(tscn, &target)) continue;
-      const char* secname = elf_strptr(elf, shstrndx, target.sh_name);
-      const char* name = elf_strptr(elf, sh.sh_link, sym.st_name);
-      if (!secname || !name || !*name) continue;
-      funcs.emplace_back(sym.st_shndx, sym.st_value, name);
-      auto it = m.sections.find(secname);
-      if (it == m.sections.end()) continue;
-      out.push_back(Symbol{it->second + sym.st_value, sym.st_size, name});
-    }
-  }
-  for (auto [shndx, off] : section_refs)
-    for (const auto& [fs, fv, fn] : funcs)
-      if (fs == shndx && static_cast<int64_t>(fv) == off) nonstandard.insert(fn);
-  elf_end(elf);
-  return out;
-}
-
 }  // namespace
 
 Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& config) {
@@ -99,39 +30,40 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   auto layout = read_kernel_layout(config.vmlinux);
   if (!layout) return tl::unexpected(layout.error());
   w->layout_ = *layout;
-  auto syms = read_kernel_symbols(config.vmlinux, {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask",
-                                                   "current_task", "init_top_pgt", "ret_from_fork",
-                                                   "__start_init_task", "__end_init_task"});
-  if (!syms) return tl::unexpected(syms.error());
+  // vmlinux read once: its segments and function symbols (the code map below) and the kernel globals.
+  auto image = read_elf_image(config.vmlinux, {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask",
+                                               "current_task", "init_top_pgt", "ret_from_fork",
+                                               "__start_init_task", "__end_init_task"});
+  if (!image) return tl::unexpected(image.error());
+  const auto& named = image->named;
+  auto sym = [&](const char* n) { return named.count(n) ? named.at(n) : 0; };
   for (const char* need : {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask", "init_top_pgt",
                            "ret_from_fork"})
-    if (!syms->count(need)) return fail("{}: no symbol `{}`", config.vmlinux, need);
-  w->globals_ = KernelGlobals{(*syms)["init_task"], (*syms)["runqueues"], (*syms)["__per_cpu_offset"],
-                              (*syms)["__cpu_online_mask"], syms->count("current_task") ? (*syms)["current_task"] : 0};
-  w->ret_from_fork_ = (*syms)["ret_from_fork"];
+    if (!named.count(need)) return fail("{}: no symbol `{}`", config.vmlinux, need);
+  w->globals_ = KernelGlobals{sym("init_task"), sym("runqueues"), sym("__per_cpu_offset"),
+                              sym("__cpu_online_mask"), sym("current_task")};
+  w->ret_from_fork_ = sym("ret_from_fork");
   if (w->layout_.thread_size == 0) {
     // INIT_TASK_DATA in the linker script: init_stack spans exactly THREAD_SIZE.
-    if (!syms->count("__start_init_task") || !syms->count("__end_init_task"))
+    if (!named.count("__start_init_task") || !named.count("__end_init_task"))
       return fail("{}: no THREAD_SIZE: neither union thread_union in DWARF nor __start/__end_init_task", config.vmlinux);
-    uint64_t size = (*syms)["__end_init_task"] - (*syms)["__start_init_task"];
+    uint64_t size = sym("__end_init_task") - sym("__start_init_task");
     if (size < 4096 || (size & (size - 1)) != 0) return fail("{}: odd THREAD_SIZE {}", config.vmlinux, size);
     w->layout_.thread_size = size;
   }
   // The kernel's own page tables. Kernel-image shortcut (no KASLR, phys_base 0): checked below by
   // translating init_top_pgt's own address through it.
-  w->kernel_cr3_ = (*syms)["init_top_pgt"] - kStartKernelMap;
+  w->kernel_cr3_ = sym("init_top_pgt") - kStartKernelMap;
 
   auto ram = GuestRam::map_file(config.ram);
   if (!ram) return tl::unexpected(ram.error());
   w->ram_ = std::make_unique<GuestRam>(std::move(*ram));
-  auto self = translate(*w->ram_, w->kernel_cr3_, GuestVirt((*syms)["init_top_pgt"]));
+  auto self = translate(*w->ram_, w->kernel_cr3_, GuestVirt(sym("init_top_pgt")));
   if (!self || self->value != w->kernel_cr3_)
     return fail("init_top_pgt at physical {:#x} does not map itself: not this kernel's RAM, or KASLR", w->kernel_cr3_);
   w->memory_ = std::make_unique<GuestVirtualMemory>(*w->ram_, w->kernel_cr3_);
 
   // vmlinux: every executable segment, one metadata table for all.
-  auto image = read_elf_image(config.vmlinux);
-  if (!image) return tl::unexpected(image.error());
   auto symbols = std::make_shared<SymbolTable>(std::move(image->symbols));
   std::shared_ptr<const FrameTable> meta;
   std::string meta_error;
@@ -146,38 +78,19 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
     if (!s.executable || s.memsz == 0) continue;
     w->code_.add(CodeImage{"vmlinux", s.vaddr, s.vaddr + s.memsz, 0, meta, symbols, meta_error});
   }
-  // Modules: metadata of the relocatable .ko, each section placed at its load address.
+  // Modules: metadata of the relocatable .ko, each section placed at its load address (by the validator,
+  // beside vmlinux.o's placement at link addresses).
   for (const ModuleConfig& m : config.modules) {
     auto t = read_frame_table(m.metadata);
     if (!t) {
       w->prepare_warnings_.push_back(fmt::format("module {}: {}", m.name, t.error()));
       continue;
     }
-    auto placed = std::make_shared<FrameTable>(std::move(*t));
-    placed->linked = true;
-    std::vector<std::pair<uint64_t, uint64_t>> ranges;
-    for (FrameSection& s : placed->sections) {
-      auto it = m.sections.find(s.name);
-      if (it == m.sections.end()) {
-        s.size = 0;  // not loaded (e.g. .init.text freed): describes nothing
-        continue;
-      }
-      s.address = it->second;
-      if (s.size) ranges.emplace_back(s.address, s.address + s.size);
-    }
-    std::set<std::string> nonstandard;
-    auto msyms = module_symbols(m, nonstandard);
-    // Kbuild's module link discards .discard.*: the annotations survive only in the module's objects.
-    for (const std::string& o : m.objects) {
-      ModuleConfig obj;
-      obj.object = o;
-      if (auto r = module_symbols(obj, nonstandard); !r) w->prepare_warnings_.push_back(r.error());
-    }
-    if (!msyms) w->prepare_warnings_.push_back(msyms.error());
-    for (FunctionEntry& f : placed->functions)
-      if (nonstandard.count(f.name)) f.flags |= kFuncNonStandard;
-    auto mtable = std::make_shared<SymbolTable>(msyms ? std::move(*msyms) : std::vector<Symbol>{});
-    for (auto [lo, hi] : ranges) w->code_.add(CodeImage{m.name + ".ko", lo, hi, 0, placed, mtable, {}});
+    PlacedModule pm = place_at_load_addresses(std::move(*t), m.object, m.objects, m.sections);
+    w->prepare_warnings_.insert(w->prepare_warnings_.end(), pm.warnings.begin(), pm.warnings.end());
+    auto placed = std::make_shared<const FrameTable>(std::move(pm.table));
+    auto mtable = std::make_shared<SymbolTable>(std::move(pm.symbols));
+    for (auto [lo, hi] : pm.ranges) w->code_.add(CodeImage{m.name + ".ko", lo, hi, 0, placed, mtable, {}});
   }
   return w;
 }

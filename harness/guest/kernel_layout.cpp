@@ -3,8 +3,6 @@
 #include <dwarf.h>
 #include <elfutils/libdw.h>
 #include <fcntl.h>
-#include <gelf.h>
-#include <libelf.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -216,32 +214,6 @@ Result<KernelLayout> read_kernel_layout(const std::string& vmlinux) {
   if (k.thread_size != 0 && (k.thread_size < 4096 || (k.thread_size & (k.thread_size - 1)) != 0))
     return fail("{}: odd THREAD_SIZE {} (sizeof(union thread_union))", vmlinux, k.thread_size);
   return k;
-}
-
-Result<std::map<std::string, uint64_t>> read_kernel_symbols(const std::string& vmlinux,
-                                                            const std::vector<std::string>& names) {
-  elf_version(EV_CURRENT);
-  ScopedFd fd(::open(vmlinux.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) return fail("{}: {}", vmlinux, std::strerror(errno));
-  Elf* elf = elf_begin(fd.get(), ELF_C_READ_MMAP, nullptr);
-  if (!elf) return fail("{}: not an ELF file", vmlinux);
-  std::set<std::string> wanted(names.begin(), names.end());
-  std::map<std::string, uint64_t> out;
-  for (Elf_Scn* scn = nullptr; (scn = elf_nextscn(elf, scn));) {
-    GElf_Shdr sh;
-    if (!gelf_getshdr(scn, &sh) || sh.sh_type != SHT_SYMTAB || sh.sh_entsize == 0) continue;
-    Elf_Data* data = elf_getdata(scn, nullptr);
-    if (!data) continue;
-    size_t count = sh.sh_size / sh.sh_entsize;
-    for (size_t i = 0; i < count; ++i) {
-      GElf_Sym sym;
-      if (!gelf_getsym(data, static_cast<int>(i), &sym) || sym.st_shndx == SHN_UNDEF) continue;
-      const char* name = elf_strptr(elf, sh.sh_link, sym.st_name);
-      if (name && wanted.count(name) && !out.count(name)) out[name] = sym.st_value;
-    }
-  }
-  elf_end(elf);
-  return out;
 }
 
 }  // namespace framecert::guest

@@ -1,6 +1,7 @@
 // What the guest walker needs to know about the guest kernel's data structures, read from vmlinux: struct
-// member offsets and sizes from its DWARF (libdw; never hard-coded) and the addresses of a few global and
-// per-CPU variables from its symbol table.
+// member offsets and sizes from its DWARF (libdw; never hard-coded). The addresses of its global and
+// per-CPU variables (link-time = run-time: the guest has no KASLR) come from the unwinder's ELF reader
+// (ElfImage::named, read_symbol_values in unwinder/elf_image.h).
 #pragma once
 
 #include <cstdint>
@@ -35,10 +36,5 @@ struct KernelLayout {
 
 // Reads every offset above from the DWARF of `vmlinux`; fails naming the first one it cannot find.
 Result<KernelLayout> read_kernel_layout(const std::string& vmlinux);
-
-// Addresses (link-time = run-time: the guest has no KASLR) of named symbols of any type in `vmlinux`.
-// Missing names are simply absent from the result.
-Result<std::map<std::string, uint64_t>> read_kernel_symbols(const std::string& vmlinux,
-                                                            const std::vector<std::string>& names);
 
 }  // namespace framecert::guest

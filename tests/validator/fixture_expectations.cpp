@@ -47,6 +47,9 @@ struct LineAddress {
 
 // The lowest address of each source line of `object`'s own file, per section. libdwfl relocates the
 // line table of a relocatable object (each section gets its own address), which raw libdw does not.
+// This reading (elfutils, the line table) is deliberately independent of the validator's ELF reader: it
+// turns a fixture's `# expect:` source lines into the places the findings must name, so a mistake of
+// ElfFile's cannot make the expectations agree with it. ElfFile is used only to name those places.
 std::multimap<int, LineAddress> line_addresses(const std::string& object) {
   static char* debuginfo_path = nullptr;
   Dwfl_Callbacks cb{};
