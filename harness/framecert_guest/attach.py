@@ -9,8 +9,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from .build import load_manifest
 from .errors import GuestError
+from .guest_dir import load_manifest
 from .qemu import RUN_PREFIX, Guest, _pid_alive
 from .qmp import QmpClient
 

@@ -27,11 +27,11 @@ from pathlib import Path
 
 from . import cache, paths, regress
 from .errors import GuestError
+from .guest_dir import MANIFEST
 from .initramfs import build_initramfs
 from .kernel_build import build_kernel, build_module, configure, extract, framecert_objtool, write_chains_header
 from .progress import Progress
 
-MANIFEST = "manifest.json"
 KERNEL_MANIFEST = "kernel.json"
 ARTEFACTS = {  # name in the guest directory -> path inside it
     "bzImage": "linux/arch/x86/boot/bzImage",
@@ -204,10 +204,3 @@ def _build_guest_into(tmp: Path, final: Path, kernel_dir: Path, key: str, log, p
 
 def _fctest_chains_header(module_dir: Path):
     write_chains_header(module_dir / "expected-chains.json", module_dir / "fctest_chains.h")
-
-
-def load_manifest(guest_dir: Path) -> dict:
-    try:
-        return json.loads((Path(guest_dir) / MANIFEST).read_text())
-    except (OSError, ValueError) as e:
-        raise GuestError(f"{guest_dir} is not a built guest directory ({e})") from None

@@ -82,10 +82,9 @@ def configure(tree: Path, log, progress):
 def framecert_objtool():
     """Make variables that put scripts/framecert-objtool in objtool's place (Kbuild then runs framecert beside
     objtool on every object it validates), or None when the framecert binary is not built yet."""
-    from .walk import FRAMECERT_BIN
-    if not FRAMECERT_BIN.is_file():
+    if not paths.FRAMECERT_BIN.is_file():
         return None
-    return [f"objtool={paths.REPO / 'scripts' / 'framecert-objtool'}", f"FRAMECERT={FRAMECERT_BIN}"]
+    return [f"objtool={paths.REPO / 'scripts' / 'framecert-objtool'}", f"FRAMECERT={paths.FRAMECERT_BIN}"]
 
 
 def build_kernel(tree: Path, jobs: int, prefix_map: str, log, progress, wrapper=None) -> dict:

@@ -29,8 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .build import load_manifest
 from .errors import GuestError
+from .guest_dir import load_manifest
 from .procs import die_with_parent, end_process_group
 from .shadow import plugin_path as shadow_plugin_path
 from .qmp import QmpClient
