@@ -19,6 +19,8 @@ ATTACH_FILE = "attach.json"
 
 def publish(guest: Guest):
     """Called by `boot` once the guest is ready."""
+    if guest.proc is None or guest.run_dir is None:
+        raise GuestError("publish: the guest is not running")
     info = {"qemu_pid": guest.proc.pid, "guest_dir": str(guest.guest_dir), "ram": str(guest.ram_path),
             "smp": guest.smp, "mem_mb": guest.mem_mb}
     tmp = guest.run_dir / f"{ATTACH_FILE}.tmp"
@@ -89,4 +91,3 @@ class AttachedGuest(Guest):
 
     def __enter__(self):
         return self
-

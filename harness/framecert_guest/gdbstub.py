@@ -10,7 +10,7 @@ rip (8 bytes each), eflags cs ss ds es fs gs (4 each), fs_base gs_base k_gs_base
 import socket
 import struct
 import time
-from typing import List
+from typing import List, Optional
 
 from .errors import GuestError
 from .model import Registers
@@ -54,7 +54,7 @@ class GdbStub:
                     raise GdbError(f"cannot connect to the gdbstub at {path}") from None
                 time.sleep(0.05)
         self.buf = b""
-        self.threads = None
+        self.threads: Optional[List[str]] = None
 
     def close(self):
         try:
@@ -92,9 +92,9 @@ class GdbStub:
                 continue
             return reply
 
-    def vcpu_threads(self) -> list:
+    def vcpu_threads(self) -> List[str]:
         if self.threads is None:
-            ids = []
+            ids: List[str] = []
             reply = self.request("qfThreadInfo")
             while reply.startswith("m"):
                 ids += [t for t in reply[1:].split(",") if t]

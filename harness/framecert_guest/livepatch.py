@@ -76,4 +76,3 @@ def format_comparison(result: dict) -> str:
         lines.append(f"  UNSAFE kernel switches (a patched function is on the task's true chain): "
                      f"{', '.join(kc['kernel_unsafe'])}")
     return "\n".join(lines)
-

@@ -144,8 +144,8 @@ class CfaCheck:
                    frames=_frames(data["frames"]) if "frames" in data else None, extra=_extra(data, cls.KNOWN))
 
     def to_json(self) -> Json:
-        out = {**self.extra, "reliable": self.reliable, "reason": self.reason, "reason_frame": self.reason_frame,
-               "detail": self.detail, "agrees": self.agrees, "frame_count": self.frame_count}
+        out: Json = {**self.extra, "reliable": self.reliable, "reason": self.reason, "reason_frame": self.reason_frame,
+                     "detail": self.detail, "agrees": self.agrees, "frame_count": self.frame_count}
         if self.frames is not None:
             out["frames"] = [f.to_json() for f in self.frames]
         return out

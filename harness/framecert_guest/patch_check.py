@@ -15,7 +15,7 @@ ignored): where it says may-switch and framecert says blocked-unreliable, a kern
 walk would switch a task that may still be in old code.
 """
 import time
-from typing import Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .errors import GuestError
 from .model import Frame, Task, WalkSummary
@@ -64,8 +64,8 @@ def decide(task: Task, functions: Iterable[str]) -> dict:
 
 
 def summarize(decisions) -> dict:
-    s = {"tasks": len(decisions), "may_switch": 0, "blocked_on_stack": 0, "blocked_unreliable": 0,
-         "by_reason": {}, "by_function": {}, "by_rule": {}}
+    s: Dict[str, Any] = {"tasks": len(decisions), "may_switch": 0, "blocked_on_stack": 0, "blocked_unreliable": 0,
+                         "by_reason": {}, "by_function": {}, "by_rule": {}}
     for d in decisions:
         s[d["decision"].replace("-", "_")] += 1
         s["by_rule"][d["rule"]] = s["by_rule"].get(d["rule"], 0) + 1
@@ -131,7 +131,7 @@ def run_rounds(session, functions, retries: int = 0, interval: float = 1.0, prog
 
 def truth_over(summaries: List[WalkSummary]) -> dict:
     """The truth accounting of every freeze of a patch-check (each decided from its own walk)."""
-    out = {"walks": len(summaries), "false_reliable": 0, "reliable": 0, "reliable_checked": 0}
+    out: Dict[str, Any] = {"walks": len(summaries), "false_reliable": 0, "reliable": 0, "reliable_checked": 0}
     for s in summaries:
         out["false_reliable"] += s.false_reliable
         out["reliable"] += s.reliable
@@ -152,8 +152,8 @@ def format_truth(t: dict) -> str:
 def compare_with_kernel(decisions) -> dict:
     """framecert's decisions beside the kernel's task_struct.patch_state read from the same frozen memory
     during a patching transition (KLP_PATCHED: the kernel switched the task; KLP_UNPATCHED: not yet)."""
-    cats = {"agree-switched": [], "agree-blocked": [], "kernel-switched-framecert-blocked": [],
-            "framecert-may-switch-kernel-not-yet": [], "no-transition": []}
+    cats: Dict[str, List[dict]] = {"agree-switched": [], "agree-blocked": [], "kernel-switched-framecert-blocked": [],
+                                   "framecert-may-switch-kernel-not-yet": [], "no-transition": []}
     for d in decisions:
         ps = d.get("patch_state")
         if ps is None or ps == KLP_UNDEFINED:

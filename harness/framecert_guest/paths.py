@@ -25,6 +25,7 @@ def cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "framecert"
 
+
 # The framecert binary the harness runs (validator, guest walker, CFI oracle, metadata cache).
 FRAMECERT_BIN = Path(os.environ.get("FRAMECERT_BIN", REPO / "build" / "harness" / "cli" / "framecert"))
 

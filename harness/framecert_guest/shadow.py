@@ -31,7 +31,8 @@ from .errors import GuestError
 from .model import Frame, Registers, Task, TruthVerdict
 from .paths import REPO
 
-PLUGIN = Path(os.environ.get("FRAMECERT_SHADOW_PLUGIN", REPO / "build" / "harness" / "shadow" / "libframecert_shadow.so"))
+PLUGIN = Path(os.environ.get("FRAMECERT_SHADOW_PLUGIN",
+                             REPO / "build" / "harness" / "shadow" / "libframecert_shadow.so"))
 PROTOCOL_HEADER = "framecert-shadow 1"
 IDLE_MARKER_FUNCTION = "secondary_startup_64"
 
@@ -168,11 +169,13 @@ def _compare(ours: List[Frame], claimed: List[Tuple[int, int]], truth: List[Tupl
     for i, (c, t) in enumerate(zip(claimed, truth)):
         if c != t:
             return TruthVerdict("disagree", f"return frame {i} ({ours[i].name()}): trace has {c[1]:#x} at slot "
-                                            f"{c[0]:#x}, the CPU's un-returned call there is {t[1]:#x} at slot {t[0]:#x}")
+                                            f"{c[0]:#x}, the CPU's un-returned call there is {t[1]:#x} at slot "
+                                            f"{t[0]:#x}")
     if len(claimed) < len(truth):
         missing = truth[len(claimed)]
         return TruthVerdict("disagree", f"the trace stops after {len(claimed)} return frames; the CPU has "
-                                        f"{len(truth)} un-returned calls (next: {missing[1]:#x} at slot {missing[0]:#x})")
+                                        f"{len(truth)} un-returned calls (next: {missing[1]:#x} at slot "
+                                        f"{missing[0]:#x})")
     if len(claimed) > len(truth):
         extra = ours[len(truth)]
         return TruthVerdict("disagree", f"the trace has {len(claimed)} return frames, the CPU only {len(truth)} "

@@ -4,7 +4,8 @@ cross-checked each time.
 Round r's freeze moment comes from Random(f"{seed}:{r}") alone, so a round is reproducible whichever shard or
 job runs it. Per round: tasks walked, reliable / unreliable by reason, running tasks unwound, false reliables
 (reliable traces an independent truth contradicts: the emulator's shadow call stacks with --oracle shadow,
-the guest's known chains; truth.py), how many reliable verdicts a truth checked, and harness errors. Reports merge (merge()) when rounds were spread over jobs or machines.
+the guest's known chains; truth.py), how many reliable verdicts a truth checked, and harness errors. Reports
+merge (merge()) when rounds were spread over jobs or machines.
 """
 import random
 import statistics
@@ -53,7 +54,7 @@ TRACERS = {
                   f"echo 'r:fc_r4 fc_level3' >> {TRACING}/kprobe_events",
                   f"echo 1 > {TRACING}/events/kprobes/enable"],
 }
-WORKLOADS = {"boot": [], "storm": STORM, **{name: STORM for name in TRACERS}}
+WORKLOADS: Dict[str, List[str]] = {"boot": [], "storm": STORM, **{name: STORM for name in TRACERS}}
 
 
 def setup_commands(workload: str) -> list:
@@ -110,7 +111,8 @@ def round_record(rnd: int, delay: float, report: WalkReport) -> dict:
             "reliable_checked": a.reliable_checked if a else 0,
             "shadow_agree_reliable": a.shadow_agree_reliable if a else 0,
             "cfi_complete_reliable": a.cfi_complete_reliable if a else 0,
-            "no_truth": a.no_truth if a else {}, "unreliable_shadow_complete": a.unreliable_shadow_complete if a else {},
+            "no_truth": a.no_truth if a else {},
+            "unreliable_shadow_complete": a.unreliable_shadow_complete if a else {},
             "self_consistency": a.self_consistency if a else {},
             "no_truth_tasks": {t.key: t.truths["shadow"].detail for t in tasks
                                if t.reliable and "shadow" in t.truths
@@ -123,11 +125,12 @@ def error_record(rnd: int, delay: float, message: str) -> dict:
     return {"round": rnd, "delay_ms": round(delay * 1000, 1), "tasks": 0, "reliable": 0, "unreliable": 0,
             "by_reason": {}, "running": 0, "running_unwound": 0, "running_reliable": 0, "false_reliable": 0,
             "harness_error": message, "reliable_checked": 0, "shadow_agree_reliable": 0,
-            "no_truth": {}, "unreliable_shadow_complete": {}, "self_consistency": {}, "no_truth_tasks": {}, "freeze_to_verdict_ms": None, "verdicts": {}, "stacks": {}}
+            "no_truth": {}, "unreliable_shadow_complete": {}, "self_consistency": {}, "no_truth_tasks": {},
+            "freeze_to_verdict_ms": None, "verdicts": {}, "stacks": {}}
 
 
 def _add_counts(rounds: list, key: str) -> dict:
-    out = {}
+    out: Dict[str, int] = {}
     for r in rounds:
         for k, v in r.get(key, {}).items():
             out[k] = out.get(k, 0) + v
@@ -205,7 +208,7 @@ class _Runner:
 
 
 def run(guest_dir, rounds: list, seed: int, smp: int = 2, workload: str = "storm", progress=None,
-        total: int = None, oracle: str = "shadow") -> dict:
+        total: Optional[int] = None, oracle: str = "shadow") -> dict:
     """Runs the given round numbers on one guest; returns the report (rounds + summary)."""
     if workload not in WORKLOADS:
         raise GuestError(f"unknown workload {workload!r} (known: {', '.join(WORKLOADS)})")
@@ -293,4 +296,3 @@ def truth_summary(s: dict) -> str:
             f"{unchecked}\n  unreliable traces the shadow shows complete "
             f"(false-unreliable candidates): {complete}; self-consistency (metadata walk, not a truth): "
             f"{s['self_consistency']}")
-

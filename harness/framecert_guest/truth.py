@@ -18,7 +18,8 @@ and the metadata-only walk's result as `self_consistency` (it reads the same met
 reliable verdict it disagrees with is already demoted by the unwinder: it can never reveal a false reliable).
 
 The summary: `false_reliable` (reliable verdicts any truth contradicts), `truth_coverage` (the fraction of
-reliable verdicts a truth checked whole: the shadow, `sched`, or a full known chain), `no_truth` (why the others were not),
+reliable verdicts a truth checked whole: the shadow, `sched`, or a full known chain), `no_truth` (why the others
+were not),
 `self_consistency`, and per reason how many unreliable traces the shadow shows to be complete and right
 (candidates for false unreliables).
 """

@@ -19,7 +19,7 @@ from .errors import GuestError
 from .gdbstub import GdbStub
 from .guest_query import known_functions, module_sections
 from .metadata import guest_metadata
-from .model import CfiReport, ModuleConfig, Registers, WalkConfig, WalkReport
+from .model import CfiReport, ModuleConfig, WalkConfig, WalkReport
 from .serve import Server
 from .shadow import ShadowClient
 

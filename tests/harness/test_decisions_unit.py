@@ -53,8 +53,8 @@ def test_reliable_stack_without_the_functions_may_switch_and_rules_are_named():
 
 def test_summary_counts_every_decision():
     ds = [patch_check.decide(t, ["f"]) for t in (
-        _task(1, "a", ["x"]), _task(2, "b", ["f", "x"]), _task(3, "c", ["x"], reliable=False, reason="no-metadata",
-                                                                 reason_frame=1))]
+        _task(1, "a", ["x"]), _task(2, "b", ["f", "x"]),
+        _task(3, "c", ["x"], reliable=False, reason="no-metadata", reason_frame=1))]
     s = patch_check.summarize(ds)
     assert (s["tasks"], s["may_switch"], s["blocked_on_stack"], s["blocked_unreliable"]) == (3, 1, 1, 1)
     assert s["by_function"] == {"f": 1} and s["by_reason"] == {"no-metadata": 1}
@@ -187,8 +187,8 @@ def _walk_report(tasks):
 
 def _stress_report(seed, rounds):
     recs = [stress.round_record(r, 0.1, _walk_report([_task(1, "a", ["x", "y"]),
-                                                        _task(2, "b", ["z"], reliable=False, reason="no-metadata",
-                                                              reason_frame=0)])) for r in rounds]
+                                                      _task(2, "b", ["z"], reliable=False, reason="no-metadata",
+                                                            reason_frame=0)])) for r in rounds]
     return {"rounds": recs, "summary": stress.summarize(recs, seed, "storm")}
 
 

@@ -15,7 +15,8 @@ def test_g_packet_offsets():
     struct.pack_into("<I", raw, 140, 0x10)        # cs
     struct.pack_into("<Q", raw, 204, 0x1a0c000)   # cr3
     regs = gdbstub.parse_g(raw.hex())
-    assert (regs["rbp"], regs["rsp"], regs["rip"], regs["cs"], regs["cr3"]) == (0x1111, 0x2222, 0xffffffff81000000, 0x10, 0x1a0c000)
+    assert (regs["rbp"], regs["rsp"], regs["rip"], regs["cs"], regs["cr3"]) == (0x1111, 0x2222, 0xffffffff81000000,
+                                                                                0x10, 0x1a0c000)
 
 
 def _core_with_prstatus(path, pids):
@@ -35,7 +36,8 @@ def _core_with_prstatus(path, pids):
 def test_prstatus_pids_become_the_running_tasks(tmp_path):
     core = tmp_path / "vmcore"
     _core_with_prstatus(core, [1, 2])  # QEMU: vCPU index + 1
-    tasks = [Task.from_json(t) for t in ({"pid": 41, "running": True, "vcpu": 0}, {"pid": 0, "running": True, "vcpu": 1},
+    tasks = [Task.from_json(t) for t in ({"pid": 41, "running": True, "vcpu": 0},
+                                         {"pid": 0, "running": True, "vcpu": 1},
                                          {"pid": 1, "running": False, "vcpu": -1})]
     written = crosscheck.fix_prstatus_pids(core, tasks)
     assert written[0] == 41 and written[1] not in (0, 1, 2)
@@ -81,6 +83,7 @@ def test_finish_report_counts_false_reliables():
 
 
 def test_crash_bt_lines_parse():
-    assert crosscheck.CRASH_TASK.match('PID: 37       TASK: ffff8880003d0000  CPU: 0    COMMAND: "fc_chain"').group(2) == "ffff8880003d0000"
+    m = crosscheck.CRASH_TASK.match('PID: 37       TASK: ffff8880003d0000  CPU: 0    COMMAND: "fc_chain"')
+    assert m.group(2) == "ffff8880003d0000"
     m = crosscheck.CRASH_FRAME.match(" #4 [ffff888000273f50] secondary_startup_64_no_verify at ffffffff81000132")
     assert m.group(3) == "secondary_startup_64_no_verify" and int(m.group(4), 16) == 0xffffffff81000132
