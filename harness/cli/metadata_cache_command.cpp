@@ -54,13 +54,13 @@ int run_metadata_cache(const MetadataCacheArgs& a) {
     nlohmann::json jo = {{"object", path}};
     auto image = read_elf_image(path);
     if (!image) {
-      jo["error"] = fmt::format("{}: {}", path, image.error());
+      jo["error"] = image.error();  // names the file
     } else {
       size_t computed = cache.computed();
       auto table = cache.get(*image);
       std::string file = dir + "/" + cache.key_for(*image) + ".fcmeta";
       if (!table) {
-        jo["error"] = fmt::format("{}: {}", path, table.error());
+        jo["error"] = table.error();
       } else if (!std::filesystem::is_regular_file(file)) {
         jo["error"] = fmt::format("{}: metadata computed but not written to {}", path, file);
       } else {
