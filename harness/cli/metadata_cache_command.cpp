@@ -87,7 +87,8 @@ void add_metadata_cache_command(CLI::App& app, int& exit_code) {
       "metadata-cache", "Fill the metadata cache `walk` uses for these images; print each one's file as JSON");
   cmd->add_option("images", args->images, "ELF images (vmlinux, .ko, executables, shared objects)")->required();
   cmd->add_option("--from", args->from,
-                  "IMAGE=OBJECT: compute IMAGE's metadata from OBJECT at IMAGE's link addresses (vmlinux=vmlinux.o)");
+                  "IMAGE=OBJECT: compute IMAGE's metadata from OBJECT at IMAGE's link addresses (vmlinux=vmlinux.o)")
+      ->allow_extra_args(false);  // one IMAGE=OBJECT per --from: the images that follow are positional
   cmd->add_option("--cache-dir", args->cache_dir,
                   "metadata cache (default ${XDG_CACHE_HOME:-~/.cache}/framecert/metadata)");
   cmd->callback([args, &exit_code] { exit_code = run_metadata_cache(*args); });

@@ -24,10 +24,10 @@ def cache_images(images: List[Path], linked_from: Optional[Dict[Path, Path]] = N
     """{image: its metadata file in the cache}, computed by `framecert metadata-cache` where missing."""
     cmd = [str(framecert_bin()), "metadata-cache"]
     if os.environ.get(CACHE_DIR_ENV):
-        cmd += ["--cache-dir", os.environ[CACHE_DIR_ENV]]
+        cmd.append(f"--cache-dir={os.environ[CACHE_DIR_ENV]}")
     for image, obj in (linked_from or {}).items():
-        cmd += ["--from", f"{image}={obj}"]
-    cmd += [str(i) for i in images]
+        cmd.append(f"--from={image}={obj}")
+    cmd += ["--", *map(str, images)]
     r = subprocess.run(cmd, capture_output=True, text=True)
     try:
         answer = json.loads(r.stdout)
