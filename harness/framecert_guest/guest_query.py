@@ -15,7 +15,7 @@ def module_sections(guest, names: Iterable[str]) -> Dict[str, Dict[str, int]]:
     if not names:
         return {}
     script = (f"for m in {' '.join(names)}; do [ -d /sys/module/$m/sections ] || continue; n=0; "
-              "for s in /sys/module/$m/sections/.*; do "
+              "for s in /sys/module/$m/sections/.*; do [ -f \"$s\" ] || continue; "
               "echo \"FRAMECERT-SECTION $m ${s##*/} $(cat $s)\"; n=$((n+1)); done; "
               "echo \"FRAMECERT-SECTIONS $m $n\"; done")
     out = guest.command(script)
