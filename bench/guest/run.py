@@ -68,10 +68,10 @@ def main():
             session.walk()  # warm: per-function frame-size analysis is cached across walks
             for _ in range(args.rounds):
                 rep = session.walk()
-                s = rep["summary"]
-                frames = sum(len(t["frames"]) for t in rep["tasks"])
-                rows.append((s["freeze_to_verdict_ms"], s["stop_ms"], s["registers_ms"], s["enumerate_ms"],
-                             s["walk_ms"], s["tasks"], frames, s["reliable"]))
+                s = rep.summary
+                frames = sum(len(t.frames) for t in rep.tasks)
+                rows.append((s.freeze_to_verdict_ms, s.stop_ms, s.registers_ms, s.enumerate_ms,
+                             s.walk_ms, s.tasks, frames, s.reliable))
                 time.sleep(0.2)
             with tempfile.TemporaryDirectory(prefix="framecert-bench-") as tmp:
                 dump = Path(tmp) / "vmcore"

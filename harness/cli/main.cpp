@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   framecert::cli::add_walk_command(app, exit_code);
   framecert::cli::add_guest_walk_command(app, exit_code);
   framecert::cli::add_guest_cfi_command(app, exit_code);
+  framecert::cli::add_metadata_cache_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

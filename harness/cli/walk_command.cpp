@@ -3,7 +3,6 @@
 // detaches, leaving the process running. Exit: 0 every thread reliable, 1 some thread unreliable, 2 the
 // process could not be walked, 3 an independent walker disagrees with a trace called reliable (a suspected
 // false reliable — printed loudly).
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/commands.h"
+#include "harness/cli/metadata_producer.h"
 #include "harness/cli/trace_json.h"
 #include "unwinder/metadata_cache.h"
 #include "unwinder/process_walk.h"
@@ -31,13 +31,6 @@ struct WalkArgs {
   size_t max_depth = 4096;
   bool no_call_target_check = false;
 };
-
-// Metadata cached by one build of framecert is not trusted by another: the validator may have changed.
-std::string producer_tag() {
-  struct stat st {};
-  if (stat("/proc/self/exe", &st) != 0) return "unknown";
-  return fmt::format("{:x}{:x}", static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_mtim.tv_sec));
-}
 
 nlohmann::json report_json(const ProcessReport& r) {
   nlohmann::json threads = nlohmann::json::array();
@@ -103,11 +96,7 @@ void print_report(const ProcessReport& r) {
 }
 
 int run_walk(const WalkArgs& a) {
-  MetadataCache cache(a.cache_dir, producer_tag(), [](const std::string& path) -> Result<FrameTable> {
-    auto report = check_object(path, CheckOptions{});
-    if (!report) return tl::unexpected(report.error());
-    return std::move(report->metadata);
-  });
+  MetadataCache cache(a.cache_dir, producer_tag(), validator_metadata);
   for (const std::string& m : a.metadata) {
     if (auto r = cache.add_override(m); !r) {
       std::fprintf(stderr, "framecert walk: %s\n", r.error().c_str());

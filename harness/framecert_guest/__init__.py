@@ -1,16 +1,17 @@
-"""framecert's guest harness: build the guest kernel + initramfs + test module, and boot it under QEMU.
+"""framecert's guest harness: build the guest, boot it under QEMU, freeze it, walk every task with the C++
+guest walker, and judge every verdict against independent truths.
 
-Layout (one concept per module):
-  errors.py        GuestError, the one exception type for expected failures (printed as one line)
-  paths.py         where the project's inputs and the cache live
-  cache.py         the cache key over every build input, and atomic publication of a build
-  config_check.py  the final .config must really have frame pointers, objtool, DWARF, livepatch, ...
-  kernel_build.py  extract, configure and build the kernel; build fctest.ko against it
-  initramfs.py     fcload (static C) and the gzip'd cpio made with the kernel's own gen_init_cpio
-  build.py         the whole `build` step, cached
-  progress.py      progress lines on stderr (stdout carries results)
-  procs.py         child processes that die with the harness, process-group termination
-  qmp.py           a small QMP client
-  qemu.py          the Guest launcher (start, wait_ready, qmp, command, stop; a context manager)
-  cli.py           the `framecert-guest` command line
+Layers, lowest first (a module imports only from its own layer or lower ones; tests/harness/lint.py checks it,
+docs/design.md explains it):
+  basics          errors (GuestError), paths (inputs, cache, the framecert binary), progress, procs,
+                  model (the typed walker config, report, tasks, frames, verdicts; parsed once from JSON)
+  guest dir/build guest_dir (a built guest's files and manifest), cache, config_check, kernel_build, initramfs,
+                  regress (fcregress.ko's generator), build, metadata (`framecert metadata-cache`)
+  launch/talk     qmp, qemu (the Guest launcher), attach, gdbstub, shadow (the shadow-stack client and its
+                  verdict), serve (a `framecert ... --serve` process), guest_query (module sections,
+                  kallsyms), ram_writer (fault injection)
+  walk session    walk (WalkSession: freeze, registers, walk, resume)
+  judging         known_chains, truth (the accounting), crosscheck (drgn, crash), report (finish, table)
+  commands        patch_check, livepatch, stress, report_html
+  command line    cli (`framecert-guest`)
 """

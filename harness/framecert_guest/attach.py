@@ -9,8 +9,8 @@ import json
 import tempfile
 from pathlib import Path
 
-from .build import load_manifest
 from .errors import GuestError
+from .guest_dir import load_manifest
 from .qemu import RUN_PREFIX, Guest, _pid_alive
 from .qmp import QmpClient
 
@@ -19,6 +19,8 @@ ATTACH_FILE = "attach.json"
 
 def publish(guest: Guest):
     """Called by `boot` once the guest is ready."""
+    if guest.proc is None or guest.run_dir is None:
+        raise GuestError("publish: the guest is not running")
     info = {"qemu_pid": guest.proc.pid, "guest_dir": str(guest.guest_dir), "ram": str(guest.ram_path),
             "smp": guest.smp, "mem_mb": guest.mem_mb}
     tmp = guest.run_dir / f"{ATTACH_FILE}.tmp"
@@ -89,4 +91,3 @@ class AttachedGuest(Guest):
 
     def __enter__(self):
         return self
-

@@ -23,15 +23,16 @@ import json
 import os
 import shutil
 import time
+from typing import Optional
 from pathlib import Path
 
 from . import cache, paths, regress
 from .errors import GuestError
+from .guest_dir import MANIFEST
 from .initramfs import build_initramfs
 from .kernel_build import build_kernel, build_module, configure, extract, framecert_objtool, write_chains_header
 from .progress import Progress
 
-MANIFEST = "manifest.json"
 KERNEL_MANIFEST = "kernel.json"
 ARTEFACTS = {  # name in the guest directory -> path inside it
     "bzImage": "linux/arch/x86/boot/bzImage",
@@ -47,7 +48,7 @@ ARTEFACTS = {  # name in the guest directory -> path inside it
 KERNEL_ARTEFACTS = ["arch/x86/boot/bzImage", "vmlinux", "vmlinux.o", "Module.symvers", "usr/gen_init_cpio"]
 
 
-def cached_guest(key: str = None):
+def cached_guest(key: Optional[str] = None):
     """The cached guest directory for the current inputs, or None if it is not built yet (or damaged)."""
     final = paths.cache_root() / f"guest-{key or cache.guest_key()}"
     return final if damage(final, MANIFEST) is None else None
@@ -102,14 +103,14 @@ def _build_layer(layer: str, key: str, manifest_name: str, build_into, progress)
     return slot.final
 
 
-def build_kernel_layer(jobs: int = 2, progress: Progress = None) -> Path:
+def build_kernel_layer(jobs: int = 2, progress: Optional[Progress] = None) -> Path:
     progress = progress or Progress()
     key = cache.kernel_key()
     return _build_layer("kernel", key, KERNEL_MANIFEST,
                         lambda tmp, final, log: _build_kernel_into(tmp, final, key, jobs, log, progress), progress)
 
 
-def build(jobs: int = 2, progress: Progress = None) -> Path:
+def build(jobs: int = 2, progress: Optional[Progress] = None) -> Path:
     progress = progress or Progress()
     key = cache.guest_key()
     found = cached_guest(key)
@@ -204,10 +205,3 @@ def _build_guest_into(tmp: Path, final: Path, kernel_dir: Path, key: str, log, p
 
 def _fctest_chains_header(module_dir: Path):
     write_chains_header(module_dir / "expected-chains.json", module_dir / "fctest_chains.h")
-
-
-def load_manifest(guest_dir: Path) -> dict:
-    try:
-        return json.loads((Path(guest_dir) / MANIFEST).read_text())
-    except (OSError, ValueError) as e:
-        raise GuestError(f"{guest_dir} is not a built guest directory ({e})") from None

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import IO, Optional
 from pathlib import Path
 
 from . import paths
@@ -118,17 +119,17 @@ class BuildSlot:
         self.final = self.root / f"{layer}-{key}"
         self.tmp = self.root / f"{layer}-{key}.tmp"
         self._lock_path = self.root / f"{layer}-{key}.lock"
-        self._lock = None
+        self._lock: Optional[IO[str]] = None
 
     def __enter__(self):
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self._lock_path, "w")
+        self._lock = lock = open(self._lock_path, "w")
         try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print(f"framecert-guest: waiting for another build of {self.final.name}", file=sys.stderr,
                   flush=True)
-            fcntl.flock(self._lock, fcntl.LOCK_EX)
+            fcntl.flock(lock, fcntl.LOCK_EX)
         # Holding the lock, any temporary directory left is debris from an interrupted build.
         if self.tmp.exists():
             discard(self.tmp)
@@ -144,7 +145,8 @@ class BuildSlot:
     def __exit__(self, *exc):
         if self.tmp.exists():
             discard(self.tmp)
-        self._lock.close()
+        if self._lock:
+            self._lock.close()
         return False
 
 

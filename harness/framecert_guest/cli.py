@@ -1,23 +1,32 @@
 """The `framecert-guest` command line.
 
-Each subcommand is one `add_*` function registering its parser and handler; later ones (walk,
-patch-check, stress, merge) join COMMANDS the same way. Exit status: 0 success, 1 failure (failed build,
-guest panic, timeout), 2 bad arguments, 130 interrupted. Expected failures print one line, no traceback.
+Each subcommand is one `add_*` function registering its parser and handler, listed in COMMANDS; the options
+several commands share are declared once (OPTIONS, `_options`). Exit status: 0 success, 1 failure (failed
+build, guest panic, timeout), 2 bad arguments, 130 interrupted. Expected failures print one line, no
+traceback.
 """
 import argparse
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any, Callable, Dict, Optional
 
-from . import paths, qemu
+from . import attach, crosscheck, known_chains, livepatch, patch_check, paths, qemu, report_html, stress
+from . import guest_dir as gd
 from .build import build
 from .errors import GuestError
+from .metadata import guest_metadata
 from .progress import Progress
+from .report import finish_report, format_table
+from .walk import WalkSession
 
 
-def _write_json(report: dict, path: str):
+def _write_json(report: Dict[str, Any], path: str):
     """--json FILE of every command: the report, indented; '-' is stdout."""
     text = json.dumps(report, indent=1)
     if path == "-":
@@ -40,12 +49,35 @@ def _int_in(lo, hi):
 
 ORACLES = ("shadow", "cfi", "all", "none")
 
+# The options several commands share, declared once: name -> how to add it to a command's parser.
+OPTIONS: Dict[str, Callable[[argparse.ArgumentParser], Any]] = {
+    "guest-dir": lambda p: p.add_argument(
+        "--guest-dir", help="a built guest directory (default: build or take from the cache)"),
+    "smp": lambda p: p.add_argument("--smp", type=_int_in(1, qemu.MAX_SMP), default=2, metavar="K",
+                                    help="vCPUs (default 2)"),
+    "mem": lambda p: p.add_argument("--mem", type=_int_in(128, qemu.MAX_MEM_MB), default=512, metavar="MIB",
+                                    help="guest RAM in MiB (default 512)"),
+    "timeout": lambda p: p.add_argument("--timeout", type=float, default=300,
+                                        help="seconds to wait for the ready marker"),
+    "settle": lambda p: p.add_argument("--settle", type=float, default=1.0, metavar="S",
+                                       help="seconds of workload before the freeze"),
+    "json": lambda p: p.add_argument("--json", metavar="FILE", help="write the report as JSON to FILE ('-': stdout)"),
+    "html": lambda p: p.add_argument("--html", metavar="FILE", help="write a page showing the run"),
+    "oracle": lambda p: p.add_argument(
+        "--oracle", choices=ORACLES, default="shadow",
+        help="the independent truth every trace is checked against: shadow (default: the emulator's shadow call "
+             "stacks, harness/shadow/), cfi (an unwind from .debug_frame alone, harness/cfi/), all (both) or none"),
+}
 
-def _add_oracle(p):
-    p.add_argument("--oracle", choices=ORACLES, default="shadow",
-                   help="the independent truth every trace is checked against: shadow (default: the emulator's "
-                        "shadow call stacks, harness/shadow/), cfi (an unwind from .debug_frame alone, "
-                        "harness/cfi/), all (both) or none")
+
+def _options(p: argparse.ArgumentParser, *names: str):
+    for name in names:
+        OPTIONS[name](p)
+
+
+def _guest_dir(args) -> Path:
+    """--guest-dir, or the guest for the current sources (built now or taken from the cache)."""
+    return Path(args.guest_dir or build(progress=Progress()))
 
 
 def uses_shadow(oracle: str) -> bool:
@@ -69,30 +101,29 @@ def add_build(sub):
 
 def run_build(args) -> int:
     guest_dir = build(jobs=args.jobs, progress=Progress(quiet=args.quiet))
-    # The kernel's frame metadata lives beside the build; it needs the framecert binary, which a
+    # The kernel's frame metadata (in framecert's metadata cache); it needs the framecert binary, which a
     # developer may not have built yet (then `walk` computes it later).
-    from .walk import FRAMECERT_BIN, guest_metadata
-    if FRAMECERT_BIN.is_file():
+    if paths.FRAMECERT_BIN.is_file():
         meta = guest_metadata(guest_dir)
         if not args.quiet:
             print(f"metadata: {', '.join(str(p) for p in meta.values())}", file=sys.stderr)
     elif not args.quiet:
-        print(f"metadata: not computed ({FRAMECERT_BIN} not built yet)", file=sys.stderr)
+        print(f"metadata: not computed ({paths.FRAMECERT_BIN} not built yet)", file=sys.stderr)
     print(guest_dir, flush=True)
     return 0
 
 
 # ---- metadata ----
 def add_metadata(sub):
-    p = sub.add_parser("metadata", help="write the guest kernel's frame metadata into <guest>/metadata/",
-                       description="vmlinux.fcmeta: vmlinux.o validated and addressed like vmlinux "
-                                   "(framecert check --link-addresses); fctest.fcmeta: the test module per "
-                                   "section. Remade whenever the framecert binary changes. Prints the paths.")
+    p = sub.add_parser("metadata", help="compute the guest kernel's and modules' frame metadata (cached)",
+                       description="vmlinux's: vmlinux.o validated and addressed like vmlinux (framecert "
+                                   "metadata-cache --from vmlinux=vmlinux.o); each guest module's: its .ko per "
+                                   "section. Kept in framecert's metadata cache (the one `framecert walk` uses), "
+                                   "keyed by build-id and the framecert binary. Prints the paths.")
     p.set_defaults(func=run_metadata)
 
 
 def run_metadata(args) -> int:
-    from .walk import guest_metadata
     for path in guest_metadata(build(jobs=2, progress=Progress(quiet=True))).values():
         print(path)
     return 0
@@ -103,25 +134,20 @@ def add_boot(sub):
     p = sub.add_parser("boot", help="boot the guest and keep it running until interrupted",
                        description="Boots the guest under QEMU (TCG), waits for FRAMECERT-GUEST-READY, prints the "
                                    "QMP/gdb/command sockets and the RAM file, and runs until Ctrl-C or SIGTERM.")
-    p.add_argument("--smp", type=_int_in(1, qemu.MAX_SMP), default=2, help="vCPUs (default 2)")
-    p.add_argument("--mem", type=_int_in(128, qemu.MAX_MEM_MB), default=512, metavar="MIB",
-                   help="guest RAM in MiB (default 512)")
-    p.add_argument("--guest-dir", help="a built guest directory (default: build or take from the cache)")
-    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the ready marker")
+    _options(p, "smp", "mem", "guest-dir", "timeout")
     p.add_argument("--append", default="", metavar="ARGS", help="extra kernel command line")
     p.add_argument("--quiet", action="store_true", help="do not echo the guest console")
     p.set_defaults(func=run_boot)
 
 
 def run_boot(args) -> int:
-    guest_dir = args.guest_dir or build(progress=Progress())
+    guest_dir = _guest_dir(args)
     echo = _ConsoleEcho(enabled=not args.quiet)
     with qemu.Guest(guest_dir, smp=args.smp, mem_mb=args.mem, cmdline_extra=args.append) as guest:
         try:
             ready = guest.wait_ready(timeout=args.timeout, on_poll=echo.update)
         finally:
             echo.update(guest)  # the console up to a panic or timeout explains it
-        from . import attach
         attach.publish(guest)
         print(f"framecert-guest: ready in {ready:.1f} s (pid {guest.proc.pid}); Ctrl-C stops it\n"
               f"  walk it: scripts/framecert-guest walk --attach {guest.run_dir}\n"
@@ -160,67 +186,55 @@ def add_walk(sub):
                        description="Boots the guest, lets the workload run, freezes it (QMP stop), walks every task "
                                    "with the C++ guest walker (framecert guest-walk), resumes (QMP cont) and prints a "
                                    "table. Exit status: 0 walked, 1 a false reliable (or a failure), 2 bad arguments.")
-    p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE ('-': stdout)")
+    _options(p, "json", "smp", "mem", "guest-dir", "settle", "timeout", "oracle")
     p.add_argument("--external", action="store_true",
                    help="cross-check with drgn and crash on a dump of the same frozen state (dump-guest-memory)")
-    p.add_argument("--smp", type=_int_in(1, qemu.MAX_SMP), default=2, help="vCPUs (default 2)")
-    p.add_argument("--mem", type=_int_in(128, qemu.MAX_MEM_MB), default=512, metavar="MIB", help="guest RAM (MiB)")
-    p.add_argument("--guest-dir", help="a built guest directory (default: build or take from the cache)")
     p.add_argument("--attach", nargs="?", const="", metavar="RUN_DIR",
                    help="walk the guest `framecert-guest boot` keeps running (the only one, or RUN_DIR) instead "
                         "of booting one; it keeps running afterwards")
-    p.add_argument("--settle", type=float, default=1.0, metavar="S", help="seconds of workload before the freeze")
-    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the ready marker")
-    _add_oracle(p)
     p.set_defaults(func=run_walk)
 
 
 def run_walk(args) -> int:
-    from . import attach, crosscheck, walk
+    guest: qemu.Guest
     if args.attach is not None:
         guest = attach.AttachedGuest(attach.find(args.attach))
         guest_dir = guest.guest_dir
     else:
-        guest_dir = Path(args.guest_dir or build(progress=Progress()))
+        guest_dir = _guest_dir(args)
         guest = qemu.Guest(guest_dir, smp=args.smp, mem_mb=args.mem, shadow=uses_shadow(args.oracle))
+    dump: Optional[Path] = None
+
+    def external(report):
+        # Same frozen state: dump before resuming.
+        nonlocal dump
+        dump = Path(tempfile.mkdtemp(prefix="framecert-dump-")) / "vmcore"
+        crosscheck.dump_guest(guest, dump)
+
     with guest:
         if args.attach is None:
             guest.wait_ready(timeout=args.timeout)
-        with walk.WalkSession(guest, cfi=uses_cfi(args.oracle)) as session:
+        with WalkSession(guest, cfi=uses_cfi(args.oracle)) as session:
             time.sleep(args.settle)
-            dump_dir = None
-            holder = {}
-
-            def external(report):
-                # Same frozen state: dump before resuming.
-                import tempfile
-                nonlocal dump_dir
-                dump_dir = tempfile.mkdtemp(prefix="framecert-dump-")
-                holder["dump"] = Path(dump_dir) / "vmcore"
-                crosscheck.dump_guest(guest, holder["dump"])
-
             report = session.walk(while_frozen=external if args.external else None)
     drgn_res = crash_res = None
     try:
-        if args.external:
-            kos = [walk.module_ko(guest_dir, m) for m in walk.MODULES if walk.module_ko(guest_dir, m).is_file()]
-            report["prstatus_pids"] = crosscheck.fix_prstatus_pids(holder["dump"], report["tasks"])
-            drgn_res = crosscheck.drgn_check(holder["dump"], guest_dir / "linux" / "vmlinux", kos, report["tasks"])
-            crash_res = crosscheck.crash_check(holder["dump"], guest_dir / "linux" / "vmlinux", report["tasks"])
-            report["crash_raw"] = crash_res.pop("_raw", None)
+        if dump is not None:
+            kos = [gd.module_ko(guest_dir, m) for m in gd.built_modules(guest_dir)]
+            report.prstatus_pids = crosscheck.fix_prstatus_pids(dump, report.tasks)
+            drgn_res = crosscheck.drgn_check(dump, gd.vmlinux(guest_dir), kos, report.tasks)
+            crash_res, report.crash_raw = crosscheck.crash_check(dump, gd.vmlinux(guest_dir), report.tasks)
     finally:
-        if dump_dir and os.environ.get("FRAMECERT_KEEP_DUMP"):
-            print(f"framecert-guest: dump kept in {dump_dir}", file=sys.stderr)
-        elif dump_dir:
-            import shutil
-            shutil.rmtree(dump_dir, ignore_errors=True)
-    from . import known_chains
-    walk.finish_report(report, drgn_res, crash_res, chains=known_chains.load(guest_dir))
-    print(walk.format_table(report), flush=True)
+        if dump is not None and os.environ.get("FRAMECERT_KEEP_DUMP"):
+            print(f"framecert-guest: dump kept in {dump.parent}", file=sys.stderr)
+        elif dump is not None:
+            shutil.rmtree(dump.parent, ignore_errors=True)
+    finish_report(report, drgn_res, crash_res, chains=known_chains.load(guest_dir))
+    print(format_table(report), flush=True)
     if args.json:
-        _write_json(report, args.json)
-    if report["summary"]["false_reliable"]:
-        print(f"framecert-guest: FALSE RELIABLE: {report['summary']['false_reliable']} task(s) called reliable "
+        _write_json(report.to_json(), args.json)
+    if report.summary.false_reliable:
+        print(f"framecert-guest: FALSE RELIABLE: {report.summary.false_reliable} task(s) called reliable "
               "an independent truth contradicts", file=sys.stderr, flush=True)
         return 1
     return 0
@@ -244,23 +258,17 @@ def add_patch_check(sub):
                                    "patch state read from the same frozen memory.")
     p.add_argument("--functions", type=_function_list, metavar="F1,F2,...",
                    help="the patched functions (default with --kernel-compare: fcpatch.ko's)")
-    p.add_argument("--json", metavar="FILE", help="also write the decisions as JSON to FILE ('-': stdout)")
+    _options(p, "json", "smp", "guest-dir", "settle", "timeout", "oracle")
     p.add_argument("--retry", type=_int_in(0, 1000), default=0, metavar="N",
                    help="resume and re-freeze up to N more times while tasks are blocked (kernel-style retries)")
     p.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between retries (default 1)")
     p.add_argument("--kernel-compare", action="store_true",
                    help="load fcpatch.ko and compare with the kernel's livepatch transition")
-    p.add_argument("--smp", type=_int_in(1, qemu.MAX_SMP), default=2, help="vCPUs (default 2)")
-    p.add_argument("--guest-dir", help="a built guest directory (default: build or take from the cache)")
-    p.add_argument("--settle", type=float, default=1.0, metavar="S", help="seconds of workload before the freeze")
-    p.add_argument("--timeout", type=float, default=300, help="seconds to wait for the ready marker")
-    _add_oracle(p)
     p.set_defaults(func=run_patch_check)
 
 
 def run_patch_check(args) -> int:
-    from . import livepatch, patch_check, walk
-    guest_dir = Path(args.guest_dir or build(progress=Progress()))
+    guest_dir = _guest_dir(args)
     functions = args.functions or (livepatch.PATCHED_FUNCTIONS if args.kernel_compare else None)
     if not functions:
         raise GuestError("give --functions F1,F2,... (or --kernel-compare)")
@@ -272,7 +280,7 @@ def run_patch_check(args) -> int:
         if args.kernel_compare:
             result = livepatch.compare(guest, functions, settle=args.settle, cfi=uses_cfi(args.oracle))
         else:
-            with walk.WalkSession(guest, cfi=uses_cfi(args.oracle)) as session:
+            with WalkSession(guest, cfi=uses_cfi(args.oracle)) as session:
                 patch_check.check_functions_known(session, functions)
                 time.sleep(args.settle)
                 result = patch_check.run_rounds(
@@ -306,17 +314,13 @@ def add_stress(sub):
                                    "reliable) or a round failed.")
     p.add_argument("--rounds", type=_int_in(1, 1000000), required=True, metavar="N")
     p.add_argument("--seed", type=int, default=1, metavar="S")
-    p.add_argument("--smp", type=_int_in(1, qemu.MAX_SMP), default=2, metavar="K", help="vCPUs (default 2)")
+    _options(p, "smp", "json", "html", "guest-dir", "oracle")
     p.add_argument("--workload", default="storm", metavar="NAME",
                    help="storm (default: fork/exec, timers, pipes, file I/O, serial interrupts), boot, or storm "
                         "under a tracer: function, function_graph, function_graph_filtered, kretprobe")
     p.add_argument("--jobs", type=_int_in(1, 16), default=1, metavar="J", help="guests in parallel")
     p.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
                    help="run only shard I of N (rounds r with r %% N == I-1); merge the reports afterwards")
-    p.add_argument("--json", metavar="FILE", help="write the report as JSON ('-': stdout)")
-    p.add_argument("--html", metavar="FILE", help="write a page showing the run")
-    p.add_argument("--guest-dir", help="a built guest directory (default: build or take from the cache)")
-    _add_oracle(p)
     p.add_argument("--job", type=_job, default=(0, 1), help=argparse.SUPPRESS)  # set by --jobs for its children
     p.set_defaults(func=run_stress)
 
@@ -327,8 +331,7 @@ def _job(text):
 
 
 def run_stress(args) -> int:
-    from . import stress
-    guest_dir = Path(args.guest_dir or build(progress=Progress()))
+    guest_dir = _guest_dir(args)
     if args.workload not in stress.WORKLOADS:
         raise GuestError(f"unknown workload {args.workload!r} (known: {', '.join(stress.WORKLOADS)})")
     if args.jobs > 1:
@@ -343,7 +346,6 @@ def run_stress(args) -> int:
 
 def _finish_stress_report(report: dict, args) -> int:
     """stress and merge: the summary, --json, --html; exit 1 on a false reliable or a harness error."""
-    from . import report_html, stress
     print(stress.format_summary(report), flush=True)
     if args.json:
         _write_json(report, args.json)
@@ -360,9 +362,6 @@ def _finish_stress_report(report: dict, args) -> int:
 
 def _stress_jobs(args, guest_dir) -> dict:
     """--jobs J: J child processes of this command, one guest each, every J-th round of the shard each."""
-    import subprocess
-    import tempfile
-    from . import stress
     tmp = Path(tempfile.mkdtemp(prefix="framecert-stress-"))
     try:
         procs = []
@@ -381,7 +380,6 @@ def _stress_jobs(args, guest_dir) -> dict:
             reports.append(json.loads(out.read_text()))
         return stress.merge(reports)
     finally:
-        import shutil
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -392,13 +390,11 @@ def add_merge(sub):
                                    "workload), writes the combined report. Exit status 1 if it has a false "
                                    "reliable or a harness error.")
     p.add_argument("reports", nargs="+", metavar="REPORT.json")
-    p.add_argument("--json", metavar="FILE", help="write the combined report ('-': stdout)")
-    p.add_argument("--html", metavar="FILE", help="write a page showing the combined run")
+    _options(p, "json", "html")
     p.set_defaults(func=run_merge)
 
 
 def run_merge(args) -> int:
-    from . import stress
     reports = []
     for path in args.reports:
         try:

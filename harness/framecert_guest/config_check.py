@@ -1,5 +1,7 @@
 """The final kernel .config must really have what framecert relies on: olddefconfig silently drops an
 option whose dependencies are missing, so the fragment alone proves nothing."""
+from typing import Dict, Optional
+
 from .errors import GuestError
 
 # option -> required value ("y", or None for "must not be set"), with why.
@@ -35,7 +37,7 @@ REQUIRED = {
 
 def parse_config(text: str) -> dict:
     """CONFIG_X=value lines and '# CONFIG_X is not set' lines (value None)."""
-    values = {}
+    values: Dict[str, Optional[str]] = {}
     for line in text.splitlines():
         line = line.strip()
         if line.startswith("CONFIG_") and "=" in line:

@@ -2,7 +2,7 @@
 paging: true): drgn (python3-drgn; it unwinds the kernel with vmlinux's DWARF CFI, not frame pointers) and
 the `crash` utility (`foreach bt`).
 
-Each returns {task address (hex string): {"verdict": "agree"|"disagree"|"not-run", "detail": ...}}.
+Each returns {task address: model.TruthVerdict ("agree", "disagree" or "not-run")}.
 Traces are compared by the return addresses (pcs) of their real frames in the kernel: drgn's inlined frames
 (`frame.is_inline`, e.g. context_switch inside __schedule) share their caller's pc and are dropped; frames
 outside the kernel (a user pc from the user pt_regs) are not ours to compare.
@@ -15,8 +15,10 @@ import struct
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import GuestError
+from .model import Task, TruthVerdict
 
 KERNEL_START = 0xffff800000000000
 PYTHON = "/usr/bin/python3"  # Debian's, which has python3-drgn
@@ -57,13 +59,13 @@ def dump_guest(guest, path: Path):
     guest.qmp("dump-guest-memory", paging=True, protocol=f"file:{path}")
 
 
-def fix_prstatus_pids(dump: Path, tasks: list) -> dict:
+def fix_prstatus_pids(dump: Path, tasks: List[Task]) -> Dict[int, int]:
     """QEMU writes each vCPU's NT_PRSTATUS note with pr_pid = vCPU index + 1; a kdump vmcore (what drgn and
     crash expect) has the PID of the task running on that CPU there, and drgn picks a running task's registers
     by that PID. Rewrites the notes with the PIDs of the tasks we found on each vCPU (an unused PID where it
     runs an idle task: they all have PID 0). Returns {vCPU: pid written}."""
-    running = {t["vcpu"]: t["pid"] for t in tasks if t.get("running") and t.get("vcpu", -1) >= 0}
-    written = {}
+    running = {t.vcpu: t.pid for t in tasks if t.running and t.vcpu >= 0}
+    written: Dict[int, int] = {}
     with open(dump, "r+b") as f:
         ehdr = f.read(64)
         if ehdr[:4] != b"\x7fELF" or ehdr[4] != 2:
@@ -92,23 +94,24 @@ def fix_prstatus_pids(dump: Path, tasks: list) -> dict:
     return written
 
 
-def _ours(task: dict) -> list:
-    return [int(f["pc"], 16) for f in task["frames"] if int(f["pc"], 16) >= KERNEL_START]
+def _ours(task: Task) -> List[int]:
+    return [f.pc for f in task.frames if f.pc >= KERNEL_START]
 
 
-def _compare(ours: list, theirs: list, names=None) -> dict:
+def _compare(ours: List[int], theirs: List[int]) -> TruthVerdict:
     if ours == theirs:
-        return {"verdict": "agree", "detail": ""}
+        return TruthVerdict("agree", "")
     n = next((i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs)))
-    return {"verdict": "disagree",
-            "detail": f"first difference at frame {n}: ours {[hex(p) for p in ours]} theirs {[hex(p) for p in theirs]}"}
+    return TruthVerdict("disagree", f"first difference at frame {n}: ours {[hex(p) for p in ours]} theirs "
+                                    f"{[hex(p) for p in theirs]}")
 
 
-def drgn_check(dump: Path, vmlinux: Path, modules, tasks: list, timeout: float = 300) -> dict:
+def drgn_check(dump: Path, vmlinux: Path, modules: Union[str, Path, Sequence[Path], None], tasks: List[Task],
+               timeout: float = 300) -> Dict[int, TruthVerdict]:
     """Walks each task (reliable or not) with drgn; compares only what we must stand behind: reliable ones.
     modules: the guest modules' .ko files (one path or a list): drgn gets the debug info of every one of them,
     or it would walk their code by frame pointers alone."""
-    wanted = [t["task"] for t in tasks]
+    wanted = [hex(t.address) for t in tasks]
     mods = [modules] if isinstance(modules, (str, Path)) else list(modules or [])
     r = subprocess.run([PYTHON, "-c", DRGN_SCRIPT, str(dump), str(vmlinux), *map(str, mods)],
                        input=json.dumps(wanted), capture_output=True, text=True, timeout=timeout)
@@ -117,20 +120,20 @@ def drgn_check(dump: Path, vmlinux: Path, modules, tasks: list, timeout: float =
     theirs = json.loads(r.stdout)
     out = {}
     for t in tasks:
-        d = theirs.get(t["task"], {"error": "no result"})
+        d = theirs.get(hex(t.address), {"error": "no result"})
         if "error" in d:
-            out[t["task"]] = {"verdict": "disagree" if t["reliable"] else "not-run", "detail": f"drgn: {d['error']}"}
+            out[t.address] = TruthVerdict("disagree" if t.reliable else "not-run", f"drgn: {d['error']}")
             continue
         pcs = [f["pc"] for f in d["frames"] if not f["inline"] and f["pc"] >= KERNEL_START]
-        if t.get("user_mode"):
+        if t.user_mode:
             pcs = []  # drgn shows the user frames of a task running in user mode: no kernel frames to compare
-        if t.get("running") and t["pid"] == 0 and not t.get("user_mode"):
-            out[t["task"]] = {"verdict": "not-run", "detail": "drgn matches a dump's registers to tasks by PID, and "
-                              "every idle task has PID 0: it cannot walk a running idle task"}
+        if t.running and t.pid == 0 and not t.user_mode:
+            out[t.address] = TruthVerdict("not-run", "drgn matches a dump's registers to tasks by PID, and every "
+                                                     "idle task has PID 0: it cannot walk a running idle task")
             continue
         res = _compare(_ours(t), pcs)
-        res["frames"] = [f"{f['name']}{' (inline)' if f['inline'] else ''}" for f in d["frames"]]
-        out[t["task"]] = res
+        res.evidence = {"frames": [f"{f['name']}{' (inline)' if f['inline'] else ''}" for f in d["frames"]]}
+        out[t.address] = res
     return out
 
 
@@ -138,11 +141,13 @@ CRASH_TASK = re.compile(r"^PID:\s*(\d+)\s+TASK:\s*([0-9a-f]+)\s+CPU:\s*(\d+)\s+C
 CRASH_FRAME = re.compile(r"^\s*#(\d+)\s+\[([0-9a-f]+)\]\s+(\S+)\s+at\s+([0-9a-f]+)")
 
 
-def crash_check(dump: Path, vmlinux: Path, tasks: list, timeout: float = 300) -> dict:
-    """`crash` on the same dump: `foreach bt`. Tasks crash does not list are `not-run` (with why)."""
+def crash_check(dump: Path, vmlinux: Path, tasks: List[Task],
+                timeout: float = 300) -> Tuple[Dict[int, TruthVerdict], Optional[Dict[str, Any]]]:
+    """`crash` on the same dump: `foreach bt`. Tasks crash does not list are `not-run` (with why). Returns the
+    verdicts and what crash printed (None when it is not installed)."""
     crash = shutil.which("crash")
     if not crash:
-        return {t["task"]: {"verdict": "not-run", "detail": "crash is not installed"} for t in tasks}
+        return {t.address: TruthVerdict("not-run", "crash is not installed") for t in tasks}, None
     with tempfile.NamedTemporaryFile("w", suffix=".crash", delete=False) as cmds:
         cmds.write("foreach bt\nquit\n")
     try:
@@ -150,11 +155,12 @@ def crash_check(dump: Path, vmlinux: Path, tasks: list, timeout: float = 300) ->
                            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     finally:
         os.unlink(cmds.name)
-    traces, cur = {}, None
+    traces: Dict[int, List[int]] = {}
+    cur = None
     for line in r.stdout.splitlines():
         m = CRASH_TASK.match(line)
         if m:
-            cur = m.group(2).lstrip("0")
+            cur = int(m.group(2), 16)
             traces[cur] = []
             continue
         m = CRASH_FRAME.match(line)
@@ -163,18 +169,17 @@ def crash_check(dump: Path, vmlinux: Path, tasks: list, timeout: float = 300) ->
     why = (r.stderr.strip().splitlines() or r.stdout.strip().splitlines() or ["no output"])[-1]
     out = {}
     for t in tasks:
-        key = t["task"][2:].lstrip("0")
-        if key not in traces:
-            out[t["task"]] = {"verdict": "not-run", "detail": f"crash lists no such task ({why})"}
+        if t.address not in traces:
+            out[t.address] = TruthVerdict("not-run", f"crash lists no such task ({why})")
             continue
-        pcs = [p for p in traces[key] if p >= KERNEL_START]
+        pcs = [p for p in traces[t.address] if p >= KERNEL_START]
         if not pcs:
-            out[t["task"]] = {"verdict": "not-run", "detail": "crash shows no kernel frames for it"}
+            out[t.address] = TruthVerdict("not-run", "crash shows no kernel frames for it")
             continue
         # crash attributes a return address right after a function's last call (to a noreturn function, e.g.
         # start_secondary -> cpu_startup_entry) to the next function and drops that frame: compare without
         # those frames, which drgn checks independently.
-        ours = [int(f["pc"], 16) for f in t["frames"] if int(f["pc"], 16) >= KERNEL_START and not f.get("call_at_end")]
-        out[t["task"]] = _compare(ours, pcs)
-    out["_raw"] = {"tasks_listed": len(traces), "stderr": r.stderr[-2000:], "stdout_head": r.stdout[:2000]}
-    return out
+        ours = [f.pc for f in t.frames if f.pc >= KERNEL_START and not f.call_at_end]
+        out[t.address] = _compare(ours, pcs)
+    raw = {"tasks_listed": len(traces), "stderr": r.stderr[-2000:], "stdout_head": r.stdout[:2000]}
+    return out, raw

@@ -10,8 +10,10 @@ rip (8 bytes each), eflags cs ss ds es fs gs (4 each), fs_base gs_base k_gs_base
 import socket
 import struct
 import time
+from typing import List, Optional
 
 from .errors import GuestError
+from .model import Registers
 
 G_SIZE = 608
 OFF = {"rax": 0, "rbx": 8, "rcx": 16, "rdx": 24, "rsi": 32, "rdi": 40, "rbp": 48, "rsp": 56, "rip": 128}
@@ -52,7 +54,7 @@ class GdbStub:
                     raise GdbError(f"cannot connect to the gdbstub at {path}") from None
                 time.sleep(0.05)
         self.buf = b""
-        self.threads = None
+        self.threads: Optional[List[str]] = None
 
     def close(self):
         try:
@@ -90,9 +92,9 @@ class GdbStub:
                 continue
             return reply
 
-    def vcpu_threads(self) -> list:
+    def vcpu_threads(self) -> List[str]:
         if self.threads is None:
-            ids = []
+            ids: List[str] = []
             reply = self.request("qfThreadInfo")
             while reply.startswith("m"):
                 ids += [t for t in reply[1:].split(",") if t]
@@ -102,7 +104,7 @@ class GdbStub:
             self.threads = ids
         return self.threads
 
-    def registers(self) -> list:
+    def registers(self) -> List[Registers]:
         """Every vCPU's registers, in vCPU order. The VM must be stopped."""
         out = []
         for cpu, tid in enumerate(self.vcpu_threads()):
@@ -110,5 +112,5 @@ class GdbStub:
                 raise GdbError(f"gdbstub refused Hg{tid}")
             regs = parse_g(self.request("g"))
             regs["cpu"] = cpu
-            out.append(regs)
+            out.append(Registers.from_json(regs))
         return out

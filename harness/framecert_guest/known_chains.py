@@ -8,68 +8,82 @@ planted bug's kthread asleep in its chain cannot pass: the frame-pointer trace s
 the chain. A violation is a false reliable.
 """
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Dict, List, Optional
+
+from .model import Accounting, Task, TruthVerdict, WalkReport
 
 
-def load(guest_dir: Path) -> dict:
-    """comm -> {"chain": [...outermost first, down to the sleeping function], "verdict": ..., "sleeps_in": [...]}"""
+@dataclass
+class KnownChain:
+    """A kthread's true chain, outermost first down to the function it naps in; `sleeps_in`: the kernel's
+    frames below that while it sleeps (innermost last)."""
+    chain: List[str]
+    verdict: str
+    sleeps_in: List[str] = field(default_factory=list)
+    function: Optional[str] = None  # the regression variant's function
+
+
+def load(guest_dir: Path) -> Dict[str, KnownChain]:
+    """comm -> its known chain, from expected-chains.json (fctest) and regress-expected.json (fcregress)."""
     out = {}
     fctest = json.loads((Path(guest_dir) / "expected-chains.json").read_text())["kthreads"]
     for comm, e in fctest.items():
-        out[comm] = {"chain": e["chain"], "verdict": e["verdict"], "sleeps_in": e.get("sleeps_in", [])}
+        out[comm] = KnownChain(e["chain"], e["verdict"], e.get("sleeps_in", []))
     regress = Path(guest_dir) / "regress-expected.json"
     if regress.is_file():
         r = json.loads(regress.read_text())
         for comm, e in r["kthreads"].items():
-            out[comm] = {"chain": e["chain"], "verdict": e["verdict"], "sleeps_in": r["sleeps_in"],
-                         "function": e["function"]}
+            out[comm] = KnownChain(e["chain"], e["verdict"], r["sleeps_in"], e["function"])
     return out
 
 
-def outermost_first(task) -> list:
-    return [f.get("symbol") for f in reversed(task["frames"])]
+def outermost_first(task: Task) -> List[Optional[str]]:
+    return task.outermost_first()
 
 
-def violation(task: dict, truth: dict):
+def violation(task: Task, truth: Optional[KnownChain]) -> Optional[str]:
     """Why this reliable trace cannot be right, or None."""
-    if not task["reliable"] or truth is None:
+    if not task.reliable or truth is None:
         return None
     trace = outermost_first(task)
-    chain = truth["chain"]
+    chain = truth.chain
     deepest = max((j for j, f in enumerate(chain) if f in trace), default=-1)
     if deepest >= 0 and trace[:deepest + 1] != chain[:deepest + 1]:
         return f"reliable trace {trace} skips frames of the true chain {chain}"
     return None
 
 
-def judge(task: dict, truth: dict) -> dict:
-    """The known chain's verdict on a reliable trace: {"verdict", "detail", "full"}. `full`: the kthread was
-    asleep in its nap, so the whole trace is known — its chain then the kernel's sleeping frames — and must
-    equal it frame for frame (kernel frames included); otherwise only the module part is checked."""
+def judge(task: Task, truth: KnownChain) -> TruthVerdict:
+    """The known chain's verdict on a reliable trace. `full`: the kthread was asleep in its nap, so the whole
+    trace is known — its chain then the kernel's sleeping frames — and must equal it frame for frame (kernel
+    frames included); otherwise only the module part is checked."""
     why = violation(task, truth)
     if why:
-        return {"verdict": "disagree", "detail": why, "full": False}
+        return TruthVerdict("disagree", why, full=False)
     trace = outermost_first(task)
-    whole = truth["chain"] + truth.get("sleeps_in", [])
-    if task["reliable"] and truth.get("sleeps_in") and trace and trace[-1] == whole[-1] and truth["chain"][-1] in trace:
+    whole = truth.chain + truth.sleeps_in
+    if task.reliable and truth.sleeps_in and trace and trace[-1] == whole[-1] and truth.chain[-1] in trace:
         if trace != whole:
-            return {"verdict": "disagree", "detail": f"reliable trace {trace} is not the whole known chain {whole}",
-                    "full": True}
-        return {"verdict": "agree", "detail": f"the whole chain, {len(whole)} frames", "full": True}
-    return {"verdict": "agree", "detail": "the module part of the chain only", "full": False}
+            return TruthVerdict("disagree", f"reliable trace {trace} is not the whole known chain {whole}", full=True)
+        return TruthVerdict("agree", f"the whole chain, {len(whole)} frames", full=True)
+    return TruthVerdict("agree", "the module part of the chain only", full=False)
 
 
-def check(report: dict, truths: dict) -> int:
+def check(report: WalkReport, truths: Dict[str, KnownChain]) -> int:
     """Marks every task whose reliable trace contradicts the ground truth (`truth_violation`, and
     `false_reliable`); returns how many were newly marked."""
     marked = 0
-    for t in report["tasks"]:
-        why = violation(t, truths.get(t["comm"])) if t.get("kthread", True) else None
+    for t in report.tasks:
+        why = violation(t, truths.get(t.comm)) if t.kthread else None
         if why:
-            t["truth_violation"] = why
-            if not t.get("false_reliable"):
-                t["false_reliable"] = True
+            t.truth_violation = why
+            if not t.false_reliable:
+                t.false_reliable = True
                 marked += 1
     if marked:
-        report["summary"]["false_reliable"] = report["summary"].get("false_reliable", 0) + marked
+        if report.summary.accounting is None:
+            report.summary.accounting = Accounting()
+        report.summary.accounting.false_reliable += marked
     return marked

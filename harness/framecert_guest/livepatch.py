@@ -14,8 +14,10 @@ switched yet.
 """
 import time
 
-from . import known_chains, patch_check, walk
+from . import known_chains, patch_check
 from .errors import GuestError
+from .report import finish_report
+from .walk import WalkSession
 
 PATCH = "fcpatch"
 PATCHED_FUNCTIONS = ["fc_block_wait", "fc_noframe_caller"]
@@ -27,18 +29,18 @@ def compare(guest, functions, settle: float = 1.0, cfi: bool = False) -> dict:
     time.sleep(max(settle, 1.5))  # every fctest sleeper finishes its 1 s nap and starts a long one
     guest.command(f"insmod /lib/modules/{PATCH}.ko")
     t_loaded = time.monotonic()
-    with walk.WalkSession(guest, cfi=cfi) as session:  # after the insmod: fcpatch's own code has metadata too
+    with WalkSession(guest, cfi=cfi) as session:  # after the insmod: fcpatch's own code has metadata too
         patch_check.check_functions_known(session, functions)
         report = session.walk()
         frozen_after_s = time.monotonic() - t_loaded
     truths = known_chains.load(guest.guest_dir)
-    walk.finish_report(report, chains=truths)
-    decisions = [patch_check.decide(t, functions) for t in report["tasks"]]
+    finish_report(report, chains=truths)
+    decisions = [patch_check.decide(t, functions) for t in report.tasks]
     transition = guest.command(f"cat /sys/kernel/livepatch/{PATCH}/transition").strip().splitlines()
     cats = patch_check.compare_with_kernel(decisions)
     for d in cats["kernel-switched-framecert-blocked"]:
         truth = truths.get(d["comm"])
-        d["kernel_unsafe"] = bool(truth and set(truth["chain"]) & set(functions))
+        d["kernel_unsafe"] = bool(truth and set(truth.chain) & set(functions))
     states = {d["patch_state"] for d in decisions}
     if states <= {None, patch_check.KLP_UNDEFINED}:
         raise GuestError("no livepatch transition was in progress at the freeze (patch_state -1 everywhere): "
@@ -46,7 +48,7 @@ def compare(guest, functions, settle: float = 1.0, cfi: bool = False) -> dict:
     return {"functions": sorted(functions), "tasks": decisions, "summary": patch_check.summarize(decisions),
             "rounds": [{"round": 0, "tasks": len(decisions),
                         "blocked": sum(1 for d in decisions if d["decision"] != "may-switch")}],
-            "walk_summary": report["summary"], "truth": patch_check.truth_over([report["summary"]]),
+            "walk_summary": report.summary.to_json(), "truth": patch_check.truth_over([report.summary]),
             "kernel_compare": {
                 "frozen_after_insmod_s": round(frozen_after_s, 2),
                 "transition_after_walk": transition[-1] if transition else None,
@@ -74,4 +76,3 @@ def format_comparison(result: dict) -> str:
         lines.append(f"  UNSAFE kernel switches (a patched function is on the task's true chain): "
                      f"{', '.join(kc['kernel_unsafe'])}")
     return "\n".join(lines)
-

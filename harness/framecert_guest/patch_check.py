@@ -15,44 +15,47 @@ ignored): where it says may-switch and framecert says blocked-unreliable, a kern
 walk would switch a task that may still be in old code.
 """
 import time
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from . import walk
 from .errors import GuestError
+from .model import Frame, Task, WalkSummary
+from .report import finish_report
 
 KLP_UNDEFINED, KLP_UNPATCHED, KLP_PATCHED = -1, 0, 1
 
 
-def _rule(task) -> str:
-    if task.get("idle"):
+def _rule(task: Task) -> str:
+    if task.idle:
         return "idle"
-    return "running" if task.get("running") else "sleeping"
+    return "running" if task.running else "sleeping"
 
 
-def _first_on_stack(frames, functions):
+def _first_on_stack(frames: List[Frame], functions) -> Tuple[Optional[str], Optional[int]]:
     for i, f in enumerate(frames):
-        if f.get("symbol") in functions:
-            return f["symbol"], i
+        if f.symbol in functions:
+            return f.symbol, i
     return None, None
 
 
-def decide(task: dict, functions) -> dict:
+def decide(task: Task, functions: Iterable[str]) -> dict:
     """One task of a walk report -> its decision record (the contract's fields plus rule and fp_only)."""
     functions = set(functions)
-    func, frame = _first_on_stack(task["frames"], functions)
+    func, frame = _first_on_stack(task.frames, functions)
     fp_only = "blocked-on-stack" if func else "may-switch"
-    out = {"pid": task["pid"], "tgid": task["tgid"], "ppid": task.get("ppid"), "comm": task["comm"],
+    shadow = task.truths.get("shadow")
+    out = {"pid": task.pid, "tgid": task.tgid, "ppid": task.ppid, "comm": task.comm,
            "rule": _rule(task),
            "function": None, "frame": None, "reason": None, "fp_only": fp_only,
-           "patch_state": task.get("patch_state"),
+           "patch_state": task.patch_state,
            # The independent truth on the trace the decision stands on (truth.py), when one ran.
-           "truth": task.get("truths", {}).get("shadow", {}).get("verdict", "not-run"),
-           "false_reliable": bool(task.get("false_reliable"))}
-    if task.get("user_mode"):
+           "truth": shadow.verdict if shadow else "not-run",
+           "false_reliable": task.false_reliable}
+    if task.user_mode:
         # Stopped in user space: no kernel function can be on its kernel stack (only the user pt_regs are).
         out["decision"] = "may-switch"
         out["rule"] = "user-mode"
-    elif not task["reliable"]:
-        out.update(decision="blocked-unreliable", reason=task["reason"], frame=task["reason_frame"])
+    elif not task.reliable:
+        out.update(decision="blocked-unreliable", reason=task.reason, frame=task.reason_frame)
     elif func:
         out.update(decision="blocked-on-stack", function=func, frame=frame)
     else:
@@ -61,8 +64,8 @@ def decide(task: dict, functions) -> dict:
 
 
 def summarize(decisions) -> dict:
-    s = {"tasks": len(decisions), "may_switch": 0, "blocked_on_stack": 0, "blocked_unreliable": 0,
-         "by_reason": {}, "by_function": {}, "by_rule": {}}
+    s: Dict[str, Any] = {"tasks": len(decisions), "may_switch": 0, "blocked_on_stack": 0, "blocked_unreliable": 0,
+                         "by_reason": {}, "by_function": {}, "by_rule": {}}
     for d in decisions:
         s[d["decision"].replace("-", "_")] += 1
         s["by_rule"][d["rule"]] = s["by_rule"].get(d["rule"], 0) + 1
@@ -90,13 +93,17 @@ def run_rounds(session, functions, retries: int = 0, interval: float = 1.0, prog
     every task may switch or the retries run out. A task that may switch once counts as switched from then
     on (the kernel does not check it again); a task first seen in a later round starts in its parent's state,
     as klp_copy_process() makes a child inherit it: switched if the parent was, decided by its stack if not."""
-    switched, rounds, last, seen, truth_rounds = {}, [], None, set(), []
+    switched: dict = {}
+    rounds: List[dict] = []
+    seen: set = set()
+    truth_rounds: List[WalkSummary] = []
+    last = None
     for attempt in range(retries + 1):
         if attempt:
             time.sleep(interval)
-        report = walk.finish_report(session.walk(), chains=chains)
-        truth_rounds.append(report["summary"])
-        decisions = [decide(t, functions) for t in report["tasks"]]
+        report = finish_report(session.walk(), chains=chains)
+        truth_rounds.append(report.summary)
+        decisions = [decide(t, functions) for t in report.tasks]
         for d in decisions:
             key = d["pid"] or (0, d["comm"])  # the idle tasks all have pid 0
             if key not in switched and attempt and key not in seen and d.get("ppid") in switched:
@@ -110,25 +117,27 @@ def run_rounds(session, functions, retries: int = 0, interval: float = 1.0, prog
         blocked = [d for d in decisions if d["decision"] != "may-switch"]
         rounds.append({"round": attempt, "tasks": len(decisions), "blocked": len(blocked),
                        "blocked_tasks": [f"{d['pid']}:{d['comm']}" for d in blocked],
-                       "freeze_to_verdict_ms": report["summary"].get("freeze_to_verdict_ms")})
+                       "freeze_to_verdict_ms": report.summary.freeze_to_verdict_ms})
         if progress:
             progress(attempt, len(decisions), len(blocked))
         last = (report, decisions)
         if not blocked:
             break
+    assert last is not None  # retries >= 0: one freeze at least
     report, decisions = last
     return {"functions": sorted(functions), "tasks": decisions, "summary": summarize(decisions),
-            "rounds": rounds, "walk_summary": report["summary"], "truth": truth_over(truth_rounds)}
+            "rounds": rounds, "walk_summary": report.summary.to_json(), "truth": truth_over(truth_rounds)}
 
 
-def truth_over(summaries: list) -> dict:
+def truth_over(summaries: List[WalkSummary]) -> dict:
     """The truth accounting of every freeze of a patch-check (each decided from its own walk)."""
-    out = {"walks": len(summaries), "false_reliable": 0, "reliable": 0, "reliable_checked": 0}
+    out: Dict[str, Any] = {"walks": len(summaries), "false_reliable": 0, "reliable": 0, "reliable_checked": 0}
     for s in summaries:
-        for k in ("false_reliable", "reliable", "reliable_checked"):
-            out[k] += s.get(k) or 0
+        out["false_reliable"] += s.false_reliable
+        out["reliable"] += s.reliable
+        out["reliable_checked"] += s.accounting.reliable_checked if s.accounting else 0
     out["truth_coverage"] = round(out["reliable_checked"] / out["reliable"], 4) if out["reliable"] else None
-    out["oracle"] = summaries[-1].get("oracle", "none") if summaries else "none"
+    out["oracle"] = (summaries[-1].oracle or "none") if summaries else "none"
     return out
 
 
@@ -143,8 +152,8 @@ def format_truth(t: dict) -> str:
 def compare_with_kernel(decisions) -> dict:
     """framecert's decisions beside the kernel's task_struct.patch_state read from the same frozen memory
     during a patching transition (KLP_PATCHED: the kernel switched the task; KLP_UNPATCHED: not yet)."""
-    cats = {"agree-switched": [], "agree-blocked": [], "kernel-switched-framecert-blocked": [],
-            "framecert-may-switch-kernel-not-yet": [], "no-transition": []}
+    cats: Dict[str, List[dict]] = {"agree-switched": [], "agree-blocked": [], "kernel-switched-framecert-blocked": [],
+                                   "framecert-may-switch-kernel-not-yet": [], "no-transition": []}
     for d in decisions:
         ps = d.get("patch_state")
         if ps is None or ps == KLP_UNDEFINED:

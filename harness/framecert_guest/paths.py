@@ -1,6 +1,8 @@
-"""Where the guest's inputs live in the repository, and where builds are cached."""
+"""Where the guest's inputs live in the repository, where builds are cached, and the framecert binary."""
 import os
 from pathlib import Path
+
+from .errors import GuestError
 
 REPO = Path(__file__).resolve().parents[2]
 GUEST_SRC = REPO / "guest"
@@ -22,3 +24,14 @@ def cache_root() -> Path:
     """${XDG_CACHE_HOME:-$HOME/.cache}/framecert, as the XDG spec says (an empty variable counts as unset)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "framecert"
+
+
+# The framecert binary the harness runs (validator, guest walker, CFI oracle, metadata cache).
+FRAMECERT_BIN = Path(os.environ.get("FRAMECERT_BIN", REPO / "build" / "harness" / "cli" / "framecert"))
+
+
+def framecert_bin() -> Path:
+    """FRAMECERT_BIN, or a GuestError saying how to build it."""
+    if not FRAMECERT_BIN.is_file():
+        raise GuestError(f"{FRAMECERT_BIN} not built (cmake -S . -B build -G Ninja && ninja -C build)")
+    return FRAMECERT_BIN

@@ -28,9 +28,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Dict, Optional, Set
 
-from .build import load_manifest
 from .errors import GuestError
+from .guest_dir import load_manifest
 from .procs import die_with_parent, end_process_group
 from .shadow import plugin_path as shadow_plugin_path
 from .qmp import QmpClient
@@ -50,7 +51,7 @@ FW_CFG_FILES = "/sys/firmware/qemu_fw_cfg/by_name/opt/framecert"
 MAX_SMP = 8          # the guest kernel's CONFIG_NR_CPUS
 MAX_MEM_MB = 2048    # above this, part of RAM moves above 4 GiB and file offsets stop matching addresses
 
-_live = set()  # started, not yet stopped: what atexit and the signal handlers must clean up
+_live: Set["Guest"] = set()  # started, not yet stopped: what atexit and the signal handlers must clean up
 
 
 class GuestPanic(GuestError):
@@ -59,7 +60,7 @@ class GuestPanic(GuestError):
 
 class Guest:
     def __init__(self, guest_dir, smp: int = 2, mem_mb: int = 512, cmdline_extra: str = "", qemu: str = QEMU,
-                 files: dict = None, shadow: bool = False):
+                 files: Optional[dict] = None, shadow: bool = False):
         """files: {name: host path} handed to the guest through fw_cfg, readable there (e.g. a livepatch
         module to insmod) as FW_CFG_FILES/<name>/raw; see guest_file().
         shadow: load the shadow-stack plugin (shadow.py), the ground truth of every kernel stack, from boot on."""
@@ -71,44 +72,51 @@ class Guest:
         self.manifest = load_manifest(self.guest_dir)
         self.smp, self.mem_mb, self.qemu = smp, mem_mb, qemu
         self.cmdline = f"{CMDLINE} {cmdline_extra}".strip()
-        self.files = {}
+        self.files: Dict[str, Path] = {}
         for name, path in (files or {}).items():
             if not re.fullmatch(r"[\w.-]+", name) or not Path(path).is_file():
                 raise GuestError(f"cannot hand {path!r} to the guest as {name!r} (a plain name and a file, please)")
             self.files[name] = Path(path).resolve()
         self.shadow_plugin = shadow_plugin_path() if shadow else None
-        self.proc = None
-        self.run_dir = self.ram_path = None
-        self._qmp = None
-        self._cmd_sock = None
-        self.started_at = self.ready_at = None
+        self.proc: Optional[subprocess.Popen] = None
+        self.run_dir: Optional[Path] = None   # set by start()
+        self.ram_path: Optional[Path] = None  # set by start()
+        self._qmp: Optional[QmpClient] = None
+        self._cmd_sock: Optional[socket.socket] = None
+        self.started_at: Optional[float] = None
+        self.ready_at: Optional[float] = None
 
     # ---- paths inside the run directory ----
+    def _in_run_dir(self, name: str) -> Path:
+        if self.run_dir is None:
+            raise GuestError("guest not started")
+        return self.run_dir / name
+
     @property
     def serial_log(self) -> Path:
-        return self.run_dir / "serial.log"
+        return self._in_run_dir("serial.log")
 
     @property
     def qmp_socket(self) -> Path:
-        return self.run_dir / "qmp.sock"
+        return self._in_run_dir("qmp.sock")
 
     @property
     def gdb_socket(self) -> Path:
-        return self.run_dir / "gdb.sock"
+        return self._in_run_dir("gdb.sock")
 
     @property
     def cmd_socket(self) -> Path:
-        return self.run_dir / "cmd.sock"
+        return self._in_run_dir("cmd.sock")
 
     @property
-    def shadow_socket(self):
+    def shadow_socket(self) -> Optional[Path]:
         """The shadow-stack plugin's socket, or None when the guest runs without it."""
-        return self.run_dir / "shadow.sock" if self.shadow_plugin else None
+        return self._in_run_dir("shadow.sock") if self.shadow_plugin else None
 
     @property
     def attach_qmp_socket(self) -> Path:
         """A second QMP monitor, for another framecert-guest process attaching to this guest (attach.py)."""
-        return self.run_dir / "qmp-attach.sock"
+        return self._in_run_dir("qmp-attach.sock")
 
     def qemu_args(self) -> list:
         d, mem = self.guest_dir, f"{self.mem_mb}M"
@@ -160,12 +168,14 @@ class Guest:
 
     def check_alive(self):
         """Raises GuestPanic / GuestError if QEMU has exited."""
+        if self.proc is None:
+            raise GuestError("guest not started")
         if self.proc.poll() is None:
             return
         panic = PANIC.search(self.serial_text())
         if panic:
             raise GuestPanic(f"guest kernel panicked: {panic.group(0).strip()}")
-        out = (self.run_dir / "qemu.out").read_text(errors="replace").strip().splitlines()
+        out = self._in_run_dir("qemu.out").read_text(errors="replace").strip().splitlines()
         raise GuestError(f"QEMU exited with status {self.proc.returncode}"
                          + (f": {out[-1]}" if out else f"; last console line: {self.last_console_line()!r}"))
 
@@ -182,7 +192,7 @@ class Guest:
                 raise GuestPanic(f"guest kernel panicked: {panic.group(0).strip()}")
             if READY_MARKER in text:
                 self.ready_at = time.monotonic()
-                return self.ready_at - self.started_at
+                return self.ready_at - (self.started_at or self.ready_at)
             self.check_alive()
             if time.monotonic() > deadline:
                 raise GuestError(f"guest not ready after {timeout:.0f} s; last console line: "
@@ -233,7 +243,7 @@ class Guest:
             return ""
 
     def last_console_line(self) -> str:
-        lines = [l for l in self.serial_text().splitlines() if l.strip()]
+        lines = [ln for ln in self.serial_text().splitlines() if ln.strip()]
         return lines[-1] if lines else ""
 
     def command(self, line: str, timeout: float = 60) -> str:

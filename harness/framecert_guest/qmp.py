@@ -7,6 +7,7 @@ other command. Each command gets {"return": ...} or {"error": {"class", "desc"}}
 import json
 import socket
 import time
+from typing import List, Optional
 
 from .errors import GuestError
 
@@ -21,8 +22,8 @@ class QmpClient:
         self._sock.settimeout(timeout)
         self._buf = b""
         self._next_id = 0
-        self.events = []
-        self.greeting = None
+        self.events: List[dict] = []
+        self.greeting: Optional[dict] = None
 
     @classmethod
     def connect(cls, path: str, timeout: float = 30.0) -> "QmpClient":
@@ -49,7 +50,7 @@ class QmpClient:
         self.greeting = greeting["QMP"]
         self.execute("qmp_capabilities")
 
-    def execute(self, command: str, arguments: dict = None):
+    def execute(self, command: str, arguments: Optional[dict] = None):
         """Runs one command and returns its "return" value; raises QmpError on an "error" reply."""
         self._next_id += 1
         msg = {"execute": command, "id": self._next_id}

@@ -1,6 +1,7 @@
 """The stress run as one self-contained HTML page: the totals, a grid of tasks x rounds coloured by verdict,
 and every unreliable or disagreeing stack in full (identical stacks of one task grouped over rounds)."""
 import html
+from typing import Dict, List, Tuple
 
 _COLOURS = ["#f0a030", "#d0c020", "#50a0e0", "#a070d0", "#e070b0", "#70c0c0", "#c08050", "#8090a0"]
 _RELIABLE, _FALSE, _ABSENT, _ERROR = "#3c9a4c", "#e01010", "#eeeeee", "#606060"
@@ -35,8 +36,8 @@ def render(report: dict, title: str = "framecert stress run") -> str:
             ("by reason", ", ".join(f"{k} {v}" for k, v in s["by_reason"].items()) or "none"),
             ("running tasks (unwound / reliable)", f"{s['running_tasks']} ({s['running_unwound']} / "
                                                    f"{s['running_reliable']})"),
-            ("freeze → verdict (median / max ms)", f"{s['freeze_to_verdict_ms']['median']} / "
-                                                    f"{s['freeze_to_verdict_ms']['max']}"),
+            ("freeze → verdict (median / max ms)",
+             f"{s['freeze_to_verdict_ms']['median']} / {s['freeze_to_verdict_ms']['max']}"),
             ("false reliable", f"<span class='{'bad' if fr else ''}'>{fr}</span>"),
             ("harness errors", s["harness_errors"])]
     out += [f"<tr><td>{e(k)}</td><td>{v if k == 'false reliable' else e(str(v))}</td></tr>" for k, v in rows]
@@ -60,7 +61,7 @@ def render(report: dict, title: str = "framecert stress run") -> str:
         out.append("<h2>Harness errors</h2><ul>" + "".join(
             f"<li>round {r['round']}: {e(r['harness_error'])}</li>" for r in errors) + "</ul>")
     out.append("<h2>Unreliable and disagreeing stacks</h2>")
-    groups = {}
+    groups: Dict[tuple, Tuple[dict, List[int]]] = {}
     for r in rounds:
         for key, st in r["stacks"].items():
             sig = (key, st["reason"], tuple(st["frames"]), str(st.get("truth_violation")))

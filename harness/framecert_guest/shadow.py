@@ -19,16 +19,20 @@ each task's trace with it:
   and stale entries of the stack's previous owner (no truth); a task running in user mode must have no
   entry at all on its kernel stack.
 """
+import bisect
 import os
 import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Dict, List, Optional, Tuple
 
 from .errors import GuestError
+from .model import Frame, Registers, Task, TruthVerdict
 from .paths import REPO
 
-PLUGIN = Path(os.environ.get("FRAMECERT_SHADOW_PLUGIN", REPO / "build" / "harness" / "shadow" / "libframecert_shadow.so"))
+PLUGIN = Path(os.environ.get("FRAMECERT_SHADOW_PLUGIN",
+                             REPO / "build" / "harness" / "shadow" / "libframecert_shadow.so"))
 PROTOCOL_HEADER = "framecert-shadow 1"
 IDLE_MARKER_FUNCTION = "secondary_startup_64"
 
@@ -41,12 +45,11 @@ def plugin_path() -> Path:
 
 @dataclass
 class Snapshot:
-    entries: list = field(default_factory=list)  # (slot, return address), slot ascending
-    stats: dict = field(default_factory=dict)
+    entries: List[Tuple[int, int]] = field(default_factory=list)  # (slot, return address), slot ascending
+    stats: Dict[str, int] = field(default_factory=dict)
 
-    def between(self, low: int, high: int) -> list:
+    def between(self, low: int, high: int) -> List[Tuple[int, int]]:
         """Entries with low <= slot < high, innermost (lowest slot) first."""
-        import bisect
         i = bisect.bisect_left(self.entries, (low, -1))
         out = []
         while i < len(self.entries) and self.entries[i][0] < high:
@@ -114,76 +117,67 @@ class ShadowClient:
         self.sock.close()
 
 
-def _hex(v) -> int:
-    return int(v, 16) if isinstance(v, str) else int(v)
-
-
-def _name(frame) -> str:
-    return f"{frame['symbol']}+{frame['offset']:#x}" if frame.get("symbol") else frame["pc"]
-
-
-def task_floor(task: dict, registers: list):
+def task_floor(task: Task, registers: List[Registers]) -> Optional[int]:
     """The lowest stack address that is the task's own: rsp on its vCPU, thread.sp when asleep."""
-    if task.get("running"):
+    if task.running:
         for r in registers or []:
-            if r["cpu"] == task.get("vcpu"):
-                return _hex(r["rsp"])
+            if r.cpu == task.vcpu:
+                return r.rsp
         return None
-    return _hex(task["thread_sp"]) if task.get("thread_sp") else None
+    return task.thread_sp or None
 
 
-def judge(task: dict, snap: Snapshot, registers: list, thread_size: int) -> dict:
-    """The shadow's verdict on one task's trace: {"verdict": "agree" | "disagree" | "no-truth", "detail"}.
-    Judged for every task; a disagreement matters (a false reliable) only where framecert said reliable."""
-    low = _hex(task["stack"])
+def judge(task: Task, snap: Snapshot, registers: List[Registers], thread_size: int) -> TruthVerdict:
+    """The shadow's verdict on one task's trace. Judged for every task; a disagreement matters (a false
+    reliable) only where framecert said reliable."""
+    low = task.stack
     if not low:
-        return {"verdict": "no-truth", "detail": "the task has no stack (exited)"}
+        return TruthVerdict("no-truth", "the task has no stack (exited)")
     high = low + thread_size
-    if task.get("user_mode"):
+    if task.user_mode:
         left = snap.between(low, high)
         if left:
-            return {"verdict": "disagree", "detail": f"running in user mode, yet {len(left)} un-returned kernel "
-                                                      f"calls on its stack (innermost {left[0][1]:#x})"}
-        return {"verdict": "agree", "detail": "user mode: no un-returned kernel calls"}
-    if task.get("note") == "has not run yet":
-        return {"verdict": "no-truth", "detail": "never ran: its stack holds only its fork frame and the previous "
-                                                 "owner's stale entries, which the shadow cannot tell apart"}
+            return TruthVerdict("disagree", f"running in user mode, yet {len(left)} un-returned kernel calls on its "
+                                            f"stack (innermost {left[0][1]:#x})")
+        return TruthVerdict("agree", "user mode: no un-returned kernel calls")
+    if task.note == "has not run yet":
+        return TruthVerdict("no-truth", "never ran: its stack holds only its fork frame and the previous owner's "
+                                        "stale entries, which the shadow cannot tell apart")
     floor = task_floor(task, registers)
     if floor is None:
-        return {"verdict": "no-truth", "detail": "no stack pointer for the task"}
-    frames = task["frames"]
-    ours = frames[1:] if task.get("running") else frames
-    if task.get("idle") and ours and (ours[-1].get("symbol") or "").startswith(IDLE_MARKER_FUNCTION):
+        return TruthVerdict("no-truth", "no stack pointer for the task")
+    frames = task.frames
+    ours = frames[1:] if task.running else frames
+    if task.idle and ours and (ours[-1].symbol or "").startswith(IDLE_MARKER_FUNCTION):
         marker = ours[-1]
         ours = ours[:-1]
-        slot = _hex(marker["sp"]) - 8
+        slot = marker.sp - 8
         if any(s == slot for s, _ in snap.between(slot, slot + 8)):
-            return {"verdict": "disagree", "detail": f"the idle marker's slot {slot:#x} holds a call's return address"}
+            return TruthVerdict("disagree", f"the idle marker's slot {slot:#x} holds a call's return address")
     truth = snap.between(floor, high)
-    claimed = [(_hex(f["sp"]) - 8, _hex(f["pc"])) for f in ours]
+    claimed = [(f.sp - 8, f.pc) for f in ours]
     verdict = _compare(ours, claimed, truth)
-    if verdict["verdict"] == "disagree":
+    if verdict.verdict == "disagree":
         # The evidence, for whoever reads the report: the CPU's un-returned calls on this stack, stale ones
         # (below the stack pointer) included, innermost first.
-        verdict["floor"] = hex(floor)
-        verdict["shadow"] = [[hex(slot), hex(ret)] for slot, ret in snap.between(low, high)]
+        verdict.evidence = {"floor": hex(floor),
+                            "shadow": [[hex(slot), hex(ret)] for slot, ret in snap.between(low, high)]}
     return verdict
 
 
-def _compare(ours: list, claimed: list, truth: list) -> dict:
+def _compare(ours: List[Frame], claimed: List[Tuple[int, int]], truth: List[Tuple[int, int]]) -> TruthVerdict:
     for i, (c, t) in enumerate(zip(claimed, truth)):
         if c != t:
-            return {"verdict": "disagree",
-                    "detail": f"return frame {i} ({_name(ours[i])}): trace has {c[1]:#x} at slot {c[0]:#x}, the "
-                              f"CPU's un-returned call there is {t[1]:#x} at slot {t[0]:#x}"}
+            return TruthVerdict("disagree", f"return frame {i} ({ours[i].name()}): trace has {c[1]:#x} at slot "
+                                            f"{c[0]:#x}, the CPU's un-returned call there is {t[1]:#x} at slot "
+                                            f"{t[0]:#x}")
     if len(claimed) < len(truth):
         missing = truth[len(claimed)]
-        return {"verdict": "disagree",
-                "detail": f"the trace stops after {len(claimed)} return frames; the CPU has {len(truth)} un-returned "
-                          f"calls (next: {missing[1]:#x} at slot {missing[0]:#x})"}
+        return TruthVerdict("disagree", f"the trace stops after {len(claimed)} return frames; the CPU has "
+                                        f"{len(truth)} un-returned calls (next: {missing[1]:#x} at slot "
+                                        f"{missing[0]:#x})")
     if len(claimed) > len(truth):
         extra = ours[len(truth)]
-        return {"verdict": "disagree",
-                "detail": f"the trace has {len(claimed)} return frames, the CPU only {len(truth)} un-returned calls "
-                          f"(no call made {_name(extra)})"}
-    return {"verdict": "agree", "detail": f"{len(truth)} return addresses, slot for slot"}
+        return TruthVerdict("disagree", f"the trace has {len(claimed)} return frames, the CPU only {len(truth)} "
+                                        f"un-returned calls (no call made {extra.name()})")
+    return TruthVerdict("agree", f"{len(truth)} return addresses, slot for slot")

@@ -4,15 +4,20 @@ cross-checked each time.
 Round r's freeze moment comes from Random(f"{seed}:{r}") alone, so a round is reproducible whichever shard or
 job runs it. Per round: tasks walked, reliable / unreliable by reason, running tasks unwound, false reliables
 (reliable traces an independent truth contradicts: the emulator's shadow call stacks with --oracle shadow,
-the guest's known chains; truth.py), how many reliable verdicts a truth checked, and harness errors. Reports merge (merge()) when rounds were spread over jobs or machines.
+the guest's known chains; truth.py), how many reliable verdicts a truth checked, and harness errors. Reports
+merge (merge()) when rounds were spread over jobs or machines.
 """
 import random
 import statistics
 import sys
 import time
+from typing import Dict, List, Optional
 
-from . import known_chains, qemu, walk
+from . import known_chains, qemu
 from .errors import GuestError
+from .model import WalkReport
+from .report import finish_report
+from .walk import WalkSession
 
 # Extra load started in the guest before the first round, one command each (the boot workload always runs:
 # guest/initramfs/init). Each line runs in the background in the guest and lasts until the guest stops.
@@ -49,7 +54,7 @@ TRACERS = {
                   f"echo 'r:fc_r4 fc_level3' >> {TRACING}/kprobe_events",
                   f"echo 1 > {TRACING}/events/kprobes/enable"],
 }
-WORKLOADS = {"boot": [], "storm": STORM, **{name: STORM for name in TRACERS}}
+WORKLOADS: Dict[str, List[str]] = {"boot": [], "storm": STORM, **{name: STORM for name in TRACERS}}
 
 
 def setup_commands(workload: str) -> list:
@@ -75,44 +80,44 @@ def select_rounds(rounds: int, shard=(1, 1), job=(0, 1)) -> list:
     return mine[k::jobs]
 
 
-def _task_key(t) -> str:
-    return f"{t['pid']}:{t['comm']}"
-
-
-def round_record(rnd: int, delay: float, report: dict) -> dict:
+def round_record(rnd: int, delay: float, report: WalkReport) -> dict:
     """The per-round part of the report: totals, every task's verdict, and the full stack of every task that
     is unreliable or disagrees with a cross-check."""
-    tasks = report["tasks"]
-    s = report["summary"]
-    running = [t for t in tasks if t["running"]]
-    verdicts, stacks = {}, {}
+    tasks = report.tasks
+    s = report.summary
+    a = s.accounting
+    running = [t for t in tasks if t.running]
+    verdicts: Dict[str, str] = {}
+    stacks: Dict[str, dict] = {}
     for t in tasks:
-        key = _task_key(t)
-        if t.get("false_reliable"):
+        key = t.key
+        if t.false_reliable:
             verdicts[key] = "FALSE-RELIABLE"
         else:
-            verdicts[key] = "reliable" if t["reliable"] else t["reason"]
-        disagrees = "disagree" in t.get("crosscheck", {}).values()
-        if not t["reliable"] or disagrees or t.get("false_reliable"):
-            stacks[key] = {"reason": t["reason"], "reason_frame": t["reason_frame"], "detail": t.get("detail", ""),
-                           "running": t["running"], "crosscheck": t.get("crosscheck"),
-                           "truth_violation": t.get("truth_violation"),
-                           "shadow": t.get("truths", {}).get("shadow"),
-                           "frames": [f"{f['symbol'] or f['pc']}+{f['offset']:#x}" if f.get('symbol') else f["pc"]
-                                      for f in t["frames"][:_DETAIL_FRAMES]]}
-    return {"round": rnd, "delay_ms": round(delay * 1000, 1), "tasks": len(tasks), "reliable": s["reliable"],
-            "unreliable": s["unreliable"], "by_reason": s["by_reason"], "running": len(running),
-            "running_unwound": sum(1 for t in running if len(t["frames"]) > 1),
-            "running_reliable": sum(1 for t in running if t["reliable"]),
-            "false_reliable": s.get("false_reliable", 0), "harness_error": None,
-            "reliable_checked": s.get("reliable_checked", 0), "shadow_agree_reliable": s.get("shadow_agree_reliable", 0),
-            "cfi_complete_reliable": s.get("cfi_complete_reliable", 0),
-            "no_truth": s.get("no_truth", {}), "unreliable_shadow_complete": s.get("unreliable_shadow_complete", {}),
-            "self_consistency": s.get("self_consistency", {}),
-            "no_truth_tasks": {_task_key(t): t["truths"]["shadow"]["detail"] for t in tasks
-                               if t["reliable"] and "truths" in t
-                               and t["truths"]["shadow"]["verdict"] not in ("agree", "disagree")},
-            "freeze_to_verdict_ms": round(s.get("freeze_to_verdict_ms", 0), 2),
+            verdicts[key] = "reliable" if t.reliable else (t.reason or "")
+        disagrees = "disagree" in t.crosscheck.values()
+        if not t.reliable or disagrees or t.false_reliable:
+            shadow = t.truths.get("shadow")
+            stacks[key] = {"reason": t.reason, "reason_frame": t.reason_frame, "detail": t.detail,
+                           "running": t.running, "crosscheck": t.crosscheck or None,
+                           "truth_violation": t.truth_violation,
+                           "shadow": shadow.to_json() if shadow else None,
+                           "frames": [f.name() for f in t.frames[:_DETAIL_FRAMES]]}
+    return {"round": rnd, "delay_ms": round(delay * 1000, 1), "tasks": len(tasks), "reliable": s.reliable,
+            "unreliable": s.unreliable, "by_reason": s.by_reason, "running": len(running),
+            "running_unwound": sum(1 for t in running if len(t.frames) > 1),
+            "running_reliable": sum(1 for t in running if t.reliable),
+            "false_reliable": s.false_reliable, "harness_error": None,
+            "reliable_checked": a.reliable_checked if a else 0,
+            "shadow_agree_reliable": a.shadow_agree_reliable if a else 0,
+            "cfi_complete_reliable": a.cfi_complete_reliable if a else 0,
+            "no_truth": a.no_truth if a else {},
+            "unreliable_shadow_complete": a.unreliable_shadow_complete if a else {},
+            "self_consistency": a.self_consistency if a else {},
+            "no_truth_tasks": {t.key: t.truths["shadow"].detail for t in tasks
+                               if t.reliable and "shadow" in t.truths
+                               and t.truths["shadow"].verdict not in ("agree", "disagree")},
+            "freeze_to_verdict_ms": round(s.freeze_to_verdict_ms or 0, 2),
             "verdicts": verdicts, "stacks": stacks}
 
 
@@ -120,11 +125,12 @@ def error_record(rnd: int, delay: float, message: str) -> dict:
     return {"round": rnd, "delay_ms": round(delay * 1000, 1), "tasks": 0, "reliable": 0, "unreliable": 0,
             "by_reason": {}, "running": 0, "running_unwound": 0, "running_reliable": 0, "false_reliable": 0,
             "harness_error": message, "reliable_checked": 0, "shadow_agree_reliable": 0,
-            "no_truth": {}, "unreliable_shadow_complete": {}, "self_consistency": {}, "no_truth_tasks": {}, "freeze_to_verdict_ms": None, "verdicts": {}, "stacks": {}}
+            "no_truth": {}, "unreliable_shadow_complete": {}, "self_consistency": {}, "no_truth_tasks": {},
+            "freeze_to_verdict_ms": None, "verdicts": {}, "stacks": {}}
 
 
 def _add_counts(rounds: list, key: str) -> dict:
-    out = {}
+    out: Dict[str, int] = {}
     for r in rounds:
         for k, v in r.get(key, {}).items():
             out[k] = out.get(k, 0) + v
@@ -162,7 +168,8 @@ class _Runner:
 
     def __init__(self, guest_dir, smp: int, workload: str, oracle: str = "shadow"):
         self.guest_dir, self.smp, self.workload, self.oracle = guest_dir, smp, workload, oracle
-        self.guest = self.session = None
+        self.guest: Optional[qemu.Guest] = None
+        self.session: Optional[WalkSession] = None
         self.truths = known_chains.load(guest_dir)
         self.restarts = 0
 
@@ -171,7 +178,7 @@ class _Runner:
         self.guest.wait_ready(timeout=300)
         # The walker first (it asks the guest where its modules are): under a tracer on every function the
         # guest answers commands several times slower.
-        self.session = walk.WalkSession(self.guest, cfi=self.oracle in ("cfi", "all"))
+        self.session = WalkSession(self.guest, cfi=self.oracle in ("cfi", "all"))
         for cmd in setup_commands(self.workload):
             self.guest.command(cmd, timeout=300)  # switching a tracer on patches every function: slow under TCG
         for cmd in WORKLOADS[self.workload]:
@@ -194,13 +201,14 @@ class _Runner:
 
     def one_round(self, rnd: int, delay: float) -> dict:
         time.sleep(delay)
-        report = self.session.walk()
-        walk.finish_report(report, chains=self.truths)
+        if self.session is None:
+            raise GuestError("no walk session")
+        report = finish_report(self.session.walk(), chains=self.truths)
         return round_record(rnd, delay, report)
 
 
 def run(guest_dir, rounds: list, seed: int, smp: int = 2, workload: str = "storm", progress=None,
-        total: int = None, oracle: str = "shadow") -> dict:
+        total: Optional[int] = None, oracle: str = "shadow") -> dict:
     """Runs the given round numbers on one guest; returns the report (rounds + summary)."""
     if workload not in WORKLOADS:
         raise GuestError(f"unknown workload {workload!r} (known: {', '.join(WORKLOADS)})")
@@ -288,4 +296,3 @@ def truth_summary(s: dict) -> str:
             f"{unchecked}\n  unreliable traces the shadow shows complete "
             f"(false-unreliable candidates): {complete}; self-consistency (metadata walk, not a truth): "
             f"{s['self_consistency']}")
-

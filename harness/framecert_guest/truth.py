@@ -18,125 +18,125 @@ and the metadata-only walk's result as `self_consistency` (it reads the same met
 reliable verdict it disagrees with is already demoted by the unwinder: it can never reveal a false reliable).
 
 The summary: `false_reliable` (reliable verdicts any truth contradicts), `truth_coverage` (the fraction of
-reliable verdicts a truth checked whole: the shadow, `sched`, or a full known chain), `no_truth` (why the others were not),
+reliable verdicts a truth checked whole: the shadow, `sched`, or a full known chain), `no_truth` (why the others
+were not),
 `self_consistency`, and per reason how many unreliable traces the shadow shows to be complete and right
 (candidates for false unreliables).
 """
+from typing import Dict, List, Optional
+
 from . import known_chains, shadow
+from .model import Accounting, CfiReport, CfiTask, Task, TruthVerdict, WalkReport
 
 ALL = ("shadow", "sched", "cfi", "known_chain", "drgn", "crash")
 
 
-def covers(name: str, verdict: dict) -> bool:
+def covers(name: str, verdict: TruthVerdict) -> bool:
     """Whether this truth's verdict checked the whole trace: the shadow's always, a known chain's only when
     it knew every frame (`full`), drgn's and crash's never (their frame-pointer fallbacks)."""
-    if verdict["verdict"] not in ("agree", "disagree"):
+    if verdict.verdict not in ("agree", "disagree"):
         return False
-    return name in ("shadow", "sched") or (name in ("known_chain", "cfi") and verdict.get("full", False))
+    return name in ("shadow", "sched") or (name in ("known_chain", "cfi") and bool(verdict.full))
 
 
-def cfi_truth(task: dict, theirs) -> dict:
+def cfi_truth(task: Task, theirs: Optional[CfiTask]) -> TruthVerdict:
     """The CFI oracle's unwind (framecert guest-cfi: .debug_frame only, no frame pointers) against the trace:
     the same pcs frame for frame as far as the CFI reached. `full` when it reached the stack's end (then the
     whole trace is checked); where it stopped (a function without CFI: the assembly, the entry code) only the
     frames before count, and the rest has no truth."""
     if theirs is None:
-        return _verdict("no-truth", "the CFI oracle did not report this task")
-    cfi_pcs = [f["pc"] for f in theirs.get("frames", [])]
-    ours = [f["pc"] for f in task["frames"]]
-    if task.get("user_mode"):
-        return {"verdict": "agree", "detail": "user mode: no kernel frames", "full": True}
+        return TruthVerdict("no-truth", "the CFI oracle did not report this task")
+    cfi_pcs = [f.pc for f in theirs.frames]
+    ours = [f.pc for f in task.frames]
+    if task.user_mode:
+        return TruthVerdict("agree", "user mode: no kernel frames", full=True)
     n = min(len(cfi_pcs), len(ours))
     for i in range(n):
-        if int(cfi_pcs[i], 16) != int(ours[i], 16):
-            sym = task["frames"][i].get("symbol") or ours[i]
-            return {"verdict": "disagree", "detail": f"frame {i} ({sym}): trace has {ours[i]}, the CFI unwind "
-                                                      f"{cfi_pcs[i]}", "full": False}
-    if theirs.get("complete"):
+        if cfi_pcs[i] != ours[i]:
+            sym = task.frames[i].symbol or hex(ours[i])
+            return TruthVerdict("disagree", f"frame {i} ({sym}): trace has {ours[i]:#x}, the CFI unwind "
+                                            f"{cfi_pcs[i]:#x}", full=False)
+    if theirs.complete:
         if len(cfi_pcs) != len(ours):
-            return {"verdict": "disagree", "detail": f"the CFI unwind reaches the stack's end in {len(cfi_pcs)} "
-                                                      f"frames, the trace has {len(ours)}", "full": True}
-        return {"verdict": "agree", "detail": f"{n} frames, pc for pc", "full": True}
+            return TruthVerdict("disagree", f"the CFI unwind reaches the stack's end in {len(cfi_pcs)} frames, "
+                                            f"the trace has {len(ours)}", full=True)
+        return TruthVerdict("agree", f"{n} frames, pc for pc", full=True)
     if n < len(cfi_pcs):
-        return {"verdict": "disagree", "detail": f"the trace stops after {len(ours)} frames; the CFI unwind "
-                                                  f"found {len(cfi_pcs)} before it stopped", "full": False}
-    return {"verdict": "no-truth", "detail": theirs.get("why") or "the CFI unwind stopped", "full": False}
+        return TruthVerdict("disagree", f"the trace stops after {len(ours)} frames; the CFI unwind found "
+                                        f"{len(cfi_pcs)} before it stopped", full=False)
+    return TruthVerdict("no-truth", theirs.why or "the CFI unwind stopped", full=False)
 
 
-def sched_truth(task: dict) -> dict:
+def sched_truth(task: Task) -> TruthVerdict:
     """The kernel's own context-switch counts on a trace that says the task has never run (its stack holds
     only the fork frame): the one claim the shadow cannot check, since a recycled stack still holds the
     previous owner's entries. A task that ran has been switched out at least once (nvcsw + nivcsw > 0)."""
-    if task.get("note") != "has not run yet":
-        return _verdict("not-run", "only for traces of tasks that never ran")
-    if "switches" not in task:
-        return _verdict("no-truth", "no context-switch counts in the report")
-    if task["switches"] == 0 and not task.get("running"):
-        return _verdict("agree", "never ran: the kernel switched it out 0 times")
-    return _verdict("disagree", f"the trace says the task never ran, but the kernel switched it out "
-                                f"{task['switches']} times")
+    if task.note != "has not run yet":
+        return TruthVerdict("not-run", "only for traces of tasks that never ran")
+    if task.switches is None:
+        return TruthVerdict("no-truth", "no context-switch counts in the report")
+    if task.switches == 0 and not task.running:
+        return TruthVerdict("agree", "never ran: the kernel switched it out 0 times")
+    return TruthVerdict("disagree", f"the trace says the task never ran, but the kernel switched it out "
+                                    f"{task.switches} times")
 
 
-def _verdict(v, detail=""):
-    return {"verdict": v, "detail": detail}
-
-
-def attach(report: dict, snap=None, chains=None, drgn=None, crash=None, cfi=None) -> dict:
-    """Fills every task's `truths` and the summary's accounting; returns the report."""
-    thread_size = report.get("thread_size", 16384)
-    regs = report.get("registers", [])
-    cfi_tasks = {c["task"]: c for c in cfi["tasks"]} if cfi else None
-    for t in report["tasks"]:
+def attach(report: WalkReport, snap: Optional[shadow.Snapshot] = None, chains: Optional[dict] = None,
+           drgn: Optional[Dict[int, TruthVerdict]] = None, crash: Optional[Dict[int, TruthVerdict]] = None,
+           cfi: Optional[CfiReport] = None) -> WalkReport:
+    """Fills every task's `truths` and the summary's accounting; returns the report. drgn and crash: their
+    verdicts by task address (crosscheck.py)."""
+    for t in report.tasks:
         truths = {}
-        truths["shadow"] = shadow.judge(t, snap, regs, thread_size) if snap else _verdict("not-run")
-        truths["sched"] = sched_truth(t) if snap or cfi else _verdict("not-run")
-        truths["cfi"] = cfi_truth(t, cfi_tasks.get(t.get("task"))) if cfi_tasks is not None else _verdict("not-run")
-        if chains is not None and t.get("kthread", True) and t["comm"] in chains and t["reliable"]:
-            truths["known_chain"] = known_chains.judge(t, chains[t["comm"]])
+        truths["shadow"] = (shadow.judge(t, snap, report.registers, report.thread_size) if snap
+                            else TruthVerdict("not-run"))
+        truths["sched"] = sched_truth(t) if snap or cfi else TruthVerdict("not-run")
+        truths["cfi"] = cfi_truth(t, cfi.tasks.get(t.address)) if cfi is not None else TruthVerdict("not-run")
+        if chains is not None and t.kthread and t.comm in chains and t.reliable:
+            truths["known_chain"] = known_chains.judge(t, chains[t.comm])
         else:
-            truths["known_chain"] = _verdict("not-run" if chains is None else "no-truth", "no known chain")
+            truths["known_chain"] = TruthVerdict("not-run" if chains is None else "no-truth", "no known chain")
         for name, result in (("drgn", drgn), ("crash", crash)):
-            got = (result or {}).get(str(t.get("task")))
-            truths[name] = _verdict(got["verdict"], got.get("detail", "")) if got else _verdict("not-run")
-        t["truths"] = truths
-        cfa = t.get("cfa_check")
-        if cfa and (t["reliable"] or cfa["frame_count"]):
-            t["self_consistency"] = "agree" if cfa["agrees"] else "disagree"
+            got = (result or {}).get(t.address)
+            truths[name] = TruthVerdict(got.verdict, got.detail) if got else TruthVerdict("not-run")
+        t.truths = truths
+        cfa = t.cfa_check
+        if cfa and (t.reliable or cfa.frame_count):
+            t.self_consistency = "agree" if cfa.agrees else "disagree"
         else:
-            t["self_consistency"] = "not-run"
-        contradicted = [n for n in ALL if truths[n]["verdict"] == "disagree"]
-        t["false_reliable"] = bool(t["reliable"] and contradicted)
-        if t["false_reliable"]:
-            t["truth_violation"] = "; ".join(f"{n}: {truths[n]['detail']}" for n in contradicted)
-    report["summary"].update(summarize(report["tasks"], oracle_ran=snap is not None or cfi is not None))
+            t.self_consistency = "not-run"
+        contradicted = [n for n in ALL if truths[n].verdict == "disagree"]
+        t.false_reliable = bool(t.reliable and contradicted)
+        t.truth_violation = "; ".join(f"{n}: {truths[n].detail}" for n in contradicted) if t.false_reliable else None
+    report.summary.accounting = summarize(report.tasks, oracle_ran=snap is not None or cfi is not None)
     return report
 
 
-def summarize(tasks: list, oracle_ran: bool = True) -> dict:
-    reliable = [t for t in tasks if t["reliable"]]
-    checked = [t for t in reliable if any(covers(n, t["truths"][n]) for n in ALL)]
-    no_truth = {}
+def summarize(tasks: List[Task], oracle_ran: bool = True) -> Accounting:
+    reliable = [t for t in tasks if t.reliable]
+    checked = [t for t in reliable if any(covers(n, t.truths[n]) for n in ALL)]
+    no_truth: Dict[str, int] = {}
     for t in reliable:
         if t not in checked:
-            ran = [n for n in ("shadow", "cfi") if t["truths"][n]["verdict"] != "not-run"] or ["shadow"]
-            why = "; ".join(f"{n}: {t['truths'][n]['detail'] or t['truths'][n]['verdict']}" for n in ran)
+            ran = [n for n in ("shadow", "cfi") if t.truths[n].verdict != "not-run"] or ["shadow"]
+            why = "; ".join(f"{n}: {t.truths[n].detail or t.truths[n].verdict}" for n in ran)
             no_truth[why] = no_truth.get(why, 0) + 1
-    complete_but_unreliable = {}
+    complete_but_unreliable: Dict[str, int] = {}
     for t in tasks:
-        if not t["reliable"] and t["truths"]["shadow"]["verdict"] == "agree":
-            complete_but_unreliable[t["reason"]] = complete_but_unreliable.get(t["reason"], 0) + 1
+        if not t.reliable and t.truths["shadow"].verdict == "agree":
+            reason = t.reason or ""
+            complete_but_unreliable[reason] = complete_but_unreliable.get(reason, 0) + 1
     consistency = {"agree": 0, "disagree": 0}
     for t in tasks:
-        if t["self_consistency"] in consistency:
-            consistency[t["self_consistency"]] += 1
-    return {
-        "false_reliable": sum(1 for t in tasks if t["false_reliable"]),
-        "reliable_checked": len(checked),
-        "truth_coverage": (round(len(checked) / len(reliable), 4) if reliable else None) if oracle_ran else 0.0,
-        "cfi_complete_reliable": sum(1 for t in reliable if t["truths"]["cfi"].get("full")
-                                     and t["truths"]["cfi"]["verdict"] == "agree"),
-        "shadow_agree_reliable": sum(1 for t in reliable if t["truths"]["shadow"]["verdict"] == "agree"),
-        "no_truth": dict(sorted(no_truth.items())),
-        "unreliable_shadow_complete": dict(sorted(complete_but_unreliable.items())),
-        "self_consistency": consistency,
-    }
+        if t.self_consistency in consistency:
+            consistency[t.self_consistency] += 1
+    return Accounting(
+        false_reliable=sum(1 for t in tasks if t.false_reliable),
+        reliable_checked=len(checked),
+        truth_coverage=(round(len(checked) / len(reliable), 4) if reliable else None) if oracle_ran else 0.0,
+        cfi_complete_reliable=sum(1 for t in reliable if t.truths["cfi"].full and t.truths["cfi"].verdict == "agree"),
+        shadow_agree_reliable=sum(1 for t in reliable if t.truths["shadow"].verdict == "agree"),
+        no_truth=dict(sorted(no_truth.items())),
+        unreliable_shadow_complete=dict(sorted(complete_but_unreliable.items())),
+        self_consistency=consistency,
+    )

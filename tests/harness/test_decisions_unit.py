@@ -6,6 +6,8 @@ import pytest
 
 from framecert_guest import known_chains, patch_check, regress, report_html, stress
 from framecert_guest.errors import GuestError
+from framecert_guest.known_chains import KnownChain
+from framecert_guest.model import Task, WalkReport
 
 
 def _frames(*symbols):
@@ -14,11 +16,12 @@ def _frames(*symbols):
 
 
 def _task(pid, comm, symbols, reliable=True, reason=None, reason_frame=None, **kw):
+    """A task as the walker's JSON has it, parsed into the model."""
     t = {"pid": pid, "tgid": pid, "comm": comm, "frames": _frames(*symbols), "reliable": reliable, "reason": reason,
          "reason_frame": reason_frame, "running": False, "idle": False, "user_mode": False, "kthread": True,
          "patch_state": None}
     t.update(kw)
-    return t
+    return Task.from_json(t)
 
 
 CHAIN = ["__schedule", "schedule", "fc_asm_sleep", "fc_asm_noframe", "fc_noframe_caller", "fc_asm_noframe_fn",
@@ -50,8 +53,8 @@ def test_reliable_stack_without_the_functions_may_switch_and_rules_are_named():
 
 def test_summary_counts_every_decision():
     ds = [patch_check.decide(t, ["f"]) for t in (
-        _task(1, "a", ["x"]), _task(2, "b", ["f", "x"]), _task(3, "c", ["x"], reliable=False, reason="no-metadata",
-                                                                 reason_frame=1))]
+        _task(1, "a", ["x"]), _task(2, "b", ["f", "x"]),
+        _task(3, "c", ["x"], reliable=False, reason="no-metadata", reason_frame=1))]
     s = patch_check.summarize(ds)
     assert (s["tasks"], s["may_switch"], s["blocked_on_stack"], s["blocked_unreliable"]) == (3, 1, 1, 1)
     assert s["by_function"] == {"f": 1} and s["by_reason"] == {"no-metadata": 1}
@@ -69,7 +72,9 @@ class _FakeSession:
 
 
 def _report(tasks):
-    return {"tasks": tasks, "summary": {"freeze_to_verdict_ms": 1.0}}
+    rep = WalkReport.from_json({"tasks": [], "summary": {"freeze_to_verdict_ms": 1.0}})
+    rep.tasks = tasks
+    return rep
 
 
 def test_retries_stop_once_every_task_may_switch_and_switched_tasks_stay_switched():
@@ -113,7 +118,7 @@ def test_kernel_comparison_categories():
 
 
 # ---- ground truth ----
-TRUTH = {"chain": list(reversed(CHAIN[2:])), "verdict": "unreliable", "sleeps_in": ["schedule", "__schedule"]}
+TRUTH = KnownChain(chain=list(reversed(CHAIN[2:])), verdict="unreliable", sleeps_in=["schedule", "__schedule"])
 
 
 def test_truth_flags_a_reliable_trace_that_skips_a_true_frame():
@@ -133,23 +138,22 @@ def test_truth_accepts_the_true_chain_a_partial_one_and_unreliable_traces():
 
 def test_known_chain_checks_the_whole_chain_kernel_frames_included():
     whole = known_chains.judge(_task(39, "fc_asm_noframe", CHAIN), TRUTH)
-    assert whole["verdict"] == "agree" and whole["full"]
+    assert whole.verdict == "agree" and whole.full
     # A skipped kernel frame (schedule) leaves the module part intact: only the whole-chain check sees it.
     no_schedule = _task(39, "fc_asm_noframe", [s for s in CHAIN if s != "schedule"])
     assert known_chains.violation(no_schedule, TRUTH) is None
     v = known_chains.judge(no_schedule, TRUTH)
-    assert v["verdict"] == "disagree" and v["full"] and "whole known chain" in v["detail"]
+    assert v.verdict == "disagree" and v.full and "whole known chain" in v.detail
     between_naps = known_chains.judge(_task(39, "fc_asm_noframe", ["kthread_should_stop", "fc_asm_noframe_fn",
                                                                    "kthread", "ret_from_fork"]), TRUTH)
-    assert between_naps["verdict"] == "agree" and not between_naps["full"]
+    assert between_naps.verdict == "agree" and not between_naps.full
 
 
 def test_truth_check_marks_the_report():
     rep = _report([_task(39, "fc_asm_noframe", [s for s in CHAIN if s != "fc_noframe_caller"]),
                    _task(40, "other", ["a"])])
-    rep["summary"]["false_reliable"] = 0
     assert known_chains.check(rep, {"fc_asm_noframe": TRUTH}) == 1
-    assert rep["summary"]["false_reliable"] == 1 and rep["tasks"][0]["false_reliable"]
+    assert rep.summary.false_reliable == 1 and rep.tasks[0].false_reliable
 
 
 # ---- stress bookkeeping ----
@@ -169,20 +173,22 @@ def test_freeze_moments_depend_on_seed_and_round_only():
 
 
 def _walk_report(tasks):
-    rel = sum(t["reliable"] for t in tasks)
+    rel = sum(t.reliable for t in tasks)
     by = {}
     for t in tasks:
-        if not t["reliable"]:
-            by[t["reason"]] = by.get(t["reason"], 0) + 1
-    return {"tasks": tasks, "summary": {"reliable": rel, "unreliable": len(tasks) - rel, "by_reason": by,
-                                        "false_reliable": sum(1 for t in tasks if t.get("false_reliable")),
-                                        "freeze_to_verdict_ms": 5.0}}
+        if not t.reliable:
+            by[t.reason] = by.get(t.reason, 0) + 1
+    rep = WalkReport.from_json({"tasks": [], "summary": {"tasks": len(tasks), "reliable": rel,
+                                                         "unreliable": len(tasks) - rel, "by_reason": by,
+                                                         "freeze_to_verdict_ms": 5.0}})
+    rep.tasks = tasks
+    return rep
 
 
 def _stress_report(seed, rounds):
     recs = [stress.round_record(r, 0.1, _walk_report([_task(1, "a", ["x", "y"]),
-                                                        _task(2, "b", ["z"], reliable=False, reason="no-metadata",
-                                                              reason_frame=0)])) for r in rounds]
+                                                      _task(2, "b", ["z"], reliable=False, reason="no-metadata",
+                                                            reason_frame=0)])) for r in rounds]
     return {"rounds": recs, "summary": stress.summarize(recs, seed, "storm")}
 
 

@@ -8,7 +8,6 @@ recovery), a non-zero exit where a command fails, a bounded time, and no QEMU pr
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -84,7 +83,7 @@ def test_ram_file_truncated_while_frozen(guest_dir):
     errors = []
     with _booted_and_checked(guest_dir) as guest, walk.WalkSession(guest) as session:
         def truncate_then_walk_again(report):
-            assert report["tasks"]
+            assert report.tasks
             os.truncate(guest.ram_path, 1 << 20)
             try:
                 session.walk_frozen()
@@ -94,7 +93,7 @@ def test_ram_file_truncated_while_frozen(guest_dir):
             session.walk(while_frozen=truncate_then_walk_again)
         except GuestError as e:  # QEMU's own RAM is that file: on resume QEMU itself dies of SIGBUS
             assert "\n" not in str(e)
-        assert session.proc.poll() is None, "the walker died (SIGBUS?)"
+        assert session.walker.alive(), "the walker died (SIGBUS?)"
     assert errors and "shrank" in errors[0] and "\n" not in errors[0], errors
 
 
@@ -105,7 +104,7 @@ def _fake_guest(guest_dir: Path, tmp: Path, vmlinux) -> Path:
     for entry in guest_dir.iterdir():
         if entry.name not in ("linux", "vmlinux", "metadata"):
             os.symlink(entry.resolve(), fake / entry.name)
-    shutil.copytree(guest_dir / "metadata", fake / "metadata")  # computed for the real vmlinux: not redone
+    # The metadata is cached by build-id: computed for the real vmlinux, it is not redone for a stripped copy.
     (fake / "linux").mkdir()
     os.symlink((guest_dir / "linux" / "vmlinux.o").resolve(), fake / "linux" / "vmlinux.o")
     if vmlinux is not None:
@@ -123,7 +122,7 @@ def test_vmlinux_missing_or_without_debug_info(guest_dir, tmp_path, case):
     r = subprocess.run([CLI, "walk", "--guest-dir", str(fake)], capture_output=True, text=True, timeout=300)
     assert time.monotonic() - t0 < 200
     assert r.returncode == 1, r.stdout[-2000:] + r.stderr[-2000:]
-    errors = [l for l in r.stderr.splitlines() if l.startswith("framecert-guest: error:")]
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("framecert-guest: error:")]
     assert len(errors) == 1, r.stderr
     assert "vmlinux" in errors[0] and ("DWARF" in errors[0] or "No such file" in errors[0]), errors[0]
     assert "Traceback" not in r.stderr
@@ -159,7 +158,8 @@ def test_qemu_killed_under_a_stress_run_is_recovered(guest_dir, tmp_path):
             seen.append(line)
             if line.startswith("[stress] round 3 "):
                 break
-        mine = [p for p in _qemus_for(str(guest_dir)) if int(Path(f"/proc/{p}/stat").read_text().split()[3]) == proc.pid]
+        mine = [p for p in _qemus_for(str(guest_dir))
+                if int(Path(f"/proc/{p}/stat").read_text().split()[3]) == proc.pid]
         assert len(mine) == 1, "".join(seen)
         os.kill(mine[0], signal.SIGKILL)
         _, err = proc.communicate(timeout=600)

@@ -169,7 +169,7 @@ def test_walk_attaches_to_a_booted_guest_and_leaves_it_running(guest_dir, tmp_pa
             m = re.search(r"walk --attach (\S+)", line)
             run_dir = m.group(1) if m else None
             assert time.monotonic() < deadline, "".join(lines)
-        ram_path = _ram_path_from(lines) or next(l.split()[-1] for l in p.stderr if l.strip().startswith("RAM"))
+        ram_path = _ram_path_from(lines) or next(ln.split()[-1] for ln in p.stderr if ln.strip().startswith("RAM"))
         for attempt in range(2):  # attaching twice: the first walk let go of everything it held
             out = tmp_path / f"walk{attempt}.json"
             r = subprocess.run([CLI, "walk", "--attach", "--settle", "0.2", "--json", str(out)], capture_output=True,

@@ -5,11 +5,12 @@ import os
 import socket
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
 from conftest import REPO
-from framecert_guest import cache, config_check, kernel_build, qemu
+from framecert_guest import cache, config_check, kernel_build, metadata, paths, qemu
 from framecert_guest.errors import GuestError
 from framecert_guest.kernel_build import write_chains_header
 from framecert_guest.qmp import QmpClient, QmpError
@@ -272,3 +273,22 @@ def test_command_output_is_logged_and_returned():
     log = _Log()
     assert kernel_build.run(["sh", "-c", "echo one; echo two >&2"], "/", log) == ["one", "two"]
     assert "one\ntwo\n" in log.getvalue()
+
+
+# ---- the guest's metadata: the same cache and keys as `framecert walk` ----
+@pytest.mark.skipif(not paths.FRAMECERT_BIN.is_file(), reason="framecert not built")
+def test_metadata_comes_from_the_cache_walk_uses(tmp_path, monkeypatch):
+    obj = "/usr/bin/true"  # an executable with a build-id
+    monkeypatch.setenv(metadata.CACHE_DIR_ENV, str(tmp_path))
+    first = subprocess.run([str(paths.FRAMECERT_BIN), "metadata-cache", "--cache-dir", str(tmp_path), obj],
+                           capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    entry = json.loads(first.stdout)["objects"][0]
+    # Keyed the C++ way: build-id and the binary's producer tag; computed once, then read from the cache.
+    assert entry["computed"] and entry["key"].startswith("bid-") and Path(entry["metadata"]).parent == tmp_path
+    assert metadata.cache_images([Path(obj)]) == {Path(obj): Path(entry["metadata"])}
+    again = json.loads(subprocess.run([str(paths.FRAMECERT_BIN), "metadata-cache", "--cache-dir", str(tmp_path), obj],
+                                      capture_output=True, text=True).stdout)["objects"][0]
+    assert not again["computed"] and again["metadata"] == entry["metadata"]
+    with pytest.raises(GuestError, match="nonexistent.*No such file"):
+        metadata.cache_images([tmp_path / "nonexistent"])

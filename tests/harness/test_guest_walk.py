@@ -13,6 +13,8 @@ import pytest
 
 from conftest import REPO
 from framecert_guest import crosscheck, qemu, walk
+from framecert_guest.ram_writer import GuestRamWriter
+from framecert_guest.report import finish_report, format_table
 
 CLI = REPO / "scripts" / "framecert-guest"
 SMP = 2
@@ -32,13 +34,13 @@ def expected(guest_dir):
 
 
 def _task(report, comm):
-    found = [t for t in report["tasks"] if t["comm"] == comm]
+    found = report.task(comm)
     assert len(found) == 1, f"{comm}: {len(found)} tasks"
     return found[0]
 
 
 def _outermost_first(task):
-    return [f["symbol"] for f in reversed(task["frames"])]
+    return [f.symbol for f in reversed(task.frames)]
 
 
 def test_walk_every_task_and_judge(session, expected, guest_dir):
@@ -57,21 +59,20 @@ def test_walk_every_task_and_judge(session, expected, guest_dir):
     finally:
         guest.resume()
     try:
-        crosscheck.fix_prstatus_pids(holder["dump"], report["tasks"])
-        drgn = crosscheck.drgn_check(holder["dump"], guest_dir / "linux" / "vmlinux", guest_dir / "module" / "fctest.ko",
-                                     report["tasks"])
-        crash = crosscheck.crash_check(holder["dump"], guest_dir / "linux" / "vmlinux", report["tasks"])
-        crash.pop("_raw", None)
+        crosscheck.fix_prstatus_pids(holder["dump"], report.tasks)
+        drgn = crosscheck.drgn_check(holder["dump"], guest_dir / "linux" / "vmlinux",
+                                     guest_dir / "module" / "fctest.ko", report.tasks)
+        crash, _ = crosscheck.crash_check(holder["dump"], guest_dir / "linux" / "vmlinux", report.tasks)
     finally:
         shutil.rmtree(holder["dir"], ignore_errors=True)
-    walk.finish_report(report, drgn, crash)
-    print(walk.format_table(report))
-    tasks = report["tasks"]
+    finish_report(report, drgn, crash)
+    print(format_table(report))
+    tasks = report.tasks
 
     # Every task: the idle task of each CPU plus exactly the threads the quiesced guest's /proc listed.
-    idle = [t for t in tasks if t["pid"] == 0]
-    assert len(idle) == SMP and all(t["idle"] for t in idle)
-    ours = {t["pid"]: t["comm"] for t in tasks if t["pid"] != 0}
+    idle = [t for t in tasks if t.pid == 0]
+    assert len(idle) == SMP and all(t.idle for t in idle)
+    ours = {t.pid: t.comm for t in tasks if t.pid != 0}
     assert len(ours) == len(tasks) - SMP, "a pid walked twice"
     assert set(ours) == set(listed), (f"the guest listed but the walk missed: {set(listed) - set(ours)}; "
                                       f"walked but not listed: {set(ours) - set(listed)}")
@@ -83,30 +84,30 @@ def test_walk_every_task_and_judge(session, expected, guest_dir):
     # fctest's kthreads.
     for name in ("fc_chain", "fc_asm_framed"):
         t = _task(report, name)
-        assert t["reliable"], (name, t["reason"], t["detail"])
+        assert t.reliable, (name, t.reason, t.detail)
         exp = expected[name]
         assert _outermost_first(t) == exp["chain"] + exp["sleeps_in"], (name, _outermost_first(t))
     t = _task(report, "fc_asm_noframe")
-    assert not t["reliable"] and t["reason"] == "no-frame-at-call-site"
-    assert t["frames"][t["reason_frame"]]["symbol"] == "fc_asm_noframe"
-    assert not _task(report, "fc_nonstd")["reliable"]
+    assert not t.reliable and t.reason == "no-frame-at-call-site"
+    assert t.frames[t.reason_frame].symbol == "fc_asm_noframe"
+    assert not _task(report, "fc_nonstd").reliable
 
     # Cross-checks: every reliable trace agrees with the metadata-only walk and with drgn; crash agrees
     # wherever it can walk the task; no false reliable.
     for t in tasks:
-        if t["reliable"]:
-            assert t["crosscheck"]["metadata"] == "agree", t
-            assert t["crosscheck"]["drgn"] in ("agree", "not-run"), t
-            assert t["crosscheck"]["crash"] in ("agree", "not-run"), t
+        if t.reliable:
+            assert t.crosscheck["metadata"] == "agree", t
+            assert t.crosscheck["drgn"] in ("agree", "not-run"), t
+            assert t.crosscheck["crash"] in ("agree", "not-run"), t
     # drgn walks every reliable task but a running idle task (drgn finds a running task's registers by PID,
     # and every idle task has PID 0).
-    not_run = [t for t in tasks if t["reliable"] and t["crosscheck"]["drgn"] == "not-run"]
-    assert all(t["pid"] == 0 and t["running"] for t in not_run), not_run
-    assert report["summary"]["false_reliable"] == 0
+    not_run = [t for t in tasks if t.reliable and t.crosscheck["drgn"] == "not-run"]
+    assert all(t.pid == 0 and t.running for t in not_run), not_run
+    assert report.summary.false_reliable == 0
 
 
 def _frames(task):
-    return [(f["pc"], f["sp"]) for f in task["frames"]]
+    return [(f.pc, f.sp) for f in task.frames]
 
 
 def test_corrupted_stack_words_are_never_reliable(session):
@@ -116,18 +117,18 @@ def test_corrupted_stack_words_are_never_reliable(session):
 
     def corrupt(report):
         true = _task(report, "fc_chain")
-        assert true["reliable"]
-        writer = walk.GuestRamWriter(session.guest.ram_path, int(report["kernel_cr3"], 16))
+        assert true.reliable
+        writer = GuestRamWriter(session.guest.ram_path, report.kernel_cr3)
         try:
-            fr = true["frames"]
+            fr = true.frames
             # The frame record of frame k (for k >= 1) is at fr[k].fp: [saved rbp][return address of k+1].
-            rec = {k: int(fr[k]["fp"], 16) for k in range(1, len(fr) - 1)}
+            rec = {k: fr[k].fp for k in range(1, len(fr) - 1)}
             targeted = [
                 ("skip a frame: saved rbp -> the next record", rec[5], writer.read(rec[6])),
                 ("saved rbp zeroed", rec[4], 0),
                 ("saved rbp points to itself", rec[3], rec[3]),
                 ("saved rbp misaligned", rec[6], rec[6] + 4 + 16),
-                ("return address -> another frame's", rec[5] + 8, int(fr[8]["pc"], 16)),
+                ("return address -> another frame's", rec[5] + 8, fr[8].pc),
                 ("return address -> mid-function", rec[6] + 8, writer.read(rec[6] + 8) + 1),
                 ("return address -> a stack address", rec[4] + 8, rec[4]),
                 ("saved rbp -> outside the stack", rec[7], 0xffff888000001000),
@@ -136,23 +137,23 @@ def test_corrupted_stack_words_are_never_reliable(session):
                 writer.write(addr, value)
                 got = _task(session.walk_frozen(), "fc_chain")
                 writer.restore()
-                results.append((what, got["reliable"], got["reason"], _frames(got) == _frames(true)))
+                results.append((what, got.reliable, got.reason, _frames(got) == _frames(true)))
             rng = random.Random(7)
-            lo, hi = int(fr[0]["sp"], 16) - 64, int(true["stack"], 16) + 16384
+            lo, hi = fr[0].sp - 64, true.stack + 16384
             for _ in range(60):
                 words = rng.randint(1, 3)
                 for _ in range(words):
                     addr = rng.randrange(lo, hi, 8)
                     old = writer.read(addr)
                     value = rng.choice([old ^ (1 << rng.randrange(64)), rng.getrandbits(64), old + 8, old - 8, 0,
-                                        int(fr[rng.randrange(1, len(fr))]["pc"], 16)])
+                                        fr[rng.randrange(1, len(fr))].pc])
                     writer.write(addr, value)
                 got = _task(session.walk_frozen(), "fc_chain")
                 writer.restore()
-                results.append(("random", got["reliable"], got["reason"], _frames(got) == _frames(true)))
+                results.append(("random", got.reliable, got.reason, _frames(got) == _frames(true)))
             # Restored exactly: the same reliable trace again.
             again = _task(session.walk_frozen(), "fc_chain")
-            results.append(("restored", again["reliable"], again["reason"], _frames(again) == _frames(true)))
+            results.append(("restored", again.reliable, again.reason, _frames(again) == _frames(true)))
         finally:
             writer.close()
 

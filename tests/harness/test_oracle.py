@@ -11,7 +11,8 @@ from conftest import REPO
 CLI = REPO / "scripts" / "framecert-guest"
 # The defences against a skipped caller, all off: with no-frame-at-call-site alone off, frame-skipped,
 # call-target-mismatch and the frame-size check still catch every planted bug (defence in depth).
-SKIPPED_CALLER_RULES = "no-frame-at-call-site,frame-skipped,frame-size-mismatch,call-target-mismatch,cross-check-mismatch"
+SKIPPED_CALLER_RULES = ("no-frame-at-call-site,frame-skipped,frame-size-mismatch,call-target-mismatch,"
+                        "cross-check-mismatch")
 
 
 def _stress(guest_dir, tmp_path, name, *args, env=None):
@@ -52,7 +53,8 @@ def test_function_graph_tracer_no_false_reliable(guest_dir, tmp_path):
     assert rep, r.stdout[-3000:] + r.stderr[-3000:]
     s = rep["summary"]
     # A guest crash while the tracer is switched on is a harness error (never a verdict); none may be false.
-    assert s["false_reliable"] == 0, [st for x in rep["rounds"] for st in x["stacks"].values() if st.get("truth_violation")]
+    assert s["false_reliable"] == 0, [st for x in rep["rounds"] for st in x["stacks"].values()
+                                      if st.get("truth_violation")]
     assert s["truth_coverage"] is None or s["truth_coverage"] >= 0.99, s
     assert s["rounds"] - s["harness_errors"] >= 3, s
     # The tracer really was on: return addresses replaced by return_to_handler make traces unreliable.

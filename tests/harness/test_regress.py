@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from framecert_guest import known_chains, qemu, walk
+from framecert_guest import known_chains, paths, qemu, walk
+from framecert_guest.report import finish_report
 
 CLI = REPO / "scripts" / "framecert-guest"
-FRAMECERT = walk.FRAMECERT_BIN
+FRAMECERT = paths.FRAMECERT_BIN
 
 
 @pytest.fixture(scope="module")
@@ -78,23 +79,23 @@ def test_walk_judges_every_variant(guest_dir, expected):
             # A kthread is caught between two naps now and then: retry a few freezes until each is asleep.
             pending = dict(expected["kthreads"])
             for _ in range(5):
-                report = walk.finish_report(session.walk())
-                assert report["summary"]["false_reliable"] == 0
-                assert known_chains.check(report, truths) == 0, [t for t in report["tasks"] if t.get("truth_violation")]
-                by_comm = {t["comm"]: t for t in report["tasks"]}
+                report = finish_report(session.walk())
+                assert report.summary.false_reliable == 0
+                assert known_chains.check(report, truths) == 0, [t for t in report.tasks if t.truth_violation]
+                by_comm = {t.comm: t for t in report.tasks}
                 for comm in list(pending):
                     t, k = by_comm[comm], pending[comm]
                     trace = known_chains.outermost_first(t)
-                    if t["running"] or "fcr_nap" not in trace:
+                    if t.running or "fcr_nap" not in trace:
                         continue  # not asleep in its chain at this freeze
                     if k["verdict"] == "reliable":
-                        assert t["reliable"], (comm, k["function"], t["reason"], t["detail"])
+                        assert t.reliable, (comm, k["function"], t.reason, t.detail)
                         assert trace == k["chain"] + expected["sleeps_in"], (comm, trace)
-                        assert t["crosscheck"]["metadata"] == "agree"
+                        assert t.crosscheck["metadata"] == "agree"
                     else:
-                        assert not t["reliable"], (comm, k["function"], trace)
+                        assert not t.reliable, (comm, k["function"], trace)
                         if k["reason"]:
-                            assert t["reason"] == k["reason"], (comm, k["function"], t["reason"], t["detail"])
+                            assert t.reason == k["reason"], (comm, k["function"], t.reason, t.detail)
                     del pending[comm]
                 if not pending:
                     break

@@ -3,7 +3,8 @@ page-table walk of the fault-injection writer, crash's output and the report's t
 import struct
 
 from conftest import REPO  # noqa: F401  (puts harness/ on sys.path)
-from framecert_guest import crosscheck, gdbstub, walk
+from framecert_guest import crosscheck, gdbstub, ram_writer, report
+from framecert_guest.model import Task, TruthVerdict, WalkReport
 
 
 def test_g_packet_offsets():
@@ -14,7 +15,8 @@ def test_g_packet_offsets():
     struct.pack_into("<I", raw, 140, 0x10)        # cs
     struct.pack_into("<Q", raw, 204, 0x1a0c000)   # cr3
     regs = gdbstub.parse_g(raw.hex())
-    assert (regs["rbp"], regs["rsp"], regs["rip"], regs["cs"], regs["cr3"]) == (0x1111, 0x2222, 0xffffffff81000000, 0x10, 0x1a0c000)
+    assert (regs["rbp"], regs["rsp"], regs["rip"], regs["cs"], regs["cr3"]) == (0x1111, 0x2222, 0xffffffff81000000,
+                                                                                0x10, 0x1a0c000)
 
 
 def _core_with_prstatus(path, pids):
@@ -34,8 +36,9 @@ def _core_with_prstatus(path, pids):
 def test_prstatus_pids_become_the_running_tasks(tmp_path):
     core = tmp_path / "vmcore"
     _core_with_prstatus(core, [1, 2])  # QEMU: vCPU index + 1
-    tasks = [{"pid": 41, "running": True, "vcpu": 0}, {"pid": 0, "running": True, "vcpu": 1},
-             {"pid": 1, "running": False, "vcpu": -1}]
+    tasks = [Task.from_json(t) for t in ({"pid": 41, "running": True, "vcpu": 0},
+                                         {"pid": 0, "running": True, "vcpu": 1},
+                                         {"pid": 1, "running": False, "vcpu": -1})]
     written = crosscheck.fix_prstatus_pids(core, tasks)
     assert written[0] == 41 and written[1] not in (0, 1, 2)
     data = core.read_bytes()
@@ -53,7 +56,7 @@ def test_ram_writer_walks_four_levels_and_restores(tmp_path):
     struct.pack_into("<Q", ram, page + 0x458, 0xabcdef)
     path = tmp_path / "ram"
     path.write_bytes(bytes(ram))
-    w = walk.GuestRamWriter(path, cr3)
+    w = ram_writer.GuestRamWriter(path, cr3)
     assert w.translate(va) == page + 0x458 and w.read(va) == 0xabcdef
     w.write(va, 0x42)
     assert w.read(va) == 0x42
@@ -65,19 +68,22 @@ def test_finish_report_counts_false_reliables():
     def task(addr, reliable):
         return {"task": addr, "pid": 1, "reliable": reliable, "frames": [{"pc": "0xffffffff81000010"}],
                 "cfa_check": {"agrees": True, "frame_count": 1}}
-    report = {"tasks": [task("0x1", True), task("0x2", False), task("0x3", True)], "summary": {}}
-    drgn = {"0x1": {"verdict": "agree"}, "0x2": {"verdict": "disagree", "detail": "x"},
-            "0x3": {"verdict": "disagree", "detail": "y"}}
-    walk.finish_report(report, drgn, None)
-    assert report["summary"]["false_reliable"] == 1
-    assert report["tasks"][2]["false_reliable"] and not report["tasks"][1]["false_reliable"]
-    assert report["tasks"][0]["crosscheck"] == {"metadata": "agree", "shadow": "not-run", "drgn": "agree",
-                                                "crash": "not-run"}
+    rep = WalkReport.from_json({"tasks": [task("0x1", True), task("0x2", False), task("0x3", True)], "summary": {}})
+    drgn = {0x1: TruthVerdict("agree"), 0x2: TruthVerdict("disagree", "x"), 0x3: TruthVerdict("disagree", "y")}
+    report.finish_report(rep, drgn, None)
+    assert rep.summary.false_reliable == 1
+    assert rep.tasks[2].false_reliable and not rep.tasks[1].false_reliable
+    assert rep.tasks[0].crosscheck == {"metadata": "agree", "shadow": "not-run", "drgn": "agree", "crash": "not-run"}
     # drgn's agreement is no coverage: it follows rbp where a function has no CFI.
-    assert report["summary"]["truth_coverage"] == 0.0 and report["summary"]["oracle"] == "none"
+    assert rep.summary.accounting.truth_coverage == 0.0 and rep.summary.oracle == "none"
+    # The report written out (--json) has the walker's schema plus the accounting.
+    out = rep.to_json()
+    assert out["summary"]["false_reliable"] == 1 and out["tasks"][2]["false_reliable"]
+    assert out["tasks"][0]["task"] == "0x1" and out["tasks"][0]["frames"][0]["pc"] == "0xffffffff81000010"
 
 
 def test_crash_bt_lines_parse():
-    assert crosscheck.CRASH_TASK.match('PID: 37       TASK: ffff8880003d0000  CPU: 0    COMMAND: "fc_chain"').group(2) == "ffff8880003d0000"
+    m = crosscheck.CRASH_TASK.match('PID: 37       TASK: ffff8880003d0000  CPU: 0    COMMAND: "fc_chain"')
+    assert m.group(2) == "ffff8880003d0000"
     m = crosscheck.CRASH_FRAME.match(" #4 [ffff888000273f50] secondary_startup_64_no_verify at ffffffff81000132")
     assert m.group(3) == "secondary_startup_64_no_verify" and int(m.group(4), 16) == 0xffffffff81000132

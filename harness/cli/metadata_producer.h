@@ -1,0 +1,34 @@
+// The one metadata producer of the `framecert` binary and its identity, shared by `framecert walk` (a
+// process's objects) and `framecert metadata-cache` (a guest's vmlinux and modules), so both fill the same
+// MetadataCache (unwinder/metadata_cache.h) under the same keys.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "unwinder/frame_table.h"
+#include "unwinder/result.h"
+#include "validator/validator.h"
+
+namespace framecert::cli {
+
+// Metadata cached by one build of framecert is not trusted by another: the validator may have changed.
+inline std::string producer_tag() {
+  struct stat st {};
+  if (stat("/proc/self/exe", &st) != 0) return "unknown";
+  return fmt::format("{:x}{:x}", static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_mtim.tv_sec));
+}
+
+// The validator's metadata of the object at `path` (findings are not errors: the metadata says where frames
+// are missing).
+inline Result<FrameTable> validator_metadata(const std::string& path) {
+  auto report = check_object(path, CheckOptions{});
+  if (!report) return tl::unexpected(report.error());
+  return std::move(report->metadata);
+}
+
+}  // namespace framecert::cli
