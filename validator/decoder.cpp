@@ -8,6 +8,7 @@
 #include <Zydis/Zydis.h>
 
 #include <array>
+#include <tuple>
 
 namespace framecert {
 
@@ -344,6 +345,16 @@ bool is_ebp_or_rbp(const ZydisDecodedOperand& op) {
          (op.reg.value == ZYDIS_REGISTER_EBP || op.reg.value == ZYDIS_REGISTER_RBP);
 }
 
+// A whole-register copy `mov %src64,%dst64`: the destination then holds exactly what the source held,
+// which lets the frame-pointer flow see rbp saved in another register and put back (rbp_flow.cpp).
+std::pair<Reg, Reg> register_copy(const ZydisDecodedInstruction& zi, const ZydisDecodedOperand* ops) {
+  if (zi.mnemonic != ZYDIS_MNEMONIC_MOV || zi.operand_count_visible != 2 || zi.operand_width != 64)
+    return {Reg::None, Reg::None};
+  if (ops[0].type != ZYDIS_OPERAND_TYPE_REGISTER || ops[1].type != ZYDIS_OPERAND_TYPE_REGISTER)
+    return {Reg::None, Reg::None};
+  return {gpr_of(ops[1].reg.value), gpr_of(ops[0].reg.value)};
+}
+
 // Idioms that leave %rbp == 0 (the "no frame" marker of entry code): xor/sub of %ebp or %rbp with
 // itself, and mov/and of an immediate 0 into %ebp or %rbp. 32-bit writes zero the upper half too.
 bool sets_bp_zero(const ZydisDecodedInstruction& zi, const ZydisDecodedOperand* ops) {
@@ -398,6 +409,7 @@ std::optional<Insn> Decoder::decode(std::span<const uint8_t> code, uint64_t offs
   insn.length = zi.length;
   insn.written_regs = written_gprs(zi, operands.data());
   insn.zeroes_bp = sets_bp_zero(zi, operands.data());
+  std::tie(insn.copy_src, insn.copy_dst) = register_copy(zi, operands.data());
   // objtool skips VEX/EVEX-encoded instructions entirely: kind other, no stack operations. XOP (AMD only,
   // unknown to the kernel's decoder, never in kernel code) is treated the same way.
   if (!is_legacy_encoding(zi)) return insn;

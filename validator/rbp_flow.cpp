@@ -8,8 +8,25 @@ namespace {
 
 BpValue meet(BpValue a, BpValue b) { return a == b ? a : BpValue::Unknown; }
 
-// What rbp holds after instruction `in`, given what it held before and the stack state before.
-BpValue transfer(const Instruction& in, const CfiState& before, BpValue bp) {
+// The flow value before an instruction: what rbp holds, and which other registers hold a copy of what rbp
+// held when it was copied (`mov %rbp,%rbx ... mov %rbx,%rbp` puts the frame pointer back).
+struct Flow {
+  BpValue bp = BpValue::Unknown;
+  BpValue copy = BpValue::Unknown;  // the value the registers in `copies` hold
+  uint16_t copies = 0;              // bit i: Reg(i)
+  bool operator==(const Flow&) const = default;
+};
+
+Flow meet(const Flow& a, const Flow& b) {
+  Flow out{meet(a.bp, b.bp), a.copy, static_cast<uint16_t>(a.copy == b.copy ? a.copies & b.copies : 0)};
+  if (out.copies == 0) out.copy = BpValue::Unknown;
+  return out;
+}
+
+uint16_t bit(Reg r) { return static_cast<uint16_t>(1u << static_cast<unsigned>(r)); }
+
+// What rbp holds after instruction `in` when the stack model describes the write (or leaves rbp alone).
+BpValue transfer_bp(const Instruction& in, const CfiState& before, BpValue bp) {
   if (!in.insn.writes(Reg::Bp)) return bp;
   if (in.insn.zeroes_bp) return BpValue::Zero;
   CfiState after = before;
@@ -32,6 +49,33 @@ BpValue transfer(const Instruction& in, const CfiState& before, BpValue bp) {
     default:
       return BpValue::Unknown;
   }
+}
+
+Flow transfer(const Instruction& in, const CfiState& before, const Flow& f) {
+  Flow out = f;
+  const Reg src = in.insn.copy_src, dst = in.insn.copy_dst;
+  const bool copy = src != Reg::None && dst != Reg::None && dst != Reg::Sp && src != dst;
+  // rbp put back from a register holding its earlier value. A copy of the frame pointer is only the frame
+  // again while that frame still exists (not after `leave` or the pop of the saved rbp).
+  if (copy && dst == Reg::Bp && (f.copies & bit(src))) {
+    out.bp = f.copy;
+    if (out.bp == BpValue::Frame && !before.has_valid_frame()) out.bp = BpValue::Unknown;
+  } else {
+    out.bp = transfer_bp(in, before, f.bp);
+  }
+  // Registers written lose their copy; a copy from rbp (or from a copy) gains one.
+  out.copies = static_cast<uint16_t>(out.copies & ~in.insn.written_regs);
+  if (copy && dst != Reg::Bp) {
+    if (src == Reg::Bp) {
+      if (out.copies && out.copy != f.bp) out.copies = 0;
+      out.copy = f.bp;
+      out.copies |= bit(dst);
+    } else if (f.copies & bit(src)) {
+      out.copies |= bit(dst);
+    }
+  }
+  if (out.copies == 0) out.copy = BpValue::Unknown;
+  return out;
 }
 
 void successors(const DecodedObject& obj, int32_t i, std::vector<int32_t>& out) {
@@ -67,13 +111,15 @@ void successors(const DecodedObject& obj, int32_t i, std::vector<int32_t>& out) 
 }  // namespace
 
 std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) {
-  std::vector<uint8_t> value(obj.insns.size(), kBpUnset);
+  std::vector<Flow> flow(obj.insns.size());
+  std::vector<uint8_t> value(obj.insns.size(), kBpUnset);  // kBpUnset: no flow reached it yet
   std::deque<int32_t> work;
   for (int32_t f = 0; f < static_cast<int32_t>(obj.functions.size()); ++f) {
     const Function& fn = obj.functions[f];
     if (fn.parent != f || !fn.canonical || fn.first_insn == fn.end_insn || !r.visited[fn.first_insn]) continue;
     if (obj.insns[fn.first_insn].insn.offset != fn.offset) continue;
     value[fn.first_insn] = static_cast<uint8_t>(BpValue::Caller);
+    flow[fn.first_insn] = Flow{BpValue::Caller};
     work.push_back(static_cast<int32_t>(fn.first_insn));
   }
   // An unwind hint asserts the stack, not rbp: what rbp holds there is unknown, unless the hint is a
@@ -83,6 +129,7 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
     if (!in.hint || !r.visited[i]) continue;
     const bool entry = in.hint_state != kNone && obj.hint_states[in.hint_state] == CfiState::function_entry();
     value[i] = static_cast<uint8_t>(entry ? BpValue::Caller : BpValue::Unknown);
+    flow[i] = Flow{static_cast<BpValue>(value[i])};
     work.push_back(i);
   }
   std::vector<int32_t> succ;
@@ -95,13 +142,14 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
     int32_t i = work.front();
     work.pop_front();
     if (r.state_of_insn[i] < 0) continue;
-    BpValue out = transfer(obj.insns[i], r.states[r.state_of_insn[i]], static_cast<BpValue>(value[i]));
+    const Flow out = transfer(obj.insns[i], r.states[r.state_of_insn[i]], flow[i]);
     successors(obj, i, succ);
     for (int32_t s : succ) {
       if (s < 0 || !r.visited[s] || obj.insns[s].hint || !same_function(i, s)) continue;
-      uint8_t merged = value[s] == kBpUnset ? static_cast<uint8_t>(out) : static_cast<uint8_t>(meet(static_cast<BpValue>(value[s]), out));
-      if (merged != value[s]) {
-        value[s] = merged;
+      const Flow merged = value[s] == kBpUnset ? out : meet(flow[s], out);
+      if (value[s] == kBpUnset || !(merged == flow[s])) {
+        flow[s] = merged;
+        value[s] = static_cast<uint8_t>(merged.bp);
         work.push_back(s);
       }
     }
