@@ -86,6 +86,15 @@ void decode_sections(DecodedObject& obj, const Decoder& decoder) {
       if (!obj.elf->relocatable() && insn->kind == InsnKind::ContextSwitch && insn->length == 2 &&
           sec.bytes[off] == 0x0f && sec.bytes[off + 1] == 0x05)
         in.insn.kind = InsnKind::Other;
+      if (insn->notrack) {
+        Finding note;
+        note.positional = false;
+        note.section = sec.name;
+        note.section_index = sec.index;
+        note.offset = off;
+        note.message = fmt::format("notrack prefix found at {}:0x{:x}", sec.name, off);
+        obj.notes.push_back(std::move(note));
+      }
       obj.insns.push_back(std::move(in));
       off += insn->length;
     }

@@ -79,6 +79,9 @@ struct DecodedObject {
   // Structural errors (objtool's hard errors). One without a function (undecodable bytes, a .cold part
   // without parent) stops the check of the whole object; one inside a function marks it `broken`.
   std::vector<Finding> fatal;
+  // Diagnostics of the decoding that say nothing about frames and certify or uncertify nothing, printed
+  // before the findings as objtool prints them: "notrack prefix found at SECTION:0xOFF".
+  std::vector<Finding> notes;
 
   const SectionCode* code_of(uint32_t section) const;
   int32_t find_insn(uint32_t section, uint64_t offset) const;  // exact start, or kNone

@@ -7,6 +7,7 @@
 
 #include <Zydis/Zydis.h>
 
+#include <algorithm>
 #include <array>
 #include <tuple>
 
@@ -30,6 +31,7 @@ constexpr uint8_t kBp = static_cast<uint8_t>(Reg::Bp);
 struct Encoding {
   uint8_t op1 = 0, op2 = 0, op3 = 0;  // opcode bytes; op2/op3 only for the 0f escape maps
   uint8_t first_prefix = 0;           // first distinct legacy prefix, as the kernel's decoder keeps it
+  bool notrack = false;               // a 3e (notrack) among the prefixes the kernel's decoder keeps
   bool rex_w = false;
   uint8_t rex_b = 0;  // 0 or 8: extends the register in the low opcode bits (push/pop %reg)
   uint8_t modrm = 0, mod = 0, reg = 0, rm = 0;
@@ -65,7 +67,7 @@ bool is_legacy_prefix(uint8_t b) {
 // The kernel's decoder records up to four distinct legacy prefixes in order and then moves the last
 // prefix byte seen into slot 3, swapping if that slot was taken. objtool's endbr test reads slot 0, so
 // reproduce that bookkeeping instead of just taking the first byte.
-uint8_t kernel_first_prefix(std::span<const uint8_t> bytes) {
+uint8_t kernel_first_prefix(std::span<const uint8_t> bytes, bool* has_3e) {
   std::array<uint8_t, 4> slots{};
   size_t count = 0;
   uint8_t last = 0;
@@ -79,6 +81,7 @@ uint8_t kernel_first_prefix(std::span<const uint8_t> bytes) {
     }
     last = b;
   }
+  *has_3e = std::find(slots.begin(), slots.begin() + static_cast<std::ptrdiff_t>(count), 0x3e) != slots.begin() + static_cast<std::ptrdiff_t>(count);
   if (last != 0 && last != slots[3]) {
     if (slots[3] != 0) {
       for (size_t j = 0; j < count; ++j) {
@@ -111,7 +114,7 @@ void set_opcode_bytes(const ZydisDecodedInstruction& zi, Encoding& e) {
 Encoding extract(std::span<const uint8_t> bytes, const ZydisDecodedInstruction& zi) {
   Encoding e;
   set_opcode_bytes(zi, e);
-  e.first_prefix = kernel_first_prefix(bytes);
+  e.first_prefix = kernel_first_prefix(bytes, &e.notrack);
   uint8_t rex_r = 0, rex_x = 0, rex_b = 0;
   if (zi.attributes & ZYDIS_ATTRIB_HAS_REX) {
     e.rex_w = zi.raw.rex.W != 0;
@@ -255,8 +258,8 @@ void decode_0f(const Encoding& e, Insn& insn) {
 // compared with its REX.R bit included, as objtool does.
 void decode_group5(const Encoding& e, Insn& insn) {
   switch (e.reg) {
-    case 2: case 3: insn.kind = InsnKind::CallIndirect; break;
-    case 4: insn.kind = InsnKind::JumpIndirect; break;
+    case 2: case 3: insn.kind = InsnKind::CallIndirect; insn.notrack = e.notrack; break;
+    case 4: insn.kind = InsnKind::JumpIndirect; insn.notrack = e.notrack; break;
     case 5: insn.kind = InsnKind::ContextSwitch; break;
     case 6: add_op(insn, Src::Const, Reg::None, 0, Dst::Push); break;
     default: break;

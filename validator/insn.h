@@ -70,6 +70,7 @@ struct Insn {
   bool has_target = false;  // direct jump/call: target below is valid
   bool is_iret = false;     // iretq: inside an STT_FUNC it is sync_core()'s iret-to-self (pops 40 bytes)
   bool zeroes_bp = false;   // xor %ebp,%ebp / mov $0,%ebp / mov $0,%rbp / and $0,%ebp: rbp known 0
+  bool notrack = false;     // an indirect call/jump with the notrack (3e) prefix: objtool warns about it
   Reg copy_src = Reg::None;  // mov %copy_src,%copy_dst, both 64-bit registers: dst now holds src's value
   Reg copy_dst = Reg::None;
   uint64_t target = 0;      // section offset of a direct branch target: offset + length + displacement

@@ -47,6 +47,7 @@ Result<ObjectReport> check_object(const std::string& path, const CheckOptions& o
     check_frame_pointer_kept(obj, bp, result);
     report.findings = result.findings;
   }
+  report.findings.insert(report.findings.begin(), obj.notes.begin(), obj.notes.end());
   // framecert's own rule, never suppressed by other findings (docs/rules.md).
   for (Finding& f : returns_outside_functions(obj, result)) report.findings.push_back(std::move(f));
   for (const Function& f : obj.functions)
