@@ -1,6 +1,7 @@
 #include "validator/validator.h"
 
 #include <algorithm>
+#include <set>
 
 #include "validator/checker.h"
 #include "validator/decoded_object.h"
@@ -11,6 +12,21 @@
 #include "validator/rbp_flow.h"
 
 namespace framecert {
+
+namespace {
+
+// One finding per function (docs/rules.md): the checker stops a function at its first violation, but
+// structural errors found while decoding (several jumps to nowhere, say) and framecert's own rules may
+// name a function again; the first stays.
+std::vector<Finding> first_per_function(const std::vector<Finding>& findings) {
+  std::vector<Finding> out;
+  std::set<std::string> named;
+  for (const Finding& f : findings)
+    if (f.function.empty() || named.insert(f.function).second) out.push_back(f);
+  return out;
+}
+
+}  // namespace
 
 Result<ObjectReport> check_object(const std::string& path, const CheckOptions& options) {
   auto elf = ElfFile::open(path);
@@ -45,7 +61,7 @@ Result<ObjectReport> check_object(const std::string& path, const CheckOptions& o
   const std::vector<uint8_t> bp = rbp_values(obj, result);
   if (!whole_object_fatal) {
     check_frame_pointer_kept(obj, bp, result);
-    report.findings = result.findings;
+    report.findings = first_per_function(result.findings);
   }
   report.findings.insert(report.findings.begin(), obj.notes.begin(), obj.notes.end());
   // framecert's own rule, never suppressed by other findings (docs/rules.md).
