@@ -147,8 +147,10 @@ std::unordered_map<int32_t, CallDepth> call_depths(const DecodedObject& obj, con
         const Instruction& to = obj.insns[s];
         if (to.func != kNone && obj.parent_of(to.func) != f) {
           // Into another function's middle (directly, or through replacement code): that function's
-          // depths no longer hold, and this path is not this function's any more.
-          gave_up[obj.parent_of(to.func)] = 1;
+          // depths no longer hold, and this path is not this function's any more. Running into another
+          // function's entry (past a call the checker did not know never returns) harms nothing: the entry
+          // is seeded with its own depth.
+          if (obj.function_starting_at(s) == kNone) gave_up[obj.parent_of(to.func)] = 1;
           continue;
         }
         Depth d = out;

@@ -36,7 +36,9 @@ struct WalkArgs {
 std::string producer_tag() {
   struct stat st {};
   if (stat("/proc/self/exe", &st) != 0) return "unknown";
-  return fmt::format("{:x}{:x}", static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_mtim.tv_sec));
+  // The format version too: a cache written in another version is refused by the reader and remade.
+  return fmt::format("v{}-{:x}{:x}", metadata::kVersion, static_cast<uint64_t>(st.st_size),
+                     static_cast<uint64_t>(st.st_mtim.tv_sec));
 }
 
 nlohmann::json frames_json(const Trace& t) {

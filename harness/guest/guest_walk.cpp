@@ -9,12 +9,14 @@
 #include <cstring>
 #include <set>
 #include <tuple>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
 #include "unwinder/elf_image.h"
 #include "unwinder/frame_builder.h"
 #include "unwinder/scoped_fd.h"
+#include "validator/idle_marker.h"
 
 namespace framecert::guest {
 
@@ -109,6 +111,12 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   w->globals_ = KernelGlobals{(*syms)["init_task"], (*syms)["runqueues"], (*syms)["__per_cpu_offset"],
                               (*syms)["__cpu_online_mask"], syms->count("current_task") ? (*syms)["current_task"] : 0};
   w->ret_from_fork_ = (*syms)["ret_from_fork"];
+  // An idle task's stack ends at head_64.S's marker: its address, found once with the validator's decoder.
+  if (auto marker = find_idle_end_marker(config.vmlinux)) {
+    w->idle_marker_ = *marker;
+  } else {
+    w->prepare_warnings_.push_back(fmt::format("idle tasks' stack end unknown: {}", marker.error()));
+  }
   if (w->layout_.thread_size == 0) {
     // INIT_TASK_DATA in the linker script: init_stack spans exactly THREAD_SIZE.
     if (!syms->count("__start_init_task") || !syms->count("__end_init_task"))
@@ -132,6 +140,12 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   // vmlinux: every executable segment, one metadata table for all.
   auto image = read_elf_image(config.vmlinux);
   if (!image) return tl::unexpected(image.error());
+  // A module's calls into the kernel are relocations to names: resolved against the names vmlinux has once.
+  std::unordered_map<std::string, std::optional<uint64_t>> kernel_names;
+  for (const Symbol& s : image->symbols.all()) {
+    auto [it, fresh] = kernel_names.try_emplace(s.name, s.address);
+    if (!fresh && it->second != s.address) it->second.reset();  // ambiguous: never guessed
+  }
   auto symbols = std::make_shared<SymbolTable>(std::move(image->symbols));
   std::shared_ptr<const FrameTable> meta;
   std::string meta_error;
@@ -155,6 +169,10 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
     }
     auto placed = std::make_shared<FrameTable>(std::move(*t));
     placed->linked = true;
+    placed->resolve_symbol_targets([&](const std::string& name) -> std::optional<uint64_t> {
+      auto it = kernel_names.find(name);
+      return it == kernel_names.end() ? std::nullopt : it->second;
+    });
     std::vector<std::pair<uint64_t, uint64_t>> ranges;
     for (FrameSection& s : placed->sections) {
       auto it = m.sections.find(s.name);
@@ -191,7 +209,7 @@ TaskReport GuestWalker::walk_task(const GuestTask& t, const CpuRegs* regs, bool 
   // the end record must hold, encoded frame pointers, STACK_FRAME_NON_STANDARD functions.
   const uint64_t pt_regs = bounds.high - layout_.pt_regs_size;
   ctx.options.end_frame = pt_regs - 16;
-  ctx.options.end_record = KernelEndRecord{pt_regs, layout_.pt_regs_cs, ret_from_fork_, t.idle};
+  ctx.options.end_record = KernelEndRecord{pt_regs, layout_.pt_regs_cs, ret_from_fork_, t.idle, idle_marker_};
   ctx.options.zeroed_rbp_ends_stack = false;  // kernel stacks end at the user pt_regs or ret_from_fork only
   Trace& tr = r.unwind.trace;
   if (regs) {
