@@ -352,7 +352,8 @@ TEST(Walker, AWrongFrameSizeInTheMetadataIsAMismatch) {
   Chain c;
   write_prologue(c.w, c.main_fn, 3);
   write_prologue(c.w, c.a, 3);  // a really has 2 (Chain's Machine pushed 2)
-  EXPECT_UNRELIABLE(c.fp(c.in_b()), Reason::FrameSizeMismatch, 1);
+  Regs r = c.in_b();
+  EXPECT_UNRELIABLE(c.fp(r), Reason::FrameSizeMismatch, 1);
 }
 
 TEST(Walker, FrameSizesComeFromTheMetadataAlone) {

@@ -105,8 +105,12 @@ TEST(Metadata, CallSiteDepthsAreExactOrUnknown) {
     EXPECT_EQ(c.return_offset, e.ret);
     EXPECT_EQ(c.has(md::kCallSpDepth), e.sp.has_value()) << std::hex << e.ret;
     EXPECT_EQ(c.has(md::kCallBpDepth), e.bp.has_value()) << std::hex << e.ret;
-    if (e.sp) EXPECT_EQ(c.sp_depth, *e.sp) << std::hex << e.ret;
-    if (e.bp) EXPECT_EQ(c.bp_depth, *e.bp) << std::hex << e.ret;
+    if (e.sp) {
+      EXPECT_EQ(c.sp_depth, *e.sp) << std::hex << e.ret;
+    }
+    if (e.bp) {
+      EXPECT_EQ(c.bp_depth, *e.bp) << std::hex << e.ret;
+    }
   }
   // Targets: ext_a is external (a symbol), local_leaf a label the assembler resolved, global_leaf a symbol
   // defined here (both section offsets); __fentry__ is rewritten at run time (unknown).
