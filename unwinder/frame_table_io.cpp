@@ -181,7 +181,7 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
   t.object_name = *name;
   t.build_id = *build_id;
 
-  std::unordered_map<uint32_t, uint32_t> symbol_index;  // string offset -> index into target_symbols
+  std::unordered_map<std::string, uint32_t> symbol_index;  // name -> index into target_symbols
   for (uint32_t i = 0; i < h.section_count; ++i) {
     md::SectionRecord r;
     record(sections_at, i, r);
@@ -206,19 +206,23 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
       record(calls_at, uint64_t{r.first_call} + j, c);
       if (!s.calls.empty() && c.return_offset <= s.calls.back().return_offset) return fail("section {}: call sites not sorted", s.name);
       if (c.flags & ~md::kCallFlagsKnown) return fail("section {}: unknown call-site flags {:#x}", s.name, c.flags);
-      CallSite site{c.return_offset, c.flags, c.sp_depth, c.bp_depth, {}};
+      // Fields a flag or kind does not validate are read as 0, so a table reads back as it is written.
+      CallSite site{c.return_offset, c.flags, (c.flags & md::kCallSpDepth) ? c.sp_depth : 0,
+                    (c.flags & md::kCallBpDepth) ? c.bp_depth : 0, {}};
       switch (static_cast<CallTargetKind>(c.target_kind)) {
         case CallTargetKind::Unknown:
           break;
         case CallTargetKind::Address:
+          site.target = CallTarget{CallTargetKind::Address, 0, c.target};
+          break;
         case CallTargetKind::Section:
-          // A Section reference is checked against the section count once every section is read.
-          site.target = CallTarget{static_cast<CallTargetKind>(c.target_kind), c.target_ref, c.target};
+          // Checked against the section count once every section is read.
+          site.target = CallTarget{CallTargetKind::Section, c.target_ref, c.target};
           break;
         case CallTargetKind::Symbol: {
           auto sym = str(c.target_ref);
           if (!sym || sym->empty()) return fail("section {}: call target names no symbol", s.name);
-          auto [it, fresh] = symbol_index.try_emplace(c.target_ref, static_cast<uint32_t>(t.target_symbols.size()));
+          auto [it, fresh] = symbol_index.try_emplace(*sym, static_cast<uint32_t>(t.target_symbols.size()));
           if (fresh) t.target_symbols.push_back(*sym);
           site.target = CallTarget{CallTargetKind::Symbol, it->second, 0};
           break;
