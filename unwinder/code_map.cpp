@@ -28,6 +28,22 @@ std::optional<CallSite> CodeMap::call_site_at(const CodeImage& img, uint64_t ret
   return img.metadata->call_site_at_address(return_address - img.bias);
 }
 
+std::optional<uint64_t> CodeMap::call_target(const CodeImage& img, const CallSite& call) const {
+  if (!img.metadata) return std::nullopt;
+  auto target = img.metadata->call_target(call);
+  if (!target) return std::nullopt;
+  return *target + img.bias;
+}
+
+std::optional<uint64_t> CodeMap::syscall_before(const CodeImage& img, uint64_t pc) const {
+  if (!img.metadata) return std::nullopt;
+  auto where = img.metadata->locate(pc - img.bias);
+  if (!where) return std::nullopt;
+  auto site = img.metadata->syscall_before(*where);
+  if (!site) return std::nullopt;
+  return pc - (site->return_offset - site->offset);
+}
+
 std::optional<FunctionExtent> CodeMap::function_at(uint64_t pc) const {
   const CodeImage* img = find(pc);
   if (!img) return std::nullopt;

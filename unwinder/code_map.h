@@ -9,7 +9,6 @@
 #include <string>
 #include <vector>
 
-#include "unwinder/frame_depth.h"
 #include "unwinder/frame_table.h"
 #include "unwinder/symbolizer.h"
 
@@ -47,6 +46,11 @@ class CodeMap {
   // Metadata queries at run-time addresses; nullopt when the image has no metadata or no section covers it.
   std::optional<FrameState> state_at(const CodeImage& img, uint64_t pc) const;
   std::optional<CallSite> call_site_at(const CodeImage& img, uint64_t return_address) const;
+  // Where the direct call `call` (a call site of `img`) lands, at run time; nullopt when the metadata does
+  // not know (indirect, patched at run time, unresolved).
+  std::optional<uint64_t> call_target(const CodeImage& img, const CallSite& call) const;
+  // The `syscall` instruction that ends at `pc` (a task stopped in a system call), at run time.
+  std::optional<uint64_t> syscall_before(const CodeImage& img, uint64_t pc) const;
   std::optional<FunctionExtent> function_at(uint64_t pc) const;
 
   // `pc` of a caller frame is a return address: look up pc-1 so a call at a function's very end (to a
@@ -55,15 +59,8 @@ class CodeMap {
 
   const std::vector<CodeImage>& images() const { return images_; }
 
-  // The exact stack depths at the call sites of `f` (frame_depth.h), analysed once per function from the
-  // code in `text` and cached. Copies of a CodeMap share the cache: they describe the same code.
-  std::shared_ptr<const FunctionDepths> depths_of(Memory& text, const FunctionExtent& f) const {
-    return depths_->get(text, f.start, f.size);
-  }
-
  private:
   std::vector<CodeImage> images_;  // sorted by start
-  std::shared_ptr<FrameDepthCache> depths_ = std::make_shared<FrameDepthCache>();
 };
 
 }  // namespace framecert

@@ -50,6 +50,49 @@ const FunctionEntry* FrameTable::function_at(SectionOffset where) const {
   return nullptr;
 }
 
+std::optional<uint64_t> FrameTable::call_target(const CallSite& call) const {
+  switch (call.target.kind) {
+    case CallTargetKind::Address:
+      return call.target.value;
+    case CallTargetKind::Section: {
+      if (!linked || call.target.ref >= sections.size()) return std::nullopt;
+      const FrameSection& s = sections[call.target.ref];
+      if (call.target.value >= s.size) return std::nullopt;  // not placed (size 0) or outside it
+      return s.address + call.target.value;
+    }
+    case CallTargetKind::Symbol:
+    case CallTargetKind::Unknown:
+      break;
+  }
+  return std::nullopt;
+}
+
+std::optional<SyscallSite> FrameTable::syscall_before(SectionOffset where) const {
+  if (where.section >= sections.size()) return std::nullopt;
+  const auto& sys = sections[where.section].syscalls;
+  auto it = std::lower_bound(sys.begin(), sys.end(), where.offset,
+                             [](const SyscallSite& s, uint64_t off) { return s.return_offset < off; });
+  if (it == sys.end() || it->return_offset != where.offset) return std::nullopt;
+  return *it;
+}
+
+void FrameTable::resolve_symbol_targets(
+    const std::function<std::optional<uint64_t>(const std::string&)>& address_of) {
+  std::vector<std::optional<uint64_t>> resolved;
+  for (const std::string& name : target_symbols) resolved.push_back(address_of(name));
+  for (FrameSection& s : sections)
+    for (CallSite& c : s.calls) {
+      if (c.target.kind != CallTargetKind::Symbol) continue;
+      auto a = c.target.ref < resolved.size() ? resolved[c.target.ref] : std::nullopt;
+      c.target = a ? CallTarget{CallTargetKind::Address, 0, *a} : CallTarget{};
+    }
+}
+
+std::optional<SyscallSite> FrameTable::syscall_before_address(uint64_t return_address) const {
+  auto where = locate(return_address);
+  return where ? syscall_before(*where) : std::nullopt;
+}
+
 std::optional<FrameState> FrameTable::state_at_address(uint64_t address) const {
   auto where = locate(address);
   return where ? state_at(*where) : std::nullopt;

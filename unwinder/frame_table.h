@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -14,6 +15,7 @@
 
 namespace framecert {
 
+using metadata::CallTargetKind;
 using metadata::CfaBase;
 
 struct FrameState {
@@ -31,11 +33,30 @@ struct FrameRowEntry {
   bool operator==(const FrameRowEntry&) const = default;
 };
 
+// A direct call's target as the validator resolved it (metadata::CallTargetKind). Resolve it to an
+// address with FrameTable::call_target().
+struct CallTarget {
+  CallTargetKind kind = CallTargetKind::Unknown;
+  uint32_t ref = 0;    // Section: section index; Symbol: index into FrameTable::target_symbols
+  uint64_t value = 0;  // Address: link-time address; Section: offset
+  bool operator==(const CallTarget&) const = default;
+};
+
 struct CallSite {
   uint64_t return_offset = 0;
   uint8_t flags = 0;
+  int32_t sp_depth = 0;  // with kCallSpDepth: CFA - rsp at the call
+  int32_t bp_depth = 0;  // with kCallBpDepth: CFA - rbp at the call
+  CallTarget target;
   bool operator==(const CallSite&) const = default;
   bool has(uint8_t flag) const { return (flags & flag) != 0; }
+};
+
+// A `syscall` instruction (metadata::SyscallSiteRecord): never a call site.
+struct SyscallSite {
+  uint64_t offset = 0;         // the instruction
+  uint64_t return_offset = 0;  // the instruction after it
+  bool operator==(const SyscallSite&) const = default;
 };
 
 struct FrameSection {
@@ -44,6 +65,7 @@ struct FrameSection {
   uint64_t size = 0;
   std::vector<FrameRowEntry> rows;  // sorted by offset, each state holds until the next row
   std::vector<CallSite> calls;      // sorted by return_offset
+  std::vector<SyscallSite> syscalls;  // sorted by return_offset
   bool operator==(const FrameSection&) const = default;
 };
 
@@ -72,6 +94,7 @@ class FrameTable {
   bool linked = false;  // addresses are virtual addresses (see metadata::kFileLinked)
   std::vector<FrameSection> sections;
   std::vector<FunctionEntry> functions;  // sorted by (section, offset)
+  std::vector<std::string> target_symbols;  // names of CallTargetKind::Symbol targets
 
   bool operator==(const FrameTable&) const = default;
 
@@ -83,11 +106,20 @@ class FrameTable {
   std::optional<CallSite> call_site(SectionOffset where) const;
   // The function containing `where`, or nullptr.
   const FunctionEntry* function_at(SectionOffset where) const;
+  // The link-time address a direct call lands at; nullopt when the target is unknown, a symbol not yet
+  // resolved, or a section not placed at an address (a relocatable object's own table).
+  std::optional<uint64_t> call_target(const CallSite& call) const;
+  // The syscall instruction that ends at `where` (a task in a system call has its rip there).
+  std::optional<SyscallSite> syscall_before(SectionOffset where) const;
+  // Turns CallTargetKind::Symbol targets into addresses where `address_of` knows the name (a relocatable
+  // object placed at load addresses: the symbols it calls in the kernel).
+  void resolve_symbol_targets(const std::function<std::optional<uint64_t>(const std::string&)>& address_of);
 
   // Convenience for linked images: the same queries by virtual address.
   std::optional<FrameState> state_at_address(uint64_t address) const;
   std::optional<CallSite> call_site_at_address(uint64_t return_address) const;
   const FunctionEntry* function_at_address(uint64_t address) const;
+  std::optional<SyscallSite> syscall_before_address(uint64_t return_address) const;
 
   size_t row_count() const;
   size_t call_count() const;

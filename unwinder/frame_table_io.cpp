@@ -1,4 +1,4 @@
-// Serialization of FrameTable to and from the version-1 metadata file format (metadata_format.h).
+// Serialization of FrameTable to and from the version-2 metadata file format (metadata_format.h).
 // The parser trusts nothing: every count, offset and string index is checked against the file size
 // before use, so a damaged or truncated file is an error value, never a crash.
 #include <cstring>
@@ -69,10 +69,14 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
   h.object_name = strings.add(table.object_name);
   h.build_id = strings.add(table.build_id);
 
+  // Arrays with 8-byte fields first (sections, call sites, functions), then the 4-byte ones (rows, syscall
+  // sites), then the strings: every record naturally aligned.
   std::vector<uint8_t> body;
   std::vector<md::FrameRow> rows;
   std::vector<md::CallSiteRecord> calls;
-  for (const FrameSection& s : table.sections) {
+  std::vector<md::SyscallSiteRecord> syscalls;
+  for (uint32_t si = 0; si < table.sections.size(); ++si) {
+    const FrameSection& s = table.sections[si];
     md::SectionRecord r{};
     r.name = strings.add(s.name);
     r.address = s.address;
@@ -85,9 +89,22 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
     for (const FrameRowEntry& e : s.rows)
       rows.push_back(md::FrameRow{static_cast<uint32_t>(e.offset), e.state.cfa_offset, e.state.bp_offset,
                                   static_cast<uint8_t>(e.state.cfa_base), e.state.flags});
-    for (const CallSite& c : s.calls) calls.push_back(md::CallSiteRecord{static_cast<uint32_t>(c.return_offset), c.flags, {}});
+    for (const CallSite& c : s.calls) {
+      md::CallSiteRecord rec{};
+      rec.return_offset = static_cast<uint32_t>(c.return_offset);
+      rec.flags = c.flags;
+      rec.sp_depth = c.has(md::kCallSpDepth) ? c.sp_depth : 0;
+      rec.bp_depth = c.has(md::kCallBpDepth) ? c.bp_depth : 0;
+      rec.target_kind = static_cast<uint8_t>(c.target.kind);
+      rec.target = c.target.value;
+      rec.target_ref = c.target.ref;
+      if (c.target.kind == CallTargetKind::Symbol)
+        rec.target_ref = c.target.ref < table.target_symbols.size() ? strings.add(table.target_symbols[c.target.ref]) : 0;
+      calls.push_back(rec);
+    }
+    for (const SyscallSite& sc : s.syscalls)
+      syscalls.push_back({si, static_cast<uint32_t>(sc.offset), static_cast<uint32_t>(sc.return_offset)});
   }
-  for (const auto& r : rows) append(body, r);
   for (const auto& c : calls) append(body, c);
   for (const FunctionEntry& f : table.functions) {
     md::FunctionRecord r{};
@@ -100,6 +117,8 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
     r.parent = strings.add(f.parent);
     append(body, r);
   }
+  for (const auto& r : rows) append(body, r);
+  for (const auto& sc : syscalls) append(body, sc);
   body.insert(body.end(), strings.data().begin(), strings.data().end());
   while (body.size() % 8) body.push_back(0);
 
@@ -107,6 +126,7 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
   h.row_count = static_cast<uint32_t>(rows.size());
   h.call_count = static_cast<uint32_t>(calls.size());
   h.function_count = static_cast<uint32_t>(table.functions.size());
+  h.syscall_count = static_cast<uint32_t>(syscalls.size());
   h.string_size = static_cast<uint32_t>(strings.data().size());
   h.file_size = sizeof h + body.size();
   h.checksum = file_checksum(h, body);
@@ -123,19 +143,22 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
   if (bytes.size() < sizeof h) return fail("truncated: {} bytes, smaller than the header", bytes.size());
   std::memcpy(&h, bytes.data(), sizeof h);
   if (std::memcmp(h.magic, md::kMagic, sizeof h.magic) != 0) return fail("not a framecert metadata file (bad magic)");
-  if (h.version != md::kVersion) return fail("unsupported metadata version {} (this reader knows {})", h.version, md::kVersion);
+  if (h.version != md::kVersion)
+    return fail("unsupported metadata version {} (this reader knows {}{})", h.version, md::kVersion,
+                h.version < md::kVersion ? ": written by an older framecert, regenerate it with `framecert check --metadata`" : "");
   if (h.header_size != sizeof h) return fail("bad header size {}", h.header_size);
   if (h.file_size != bytes.size())
     return fail("file size {} does not match the header's {} (truncated or padded)", bytes.size(), h.file_size);
   if (file_checksum(h, bytes.subspan(sizeof h)) != h.checksum) return fail("checksum mismatch: the file is damaged");
-  if (h.reserved != 0 || (h.flags & ~md::kFileLinked) != 0) return fail("unknown header flags: written by a newer framecert?");
+  if ((h.flags & ~md::kFileLinked) != 0) return fail("unknown header flags: written by a newer framecert?");
 
   // Every array's extent, in 64-bit arithmetic so counts near 2^32 cannot wrap.
   const uint64_t sections_at = sizeof h;
-  const uint64_t rows_at = sections_at + uint64_t{h.section_count} * sizeof(md::SectionRecord);
-  const uint64_t calls_at = rows_at + uint64_t{h.row_count} * sizeof(md::FrameRow);
+  const uint64_t calls_at = sections_at + uint64_t{h.section_count} * sizeof(md::SectionRecord);
   const uint64_t funcs_at = calls_at + uint64_t{h.call_count} * sizeof(md::CallSiteRecord);
-  const uint64_t strings_at = funcs_at + uint64_t{h.function_count} * sizeof(md::FunctionRecord);
+  const uint64_t rows_at = funcs_at + uint64_t{h.function_count} * sizeof(md::FunctionRecord);
+  const uint64_t syscalls_at = rows_at + uint64_t{h.row_count} * sizeof(md::FrameRow);
+  const uint64_t strings_at = syscalls_at + uint64_t{h.syscall_count} * sizeof(md::SyscallSiteRecord);
   const uint64_t end = strings_at + h.string_size;
   if (end > bytes.size()) return fail("record counts exceed the file size");
   if (h.string_size == 0 || bytes[strings_at + h.string_size - 1] != 0)
@@ -158,6 +181,7 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
   t.object_name = *name;
   t.build_id = *build_id;
 
+  std::unordered_map<std::string, uint32_t> symbol_index;  // name -> index into target_symbols
   for (uint32_t i = 0; i < h.section_count; ++i) {
     md::SectionRecord r;
     record(sections_at, i, r);
@@ -181,7 +205,32 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
       md::CallSiteRecord c;
       record(calls_at, uint64_t{r.first_call} + j, c);
       if (!s.calls.empty() && c.return_offset <= s.calls.back().return_offset) return fail("section {}: call sites not sorted", s.name);
-      s.calls.push_back({c.return_offset, c.flags});
+      if (c.flags & ~md::kCallFlagsKnown) return fail("section {}: unknown call-site flags {:#x}", s.name, c.flags);
+      // Fields a flag or kind does not validate are read as 0, so a table reads back as it is written.
+      CallSite site{c.return_offset, c.flags, (c.flags & md::kCallSpDepth) ? c.sp_depth : 0,
+                    (c.flags & md::kCallBpDepth) ? c.bp_depth : 0, {}};
+      switch (static_cast<CallTargetKind>(c.target_kind)) {
+        case CallTargetKind::Unknown:
+          break;
+        case CallTargetKind::Address:
+          site.target = CallTarget{CallTargetKind::Address, 0, c.target};
+          break;
+        case CallTargetKind::Section:
+          // Checked against the section count once every section is read.
+          site.target = CallTarget{CallTargetKind::Section, c.target_ref, c.target};
+          break;
+        case CallTargetKind::Symbol: {
+          auto sym = str(c.target_ref);
+          if (!sym || sym->empty()) return fail("section {}: call target names no symbol", s.name);
+          auto [it, fresh] = symbol_index.try_emplace(*sym, static_cast<uint32_t>(t.target_symbols.size()));
+          if (fresh) t.target_symbols.push_back(*sym);
+          site.target = CallTarget{CallTargetKind::Symbol, it->second, 0};
+          break;
+        }
+        default:
+          return fail("section {}: unknown call target kind {}", s.name, c.target_kind);
+      }
+      s.calls.push_back(site);
     }
     t.sections.push_back(std::move(s));
   }
@@ -207,6 +256,19 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
         return fail("functions not sorted at {}", f.name);
     }
     t.functions.push_back(std::move(f));
+  }
+  for (const FrameSection& s : t.sections)
+    for (const CallSite& c : s.calls)
+      if (c.target.kind == CallTargetKind::Section && c.target.ref >= t.sections.size())
+        return fail("section {}: call target in section {} of {}", s.name, c.target.ref, t.sections.size());
+  for (uint32_t i = 0; i < h.syscall_count; ++i) {
+    md::SyscallSiteRecord r;
+    record(syscalls_at, i, r);
+    if (r.section >= t.sections.size()) return fail("syscall site {} names section {} of {}", i, r.section, t.sections.size());
+    auto& list = t.sections[r.section].syscalls;
+    if (r.offset >= r.return_offset) return fail("syscall site {}: empty instruction", i);
+    if (!list.empty() && r.return_offset <= list.back().return_offset) return fail("syscall sites not sorted at {}", i);
+    list.push_back({r.offset, r.return_offset});
   }
   return t;
 }

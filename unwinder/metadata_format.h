@@ -1,4 +1,4 @@
-// On-disk layout of framecert frame metadata, version 1 (documented in docs/metadata.md).
+// On-disk layout of framecert frame metadata, version 2 (documented in docs/metadata.md).
 // The unwinder owns this format (it consumes it); the validator produces it. All integers little-endian,
 // every record naturally aligned, arrays in the order given by the header. Nothing here is C++-specific:
 // a reader in any language can follow docs/metadata.md.
@@ -9,7 +9,9 @@
 namespace framecert::metadata {
 
 inline constexpr char kMagic[8] = {'F', 'C', 'M', 'E', 'T', 'A', '\r', '\n'};
-inline constexpr uint32_t kVersion = 1;
+// 2: call sites carry the exact stack depth and the direct call target; a syscall-site table; the arrays
+// reordered so every record is naturally aligned. Version-1 files are refused (caches regenerate them).
+inline constexpr uint32_t kVersion = 2;
 
 // File header: 64 bytes.
 struct FileHeader {
@@ -26,7 +28,7 @@ struct FileHeader {
   uint32_t string_size;     // bytes of the string table (NUL-terminated strings)
   uint32_t object_name;     // string: the object the metadata describes
   uint32_t build_id;        // string: hex build-id, or empty
-  uint32_t reserved;
+  uint32_t syscall_count;   // SyscallSiteRecords
 };
 static_assert(sizeof(FileHeader) == 64);
 
@@ -78,14 +80,42 @@ inline constexpr uint8_t kCallFrameValid = 1u << 0;  // the caller had a valid f
 inline constexpr uint8_t kCallBpZero = 1u << 1;      // rbp was known 0 at the call: the caller is outermost
 inline constexpr uint8_t kCallIndirect = 1u << 2;
 inline constexpr uint8_t kCallNoReturn = 1u << 3;    // the callee never returns
+inline constexpr uint8_t kCallSpDepth = 1u << 4;     // sp_depth is exact on every path to the call
+inline constexpr uint8_t kCallBpDepth = 1u << 5;     // bp_depth is exact on every path to the call
+inline constexpr uint8_t kCallFlagsKnown = 0x3f;
 
-// One call instruction, keyed by its return address: 8 bytes.
+// Where a direct call goes, as far as the validator knows it without run-time patching.
+enum class CallTargetKind : uint8_t {
+  Unknown = 0,  // indirect, patched at run time (ftrace, static calls, alternatives), or not resolvable
+  Address = 1,  // `target` is the link-time address (linked tables; add the load bias)
+  Section = 2,  // `target_ref` is a section record, `target` an offset in it (meaningful once placed)
+  Symbol = 3,   // `target_ref` is a string: a symbol undefined in the object; the call lands at its start
+};
+
+// One call instruction, keyed by its return address: 32 bytes.
 struct CallSiteRecord {
   uint32_t return_offset;  // section offset of the instruction after the call
   uint8_t flags;
-  uint8_t reserved[3];
+  uint8_t target_kind;     // CallTargetKind
+  uint16_t reserved;
+  int32_t sp_depth;        // with kCallSpDepth: CFA - rsp as the call executes (the callee's CFA is CFA - sp_depth)
+  int32_t bp_depth;        // with kCallBpDepth: CFA - rbp at the call
+  uint32_t target_ref;     // CallTargetKind::Section: section index; ::Symbol: string
+  uint32_t reserved2;
+  uint64_t target;         // CallTargetKind::Address: address; ::Section: offset
 };
-static_assert(sizeof(CallSiteRecord) == 8);
+static_assert(sizeof(CallSiteRecord) == 32);
+
+// A `syscall` instruction: a task stopped in a system call has rip right after it, where the validator
+// proves nothing (objtool ends a path at `syscall`); the state at the instruction itself still holds,
+// since `syscall` leaves rsp and rbp alone. Never a call site: nothing returns to it by `ret`. 12 bytes,
+// sorted by (section, return_offset).
+struct SyscallSiteRecord {
+  uint32_t section;        // index of the section record
+  uint32_t offset;         // section offset of the syscall instruction
+  uint32_t return_offset;  // section offset of the instruction after it (where rip points)
+};
+static_assert(sizeof(SyscallSiteRecord) == 12);
 
 // Function flags.
 inline constexpr uint32_t kFuncCertified = 1u << 0;   // every path validated, no finding

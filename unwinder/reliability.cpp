@@ -107,9 +107,9 @@ std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const R
   // address). `syscall` leaves rsp and rbp as they were, so the state at the syscall instruction holds. The
   // validator follows objtool, for which `syscall` ends a path, so it proves nothing after it.
   if (regs.in_syscall() && (!state || state->cfa_base == CfaBase::Undefined)) {
-    uint8_t insn[2] = {};
-    if (ctx.memory.read(RemoteAddr(rip - 2), insn, 2) == 2 && insn[0] == 0x0f && insn[1] == 0x05) {
-      auto at_syscall = ctx.code.state_at(*img, rip - 2);
+    // The metadata's syscall sites say whether a `syscall` ends at rip (never read from the code here).
+    if (auto syscall = ctx.code.syscall_before(*img, rip)) {
+      auto at_syscall = ctx.code.state_at(*img, *syscall);
       if (at_syscall && at_syscall->cfa_base != CfaBase::Undefined) state = at_syscall;
     }
   }
@@ -145,23 +145,16 @@ std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const R
 
 namespace {
 
-// The target of the direct call instruction that ends at `return_address`, if there is one.
-std::optional<uint64_t> direct_call_target(Memory& memory, uint64_t return_address) {
-  uint8_t insn[5];
-  if (memory.read(RemoteAddr(return_address - 5), insn, 5) != 5 || insn[0] != 0xe8) return std::nullopt;
-  int32_t rel;
-  std::memcpy(&rel, insn + 1, 4);
-  return return_address + static_cast<int64_t>(rel);
-}
-
 bool is_signal_trampoline(const CodeMap& code, uint64_t address) {
   auto f = code.function_at(address);
   return f && f->start == address && f->name.find("restore_rt") != std::string::npos;
 }
 
 // The direct call before `return_address` must target the function the callee frame runs in.
-Check check_call_target(const WalkContext& ctx, uint64_t return_address, uint64_t callee_pc, bool callee_is_return) {
-  auto direct = direct_call_target(ctx.memory, return_address);  // none: not a direct call, or text unreadable
+Check check_call_target(const WalkContext& ctx, const ReturnSite& site, uint64_t return_address, uint64_t callee_pc,
+                        bool callee_is_return) {
+  // The validator's recorded target; none: indirect, rewritten at run time, or not resolved (no check).
+  auto direct = ctx.code.call_target(*site.image, *site.call);
   if (!direct) return std::nullopt;
   uint64_t target = *direct;
   auto callee = ctx.code.function_at(callee_is_return ? callee_pc - 1 : callee_pc);
@@ -223,7 +216,7 @@ ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, ui
     return site;
   }
   if (ctx.options.check_call_targets && !site.call->has(kCallIndirect)) {
-    if (auto p = check_call_target(ctx, return_address, callee_pc, callee_is_return)) judge.fail(*p, index);
+    if (auto p = check_call_target(ctx, site, return_address, callee_pc, callee_is_return)) judge.fail(*p, index);
   }
   return site;
 }
@@ -251,10 +244,12 @@ Check check_no_own_return_address(const WalkContext& ctx, uint64_t low, uint64_t
   low = (low + 7) & ~uint64_t{7};
   for (uint64_t a = low; a + 8 <= record; a += 8) {
     auto word = ctx.memory.read_u64(RemoteAddr(a));
-    if (!word || *word < 5) continue;
+    if (!word || *word == 0) continue;
     const CodeImage* img = ctx.code.find(*word - 1);
-    if (!img || !ctx.code.call_site_at(*img, *word)) continue;
-    auto target = direct_call_target(ctx.memory, *word);
+    if (!img) continue;
+    auto call = ctx.code.call_site_at(*img, *word);
+    if (!call) continue;
+    auto target = ctx.code.call_target(*img, *call);
     if (!target || *target != fn->start) continue;
     return Problem{Reason::FrameSkipped,
                    fmt::format("the word at {:#x}, inside the frame below {:#x}, is a return address ({:#x}) of a "
@@ -270,23 +265,20 @@ Check check_frame_size(const WalkContext& ctx, uint64_t return_address, const Re
   if (!ctx.options.check_frame_sizes || !site.state || !site.call) return std::nullopt;
   const FrameState& s = *site.state;
   if (s.cfa_base != CfaBase::Bp || !s.has(kBpIsFrame)) return std::nullopt;
-  auto fn = ctx.code.function_at(return_address - 1);
-  if (!fn || fn->cold_part || fn->size == 0) return std::nullopt;
-  auto depths = ctx.code.depths_of(ctx.memory, *fn);
-  if (!depths->ok) return std::nullopt;
-  auto it = depths->calls.find(return_address);
-  // The analysis must agree with the validator about where rbp is, or it judges nothing.
-  if (it == depths->calls.end() || it->second.bp_off != s.cfa_offset) return std::nullopt;
-  const CallDepth& d = it->second;
-  const uint64_t expected = fp + static_cast<uint64_t>(static_cast<int64_t>(d.bp_off) - d.sp_off);
+  const CallSite& c = *site.call;
+  if (!c.has(kCallSpDepth) || !c.has(kCallBpDepth)) return std::nullopt;  // not exact: no check
+  // The depths must agree with the CFA rule about where rbp is, or they judge nothing.
+  if (c.bp_depth != s.cfa_offset) return std::nullopt;
+  const uint64_t expected = fp + static_cast<uint64_t>(static_cast<int64_t>(c.bp_depth) - c.sp_depth);
   if (sp == expected) {
     if (verified) *verified = true;
     return std::nullopt;
   }
+  auto fn = ctx.code.function_at(return_address - 1);
   return Problem{Reason::FrameSizeMismatch,
                  fmt::format("{} keeps rsp {} bytes below its frame at the call before {:#x}: with its frame at "
                              "{:#x} the callee's CFA must be {:#x}, not {:#x}",
-                             fn->name, d.sp_off - d.bp_off, return_address, fp, expected, sp)};
+                             fn ? fn->name : "the caller", c.sp_depth - c.bp_depth, return_address, fp, expected, sp)};
 }
 
 Check check_no_outermost_record_above(const WalkContext& ctx, uint64_t low) {
@@ -348,12 +340,9 @@ Check check_end_return_address(const WalkContext& ctx, const KernelEndRecord& en
     // head_64.S: secondary_startup_64 zeroes rbp and pushes the address right after its `lretq` as the
     // outermost return address ("put return address on stack for unwinder"), then lretq's into the C entry.
     // Nothing called it: the record must hold exactly that.
+    // The harness found that address once, with the validator's decoder (KernelEndRecord::idle_marker).
     auto saved_bp = ctx.memory.read_u64(RemoteAddr(end_frame));
-    uint8_t insn[2] = {};
-    const bool lretq = ctx.memory.read(RemoteAddr(ret - 2), insn, 2) == 2 && insn[0] == 0x48 && insn[1] == 0xcb;
-    auto f = ctx.code.function_at(ret - 1);
-    const bool head = f && f->name.rfind("secondary_startup_64", 0) == 0;
-    if (saved_bp && *saved_bp == 0 && lretq && head) return std::nullopt;
+    if (saved_bp && *saved_bp == 0 && end.idle_marker != 0 && ret == end.idle_marker) return std::nullopt;
     return Problem{Reason::StackEndNotReached,
                    fmt::format("an idle task's last return address must be secondary_startup_64's pushed marker "
                                "after lretq with rbp 0, not {:#x}", ret)};

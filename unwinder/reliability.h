@@ -18,8 +18,9 @@ namespace framecert {
 // The end of a kernel task's stack (condition 5; the kernel's own unwinder checks the same in
 // is_last_frame()): the frame record just below the pt_regs at the top holds the last return address,
 //   - user pt_regs (cs & 3 == 3): entry code the metadata marks as holding a register frame, after a call;
-//   - an idle task: the address head_64.S's secondary_startup_64 pushes for unwinders after its `lretq`, with
-//     a saved rbp of 0 (no call made it);
+//   - an idle task: the address head_64.S's secondary_startup_64 pushes for unwinders after its `lretq`
+//     (`idle_marker`, found by the harness with the validator's decoder), with a saved rbp of 0 (no call
+//     made it);
 //   - otherwise a kthread: ret_from_fork (its end-of-stack hint, or the function itself), after a call.
 // With it, an odd frame pointer that encodes a pt_regs inside the stack (ENCODE_FRAME_POINTER) is an
 // interrupt or exception frame, not a damaged chain.
@@ -28,6 +29,7 @@ struct KernelEndRecord {
   uint64_t pt_regs_cs = 0;     // offset of cs in them
   uint64_t ret_from_fork = 0;  // ret_from_fork's address
   bool idle = false;           // the task is a CPU's idle task
+  uint64_t idle_marker = 0;    // the address after secondary_startup_64's lretq; 0: unknown, no idle end
 };
 
 struct WalkOptions {
@@ -139,9 +141,10 @@ Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t reco
 // skipped-frame scan sees nothing), the record's return address is still there.
 Check check_no_own_return_address(const WalkContext& ctx, uint64_t low, uint64_t record, uint64_t pc);
 // The exact frame size: at the call before `return_address` (a frame-pointer function, CFA = rbp + 16
-// there), the function's code puts rsp exactly (sp_off - bp_off) below rbp; the callee's CFA `sp` is that
-// rsp, so `fp`, the caller's rbp read from the callee's frame record, must be sp + sp_off - bp_off. No
-// check where the code analysis gives up (frame_depth.h). Catches a saved rbp redirected past a frame
+// there), the call site's metadata puts rsp exactly (sp_off - bp_off) below rbp; the callee's CFA `sp` is
+// that rsp, so `fp`, the caller's rbp read from the callee's frame record, must be sp + sp_off - bp_off, with
+// both depths from the call site's metadata (validator/call_depth.h). No check where the validator does
+// not know them exactly. Catches a saved rbp redirected past a frame
 // even when every word of the skipped record was erased, and a return address swapped for another call
 // to the same function from a frame of another size. `verified` is set when the size was checked and holds:
 // then the frame below is exactly the caller's own locals, no frame record can hide in it, and the

@@ -254,6 +254,7 @@ void resolve_jumps(DecodedObject& obj) {
       } else if (is_retpoline_thunk(s.name)) {
         in.insn.kind = InsnKind::JumpIndirect;  // a retpoline is an indirect jump in disguise
         in.insn.op_count = 0;
+        in.retpoline_jump = true;
         continue;
       } else if (is_return_thunk(s.name)) {
         in.insn.kind = InsnKind::Return;

@@ -45,6 +45,7 @@ struct Instruction {
   int32_t call_func = kNone;       // callee (or sibling-call target) when it is a function of this object
   int32_t call_symbol = kNone;     // callee symbol index when known (may be undefined/external)
   bool sibling_target = false;     // a static jump that leaves the function: a sibling call
+  bool retpoline_jump = false;     // a jump to a retpoline thunk: an indirect tail call out of the function
   bool dead_end = false;           // execution never continues past this instruction
   bool ignore = false;             // inside a non-standard function
   bool jump_table = false;         // an indirect jump through a switch table (targets below)

@@ -240,6 +240,7 @@ void decode_0f(const Encoding& e, Insn& insn) {
     insn.kind = InsnKind::JumpConditional;
   } else if (op2 == 0x05 || op2 == 0x07 || op2 == 0x34 || op2 == 0x35) {
     insn.kind = InsnKind::ContextSwitch;  // syscall, sysret, sysenter, sysexit
+    insn.is_syscall = op2 == 0x05;
   } else if (op2 == 0x0b || op2 == 0xb9) {
     insn.kind = InsnKind::Bug;  // ud2, ud1
   } else if (op2 == 0x0d || op2 == 0x1f) {
@@ -309,7 +310,10 @@ void decode_legacy(const Encoding& e, Insn& insn) {
       insn.kind = InsnKind::ContextSwitch;
       insn.is_iret = true;
       break;
-    case 0xca: case 0xcb: insn.kind = InsnKind::ContextSwitch; break;  // far ret
+    case 0xca: case 0xcb:  // far ret
+      insn.kind = InsnKind::ContextSwitch;
+      insn.is_far_return = true;
+      break;
     case 0xe8:  // a direct call pushes its return address
       insn.kind = InsnKind::Call;
       add_op(insn, Src::Const, Reg::None, 0, Dst::Push);

@@ -3,7 +3,9 @@
 #include <elf.h>
 
 #include <limits>
+#include <unordered_map>
 
+#include "validator/call_depth.h"
 #include "validator/rbp_flow.h"
 
 namespace framecert {
@@ -44,6 +46,46 @@ FrameState frame_state(const CfiState& s, uint8_t bp_raw) {
   return out;
 }
 
+// Call sites the kernel rewrites at run time, whose call instruction in the object is not what runs: the
+// ftrace hook (__fentry__ becomes a nop or a call to a trampoline) and static calls (a call to the
+// __SCT__ trampoline becomes a call to the current target).
+bool patched_at_run_time(std::string_view callee) { return callee == "__fentry__" || callee.starts_with("__SCT__"); }
+
+class TargetResolver {
+ public:
+  TargetResolver(const DecodedObject& obj, const std::vector<int32_t>& table_index, FrameTable& table)
+      : obj_(obj), table_index_(table_index), table_(table) {}
+
+  CallTarget operator()(const Instruction& in) {
+    if (in.insn.kind != InsnKind::Call || !in.insn.has_target) return {};
+    if (!in.alts.empty()) return {};  // an alternative may replace the call at boot
+    if (in.call_symbol != kNone && patched_at_run_time(obj_.symbol(static_cast<uint32_t>(in.call_symbol)).name)) return {};
+    const ElfSection& sec = obj_.elf->sections()[in.section];
+    if (!obj_.elf->relocatable()) return {CallTargetKind::Address, 0, sec.address + in.insn.target};
+    const ElfReloc* r = obj_.reloc_of(in);
+    if (!r) return section_target(in.section, in.insn.target);  // a local label the assembler resolved
+    // Only the rel32 at the instruction's end, pc-relative: target = S + A + 4 (the end is 4 bytes past P).
+    if (r->offset + 4 != in.insn.end() || (r->type != R_X86_64_PC32 && r->type != R_X86_64_PLT32)) return {};
+    const ElfSymbol& s = obj_.symbol(r->symbol);
+    if (s.defined()) return section_target(s.section, s.offset + static_cast<uint64_t>(r->addend + 4));
+    if (r->addend != -4 || s.name.empty()) return {};
+    auto [it, fresh] = symbols_.try_emplace(s.name, static_cast<uint32_t>(table_.target_symbols.size()));
+    if (fresh) table_.target_symbols.push_back(s.name);
+    return {CallTargetKind::Symbol, it->second, 0};
+  }
+
+ private:
+  CallTarget section_target(uint32_t elf_section, uint64_t offset) const {
+    if (elf_section >= table_index_.size() || table_index_[elf_section] < 0) return {};  // not code
+    return {CallTargetKind::Section, static_cast<uint32_t>(table_index_[elf_section]), offset};
+  }
+
+  const DecodedObject& obj_;
+  const std::vector<int32_t>& table_index_;
+  FrameTable& table_;
+  std::unordered_map<std::string, uint32_t> symbols_;
+};
+
 }  // namespace
 
 FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, const std::vector<uint8_t>& bp) {
@@ -53,9 +95,12 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
   t.linked = !obj.elf->relocatable();
 
   std::vector<int32_t> table_index(obj.elf->sections().size(), -1);
+  for (const SectionCode& code : obj.code_sections)
+    table_index[code.section] = static_cast<int32_t>(&code - obj.code_sections.data());
+  const std::unordered_map<int32_t, CallDepth> depths = call_depths(obj, r);
+  TargetResolver target_of(obj, table_index, t);
   for (const SectionCode& code : obj.code_sections) {
     const ElfSection& sec = obj.elf->sections()[code.section];
-    table_index[code.section] = static_cast<int32_t>(t.sections.size());
     FrameSection fs;
     fs.name = sec.name;
     fs.address = sec.address;
@@ -66,6 +111,7 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
       FrameState st = r.state_of_insn[i] >= 0 ? frame_state(r.states[r.state_of_insn[i]], bp[i]) : FrameState{};
       if (!prev || *prev != st) fs.rows.push_back({in.insn.offset, st});
       prev = st;
+      if (in.insn.is_syscall && r.state_of_insn[i] >= 0) fs.syscalls.push_back({in.insn.offset, in.insn.end()});
       if (!in.is_call() || r.state_of_insn[i] < 0) continue;
       const CfiState& cs = r.states[r.state_of_insn[i]];
       CallSite c;
@@ -74,6 +120,17 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
       if (bp[i] == static_cast<uint8_t>(BpValue::Zero)) c.flags |= md::kCallBpZero;
       if (in.insn.kind == InsnKind::CallIndirect) c.flags |= md::kCallIndirect;
       if (in.dead_end) c.flags |= md::kCallNoReturn;
+      if (auto d = depths.find(static_cast<int32_t>(i)); d != depths.end()) {
+        if (d->second.sp_known) {
+          c.flags |= md::kCallSpDepth;
+          c.sp_depth = d->second.sp;
+        }
+        if (d->second.bp_known) {
+          c.flags |= md::kCallBpDepth;
+          c.bp_depth = d->second.bp;
+        }
+      }
+      c.target = target_of(in);
       fs.calls.push_back(c);
     }
     // Bytes the decoder could not follow: nothing is known there.

@@ -69,6 +69,8 @@ struct Insn {
   InsnKind kind = InsnKind::Other;
   bool has_target = false;  // direct jump/call: target below is valid
   bool is_iret = false;     // iretq: inside an STT_FUNC it is sync_core()'s iret-to-self (pops 40 bytes)
+  bool is_syscall = false;  // syscall: the metadata records it for tasks stopped inside a system call
+  bool is_far_return = false;  // lret: head_64.S's idle-task marker is the address after one
   bool zeroes_bp = false;   // xor %ebp,%ebp / mov $0,%ebp / mov $0,%rbp / and $0,%ebp: rbp known 0
   bool notrack = false;     // an indirect call/jump with the notrack (3e) prefix: objtool warns about it
   Reg copy_src = Reg::None;  // mov %copy_src,%copy_dst, both 64-bit registers: dst now holds src's value

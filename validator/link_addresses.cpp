@@ -62,6 +62,21 @@ std::vector<Run> find_runs(const FrameTable& table, const ElfFile& object, const
   return runs;
 }
 
+// A call target of the object's table, at the image's addresses: a section offset inside a run moved with
+// it, a symbol is looked up by its (unique) name; anything else is unknown rather than guessed.
+CallTarget placed_target(const FrameTable& table, const CallTarget& t, const std::vector<Run>& runs,
+                         const Addresses& image) {
+  if (t.kind == CallTargetKind::Section) {
+    for (const Run& run : runs)
+      if (run.section == t.ref && t.value >= run.begin && t.value < run.end)
+        return {CallTargetKind::Address, 0, static_cast<uint64_t>(static_cast<int64_t>(t.value) + run.delta)};
+  } else if (t.kind == CallTargetKind::Symbol && t.ref < table.target_symbols.size()) {
+    auto it = image.find(table.target_symbols[t.ref]);
+    if (it != image.end() && it->second.size() == 1) return {CallTargetKind::Address, 0, it->second[0]};
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<FrameTable> place_at_link_addresses(const FrameTable& table, const std::string& object_path,
@@ -82,7 +97,8 @@ Result<FrameTable> place_at_link_addresses(const FrameTable& table, const std::s
   out.linked = true;
   LinkReport r;
   std::vector<bool> placed(table.functions.size(), false);
-  for (const Run& run : find_runs(table, **object, addresses)) {
+  const std::vector<Run> runs = find_runs(table, **object, addresses);
+  for (const Run& run : runs) {
     const FrameSection& src = table.sections[run.section];
     FrameSection dst;
     dst.name = src.name;
@@ -92,8 +108,16 @@ Result<FrameTable> place_at_link_addresses(const FrameTable& table, const std::s
     dst.rows.push_back({0, table.state_at({run.section, run.begin}).value_or(FrameState{})});
     for (const FrameRowEntry& row : src.rows)
       if (row.offset > run.begin && row.offset < run.end) dst.rows.push_back({row.offset - run.begin, row.state});
-    for (const CallSite& c : src.calls)
-      if (c.return_offset > run.begin && c.return_offset <= run.end) dst.calls.push_back({c.return_offset - run.begin, c.flags});
+    for (const CallSite& c : src.calls) {
+      if (c.return_offset <= run.begin || c.return_offset > run.end) continue;
+      CallSite moved = c;
+      moved.return_offset = c.return_offset - run.begin;
+      moved.target = placed_target(table, c.target, runs, addresses);
+      dst.calls.push_back(moved);
+    }
+    for (const SyscallSite& sc : src.syscalls)
+      if (sc.offset >= run.begin && sc.return_offset <= run.end)
+        dst.syscalls.push_back({sc.offset - run.begin, sc.return_offset - run.begin});
     const uint32_t index = static_cast<uint32_t>(out.sections.size());
     for (size_t k = 0; k < table.functions.size(); ++k) {
       const FunctionEntry& f = table.functions[k];

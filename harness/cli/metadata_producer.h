@@ -16,11 +16,13 @@
 
 namespace framecert::cli {
 
-// Metadata cached by one build of framecert is not trusted by another: the validator may have changed.
+// Metadata cached by one build of framecert is not trusted by another: the validator may have changed. The
+// format version is part of the tag too: a cache written in another version would be refused by the reader.
 inline std::string producer_tag() {
   struct stat st {};
   if (stat("/proc/self/exe", &st) != 0) return "unknown";
-  return fmt::format("{:x}{:x}", static_cast<uint64_t>(st.st_size), static_cast<uint64_t>(st.st_mtim.tv_sec));
+  return fmt::format("v{}-{:x}{:x}", metadata::kVersion, static_cast<uint64_t>(st.st_size),
+                     static_cast<uint64_t>(st.st_mtim.tv_sec));
 }
 
 // The validator's metadata of the object at `path` (findings are not errors: the metadata says where frames

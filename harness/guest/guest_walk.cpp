@@ -3,11 +3,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <optional>
+#include <unordered_map>
 
 #include <fmt/format.h>
 
 #include "unwinder/elf_image.h"
 #include "unwinder/frame_builder.h"
+#include "validator/idle_marker.h"
 #include "validator/link_addresses.h"
 
 namespace framecert::guest {
@@ -43,6 +46,12 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   w->globals_ = KernelGlobals{sym("init_task"), sym("runqueues"), sym("__per_cpu_offset"),
                               sym("__cpu_online_mask"), sym("current_task")};
   w->ret_from_fork_ = sym("ret_from_fork");
+  // An idle task's stack ends at head_64.S's marker: its address, found once with the validator's decoder.
+  if (auto marker = find_idle_end_marker(config.vmlinux)) {
+    w->idle_marker_ = *marker;
+  } else {
+    w->prepare_warnings_.push_back(fmt::format("idle tasks' stack end unknown: {}", marker.error()));
+  }
   if (w->layout_.thread_size == 0) {
     // INIT_TASK_DATA in the linker script: init_stack spans exactly THREAD_SIZE.
     if (!named.count("__start_init_task") || !named.count("__end_init_task"))
@@ -64,6 +73,12 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   w->memory_ = std::make_unique<GuestVirtualMemory>(*w->ram_, w->kernel_cr3_);
 
   // vmlinux: every executable segment, one metadata table for all.
+  // A module's calls into the kernel are relocations to names: resolved against the names vmlinux has once.
+  std::unordered_map<std::string, std::optional<uint64_t>> kernel_names;
+  for (const Symbol& s : image->symbols.all()) {
+    auto [it, fresh] = kernel_names.try_emplace(s.name, s.address);
+    if (!fresh && it->second != s.address) it->second.reset();  // ambiguous: never guessed
+  }
   auto symbols = std::make_shared<SymbolTable>(std::move(image->symbols));
   std::shared_ptr<const FrameTable> meta;
   std::string meta_error;
@@ -88,6 +103,10 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
     }
     PlacedModule pm = place_at_load_addresses(std::move(*t), m.object, m.objects, m.sections);
     w->prepare_warnings_.insert(w->prepare_warnings_.end(), pm.warnings.begin(), pm.warnings.end());
+    pm.table.resolve_symbol_targets([&](const std::string& name) -> std::optional<uint64_t> {
+      auto it = kernel_names.find(name);
+      return it == kernel_names.end() ? std::nullopt : it->second;
+    });
     auto placed = std::make_shared<const FrameTable>(std::move(pm.table));
     auto mtable = std::make_shared<SymbolTable>(std::move(pm.symbols));
     for (auto [lo, hi] : pm.ranges) w->code_.add(CodeImage{m.name + ".ko", lo, hi, 0, placed, mtable, {}});
@@ -104,7 +123,7 @@ TaskReport GuestWalker::walk_task(const GuestTask& t, const CpuRegs* regs, bool 
   // the end record must hold, encoded frame pointers, STACK_FRAME_NON_STANDARD functions.
   const uint64_t pt_regs = bounds.high - layout_.pt_regs_size;
   ctx.options.end_frame = pt_regs - 16;
-  ctx.options.end_record = KernelEndRecord{pt_regs, layout_.pt_regs_cs, ret_from_fork_, t.idle};
+  ctx.options.end_record = KernelEndRecord{pt_regs, layout_.pt_regs_cs, ret_from_fork_, t.idle, idle_marker_};
   ctx.options.zeroed_rbp_ends_stack = false;  // kernel stacks end at the user pt_regs or ret_from_fork only
   Trace& tr = r.unwind.trace;
   if (regs) {

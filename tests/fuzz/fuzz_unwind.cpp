@@ -12,7 +12,7 @@
 //   u8 rows, u8 calls, u8 functions, u8 text_len
 //   u16 rip, u16 rsp, u16 rbp (offsets: rip from kText, rsp/rbp from kStack; rbp 0 stays 0), u16 end_frame
 //   rows      x (u16 offset, u8 cfa_base, i8 cfa_offset, i8 bp_offset, u8 flags)
-//   calls     x (u16 return_offset, u8 flags)
+//   calls     x (u16 return_offset, u8 flags: bits 0-5 the call-site flags, 6-7 the depths, 7 a target)
 //   functions x (u16 offset, u16 size, u8 flags)
 //   text_len code bytes at kText (the rest of the text is nop)
 //   the rest: the stack image from kStack upwards (only those bytes are readable)
@@ -82,7 +82,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (size_t i = 0; i < calls; ++i) {
     CallSite c;
     c.return_offset = in.u16() % (kTextSize + 1);
-    c.flags = in.u8();
+    // One byte: the known flags (depth flags included); the top bits pick the depths and whether the
+    // call's target is recorded (somewhere in the text, derived from the return offset).
+    const uint8_t f = in.u8();
+    c.flags = f & metadata::kCallFlagsKnown;
+    c.sp_depth = 16 + 8 * ((f >> 6) & 3);
+    c.bp_depth = (f & 0x40) ? 16 : 24;
+    if (f & 0x80) c.target = CallTarget{CallTargetKind::Address, 0, kText + (c.return_offset * 0x9e37) % kTextSize};
     text.calls.push_back(c);
   }
   auto by_offset = [](const auto& a, const auto& b) { return a.offset < b.offset; };

@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -62,7 +63,8 @@ class FakeWorld {
     return start;
   }
 
-  // A direct call instruction ending at the returned address, `at` bytes into `fn`.
+  // A direct call instruction ending at the returned address, `at` bytes into `fn`. The metadata records
+  // its target (the unwinder reads no code bytes; the e8 bytes are only there for a reader of the memory).
   uint64_t call(uint64_t fn, uint64_t at, uint64_t callee, std::optional<uint8_t> flags = std::nullopt) {
     uint64_t insn = fn + at, ret = insn + 5;
     uint8_t bytes[5] = {0xe8};
@@ -77,8 +79,29 @@ class FakeWorld {
     } else if (fns_[fn].kind == Kind::Entry) {
       f = kCallBpZero;
     }
-    calls_.push_back({ret - kText, f});
+    CallSite site{ret - kText, f};
+    site.target = CallTarget{CallTargetKind::Address, 0, callee};
+    calls_.push_back(site);
     return ret;
+  }
+
+  // The recorded target of the call returning to `ret` (a wrong answer, or unknown).
+  void set_call_target(uint64_t ret, CallTarget target) {
+    for (CallSite& c : calls_)
+      if (c.return_offset == ret - kText) c.target = target;
+  }
+
+  // A Framed function's exact frame: push %rbp; mov %rsp,%rbp; sub $locals*8,%rsp before its calls, so the
+  // metadata of each call made with a frame records sp depth 16 + 8*locals and bp depth 16.
+  void set_locals(uint64_t fn, int locals) { fns_[fn].locals = locals; }
+
+  // A `syscall` instruction `at` bytes into `fn`: the metadata's syscall site, and nothing proven after it
+  // (as the validator leaves it). Returns the address after it, where a task in the system call stops.
+  uint64_t syscall(uint64_t fn, uint64_t at) {
+    const uint64_t off = fn - kText + at;
+    syscalls_.push_back({off, off + 2});
+    rows_.push_back({off + 2, FrameState{}});
+    return fn + at + 2;
   }
 
   void set_row(uint64_t address, FrameState s) { rows_.push_back({address - kText, s}); }
@@ -98,6 +121,17 @@ class FakeWorld {
     }
     s.rows = rows;
     std::sort(s.calls.begin(), s.calls.end(), [](auto& a, auto& b) { return a.return_offset < b.return_offset; });
+    for (CallSite& c : s.calls) {
+      auto it = fns_.upper_bound(kText + c.return_offset - 1);
+      if (it == fns_.begin()) continue;
+      const Fn& f = std::prev(it)->second;
+      if (f.kind != Kind::Framed || !f.locals || !c.has(kCallFrameValid)) continue;
+      c.flags |= kCallSpDepth | kCallBpDepth;
+      c.sp_depth = 16 + 8 * *f.locals;
+      c.bp_depth = 16;
+    }
+    s.syscalls = syscalls_;
+    std::sort(s.syscalls.begin(), s.syscalls.end(), [](auto& a, auto& b) { return a.return_offset < b.return_offset; });
     t->sections.push_back(s);
     for (auto& [start, f] : fns_)
       t->functions.push_back({f.name, 0, start - kText, kFnSize, kFuncCertified | f.flags, {}, {}});
@@ -123,10 +157,12 @@ class FakeWorld {
     std::string name;
     Kind kind;
     uint32_t flags = 0;
+    std::optional<int> locals;
   };
   std::map<uint64_t, Fn> fns_;
   std::vector<FrameRowEntry> rows_;
   std::vector<CallSite> calls_;
+  std::vector<SyscallSite> syscalls_;
   uint64_t next_ = 0;
 };
 

@@ -6,7 +6,6 @@
 #include <iterator>
 
 #include "tests/unwinder/fake_world.h"
-#include "unwinder/frame_depth.h"
 #include "unwinder/unwind.h"
 
 namespace framecert::testing {
@@ -221,6 +220,45 @@ TEST(Walker, CorruptedReturnAddressToAnotherCallSiteIsCaught) {
   EXPECT_UNRELIABLE(t, Reason::CallTargetMismatch, 1);
 }
 
+TEST(Walker, CallTargetsComeFromTheMetadataAlone) {
+  Chain c;
+  Regs r = c.in_b();
+  std::vector<uint8_t> garbage(FakeWorld::kTextSize, 0xcc);  // no instruction is read
+  c.w.mem.write(FakeWorld::kText, garbage.data(), garbage.size());
+  EXPECT_TRUE(c.fp(r).verdict.reliable) << c.fp(r).verdict.detail;
+  // A wrong recorded target (a calls main, says the metadata) fires on the true chain.
+  c.w.set_call_target(c.ret_a, CallTarget{CallTargetKind::Address, 0, c.main_fn});
+  EXPECT_UNRELIABLE(c.fp(r), Reason::CallTargetMismatch, 1);
+  // An unknown target (patched at run time, unresolved) skips the check.
+  c.w.set_call_target(c.ret_a, CallTarget{});
+  EXPECT_TRUE(c.fp(r).verdict.reliable);
+  // So does a target in an unplaced section.
+  c.w.set_call_target(c.ret_a, CallTarget{CallTargetKind::Section, 7, 0});
+  EXPECT_TRUE(c.fp(r).verdict.reliable);
+}
+
+TEST(Walker, SyscallSiteStepsATaskInASystemCall) {
+  // A frameless wrapper called by b: its `syscall` is recorded in the metadata's syscall table, and the
+  // state at it (cfa=rsp+8, rbp the caller's) holds for a task whose rip is right after it.
+  Chain c;
+  uint64_t wrapper = c.w.add("raw_syscall", Kind::Frameless);
+  uint64_t ret_b = c.w.call(c.b, 0x50, wrapper);
+  uint64_t after = c.w.syscall(wrapper, 0x20);
+  Regs r = c.in_b();
+  c.m.call(ret_b);
+  Regs in_sys{after, c.m.rsp, c.m.rbp, 39};
+  std::vector<uint8_t> garbage(FakeWorld::kTextSize, 0xcc);  // no instruction is read
+  c.w.mem.write(FakeWorld::kText, garbage.data(), garbage.size());
+  Trace t = c.fp(in_sys);
+  EXPECT_TRUE(t.verdict.reliable) << t.verdict.detail;
+  EXPECT_EQ(symbols(t), (std::vector<std::string>{"raw_syscall", "b", "a", "main", "_start"}));
+  // Not in a system call: nothing is proven at that pc.
+  EXPECT_FALSE(c.fp(Regs{after, c.m.rsp, c.m.rbp, -1}).verdict.reliable);
+  // A syscall site is no call site: as a return address it proves nothing.
+  c.w.mem.write_u64(r.rbp + 8, after);
+  EXPECT_UNRELIABLE(c.fp(r), Reason::ReturnAddressNotAfterCall, 1);
+}
+
 // Stopped in b, with b's saved rbp redirected past a's frame to main's: a bare walk loses a. Returns a's
 // frame address.
 uint64_t redirect_b_past_a(Chain& c, const Regs& r) {
@@ -267,6 +305,7 @@ TEST(Walker, SkippedFrameWithErasedLinkIsCaught) {
 void write_prologue(FakeWorld& w, uint64_t fn, int locals) {
   uint8_t code[8] = {0x55, 0x48, 0x89, 0xe5, 0x48, 0x83, 0xec, static_cast<uint8_t>(locals * 8)};
   w.mem.write(fn, code, sizeof code);
+  w.set_locals(fn, locals);  // what the validator records at the calls: the walker reads only this
 }
 
 TEST(Walker, ExactFrameSizesKeepGoodChainsAndCatchErasedSkips) {
@@ -307,38 +346,31 @@ TEST(Walker, ExactFrameSizeSparesLocalsThatLookLikeLinks) {
   EXPECT_UNRELIABLE(c.fp(r, no_size), Reason::FrameSkipped, 1);
 }
 
-TEST(FrameDepth, FollowsEveryPathAndGivesUpOnWhatItCannotFollow) {
-  FakeMemory m;
-  auto analyse = [&](std::vector<uint8_t> code) {
-    m.map_bytes(0x1000, code.data(), code.size());
-    return analyse_function_depths(m, 0x1000, code.size());
-  };
-  // push %rbp; mov %rsp,%rbp; push %rbx; sub $0x18,%rsp; call; push $1; call; add $8,%rsp; leave; ret
-  // (every `e8 00 10 00 00` calls a function 4 KiB further on, outside the one analysed)
-  auto d = analyse({0x55, 0x48, 0x89, 0xe5, 0x53, 0x48, 0x83, 0xec, 0x18, 0xe8, 0, 0x10, 0, 0, 0x6a, 0x01,
-                    0xe8, 0, 0x10, 0, 0, 0x48, 0x83, 0xc4, 0x08, 0xc9, 0xc3});
-  ASSERT_TRUE(d.ok);
-  ASSERT_EQ(d.calls.size(), 2u);
-  EXPECT_EQ(d.calls.at(0x100e).sp_off, 48);
-  EXPECT_EQ(d.calls.at(0x100e).bp_off, 16);
-  EXPECT_EQ(d.calls.at(0x1015).sp_off, 56);
-  // A branch around a push: the paths meet at different depths.
-  EXPECT_FALSE(analyse({0x55, 0x48, 0x89, 0xe5, 0x74, 0x01, 0x53, 0xe8, 0, 0x10, 0, 0, 0xc9, 0xc3}).ok);
-  // The same branch around a nop: one depth.
-  EXPECT_TRUE(analyse({0x55, 0x48, 0x89, 0xe5, 0x74, 0x01, 0x90, 0xe8, 0, 0x10, 0, 0, 0xc9, 0xc3}).ok);
-  // sub %rax,%rsp (alloca) and an indirect jump: not followed.
-  EXPECT_FALSE(analyse({0x55, 0x48, 0x89, 0xe5, 0x48, 0x29, 0xc4, 0xe8, 0, 0x10, 0, 0, 0xc9, 0xc3}).ok);
-  EXPECT_FALSE(analyse({0x55, 0x48, 0x89, 0xe5, 0xff, 0xe0}).ok);
-  // call 1f; 1: pop %rax reads rip (a push then a pop); a call to another label inside is not followed.
-  d = analyse({0x55, 0x48, 0x89, 0xe5, 0xe8, 0, 0, 0, 0, 0x58, 0xe8, 0, 0x10, 0, 0, 0xc9, 0xc3});
-  ASSERT_TRUE(d.ok);
-  ASSERT_EQ(d.calls.size(), 1u);
-  EXPECT_EQ(d.calls.at(0x100f).sp_off, 16);
-  EXPECT_FALSE(analyse({0x55, 0x48, 0x89, 0xe5, 0xe8, 0x01, 0, 0, 0, 0xcc, 0x48, 0x83, 0xc4, 0x08, 0xc9, 0xc3}).ok);
-  // Recursion: a call to the function's own entry is an ordinary call.
-  d = analyse({0x55, 0x48, 0x89, 0xe5, 0xe8, 0xf7, 0xff, 0xff, 0xff, 0xc9, 0xc3});
-  ASSERT_TRUE(d.ok);
-  EXPECT_EQ(d.calls.at(0x1009).sp_off, 16);
+TEST(Walker, AWrongFrameSizeInTheMetadataIsAMismatch) {
+  // The true chain, but the metadata claims a keeps one more local word than it does: the frame-size check
+  // must believe the metadata and fire (it reads the size nowhere else).
+  Chain c;
+  write_prologue(c.w, c.main_fn, 3);
+  write_prologue(c.w, c.a, 3);  // a really has 2 (Chain's Machine pushed 2)
+  Regs r = c.in_b();
+  EXPECT_UNRELIABLE(c.fp(r), Reason::FrameSizeMismatch, 1);
+}
+
+TEST(Walker, FrameSizesComeFromTheMetadataAlone) {
+  // With no depths recorded there is no frame-size check, whatever the code bytes say.
+  Chain c;
+  Regs r = c.in_b();
+  const uint64_t a_frame = redirect_b_past_a(c, r);
+  c.w.mem.write_u64(a_frame, 0);
+  c.w.mem.write_u64(a_frame + 8, 0);
+  WalkOptions no_target;
+  no_target.check_call_targets = false;
+  EXPECT_TRUE(c.fp(r, no_target).verdict.reliable) << "no depths recorded: nothing can see this skip";
+  write_prologue(c.w, c.main_fn, 3);
+  write_prologue(c.w, c.a, 2);
+  std::vector<uint8_t> garbage(FakeWorld::kTextSize, 0xcc);  // no instruction is read
+  c.w.mem.write(FakeWorld::kText, garbage.data(), garbage.size());
+  EXPECT_UNRELIABLE(c.fp(r, no_target), Reason::FrameSizeMismatch, 1);
 }
 
 TEST(Walker, CrossCheckComparesFrameAddresses) {
@@ -667,6 +699,20 @@ TEST(KernelEnd, IdleTaskNeedsTheHeadMarker) {
   KernelTask k;
   // ret_from_fork is no idle task's end: head_64.S's marker (after an lretq, rbp 0) is.
   EXPECT_UNRELIABLE(k.run(k.options(/*idle=*/true)).trace, Reason::StackEndNotReached, 2);
+  // The harness found the marker where this end record returns (KernelEndRecord::idle_marker): an end.
+  WalkOptions o = k.options(/*idle=*/true);
+  o.end_record->idle_marker = k.ret_entry;
+  Unwind u = k.run(o);
+  EXPECT_TRUE(u.trace.verdict.reliable) << u.trace.verdict.detail;
+  // A marker elsewhere (a wrong answer), or none found: not an end.
+  o.end_record->idle_marker = k.ret_entry + 1;
+  EXPECT_UNRELIABLE(k.run(o).trace, Reason::StackEndNotReached, 2);
+  o.end_record->idle_marker = 0;
+  EXPECT_UNRELIABLE(k.run(o).trace, Reason::StackEndNotReached, 2);
+  // The marker with a saved rbp that is not 0: something called it, it is no idle end.
+  o.end_record->idle_marker = k.ret_entry;
+  k.w.mem.write_u64(k.pt_regs - 16, 0x1234);
+  EXPECT_FALSE(k.run(o).trace.verdict.reliable);
 }
 
 TEST(KernelEnd, EncodedFramePointerIsAnInterruptFrame) {

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "fixture_expectations.h"
 #include "unwinder/frame_table.h"
@@ -79,6 +80,69 @@ TEST(Metadata, NonStandardAndColdParts) {
   EXPECT_TRUE(cold) << "c_cold_split.c should produce a .cold part at -O2";
 }
 
+// The exact stack depths at call sites (validator/call_depth.h), against the depths worked out by hand in
+// the fixture's comments; and the direct call targets.
+TEST(Metadata, CallSiteDepthsAreExactOrUnknown) {
+  FrameTable t = metadata_of("ok_call_depths.S");
+  ASSERT_EQ(t.sections.size(), 1u);
+  for (const FunctionEntry& f : t.functions) EXPECT_TRUE(f.has(md::kFuncCertified)) << f.name << ": " << f.finding;
+  struct Expect {
+    uint64_t ret;
+    std::optional<int32_t> sp, bp;
+  };
+  const Expect expected[] = {
+      {0x0e, 48, 16}, {0x15, 56, 16}, {0x22, 24, 16},                   // plain
+      {0x32, 32, 16}, {0x3a, std::nullopt, 16}, {0x42, 16, 16},         // alloca_fn: unknown after the alloca
+      {0x51, std::nullopt, 16},                                         // realign
+      {0x62, std::nullopt, 16},                                         // merge: 16 or 24
+      {0x6d, std::nullopt, std::nullopt},                               // indirect: no depths at all
+  };
+  const auto& calls = t.sections[0].calls;
+  ASSERT_EQ(calls.size(), std::size(expected));
+  for (size_t i = 0; i < calls.size(); ++i) {
+    const CallSite& c = calls[i];
+    const Expect& e = expected[i];
+    EXPECT_EQ(c.return_offset, e.ret);
+    EXPECT_EQ(c.has(md::kCallSpDepth), e.sp.has_value()) << std::hex << e.ret;
+    EXPECT_EQ(c.has(md::kCallBpDepth), e.bp.has_value()) << std::hex << e.ret;
+    if (e.sp) {
+      EXPECT_EQ(c.sp_depth, *e.sp) << std::hex << e.ret;
+    }
+    if (e.bp) {
+      EXPECT_EQ(c.bp_depth, *e.bp) << std::hex << e.ret;
+    }
+  }
+  // Targets: ext_a is external (a symbol), local_leaf a label the assembler resolved, global_leaf a symbol
+  // defined here (both section offsets); __fentry__ is rewritten at run time (unknown).
+  EXPECT_EQ(calls[0].target.kind, CallTargetKind::Symbol);
+  EXPECT_EQ(t.target_symbols.at(calls[0].target.ref), "ext_a");
+  EXPECT_EQ(calls[1].target, (CallTarget{CallTargetKind::Section, 0, 0x70}));
+  EXPECT_EQ(calls[2].target, (CallTarget{CallTargetKind::Section, 0, 0x71}));
+  EXPECT_EQ(calls[8].target.kind, CallTargetKind::Unknown);
+  // A relocatable object's section targets resolve once its sections are placed (as the guest walker does
+  // for a module), and its symbol targets once the loader knows the names.
+  EXPECT_FALSE(t.call_target(calls[1]).has_value());
+  FrameTable placed = t;
+  placed.linked = true;
+  placed.sections[0].address = 0xffffffffc0001000;
+  EXPECT_EQ(placed.call_target(calls[1]), 0xffffffffc0001070u);
+  EXPECT_FALSE(placed.call_target(calls[0]).has_value());
+  placed.resolve_symbol_targets([](const std::string& name) -> std::optional<uint64_t> {
+    return name == "ext_a" ? std::optional<uint64_t>(0xffffffff81000000) : std::nullopt;
+  });
+  EXPECT_EQ(placed.call_target(placed.sections[0].calls[0]), 0xffffffff81000000u);
+}
+
+TEST(Metadata, SyscallSitesAreRecordedApartFromCalls) {
+  FrameTable t = metadata_of("bad_syscall.S");
+  ASSERT_EQ(t.sections.size(), 1u);
+  // movl $60,%eax (5 bytes); syscall (2 bytes)
+  ASSERT_EQ(t.sections[0].syscalls.size(), 1u);
+  EXPECT_EQ(t.sections[0].syscalls[0], (SyscallSite{5, 7}));
+  EXPECT_TRUE(t.syscall_before({0, 7}).has_value());
+  EXPECT_FALSE(t.call_site({0, 7}).has_value()) << "a syscall is never a call that proves a return address";
+}
+
 TEST(Metadata, EveryFixtureRoundTripsThroughTheFile) {
   const auto dir = std::filesystem::temp_directory_path() / "framecert-metadata-test";
   std::filesystem::create_directories(dir);
@@ -109,10 +173,17 @@ TEST(Metadata, ReaderRejectsDamagedFiles) {
     EXPECT_FALSE(r.has_value()) << "byte " << i << " flipped and still accepted";
   }
   auto wrong_version = good;
-  wrong_version[8] = 2;
+  wrong_version[8] = 3;
   auto r = parse_frame_table(wrong_version);
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().find("unsupported metadata version 2"), std::string::npos) << r.error();
+  EXPECT_NE(r.error().find("unsupported metadata version 3"), std::string::npos) << r.error();
+  // A version-1 file (an old cache, or one handed explicitly): one line that says to regenerate it.
+  wrong_version[8] = 1;
+  r = parse_frame_table(wrong_version);
+  ASSERT_FALSE(r.has_value());
+  EXPECT_NE(r.error().find("unsupported metadata version 1 (this reader knows 2: written by an older framecert"),
+            std::string::npos) << r.error();
+  EXPECT_EQ(r.error().find('\n'), std::string::npos);
   EXPECT_FALSE(read_frame_table("/nonexistent/file.fcmeta").has_value());
 }
 
