@@ -33,8 +33,8 @@ ReturnAddress recover_return_address(const WalkContext& ctx, ReturnHookCursor* c
   // entries; an implementation that returned one is wrong). Anything else is judged by the walk's usual
   // checks of a return address, so a lying record cannot make a wrong caller reliable.
   if (hooks->trampoline_name(*original))
-    return unrecovered(fmt::format("the hook record for the {} at {:#x} names another trampoline {:#x}", *name, slot,
-                                   *original));
+    return unrecovered(
+        fmt::format("the hook record for the {} at {:#x} names another trampoline {:#x}", *name, slot, *original));
   r.value = *original;
   return r;
 }

@@ -40,11 +40,15 @@ class FgraphCursor {
       // An entry for a slot above this one, met before this slot's own: the records do not describe this
       // stack in order (the kernel pushes them call by call, so inner hooks sit at higher indices).
       if (*retp > slot)
-        return unrecovered(fmt::format("return_to_handler at {:#x}: ret_stack[{}] names the outer slot {:#x} before "
-                                       "any entry names this one", slot, i, *retp));
+        return unrecovered(
+            fmt::format("return_to_handler at {:#x}: ret_stack[{}] names the outer slot {:#x} before "
+                        "any entry names this one",
+                        slot, i, *retp));
     }
-    return unrecovered(fmt::format("return_to_handler at {:#x}: no live ret_stack entry (curr_ret_stack {}) names "
-                                   "this slot", slot, top_));
+    return unrecovered(
+        fmt::format("return_to_handler at {:#x}: no live ret_stack entry (curr_ret_stack {}) names "
+                    "this slot",
+                    slot, top_));
   }
 
  private:
@@ -59,7 +63,8 @@ class FgraphCursor {
     top_ = *curr;
     base_ = *base;
     if (top_ < -1 || top_ >= kFtraceRetfuncDepth)
-      return unrecovered(fmt::format("curr_ret_stack {} outside [-1, FTRACE_RETFUNC_DEPTH {})", top_, kFtraceRetfuncDepth));
+      return unrecovered(
+          fmt::format("curr_ret_stack {} outside [-1, FTRACE_RETFUNC_DEPTH {})", top_, kFtraceRetfuncDepth));
     if (base_ == 0) return unrecovered("return_to_handler, but the task has no ret_stack");
     next_ = top_;
     return std::nullopt;

@@ -64,11 +64,11 @@ std::vector<uint64_t> pcs(const Trace& t) {
   return out;
 }
 
-#define EXPECT_UNRECOVERED_AT(u, why, at)                                                       \
-  do {                                                                                          \
-    EXPECT_FALSE((u).trace.verdict.reliable);                                                   \
+#define EXPECT_UNRECOVERED_AT(u, why, at)                                                           \
+  do {                                                                                              \
+    EXPECT_FALSE((u).trace.verdict.reliable);                                                       \
     EXPECT_EQ(reason_name((u).trace.verdict.reason), reason_name(why)) << (u).trace.verdict.detail; \
-    EXPECT_EQ((u).trace.verdict.frame, at) << (u).trace.verdict.detail;                         \
+    EXPECT_EQ((u).trace.verdict.frame, at) << (u).trace.verdict.detail;                             \
   } while (0)
 
 TEST(KernelReturnHooks, FgraphEntriesNamingTheSlotsRecoverTheTrueTrace) {

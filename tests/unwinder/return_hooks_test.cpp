@@ -91,10 +91,9 @@ TEST(ReturnHooks, ARecordThatLiesIsCaughtByTheUsualChecks) {
     uint64_t original;
     Reason expected;
   };
-  for (Lie lie : {Lie{c.ret_main, Reason::CallTargetMismatch},       // a real return address, of a call to a
-                  Lie{c.ret_main_other, Reason::CallTargetMismatch}, //   function other than b's caller's callee
-                  Lie{c.ret_a + 1, Reason::ReturnAddressNotAfterCall},
-                  Lie{0x10, Reason::ReturnAddressNotText},
+  for (Lie lie : {Lie{c.ret_main, Reason::CallTargetMismatch},        // a real return address, of a call to a
+                  Lie{c.ret_main_other, Reason::CallTargetMismatch},  //   function other than b's caller's callee
+                  Lie{c.ret_a + 1, Reason::ReturnAddressNotAfterCall}, Lie{0x10, Reason::ReturnAddressNotText},
                   Lie{c.tramp2, Reason::TrampolineReturnUnrecovered},  // another trampoline proves nothing
                   Lie{c.tramp, Reason::TrampolineReturnUnrecovered}}) {
     ScriptedHooks hooks(t, {{c.slot_a, lie.original}});
