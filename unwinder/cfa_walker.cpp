@@ -4,6 +4,7 @@
 
 #include "unwinder/cfa_step.h"
 #include "unwinder/frame_builder.h"
+#include "unwinder/return_hooks.h"
 
 namespace framecert {
 
@@ -23,13 +24,18 @@ Trace walk_cfa_rules(const WalkContext& ctx, const Regs& regs) {
   uint64_t fp = first->caller_fp;
   bool fp_known = true;
   uint64_t sp = first->cfa;
+  auto hooks = begin_return_hooks(ctx);
   bool end = false;
   for (int k = 1;; ++k) {
     if (static_cast<size_t>(k) >= ctx.options.max_depth) {
       judge.fail(Reason::TooDeep, k, fmt::format("more than {} frames", ctx.options.max_depth));
       break;
     }
+    ReturnAddress ra = recover_return_address(ctx, hooks.get(), ret, sp - 8, k, judge);  // read at CFA - 8
+    ret = ra.value;
     push_frame(t, ctx.code, ret, sp, fp_known ? fp : 0, FrameTrust::CfaRule);
+    show_trampoline(t.frames.back(), ra);
+    if (ra.unrecovered) break;
     ReturnSite site = judge_return_site(ctx, ret, t.frames[k - 1].pc, k > 1, k, judge);
     if (!site.image || !site.image->metadata) break;
     if (!site.state) {
@@ -39,7 +45,7 @@ Trace walk_cfa_rules(const WalkContext& ctx, const Regs& regs) {
     const FrameState& s = *site.state;
     if (ctx.options.end_frame && fp_known && fp == *ctx.options.end_frame) {
       end = true;
-      if (ctx.options.end_record) judge_end_record(ctx, t, judge);
+      if (ctx.options.end_record) judge_end_record(ctx, t, judge, hooks.get());
       break;
     }
     if (s.has(kEndOfStack)) {

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "unwinder/frame_builder.h"
+#include "unwinder/return_hooks.h"
 
 namespace framecert {
 
@@ -25,13 +26,19 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
   uint64_t sp = first->cfa;        // rsp in the caller once the callee returned
   uint64_t prev_record = regs.rsp;  // for loop detection
   FrameTrust trust = first->from_metadata ? FrameTrust::CfaRule : FrameTrust::FramePointer;
+  auto hooks = begin_return_hooks(ctx);
   bool end = false;
   for (int k = 1;; ++k) {
     if (static_cast<size_t>(k) >= ctx.options.max_depth) {
       judge.fail(Reason::TooDeep, k, fmt::format("more than {} frames", ctx.options.max_depth));
       break;
     }
+    // The return address was read from the word just below the caller's CFA: a tracer may have replaced it.
+    ReturnAddress ra = recover_return_address(ctx, hooks.get(), ret, sp - 8, k, judge);
+    ret = ra.value;
     push_frame(t, ctx.code, ret, sp, fp, trust);
+    show_trampoline(t.frames.back(), ra);
+    if (ra.unrecovered) break;  // the caller is unknown
     trust = FrameTrust::FramePointer;
     const Frame& callee = t.frames[k - 1];
     ReturnSite site = judge_return_site(ctx, ret, callee.pc, k > 1, k, judge);
@@ -54,7 +61,7 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
     }
     if (ctx.options.end_frame && fp == *ctx.options.end_frame) {
       end = true;
-      if (ctx.options.end_record) judge_end_record(ctx, t, judge);
+      if (ctx.options.end_record) judge_end_record(ctx, t, judge, hooks.get());
       break;
     }
     if (site.state && site.state->has(kEndOfStack)) {

@@ -7,7 +7,7 @@
 namespace framecert {
 
 inline void push_frame(Trace& t, const CodeMap& code, uint64_t pc, uint64_t sp, uint64_t fp, FrameTrust trust) {
-  Frame f{pc, sp, fp, trust, {}, {}, 0};
+  Frame f{pc, sp, fp, trust, {}, {}, 0, 0, {}, 0};
   SymbolizedPc s = code.symbolize(pc, /*is_return_address=*/!t.frames.empty());
   f.object = std::move(s.object);
   f.symbol = std::move(s.symbol);

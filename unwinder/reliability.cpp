@@ -10,6 +10,7 @@
 
 #include "unwinder/cfa_step.h"
 #include "unwinder/frame_builder.h"
+#include "unwinder/return_hooks.h"
 
 namespace framecert {
 
@@ -370,7 +371,7 @@ Check check_end_return_address(const WalkContext& ctx, const KernelEndRecord& en
 
 }  // namespace
 
-void judge_end_record(const WalkContext& ctx, Trace& t, Judge& judge) {
+void judge_end_record(const WalkContext& ctx, Trace& t, Judge& judge, ReturnHookCursor* hooks) {
   const KernelEndRecord& end = *ctx.options.end_record;
   const uint64_t end_frame = *ctx.options.end_frame;
   auto ret = ctx.memory.read_u64(RemoteAddr(end_frame + 8));
@@ -378,8 +379,12 @@ void judge_end_record(const WalkContext& ctx, Trace& t, Judge& judge) {
     judge.fail(Reason::MemoryUnreadable, static_cast<int>(t.frames.size()) - 1, ret.error().describe());
     return;
   }
-  push_frame(t, ctx.code, *ret, end_frame + 16, 0, FrameTrust::FramePointer);
-  if (auto p = check_end_return_address(ctx, end, end_frame, *ret)) judge.fail(*p, static_cast<int>(t.frames.size()) - 1);
+  const int index = static_cast<int>(t.frames.size());
+  ReturnAddress ra = recover_return_address(ctx, hooks, *ret, end_frame + 8, index, judge);
+  push_frame(t, ctx.code, ra.value, end_frame + 16, 0, FrameTrust::FramePointer);
+  show_trampoline(t.frames.back(), ra);
+  if (ra.unrecovered) return;
+  if (auto p = check_end_return_address(ctx, end, end_frame, ra.value)) judge.fail(*p, index);
 }
 
 }  // namespace framecert

@@ -15,6 +15,8 @@
 
 namespace framecert {
 
+class ReturnHooks;  // unwinder/return_hooks.h
+
 // The end of a kernel task's stack (condition 5; the kernel's own unwinder checks the same in
 // is_last_frame()): the frame record just below the pt_regs at the top holds the last return address,
 //   - user pt_regs (cs & 3 == 3): entry code the metadata marks as holding a register frame, after a call;
@@ -56,6 +58,9 @@ struct WalkOptions {
   // called out, saved rbp 0) ends a stack. A kernel stack has no such end — it ends only at `end_frame` or an
   // end-of-stack hint — so kernel walks turn this off, and a zeroed rbp there is just a lost frame pointer.
   bool zeroed_rbp_ends_stack = true;
+  // Tracers' return hooks (unwinder/return_hooks.h): the task's own record of return addresses replaced by
+  // a trampoline. Null: a trampoline is judged like any other return address (and fails). Not owned.
+  const ReturnHooks* return_hooks = nullptr;
 };
 
 // Everything a walk reads from. The stack must stay frozen while it runs.
@@ -119,7 +124,10 @@ std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const R
 // validator knows, made with a frame.
 Check check_innermost_return_address(const WalkContext& ctx, uint64_t return_address);
 // At the end frame of a kernel stack (WalkOptions::end_record): appends the last frame to `t` and judges it.
-void judge_end_record(const WalkContext& ctx, Trace& t, Judge& judge);
+// Its return address too may be hooked (a kthread function traced since it started): `hooks` is the walk's
+// cursor (return_hooks.h), null when none.
+class ReturnHookCursor;
+void judge_end_record(const WalkContext& ctx, Trace& t, Judge& judge, ReturnHookCursor* hooks = nullptr);
 // ENCODE_FRAME_POINTER: an odd frame pointer that is a pt_regs inside the stack, plus one (kernel walks).
 Check check_encoded_frame_pointer(const WalkContext& ctx, uint64_t fp);
 

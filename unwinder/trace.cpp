@@ -6,7 +6,7 @@
 namespace framecert {
 
 namespace {
-constexpr std::array<std::pair<Reason, std::string_view>, 20> kNames{{
+constexpr std::array<std::pair<Reason, std::string_view>, 21> kNames{{
     {Reason::None, "none"},
     {Reason::NoMetadata, "no-metadata"},
     {Reason::NoFrameState, "no-frame-state"},
@@ -27,6 +27,7 @@ constexpr std::array<std::pair<Reason, std::string_view>, 20> kNames{{
     {Reason::CrossCheckMismatch, "cross-check-mismatch"},
     {Reason::NoRegisters, "no-registers"},
     {Reason::FrameSizeMismatch, "frame-size-mismatch"},
+    {Reason::TrampolineReturnUnrecovered, "trampoline-return-unrecovered"},
 }};
 }  // namespace
 

@@ -31,6 +31,7 @@ enum class Reason : uint8_t {
   CrossCheckMismatch,        // the metadata-only walk found different frames
   NoRegisters,               // the task's registers could not be obtained
   FrameSizeMismatch,         // the caller's frame is not exactly where its code puts rsp at the call
+  TrampolineReturnUnrecovered,  // a tracer's trampoline replaced the return address; the original is not proven
 };
 
 std::string_view reason_name(Reason r);
@@ -51,6 +52,13 @@ struct Frame {
   std::string object;
   std::string symbol;
   uint64_t offset = 0;
+  // A return address a tracer replaced with its trampoline (ftrace's return_to_handler, the rethook
+  // trampoline): what the stack slot held, its name and the slot. `pc` is then the original return address
+  // recovered from the task's record of the hook (docs/verdicts.md, "Hooked return addresses"), or the
+  // trampoline itself when it could not be recovered. 0: the return address was not hooked.
+  uint64_t trampoline = 0;
+  std::string trampoline_symbol;
+  uint64_t return_slot = 0;
 };
 
 struct Verdict {

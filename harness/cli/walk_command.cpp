@@ -54,8 +54,10 @@ void print_trace(const Trace& t, const char* indent) {
   for (size_t i = 0; i < t.frames.size(); ++i) {
     const Frame& f = t.frames[i];
     std::string where = f.symbol.empty() ? "??" : fmt::format("{}+{:#x}", f.symbol, f.offset);
-    std::fprintf(stdout, "%s#%-3zu %#14llx %-40s [%s] %s\n", indent, i, static_cast<unsigned long long>(f.pc),
-                 where.c_str(), std::string(trust_name(f.trust)).c_str(), f.object.c_str());
+    // A hooked return address shows the trampoline the stack held beside the recovered caller.
+    std::string hook = f.trampoline ? fmt::format(" (via {} at {:#x})", f.trampoline_symbol, f.return_slot) : "";
+    std::fprintf(stdout, "%s#%-3zu %#14llx %-40s [%s] %s%s\n", indent, i, static_cast<unsigned long long>(f.pc),
+                 where.c_str(), std::string(trust_name(f.trust)).c_str(), f.object.c_str(), hook.c_str());
   }
 }
 

@@ -107,6 +107,10 @@ def round_record(rnd: int, delay: float, report: WalkReport) -> dict:
             "unreliable": s.unreliable, "by_reason": s.by_reason, "running": len(running),
             "running_unwound": sum(1 for t in running if len(t.frames) > 1),
             "running_reliable": sum(1 for t in running if t.reliable),
+            # Return addresses a tracer had replaced with its trampoline, recovered from the task's records
+            # (frames carrying `trampoline`), and the reliable traces that went through one.
+            "hooked_frames": sum(1 for t in tasks for f in t.frames if f.extra.get("trampoline")),
+            "hooked_reliable": sum(1 for t in tasks if t.reliable and any(f.extra.get("trampoline") for f in t.frames)),
             "false_reliable": s.false_reliable, "harness_error": None,
             "reliable_checked": a.reliable_checked if a else 0,
             "shadow_agree_reliable": a.shadow_agree_reliable if a else 0,
@@ -148,6 +152,8 @@ def summarize(rounds: list, seed: int, workload: str, oracle: str = "none") -> d
             "running_tasks": sum(r["running"] for r in rounds),
             "running_unwound": sum(r["running_unwound"] for r in rounds),
             "running_reliable": sum(r["running_reliable"] for r in rounds),
+            "hooked_frames": sum(r.get("hooked_frames", 0) for r in rounds),
+            "hooked_reliable": sum(r.get("hooked_reliable", 0) for r in rounds),
             "false_reliable": sum(r["false_reliable"] for r in rounds),
             "reliable_checked": checked,
             "truth_coverage": round(checked / reliable, 4) if reliable else None,
@@ -275,6 +281,8 @@ def format_summary(report: dict) -> str:
         f"  reliable {s['reliable']}, unreliable {s['unreliable']} ({reasons})",
         f"  running tasks {s['running_tasks']}: unwound past their own frame {s['running_unwound']}, "
         f"reliable {s['running_reliable']}",
+        f"  return addresses behind a tracer's trampoline: {s.get('hooked_frames', 0)} frames, in "
+        f"{s.get('hooked_reliable', 0)} reliable traces",
         f"  freeze->verdict median {s['freeze_to_verdict_ms']['median']} ms, max {s['freeze_to_verdict_ms']['max']} ms",
         f"  FALSE RELIABLE: {s['false_reliable']}   harness errors: {s['harness_errors']}",
         "  " + truth_summary(s),

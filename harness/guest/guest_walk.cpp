@@ -36,7 +36,8 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   // vmlinux read once: its segments and function symbols (the code map below) and the kernel globals.
   auto image = read_elf_image(config.vmlinux, {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask",
                                                "current_task", "init_top_pgt", "ret_from_fork",
-                                               "__start_init_task", "__end_init_task"});
+                                               "__start_init_task", "__end_init_task", "return_to_handler",
+                                               "arch_rethook_trampoline", "__kretprobe_trampoline"});
   if (!image) return tl::unexpected(image.error());
   const auto& named = image->named;
   auto sym = [&](const char* n) { return named.count(n) ? named.at(n) : 0; };
@@ -52,6 +53,9 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   } else {
     w->prepare_warnings_.push_back(fmt::format("idle tasks' stack end unknown: {}", marker.error()));
   }
+  // The tracers' trampolines (absent from a kernel without them: 0, never matched).
+  w->trampolines_ = HookTrampolines{sym("return_to_handler"), sym("arch_rethook_trampoline"),
+                                    sym("__kretprobe_trampoline")};
   if (w->layout_.thread_size == 0) {
     // INIT_TASK_DATA in the linker script: init_stack spans exactly THREAD_SIZE.
     if (!named.count("__start_init_task") || !named.count("__end_init_task"))
@@ -125,6 +129,9 @@ TaskReport GuestWalker::walk_task(const GuestTask& t, const CpuRegs* regs, bool 
   ctx.options.end_frame = pt_regs - 16;
   ctx.options.end_record = KernelEndRecord{pt_regs, layout_.pt_regs_cs, ret_from_fork_, t.idle, idle_marker_};
   ctx.options.zeroed_rbp_ends_stack = false;  // kernel stacks end at the user pt_regs or ret_from_fork only
+  // Return addresses a tracer replaced with its trampoline: recovered from this task's own records.
+  KernelReturnHooks hooks(*memory_, layout_, trampolines_, t.address);
+  ctx.options.return_hooks = &hooks;
   Trace& tr = r.unwind.trace;
   if (regs) {
     r.running = true;

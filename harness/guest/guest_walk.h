@@ -24,6 +24,7 @@
 
 #include "harness/guest/guest_tasks.h"
 #include "harness/guest/kernel_layout.h"
+#include "harness/guest/return_hooks_kernel.h"
 #include "unwinder/code_map.h"
 #include "unwinder/memory_guest.h"
 #include "unwinder/unwind.h"
@@ -89,6 +90,7 @@ class GuestWalker {
   KernelGlobals globals_;
   uint64_t ret_from_fork_ = 0;
   uint64_t idle_marker_ = 0;  // the address after secondary_startup_64's lretq (0: not found)
+  HookTrampolines trampolines_;
   uint64_t kernel_cr3_ = 0;
   std::unique_ptr<GuestRam> ram_;
   std::unique_ptr<GuestVirtualMemory> memory_;

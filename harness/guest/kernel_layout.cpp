@@ -98,6 +98,48 @@ class Types {
   }
 };
 
+// The tracers' hook records (KernelLayout::fgraph, rethook, kretprobe): every member or none. A kernel built
+// without a tracer, or an older layout (ftrace_ret_stack without retp: !HAVE_FUNCTION_GRAPH_RET_ADDR_PTR),
+// leaves that part absent, never an error: its hooks are then reported unrecovered.
+template <typename SizeOf, typename OffsetOf>
+void read_hook_layouts(const std::map<std::string, Dwarf_Die>& found, SizeOf& size_of, OffsetOf& offset_of,
+                       std::string& error, KernelLayout& k) {
+  auto all_or_none = [&](auto&& read) {
+    std::string saved = error;
+    error.clear();
+    read();
+    const bool ok = error.empty();
+    error = saved;
+    return ok;
+  };
+  if (found.count("ftrace_ret_stack")) {
+    FgraphLayout f;
+    f.present = all_or_none([&] {
+      f.task_curr_ret_stack = offset_of("task_struct", "curr_ret_stack", &f.curr_ret_stack_size);
+      f.task_ret_stack = offset_of("task_struct", "ret_stack");
+      f.entry_size = size_of("ftrace_ret_stack");
+      f.entry_ret = offset_of("ftrace_ret_stack", "ret");
+      f.entry_retp = offset_of("ftrace_ret_stack", "retp");
+    });
+    if (f.present && (f.curr_ret_stack_size == 4 || f.curr_ret_stack_size == 8) && f.entry_size > 0) k.fgraph = f;
+  }
+  auto list = [&](const char* type, const char* head, const char* link, const char* ret, const char* frame) {
+    HookListLayout l;
+    if (!found.count(type)) return l;
+    l.present = all_or_none([&] {
+      l.task_head = offset_of("task_struct", std::string(head) + ".first");
+      l.node_link = offset_of(type, link);
+      l.link_next = offset_of(type, std::string(link) + ".next") - l.node_link;
+      l.node_ret = offset_of(type, ret);
+      l.node_frame = offset_of(type, frame);
+    });
+    return l;
+  };
+  k.rethook = list("rethook_node", "rethooks", "llist", "ret_addr", "frame");
+  // With CONFIG_KRETPROBE_ON_RETHOOK a kretprobe_instance is a rethook_node: no llist of its own, absent here.
+  k.kretprobe = list("kretprobe_instance", "kretprobe_instances", "llist", "ret_addr", "fp");
+}
+
 }  // namespace
 
 Result<KernelLayout> read_kernel_layout(const std::string& vmlinux) {
@@ -107,7 +149,8 @@ Result<KernelLayout> read_kernel_layout(const std::string& vmlinux) {
   h.dw = dwarf_begin(fd.get(), DWARF_C_READ);
   if (!h.dw) return fail("{}: no DWARF: {}", vmlinux, dwarf_errmsg(-1));
   Types types;
-  types.scan(h.dw, {"task_struct", "signal_struct", "inactive_task_frame", "rq", "thread_union", "pt_regs"});
+  types.scan(h.dw, {"task_struct", "signal_struct", "inactive_task_frame", "rq", "thread_union", "pt_regs",
+                    "ftrace_ret_stack", "rethook_node", "kretprobe_instance"});
   for (const char* t : {"task_struct", "signal_struct", "inactive_task_frame", "rq", "pt_regs"})
     if (!types.found.count(t)) return fail("{}: DWARF has no complete `{}`", vmlinux, t);
 
@@ -210,6 +253,7 @@ Result<KernelLayout> read_kernel_layout(const std::string& vmlinux) {
   k.pt_regs_sp = offset_of("pt_regs", "sp");
   k.pt_regs_bp = offset_of("pt_regs", "bp");
   if (!error.empty()) return fail("{}: {}", vmlinux, error);
+  read_hook_layouts(types.found, size_of, offset_of, error, k);
   if (k.task_comm_len == 0 || k.task_comm_len > 64) return fail("{}: odd task_struct.comm size {}", vmlinux, k.task_comm_len);
   if (k.thread_size != 0 && (k.thread_size < 4096 || (k.thread_size & (k.thread_size - 1)) != 0))
     return fail("{}: odd THREAD_SIZE {} (sizeof(union thread_union))", vmlinux, k.thread_size);

@@ -13,6 +13,22 @@
 
 namespace framecert::guest {
 
+// Where tracers that hook function returns keep the original return addresses (harness/guest/
+// return_hooks_kernel.h). Each part is optional: `present` false when the kernel has no such member (its
+// hooks are then never recovered: trampoline-return-unrecovered).
+struct FgraphLayout {  // CONFIG_FUNCTION_GRAPH_TRACER: task->ret_stack[0..curr_ret_stack], entries .ret/.retp
+  bool present = false;
+  uint64_t task_curr_ret_stack = 0, curr_ret_stack_size = 0, task_ret_stack = 0;
+  uint64_t entry_size = 0, entry_ret = 0, entry_retp = 0;  // struct ftrace_ret_stack
+};
+struct HookListLayout {  // an llist of nodes holding (original return address, the slot it was taken from)
+  bool present = false;
+  uint64_t task_head = 0;   // task_struct's llist_head.first
+  uint64_t node_link = 0;   // the node's llist_node (what the list links point at)
+  uint64_t link_next = 0;   // llist_node.next
+  uint64_t node_ret = 0, node_frame = 0;
+};
+
 struct KernelLayout {
   // struct task_struct
   uint64_t task_size = 0;
@@ -32,6 +48,11 @@ struct KernelLayout {
   uint64_t thread_size = 0;
   // struct pt_regs
   uint64_t pt_regs_size = 0, pt_regs_cs = 0, pt_regs_ip = 0, pt_regs_sp = 0, pt_regs_bp = 0;
+  // Hooked return addresses: the function_graph tracer, rethook (kretprobes since 5.19 where
+  // CONFIG_KRETPROBE_ON_RETHOOK), and kretprobes' own list (before it).
+  FgraphLayout fgraph;
+  HookListLayout rethook;    // task->rethooks; struct rethook_node .llist/.ret_addr/.frame
+  HookListLayout kretprobe;  // task->kretprobe_instances; struct kretprobe_instance .llist/.ret_addr/.fp
 };
 
 // Reads every offset above from the DWARF of `vmlinux`; fails naming the first one it cannot find.
