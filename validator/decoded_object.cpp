@@ -83,8 +83,7 @@ void decode_sections(DecodedObject& obj, const Decoder& decoder) {
       in.dead_end = insn->kind == InsnKind::Bug;  // ud2 is BUG(): execution stops there
       // objtool counts `syscall` as a context switch because kernel code never contains one; in a linked
       // user-space image it is an ordinary instruction that returns to the next one (docs/rules.md).
-      if (!obj.elf->relocatable() && insn->kind == InsnKind::ContextSwitch && insn->length == 2 &&
-          sec.bytes[off] == 0x0f && sec.bytes[off + 1] == 0x05)
+      if (!obj.elf->relocatable() && insn->kind == InsnKind::ContextSwitch && insn->is_syscall)
         in.insn.kind = InsnKind::Other;
       if (insn->notrack) {
         Finding note;
