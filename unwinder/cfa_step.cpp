@@ -24,7 +24,9 @@ std::optional<CfaStep> apply_cfa_rule(const WalkContext& ctx, const FrameState& 
   const int k = from.frame;
   uint64_t cfa = 0;
   switch (s.cfa_base) {
-    case CfaBase::Sp: cfa = from.sp + s.cfa_offset; break;
+    case CfaBase::Sp:
+      cfa = from.sp + s.cfa_offset;
+      break;
     case CfaBase::Bp:
       if (!from.fp_known) {
         judge.fail(Reason::BpClobbered, k, fmt::format("the CFA at {:#x} needs rbp, which was lost", from.where));

@@ -59,7 +59,8 @@ Trace walk_cfa_rules(const WalkContext& ctx, const Regs& regs) {
       if (fp_known && fp == 0) {
         end = true;
       } else {
-        judge.fail(Reason::BpClobbered, k, fmt::format("metadata says rbp is 0 at {:#x}, but it is {:#x}", ret - 1, fp));
+        judge.fail(Reason::BpClobbered, k,
+                   fmt::format("metadata says rbp is 0 at {:#x}, but it is {:#x}", ret - 1, fp));
       }
       break;
     }

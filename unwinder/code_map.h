@@ -15,10 +15,10 @@
 namespace framecert {
 
 struct CodeImage {
-  std::string path;         // the object ("[vdso]" and the like for anonymous code)
-  uint64_t start = 0;       // run-time executable range [start, end)
+  std::string path;    // the object ("[vdso]" and the like for anonymous code)
+  uint64_t start = 0;  // run-time executable range [start, end)
   uint64_t end = 0;
-  uint64_t bias = 0;        // run-time address = link-time address + bias
+  uint64_t bias = 0;                           // run-time address = link-time address + bias
   std::shared_ptr<const FrameTable> metadata;  // null: nothing proven about this code
   std::shared_ptr<const SymbolTable> symbols;  // may be null
   std::string metadata_error;                  // why metadata is missing, for reports
@@ -26,8 +26,8 @@ struct CodeImage {
 
 struct SymbolizedPc {
   std::string object;
-  std::string symbol;  // empty when unknown
-  uint64_t offset = 0; // pc - symbol start
+  std::string symbol;   // empty when unknown
+  uint64_t offset = 0;  // pc - symbol start
 };
 
 // A function's run-time extent, from the metadata (preferred: what the validator checked) or symbols.

@@ -23,7 +23,7 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
   }
   uint64_t ret = first->return_address;
   uint64_t fp = first->caller_fp;
-  uint64_t sp = first->cfa;        // rsp in the caller once the callee returned
+  uint64_t sp = first->cfa;         // rsp in the caller once the callee returned
   uint64_t prev_record = regs.rsp;  // for loop detection
   FrameTrust trust = first->from_metadata ? FrameTrust::CfaRule : FrameTrust::FramePointer;
   auto hooks = begin_return_hooks(ctx);
@@ -69,7 +69,8 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
       if (!end)
         judge.fail(Reason::StackEndNotReached, k,
                    fmt::format("the return address {:#x} is under an end-of-stack hint, but the frame is not the "
-                               "one at the stack's top: the frames below it are unknown", ret));
+                               "one at the stack's top: the frames below it are unknown",
+                               ret));
       break;
     }
     // Condition 3: the caller must have had its own frame at the call, or rbp still holds a frame of

@@ -36,10 +36,10 @@ std::optional<CallSite> FrameTable::call_site(SectionOffset where) const {
 }
 
 const FunctionEntry* FrameTable::function_at(SectionOffset where) const {
-  auto it = std::upper_bound(functions.begin(), functions.end(), where,
-                             [](const SectionOffset& w, const FunctionEntry& f) {
-                               return w.section < f.section || (w.section == f.section && w.offset < f.offset);
-                             });
+  auto it =
+      std::upper_bound(functions.begin(), functions.end(), where, [](const SectionOffset& w, const FunctionEntry& f) {
+        return w.section < f.section || (w.section == f.section && w.offset < f.offset);
+      });
   // Functions may nest (aliases); scan back over candidates that start at or before `where`.
   while (it != functions.begin()) {
     --it;
@@ -76,8 +76,7 @@ std::optional<SyscallSite> FrameTable::syscall_before(SectionOffset where) const
   return *it;
 }
 
-void FrameTable::resolve_symbol_targets(
-    const std::function<std::optional<uint64_t>(const std::string&)>& address_of) {
+void FrameTable::resolve_symbol_targets(const std::function<std::optional<uint64_t>(const std::string&)>& address_of) {
   std::vector<std::optional<uint64_t>> resolved;
   for (const std::string& name : target_symbols) resolved.push_back(address_of(name));
   for (FrameSection& s : sections)
@@ -122,11 +121,16 @@ size_t FrameTable::call_count() const {
 
 static std::string base_name(CfaBase b) {
   switch (b) {
-    case CfaBase::Undefined: return "undef";
-    case CfaBase::Sp: return "rsp";
-    case CfaBase::Bp: return "rbp";
-    case CfaBase::SpIndirect: return "[rsp]";
-    case CfaBase::Other: return "other";
+    case CfaBase::Undefined:
+      return "undef";
+    case CfaBase::Sp:
+      return "rsp";
+    case CfaBase::Bp:
+      return "rbp";
+    case CfaBase::SpIndirect:
+      return "[rsp]";
+    case CfaBase::Other:
+      return "other";
   }
   return "?";
 }

@@ -63,8 +63,8 @@ struct FrameSection {
   std::string name;
   uint64_t address = 0;
   uint64_t size = 0;
-  std::vector<FrameRowEntry> rows;  // sorted by offset, each state holds until the next row
-  std::vector<CallSite> calls;      // sorted by return_offset
+  std::vector<FrameRowEntry> rows;    // sorted by offset, each state holds until the next row
+  std::vector<CallSite> calls;        // sorted by return_offset
   std::vector<SyscallSite> syscalls;  // sorted by return_offset
   bool operator==(const FrameSection&) const = default;
 };
@@ -93,7 +93,7 @@ class FrameTable {
   std::string build_id;
   bool linked = false;  // addresses are virtual addresses (see metadata::kFileLinked)
   std::vector<FrameSection> sections;
-  std::vector<FunctionEntry> functions;  // sorted by (section, offset)
+  std::vector<FunctionEntry> functions;     // sorted by (section, offset)
   std::vector<std::string> target_symbols;  // names of CallTargetKind::Symbol targets
 
   bool operator==(const FrameTable&) const = default;

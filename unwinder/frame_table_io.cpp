@@ -99,7 +99,8 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
       rec.target = c.target.value;
       rec.target_ref = c.target.ref;
       if (c.target.kind == CallTargetKind::Symbol)
-        rec.target_ref = c.target.ref < table.target_symbols.size() ? strings.add(table.target_symbols[c.target.ref]) : 0;
+        rec.target_ref =
+            c.target.ref < table.target_symbols.size() ? strings.add(table.target_symbols[c.target.ref]) : 0;
       calls.push_back(rec);
     }
     for (const SyscallSite& sc : s.syscalls)
@@ -145,7 +146,9 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
   if (std::memcmp(h.magic, md::kMagic, sizeof h.magic) != 0) return fail("not a framecert metadata file (bad magic)");
   if (h.version != md::kVersion)
     return fail("unsupported metadata version {} (this reader knows {}{})", h.version, md::kVersion,
-                h.version < md::kVersion ? ": written by an older framecert, regenerate it with `framecert check --metadata`" : "");
+                h.version < md::kVersion
+                    ? ": written by an older framecert, regenerate it with `framecert check --metadata`"
+                    : "");
   if (h.header_size != sizeof h) return fail("bad header size {}", h.header_size);
   if (h.file_size != bytes.size())
     return fail("file size {} does not match the header's {} (truncated or padded)", bytes.size(), h.file_size);
@@ -196,19 +199,26 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
     for (uint32_t j = 0; j < r.row_count; ++j) {
       md::FrameRow row;
       record(rows_at, uint64_t{r.first_row} + j, row);
-      if (row.cfa_base > static_cast<uint8_t>(CfaBase::Other)) return fail("section {} row {}: bad CFA base {}", s.name, j, row.cfa_base);
+      if (row.cfa_base > static_cast<uint8_t>(CfaBase::Other))
+        return fail("section {} row {}: bad CFA base {}", s.name, j, row.cfa_base);
       if (!s.rows.empty() && row.offset <= s.rows.back().offset) return fail("section {}: rows not sorted", s.name);
-      if (row.offset >= s.size && s.size) return fail("section {}: row offset {:#x} outside the section", s.name, row.offset);
-      s.rows.push_back({row.offset, FrameState{static_cast<CfaBase>(row.cfa_base), row.cfa_offset, row.bp_offset, row.flags}});
+      if (row.offset >= s.size && s.size)
+        return fail("section {}: row offset {:#x} outside the section", s.name, row.offset);
+      s.rows.push_back(
+          {row.offset, FrameState{static_cast<CfaBase>(row.cfa_base), row.cfa_offset, row.bp_offset, row.flags}});
     }
     for (uint32_t j = 0; j < r.call_count; ++j) {
       md::CallSiteRecord c;
       record(calls_at, uint64_t{r.first_call} + j, c);
-      if (!s.calls.empty() && c.return_offset <= s.calls.back().return_offset) return fail("section {}: call sites not sorted", s.name);
+      if (!s.calls.empty() && c.return_offset <= s.calls.back().return_offset)
+        return fail("section {}: call sites not sorted", s.name);
       if (c.flags & ~md::kCallFlagsKnown) return fail("section {}: unknown call-site flags {:#x}", s.name, c.flags);
       // Fields a flag or kind does not validate are read as 0, so a table reads back as it is written.
-      CallSite site{c.return_offset, c.flags, (c.flags & md::kCallSpDepth) ? c.sp_depth : 0,
-                    (c.flags & md::kCallBpDepth) ? c.bp_depth : 0, {}};
+      CallSite site{c.return_offset,
+                    c.flags,
+                    (c.flags & md::kCallSpDepth) ? c.sp_depth : 0,
+                    (c.flags & md::kCallBpDepth) ? c.bp_depth : 0,
+                    {}};
       switch (static_cast<CallTargetKind>(c.target_kind)) {
         case CallTargetKind::Unknown:
           break;
@@ -264,7 +274,8 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
   for (uint32_t i = 0; i < h.syscall_count; ++i) {
     md::SyscallSiteRecord r;
     record(syscalls_at, i, r);
-    if (r.section >= t.sections.size()) return fail("syscall site {} names section {} of {}", i, r.section, t.sections.size());
+    if (r.section >= t.sections.size())
+      return fail("syscall site {} names section {} of {}", i, r.section, t.sections.size());
     auto& list = t.sections[r.section].syscalls;
     if (r.offset >= r.return_offset) return fail("syscall site {}: empty instruction", i);
     if (!list.empty() && r.return_offset <= list.back().return_offset) return fail("syscall sites not sorted at {}", i);

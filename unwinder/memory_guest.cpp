@@ -16,7 +16,7 @@ namespace framecert {
 
 namespace {
 constexpr uint64_t kPresent = 1ull << 0;
-constexpr uint64_t kPageSizeBit = 1ull << 7;  // PS: a large page at the PDPT (1G) or PD (2M) level
+constexpr uint64_t kPageSizeBit = 1ull << 7;           // PS: a large page at the PDPT (1G) or PD (2M) level
 constexpr uint64_t kAddrMask = 0x000ffffffffff000ull;  // bits 51..12 of an entry or CR3
 }  // namespace
 
@@ -123,9 +123,12 @@ std::optional<uint64_t> GuestRam::read_u64(GuestPhys addr) const {
 
 std::string TranslationFault::describe() const {
   switch (kind) {
-    case NonCanonical: return "non-canonical address";
-    case NotPresent: return fmt::format("not present at level {}", level);
-    case TableOutsideRam: return fmt::format("level-{} table outside guest RAM", level);
+    case NonCanonical:
+      return "non-canonical address";
+    case NotPresent:
+      return fmt::format("not present at level {}", level);
+    case TableOutsideRam:
+      return fmt::format("level-{} table outside guest RAM", level);
   }
   return "?";
 }

@@ -11,7 +11,9 @@ namespace framecert {
 namespace fs = std::filesystem;
 
 MetadataCache::MetadataCache(std::string dir, std::string producer_tag, Producer producer)
-    : dir_(dir.empty() ? default_dir() : std::move(dir)), tag_(std::move(producer_tag)), producer_(std::move(producer)) {}
+    : dir_(dir.empty() ? default_dir() : std::move(dir)),
+      tag_(std::move(producer_tag)),
+      producer_(std::move(producer)) {}
 
 std::string MetadataCache::default_dir() {
   const char* xdg = std::getenv("XDG_CACHE_HOME");

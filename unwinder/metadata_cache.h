@@ -1,7 +1,7 @@
 // Frame metadata for the objects a process maps, computed on demand and kept on disk, keyed by build-id
-// (or by the device, inode, size and mtime of the file actually read, for objects without one) and by the producer's identity, so a rebuilt
-// validator never reads metadata written by an older one. The producer (the validator's check_object) is
-// passed in: the unwinder sits below the validator and must not include it.
+// (or by the device, inode, size and mtime of the file actually read, for objects without one) and by the producer's
+// identity, so a rebuilt validator never reads metadata written by an older one. The producer (the validator's
+// check_object) is passed in: the unwinder sits below the validator and must not include it.
 #pragma once
 
 #include <functional>

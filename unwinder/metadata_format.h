@@ -17,18 +17,18 @@ inline constexpr uint32_t kVersion = 2;
 struct FileHeader {
   char magic[8];
   uint32_t version;
-  uint32_t header_size;     // sizeof(FileHeader); lets a future version grow the header
-  uint64_t file_size;       // whole file, for truncation checks
-  uint32_t checksum;        // CRC-32 (zlib) of the whole file with this field read as 0
-  uint32_t flags;           // kFileLinked
+  uint32_t header_size;  // sizeof(FileHeader); lets a future version grow the header
+  uint64_t file_size;    // whole file, for truncation checks
+  uint32_t checksum;     // CRC-32 (zlib) of the whole file with this field read as 0
+  uint32_t flags;        // kFileLinked
   uint32_t section_count;
   uint32_t row_count;
   uint32_t call_count;
   uint32_t function_count;
-  uint32_t string_size;     // bytes of the string table (NUL-terminated strings)
-  uint32_t object_name;     // string: the object the metadata describes
-  uint32_t build_id;        // string: hex build-id, or empty
-  uint32_t syscall_count;   // SyscallSiteRecords
+  uint32_t string_size;    // bytes of the string table (NUL-terminated strings)
+  uint32_t object_name;    // string: the object the metadata describes
+  uint32_t build_id;       // string: hex build-id, or empty
+  uint32_t syscall_count;  // SyscallSiteRecords
 };
 static_assert(sizeof(FileHeader) == 64);
 
@@ -38,9 +38,9 @@ inline constexpr uint32_t kFileLinked = 1u << 0;
 
 // One executable section: 40 bytes. Its rows and call sites are contiguous slices of the global arrays.
 struct SectionRecord {
-  uint32_t name;        // string
+  uint32_t name;  // string
   uint32_t reserved;
-  uint64_t address;     // sh_addr
+  uint64_t address;  // sh_addr
   uint64_t size;
   uint32_t first_row;
   uint32_t row_count;
@@ -58,20 +58,20 @@ enum class CfaBase : uint8_t {
 };
 
 // Row flags: what the frame pointer holds at this instruction.
-inline constexpr uint8_t kBpIsFrame = 1u << 0;   // rbp == CFA-16 and [rbp] holds the caller's rbp
-inline constexpr uint8_t kBpSaved = 1u << 1;     // the caller's rbp is saved at CFA + bp_offset
-inline constexpr uint8_t kBpUnchanged = 1u << 2; // rbp still holds the caller's rbp
-inline constexpr uint8_t kBpZero = 1u << 3;      // rbp is known to be 0 (outermost-frame marker)
-inline constexpr uint8_t kEndOfStack = 1u << 4;  // annotated end of stack (UNWIND_HINT_END_OF_STACK)
-inline constexpr uint8_t kRegsFrame = 1u << 5;   // the stack holds a full register frame (pt_regs) at CFA
+inline constexpr uint8_t kBpIsFrame = 1u << 0;    // rbp == CFA-16 and [rbp] holds the caller's rbp
+inline constexpr uint8_t kBpSaved = 1u << 1;      // the caller's rbp is saved at CFA + bp_offset
+inline constexpr uint8_t kBpUnchanged = 1u << 2;  // rbp still holds the caller's rbp
+inline constexpr uint8_t kBpZero = 1u << 3;       // rbp is known to be 0 (outermost-frame marker)
+inline constexpr uint8_t kEndOfStack = 1u << 4;   // annotated end of stack (UNWIND_HINT_END_OF_STACK)
+inline constexpr uint8_t kRegsFrame = 1u << 5;    // the stack holds a full register frame (pt_regs) at CFA
 
 // The frame state from `offset` up to the next row of the same section: 12 bytes.
 struct FrameRow {
-  uint32_t offset;      // section offset
+  uint32_t offset;  // section offset
   int32_t cfa_offset;
-  int16_t bp_offset;    // with kBpSaved: the caller's rbp is at CFA + bp_offset
-  uint8_t cfa_base;     // CfaBase
-  uint8_t flags;        // kBp*, kEndOfStack, kRegsFrame
+  int16_t bp_offset;  // with kBpSaved: the caller's rbp is at CFA + bp_offset
+  uint8_t cfa_base;   // CfaBase
+  uint8_t flags;      // kBp*, kEndOfStack, kRegsFrame
 };
 static_assert(sizeof(FrameRow) == 12);
 
@@ -79,9 +79,9 @@ static_assert(sizeof(FrameRow) == 12);
 inline constexpr uint8_t kCallFrameValid = 1u << 0;  // the caller had a valid frame (objtool's rule)
 inline constexpr uint8_t kCallBpZero = 1u << 1;      // rbp was known 0 at the call: the caller is outermost
 inline constexpr uint8_t kCallIndirect = 1u << 2;
-inline constexpr uint8_t kCallNoReturn = 1u << 3;    // the callee never returns
-inline constexpr uint8_t kCallSpDepth = 1u << 4;     // sp_depth is exact on every path to the call
-inline constexpr uint8_t kCallBpDepth = 1u << 5;     // bp_depth is exact on every path to the call
+inline constexpr uint8_t kCallNoReturn = 1u << 3;  // the callee never returns
+inline constexpr uint8_t kCallSpDepth = 1u << 4;   // sp_depth is exact on every path to the call
+inline constexpr uint8_t kCallBpDepth = 1u << 5;   // bp_depth is exact on every path to the call
 inline constexpr uint8_t kCallFlagsKnown = 0x3f;
 
 // Where a direct call goes, as far as the validator knows it without run-time patching.
@@ -96,13 +96,13 @@ enum class CallTargetKind : uint8_t {
 struct CallSiteRecord {
   uint32_t return_offset;  // section offset of the instruction after the call
   uint8_t flags;
-  uint8_t target_kind;     // CallTargetKind
+  uint8_t target_kind;  // CallTargetKind
   uint16_t reserved;
-  int32_t sp_depth;        // with kCallSpDepth: CFA - rsp as the call executes (the callee's CFA is CFA - sp_depth)
-  int32_t bp_depth;        // with kCallBpDepth: CFA - rbp at the call
-  uint32_t target_ref;     // CallTargetKind::Section: section index; ::Symbol: string
+  int32_t sp_depth;     // with kCallSpDepth: CFA - rsp as the call executes (the callee's CFA is CFA - sp_depth)
+  int32_t bp_depth;     // with kCallBpDepth: CFA - rbp at the call
+  uint32_t target_ref;  // CallTargetKind::Section: section index; ::Symbol: string
   uint32_t reserved2;
-  uint64_t target;         // CallTargetKind::Address: address; ::Section: offset
+  uint64_t target;  // CallTargetKind::Address: address; ::Section: offset
 };
 static_assert(sizeof(CallSiteRecord) == 32);
 
@@ -118,10 +118,10 @@ struct SyscallSiteRecord {
 static_assert(sizeof(SyscallSiteRecord) == 12);
 
 // Function flags.
-inline constexpr uint32_t kFuncCertified = 1u << 0;   // every path validated, no finding
-inline constexpr uint32_t kFuncNonStandard = 1u << 1; // STACK_FRAME_NON_STANDARD or otherwise skipped
-inline constexpr uint32_t kFuncCold = 1u << 2;        // a .cold part; `parent` names the function
-inline constexpr uint32_t kFuncNoReturn = 1u << 3;    // inferred never to return
+inline constexpr uint32_t kFuncCertified = 1u << 0;    // every path validated, no finding
+inline constexpr uint32_t kFuncNonStandard = 1u << 1;  // STACK_FRAME_NON_STANDARD or otherwise skipped
+inline constexpr uint32_t kFuncCold = 1u << 2;         // a .cold part; `parent` names the function
+inline constexpr uint32_t kFuncNoReturn = 1u << 3;     // inferred never to return
 
 // One function symbol: 40 bytes.
 struct FunctionRecord {

@@ -20,7 +20,7 @@ struct Mapping {
   // opened by path must match before its contents are trusted to be the mapped ones.
   unsigned dev_major = 0, dev_minor = 0;
   uint64_t inode = 0;
-  std::string path;     // file path, "[stack]", "[vdso]", ... or empty for anonymous memory
+  std::string path;  // file path, "[stack]", "[vdso]", ... or empty for anonymous memory
   bool contains(uint64_t a) const { return a >= start && a < end; }
 };
 

@@ -119,7 +119,8 @@ Result<void> FrozenProcess::seize_all(std::chrono::steady_clock::time_point dead
   }
   if (std::none_of(tracees_.begin(), tracees_.end(), [](const Tracee& t) { return t.stopped; })) {
     std::string why;
-    for (pid_t tid : unstopped_) why += fmt::format("{}thread {}: {}", why.empty() ? ": " : "; ", tid, unstopped_reason(tid));
+    for (pid_t tid : unstopped_)
+      why += fmt::format("{}thread {}: {}", why.empty() ? ": " : "; ", tid, unstopped_reason(tid));
     return fail("no thread of process {} could be stopped{}", pid_, why);
   }
   return {};
@@ -145,7 +146,8 @@ std::vector<pid_t> FrozenProcess::threads() const {
 
 Result<Regs> FrozenProcess::regs(pid_t tid) const {
   user_regs_struct r;
-  if (ptrace(PTRACE_GETREGS, tid, nullptr, &r) != 0) return fail("thread {}: PTRACE_GETREGS: {}", tid, std::strerror(errno));
+  if (ptrace(PTRACE_GETREGS, tid, nullptr, &r) != 0)
+    return fail("thread {}: PTRACE_GETREGS: {}", tid, std::strerror(errno));
   return Regs{r.rip, r.rsp, r.rbp, static_cast<int64_t>(r.orig_rax)};
 }
 
@@ -219,8 +221,8 @@ bool is_deleted(const std::string& path) {
 std::string mapped_build_id(pid_t pid, const Mapping& m, const std::vector<Mapping>& maps) {
   const Mapping* head = nullptr;
   for (const Mapping& h : maps) {
-    if (h.inode == m.inode && h.dev_major == m.dev_major && h.dev_minor == m.dev_minor && h.offset == 0 &&
-        h.readable && h.path == m.path) {
+    if (h.inode == m.inode && h.dev_major == m.dev_major && h.dev_minor == m.dev_minor && h.offset == 0 && h.readable &&
+        h.path == m.path) {
       head = &h;
       break;
     }
@@ -290,10 +292,11 @@ Result<ElfImage> open_mapped_image(pid_t pid, const Mapping& m, const std::vecto
   else
     ids = fmt::format("build-id {} in the process, {} in the file", mapped_id,
                       img && !img->build_id.empty() ? img->build_id : "none");
-  return fail("the file at {} is not the one the process mapped (device/inode differ: {:02x}:{:02x} inode {} "
-              "mapped, {:02x}:{:02x} inode {} opened; {})",
-              name, m.dev_major, m.dev_minor, m.inode, major(st.st_dev), minor(st.st_dev),
-              static_cast<uint64_t>(st.st_ino), ids);
+  return fail(
+      "the file at {} is not the one the process mapped (device/inode differ: {:02x}:{:02x} inode {} "
+      "mapped, {:02x}:{:02x} inode {} opened; {})",
+      name, m.dev_major, m.dev_minor, m.inode, major(st.st_dev), minor(st.st_dev), static_cast<uint64_t>(st.st_ino),
+      ids);
 }
 
 Result<CodeMap> build_code_map(pid_t pid, const std::vector<Mapping>& maps, const MetadataProvider& metadata,

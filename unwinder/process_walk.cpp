@@ -25,14 +25,16 @@ Result<ProcessReport> walk_process(pid_t pid, const MetadataProvider& metadata, 
   // thread's /proc entries).
   pid_t live = live_thread(pid);
   switch (thread_state(pid, pid)) {
-    case 0: return fail("process {} does not exist", pid);
+    case 0:
+      return fail("process {} does not exist", pid);
     case 'Z':
       if (!live) return fail("process {} is a zombie (it exited; its parent has not reaped it): no stack to walk", pid);
       break;
     case 'X':
       if (!live) return fail("process {} is exiting: no stack to walk", pid);
       break;
-    default: break;
+    default:
+      break;
   }
   auto early_maps = read_maps(live);
   if (!early_maps) return tl::unexpected(early_maps.error());

@@ -23,9 +23,7 @@ struct ThreadReport {
   std::optional<OracleTrace> oracle;
   std::optional<OracleComparison> oracle_check;
   // A disagreement with an independent walker on a trace we call reliable: a suspected false reliable.
-  bool suspect() const {
-    return unwind.trace.verdict.reliable && oracle_check && !oracle_check->agree;
-  }
+  bool suspect() const { return unwind.trace.verdict.reliable && oracle_check && !oracle_check->agree; }
 };
 
 struct ProcessReport {

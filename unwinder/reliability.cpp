@@ -46,8 +46,7 @@ Verdict Judge::finish(bool end_reached, int last_frame) const {
   return Verdict{true, Reason::None, -1, {}};
 }
 
-Check check_frame_placement(const StackBounds& bounds, uint64_t addr, uint64_t len, uint64_t floor,
-                            uint64_t previous) {
+Check check_frame_placement(const StackBounds& bounds, uint64_t addr, uint64_t len, uint64_t floor, uint64_t previous) {
   if (addr % 8 != 0) return Problem{Reason::FrameMisaligned, fmt::format("frame at {:#x} is not 8-byte aligned", addr)};
   if (!bounds.contains(addr, len))
     return Problem{Reason::FrameOutOfBounds,
@@ -80,8 +79,8 @@ Check check_vouched_for(const CodeImage& img, uint64_t address) {
   auto where = img.metadata->locate(address - img.bias);
   const FunctionEntry* f = where ? img.metadata->function_at(*where) : nullptr;
   if (!f || !f->has(kFuncNonStandard)) return std::nullopt;
-  return Problem{Reason::NoMetadata, fmt::format("{} is STACK_FRAME_NON_STANDARD: its frame is not vouched for",
-                                                 f->name)};
+  return Problem{Reason::NoMetadata,
+                 fmt::format("{} is STACK_FRAME_NON_STANDARD: its frame is not vouched for", f->name)};
 }
 
 }  // namespace
@@ -125,7 +124,8 @@ std::optional<InnermostStep> step_from_registers(const WalkContext& ctx, const R
     if (hint_ends_stack(ctx.options, rsp)) return InnermostStep{true};
     judge.fail(Reason::StackEndNotReached, 0,
                fmt::format("pc {:#x} is under an end-of-stack hint, but rsp {:#x} is below the pt_regs at the "
-                           "stack's top: that code's frame is unknown, its callers would be cut off", rip, rsp));
+                           "stack's top: that code's frame is unknown, its callers would be cut off",
+                           rip, rsp));
     return assume_frame_at_rbp(ctx, regs);
   }
   if (state->has(kBpZero) && ctx.options.zeroed_rbp_ends_stack && state->cfa_base != CfaBase::Bp) {
@@ -171,8 +171,8 @@ Check check_call_target(const WalkContext& ctx, const ReturnSite& site, uint64_t
 
 }  // namespace
 
-ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, uint64_t callee_pc,
-                             bool callee_is_return, int index, Judge& judge) {
+ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, uint64_t callee_pc, bool callee_is_return,
+                             int index, Judge& judge) {
   ReturnSite site;
   if (is_signal_trampoline(ctx.code, return_address)) {
     judge.fail(Reason::InterruptFrameMidStack, index,
@@ -233,7 +233,8 @@ Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t reco
     if (!word || *word != record) continue;
     return Problem{Reason::FrameSkipped,
                    fmt::format("the word at {:#x}, inside the frame below {:#x}, links to that frame: the chain "
-                               "skipped the frame record there", a, record)};
+                               "skipped the frame record there",
+                               a, record)};
   }
   return std::nullopt;
 }
@@ -298,14 +299,16 @@ Check check_no_outermost_record_above(const WalkContext& ctx, uint64_t low) {
     if (!call || !call->has(metadata::kCallBpZero)) continue;
     return Problem{Reason::FrameSkipped,
                    fmt::format("another outermost frame record at {:#x} (return address {:#x}) lies above the "
-                               "claimed end: the chain skipped frames", a, *ret)};
+                               "claimed end: the chain skipped frames",
+                               a, *ret)};
   }
   return std::nullopt;
 }
 
 Check check_innermost_return_address(const WalkContext& ctx, uint64_t return_address) {
   const CodeImage* img = ctx.code.find(return_address - 1);
-  if (!img) return Problem{Reason::ReturnAddressNotText, fmt::format("saved ret_addr {:#x} is not text", return_address)};
+  if (!img)
+    return Problem{Reason::ReturnAddressNotText, fmt::format("saved ret_addr {:#x} is not text", return_address)};
   if (auto p = check_vouched_for(*img, return_address - 1)) return p;
   auto call = ctx.code.call_site_at(*img, return_address);
   if (!call)
@@ -324,16 +327,17 @@ Check check_encoded_frame_pointer(const WalkContext& ctx, uint64_t fp) {
   if (regs < ctx.bounds.low || regs + size > ctx.bounds.high) return std::nullopt;
   return Problem{Reason::InterruptFrameMidStack,
                  fmt::format("rbp {:#x} encodes a pt_regs at {:#x}: an interrupt or exception frame sits inside the "
-                             "stack", fp, regs)};
+                             "stack",
+                             fp, regs)};
 }
 
 namespace {
 
 // The last frame's return address at a kernel stack's end (KernelEndRecord says which it must be).
-Check check_end_return_address(const WalkContext& ctx, const KernelEndRecord& end, uint64_t end_frame,
-                               uint64_t ret) {
+Check check_end_return_address(const WalkContext& ctx, const KernelEndRecord& end, uint64_t end_frame, uint64_t ret) {
   const CodeImage* img = ctx.code.find(ret - 1);
-  if (!img) return Problem{Reason::ReturnAddressNotText, fmt::format("the last return address {:#x} is not kernel text", ret)};
+  if (!img)
+    return Problem{Reason::ReturnAddressNotText, fmt::format("the last return address {:#x} is not kernel text", ret)};
   auto cs = ctx.memory.read_u64(RemoteAddr(end.pt_regs + end.pt_regs_cs));
   if (!cs) return Problem{Reason::MemoryUnreadable, "the pt_regs at the stack's top is unreadable"};
   const bool user = (*cs & 3) == 3;
@@ -346,7 +350,8 @@ Check check_end_return_address(const WalkContext& ctx, const KernelEndRecord& en
     if (saved_bp && *saved_bp == 0 && end.idle_marker != 0 && ret == end.idle_marker) return std::nullopt;
     return Problem{Reason::StackEndNotReached,
                    fmt::format("an idle task's last return address must be secondary_startup_64's pushed marker "
-                               "after lretq with rbp 0, not {:#x}", ret)};
+                               "after lretq with rbp 0, not {:#x}",
+                               ret)};
   }
   auto call = ctx.code.call_site_at(*img, ret);
   if (!call)
@@ -363,7 +368,8 @@ Check check_end_return_address(const WalkContext& ctx, const KernelEndRecord& en
   // A kthread: the pt_regs at the top are not a user's, as copy_thread() left them; the last frame returns
   // into ret_from_fork, which called the thread function.
   auto f = ctx.code.function_at(ret - 1);
-  const bool in_ret_from_fork = f && f->start == end.ret_from_fork && ret - end.ret_from_fork < std::max<uint64_t>(f->size, 1);
+  const bool in_ret_from_fork =
+      f && f->start == end.ret_from_fork && ret - end.ret_from_fork < std::max<uint64_t>(f->size, 1);
   if ((state && state->has(kEndOfStack)) || in_ret_from_fork) return std::nullopt;
   return Problem{Reason::StackEndNotReached,
                  fmt::format("a kthread's last frame must return to ret_from_fork, not {:#x}", ret)};

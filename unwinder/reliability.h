@@ -106,8 +106,7 @@ class Judge {
 // Condition 1: `len` bytes at `addr` lie inside the stack, 8-byte aligned, at or above `floor` (the lowest
 // address the next frame may use: the previous frame's end). `previous` is the previous frame's address,
 // to tell a loop from a plain wrong direction.
-Check check_frame_placement(const StackBounds& bounds, uint64_t addr, uint64_t len, uint64_t floor,
-                            uint64_t previous);
+Check check_frame_placement(const StackBounds& bounds, uint64_t addr, uint64_t len, uint64_t floor, uint64_t previous);
 
 // The innermost step (condition 3's exception): the CFA rule at the exact pc decides where the return
 // address and the caller's rbp are.
@@ -137,8 +136,8 @@ struct ReturnSite {
   std::optional<CallSite> call;      // the call instruction that ends at the return address
   std::optional<FrameState> state;   // the caller's state at that call instruction
 };
-ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, uint64_t callee_pc,
-                             bool callee_is_return, int index, Judge& judge);
+ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, uint64_t callee_pc, bool callee_is_return,
+                             int index, Judge& judge);
 
 // The skipped-caller scan: does a frame record in [low, record) link to `record`?
 Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t record);

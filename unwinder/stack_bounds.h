@@ -13,9 +13,7 @@ struct StackBounds {
   uint64_t low = 0;
   uint64_t high = 0;
   // True if the whole range [addr, addr+len) is inside, without wrap-around.
-  bool contains(uint64_t addr, uint64_t len = 8) const {
-    return addr >= low && addr < high && len <= high - addr;
-  }
+  bool contains(uint64_t addr, uint64_t len = 8) const { return addr >= low && addr < high && len <= high - addr; }
 };
 
 // A user thread's stack: the writable mapping that holds its stack pointer. The main thread's [stack]

@@ -52,9 +52,12 @@ std::vector<Reason> all_reasons() {
 
 std::string_view trust_name(FrameTrust t) {
   switch (t) {
-    case FrameTrust::Context: return "context";
-    case FrameTrust::CfaRule: return "cfa-rule";
-    case FrameTrust::FramePointer: return "frame-pointer";
+    case FrameTrust::Context:
+      return "context";
+    case FrameTrust::CfaRule:
+      return "cfa-rule";
+    case FrameTrust::FramePointer:
+      return "frame-pointer";
   }
   return "?";
 }

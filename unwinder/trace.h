@@ -11,26 +11,26 @@
 namespace framecert {
 
 enum class Reason : uint8_t {
-  None = 0,                  // reliable
-  NoMetadata,                // no validator metadata covers this pc
-  NoFrameState,              // metadata covers the pc but proves no CFA rule there
-  BpClobbered,               // rbp does not hold what the metadata says it must
-  MemoryUnreadable,          // a stack word could not be read
-  FrameOutOfBounds,          // a frame lies (partly) outside the task's stack
-  FrameNotAscending,         // a frame is not above the previous one
-  FrameMisaligned,           // a frame address is not 8-byte aligned
-  LoopDetected,              // the chain points back to the same frame
-  ReturnAddressNotText,      // the return address is in no executable mapping
-  ReturnAddressNotAfterCall, // no call instruction ends right before the return address
-  NoFrameAtCallSite,         // the caller had no valid frame at that call: a caller may be skipped
-  CallTargetMismatch,        // the direct call before the return address calls another function
-  FrameSkipped,              // a frame record between two frames links to the next: frames were skipped
-  InterruptFrameMidStack,    // a register frame (signal, interrupt) sits inside the stack
-  StackEndNotReached,        // the chain stopped without the recognised outermost marker
-  TooDeep,                   // more frames than the walk's limit
-  CrossCheckMismatch,        // the metadata-only walk found different frames
-  NoRegisters,               // the task's registers could not be obtained
-  FrameSizeMismatch,         // the caller's frame is not exactly where its code puts rsp at the call
+  None = 0,                     // reliable
+  NoMetadata,                   // no validator metadata covers this pc
+  NoFrameState,                 // metadata covers the pc but proves no CFA rule there
+  BpClobbered,                  // rbp does not hold what the metadata says it must
+  MemoryUnreadable,             // a stack word could not be read
+  FrameOutOfBounds,             // a frame lies (partly) outside the task's stack
+  FrameNotAscending,            // a frame is not above the previous one
+  FrameMisaligned,              // a frame address is not 8-byte aligned
+  LoopDetected,                 // the chain points back to the same frame
+  ReturnAddressNotText,         // the return address is in no executable mapping
+  ReturnAddressNotAfterCall,    // no call instruction ends right before the return address
+  NoFrameAtCallSite,            // the caller had no valid frame at that call: a caller may be skipped
+  CallTargetMismatch,           // the direct call before the return address calls another function
+  FrameSkipped,                 // a frame record between two frames links to the next: frames were skipped
+  InterruptFrameMidStack,       // a register frame (signal, interrupt) sits inside the stack
+  StackEndNotReached,           // the chain stopped without the recognised outermost marker
+  TooDeep,                      // more frames than the walk's limit
+  CrossCheckMismatch,           // the metadata-only walk found different frames
+  NoRegisters,                  // the task's registers could not be obtained
+  FrameSizeMismatch,            // the caller's frame is not exactly where its code puts rsp at the call
   TrampolineReturnUnrecovered,  // a tracer's trampoline replaced the return address; the original is not proven
 };
 
@@ -46,8 +46,8 @@ std::string_view trust_name(FrameTrust t);
 
 struct Frame {
   uint64_t pc = 0;
-  uint64_t sp = 0;   // the stack pointer in this frame (the callee's CFA) — 0 if unknown
-  uint64_t fp = 0;   // rbp in this frame
+  uint64_t sp = 0;  // the stack pointer in this frame (the callee's CFA) — 0 if unknown
+  uint64_t fp = 0;  // rbp in this frame
   FrameTrust trust = FrameTrust::Context;
   std::string object;
   std::string symbol;

@@ -41,8 +41,7 @@ Unwind unwind(const WalkContext& ctx, const Regs& regs) {
   u.cfa_trace = walk_cfa_rules(ctx, regs);
   u.cross_check = cross_check(u.trace, u.cfa_trace);
   if (u.trace.verdict.reliable && !u.cross_check.agree && !rule_disabled(Reason::CrossCheckMismatch)) {
-    u.trace.verdict = Verdict{false, Reason::CrossCheckMismatch, u.cross_check.first_difference,
-                              u.cross_check.detail};
+    u.trace.verdict = Verdict{false, Reason::CrossCheckMismatch, u.cross_check.first_difference, u.cross_check.detail};
   }
   return u;
 }

@@ -75,11 +75,13 @@ void for_each_annotated_insn(DecodedObject& obj, const char* section, const char
 
 int32_t last_insn_before(const DecodedObject& obj, int32_t first, uint64_t end) {
   int32_t last = first;
-  for (int32_t i = obj.next_in_section(first); i != kNone && obj.insns[i].insn.offset < end; i = obj.next_in_section(i)) last = i;
+  for (int32_t i = obj.next_in_section(first); i != kNone && obj.insns[i].insn.offset < end; i = obj.next_in_section(i))
+    last = i;
   return last;
 }
 
-void add_group_alternative(DecodedObject& obj, int32_t orig, int32_t repl, uint64_t orig_end, uint64_t new_end, bool has_new) {
+void add_group_alternative(DecodedObject& obj, int32_t orig, int32_t repl, uint64_t orig_end, uint64_t new_end,
+                           bool has_new) {
   Instruction& o = obj.insns[orig];
   const int32_t last_orig = last_insn_before(obj, orig, orig_end);
   const int32_t after = obj.next_in_section(last_orig);
@@ -112,7 +114,8 @@ void add_group_alternative(DecodedObject& obj, int32_t orig, int32_t repl, uint6
 }  // namespace
 
 void read_ignore_alternatives(DecodedObject& obj) {
-  for_each_annotated_insn(obj, ".discard.ignore_alts", ".discard.ignore_alts", [&](int32_t i) { obj.insns[i].ignore_alts = true; });
+  for_each_annotated_insn(obj, ".discard.ignore_alts", ".discard.ignore_alts",
+                          [&](int32_t i) { obj.insns[i].ignore_alts = true; });
 }
 
 void read_special_sections(DecodedObject& obj) {
@@ -170,7 +173,8 @@ void read_special_sections(DecodedObject& obj) {
         if (!orig_len) continue;  // an empty alternative entry patches nothing
         if (feature == kFeaturePopcnt) o.skip_orig = true;
         if (feature == kFeatureSmap) o.ignore_alts = true;
-        add_group_alternative(obj, orig, repl, orig_at->offset + orig_len, new_at ? new_at->offset + new_len : 0, new_len != 0);
+        add_group_alternative(obj, orig, repl, orig_at->offset + orig_len, new_at ? new_at->offset + new_len : 0,
+                              new_len != 0);
       } else if (e.jump) {
         if (o.insn.kind != InsnKind::Jump && o.insn.kind != InsnKind::Nop) {
           obj.fatal.push_back(structural_error(obj, o, "unsupported instruction at jump label"));
@@ -220,12 +224,14 @@ void read_dead_ends(DecodedObject& obj) {
       if (i != kNone) {
         i = i - 1;
       } else if (const SectionCode* code = obj.code_of(s.section);
-                 code && code->end_insn > code->first_insn && static_cast<uint64_t>(r.addend) == obj.elf->sections()[s.section].size) {
+                 code && code->end_insn > code->first_insn &&
+                 static_cast<uint64_t>(r.addend) == obj.elf->sections()[s.section].size) {
         i = static_cast<int32_t>(code->end_insn) - 1;
       }
       if (i < 0) {
-        obj.fatal.push_back(object_error(fmt::format("can't find {} insn at {}+0x{:x}", dead ? "unreachable" : "reachable",
-                                                     obj.section_name(s.section), r.addend)));
+        obj.fatal.push_back(
+            object_error(fmt::format("can't find {} insn at {}+0x{:x}", dead ? "unreachable" : "reachable",
+                                     obj.section_name(s.section), r.addend)));
         return;
       }
       obj.insns[i].dead_end = dead;
@@ -285,14 +291,30 @@ void read_unwind_hints(DecodedObject& obj) {
     if (in.hint_state != kNone) carried = obj.hint_states[in.hint_state];
     int base;
     switch (sp_reg) {  // ORC register numbers
-      case 0: base = cfi::kUndefined; break;
-      case 2: base = static_cast<int>(Reg::Dx); break;
-      case 3: base = static_cast<int>(Reg::Di); break;
-      case 4: base = cfi::kBp; break;
-      case 5: base = cfi::kSp; break;
-      case 6: base = static_cast<int>(Reg::R10); break;
-      case 7: base = static_cast<int>(Reg::R13); break;
-      case 9: base = cfi::kSpIndirect; break;
+      case 0:
+        base = cfi::kUndefined;
+        break;
+      case 2:
+        base = static_cast<int>(Reg::Dx);
+        break;
+      case 3:
+        base = static_cast<int>(Reg::Di);
+        break;
+      case 4:
+        base = cfi::kBp;
+        break;
+      case 5:
+        base = cfi::kSp;
+        break;
+      case 6:
+        base = static_cast<int>(Reg::R10);
+        break;
+      case 7:
+        base = static_cast<int>(Reg::R13);
+        break;
+      case 9:
+        base = cfi::kSpIndirect;
+        break;
       default:
         obj.fatal.push_back(structural_error(obj, in, fmt::format("unsupported unwind_hint sp base reg {}", sp_reg)));
         return;

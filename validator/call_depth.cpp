@@ -119,7 +119,7 @@ bool unfollowable(const Instruction& in) {
 
 std::unordered_map<int32_t, CallDepth> call_depths(const DecodedObject& obj, const CheckResult& r) {
   const int32_t n = static_cast<int32_t>(obj.insns.size());
-  std::vector<Depth> at(obj.insns.size());      // per instruction, before it; reset after each function
+  std::vector<Depth> at(obj.insns.size());  // per instruction, before it; reset after each function
   std::vector<uint8_t> queued(obj.insns.size(), 0);
   std::vector<uint8_t> gave_up(obj.functions.size(), 0);  // per function family (its parent)
   std::vector<std::vector<std::pair<int32_t, Depth>>> calls(obj.functions.size());
@@ -127,7 +127,8 @@ std::unordered_map<int32_t, CallDepth> call_depths(const DecodedObject& obj, con
 
   for (int32_t f = 0; f < static_cast<int32_t>(obj.functions.size()); ++f) {
     const Function& fn = obj.functions[f];
-    if (fn.parent != f || !fn.canonical || fn.first_insn == fn.end_insn || fn.first_insn >= static_cast<uint32_t>(n)) continue;
+    if (fn.parent != f || !fn.canonical || fn.first_insn == fn.end_insn || fn.first_insn >= static_cast<uint32_t>(n))
+      continue;
     if (!r.visited[fn.first_insn] || obj.insns[fn.first_insn].insn.offset != fn.offset) continue;
     const int32_t entry = static_cast<int32_t>(fn.first_insn);
     at[entry] = Depth{8, kUnknown};  // the return address; rbp is the caller's

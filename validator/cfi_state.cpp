@@ -149,25 +149,31 @@ bool CfiState::has_modified_frame() const {
 
 std::string mismatch_message(const CfiState& a, const CfiState& b) {
   if (a.cfa != b.cfa)
-    return fmt::format("stack state mismatch: cfa1={}{:+d} cfa2={}{:+d}", a.cfa.base, a.cfa.offset, b.cfa.base, b.cfa.offset);
+    return fmt::format("stack state mismatch: cfa1={}{:+d} cfa2={}{:+d}", a.cfa.base, a.cfa.offset, b.cfa.base,
+                       b.cfa.offset);
   for (int i = 0; i < kNumRegs; ++i)
     if (a.regs[i] != b.regs[i])
-      return fmt::format("stack state mismatch: reg1[{}]={}{:+d} reg2[{}]={}{:+d}", i, a.regs[i].base, a.regs[i].offset, i,
-                         b.regs[i].base, b.regs[i].offset);
+      return fmt::format("stack state mismatch: reg1[{}]={}{:+d} reg2[{}]={}{:+d}", i, a.regs[i].base, a.regs[i].offset,
+                         i, b.regs[i].base, b.regs[i].offset);
   if (a.type != b.type) return fmt::format("stack state mismatch: type1={} type2={}", a.type, b.type);
   if (a.drap != b.drap || (a.drap && a.drap_reg != b.drap_reg) || (a.drap && a.drap_offset != b.drap_offset))
-    return fmt::format("stack state mismatch: drap1={}({},{}) drap2={}({},{})", a.drap ? 1 : 0, a.drap_reg, a.drap_offset,
-                       b.drap ? 1 : 0, b.drap_reg, b.drap_offset);
+    return fmt::format("stack state mismatch: drap1={}({},{}) drap2={}({},{})", a.drap ? 1 : 0, a.drap_reg,
+                       a.drap_offset, b.drap ? 1 : 0, b.drap_reg, b.drap_offset);
   return {};
 }
 
 static std::string base_text(int base) {
   switch (base) {
-    case kUndefined: return "undef";
-    case kCfa: return "cfa";
-    case kSpIndirect: return "[rsp]";
-    case kBpIndirect: return "[rbp]";
-    default: return base >= 0 && base < kNumRegs - 1 ? std::string(reg_name(static_cast<Reg>(base))) : "?";
+    case kUndefined:
+      return "undef";
+    case kCfa:
+      return "cfa";
+    case kSpIndirect:
+      return "[rsp]";
+    case kBpIndirect:
+      return "[rbp]";
+    default:
+      return base >= 0 && base < kNumRegs - 1 ? std::string(reg_name(static_cast<Reg>(base))) : "?";
   }
 }
 

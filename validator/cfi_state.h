@@ -56,8 +56,8 @@ struct CfiState {
 
   // The state at a function's entry: CFA = rsp + 8, the return address at CFA - 8.
   static CfiState function_entry();
-  bool has_valid_frame() const;      // objtool's has_valid_stack_frame
-  bool has_modified_frame() const;   // objtool's has_modified_stack_frame
+  bool has_valid_frame() const;     // objtool's has_valid_stack_frame
+  bool has_modified_frame() const;  // objtool's has_modified_stack_frame
 };
 
 // Compares the parts objtool compares when two paths meet; on a difference returns objtool's message
@@ -77,7 +77,7 @@ std::string apply_stack_op(CfiState& s, const StackOp& op, bool in_function, boo
 namespace framecert {
 inline bool operator==(const CfiState& a, const CfiState& b) {
   return a.regs == b.regs && a.vals == b.vals && a.cfa == b.cfa && a.stack_size == b.stack_size &&
-         a.drap_reg == b.drap_reg && a.drap_offset == b.drap_offset && a.bp_scratch == b.bp_scratch && a.drap == b.drap &&
-         a.type == b.type && a.end == b.end;
+         a.drap_reg == b.drap_reg && a.drap_offset == b.drap_offset && a.bp_scratch == b.bp_scratch &&
+         a.drap == b.drap && a.type == b.type && a.end == b.end;
 }
 }  // namespace framecert

@@ -25,9 +25,9 @@ struct PathNode {
 struct WorkItem {
   int32_t insn;
   CfiState state;
-  bool df;            // direction flag set (std without cld)
-  bool after_alts;    // resume an instruction whose switch targets were already queued
-  int32_t path;       // --explain: index into the path nodes
+  bool df;          // direction flag set (std without cld)
+  bool after_alts;  // resume an instruction whose switch targets were already queued
+  int32_t path;     // --explain: index into the path nodes
 };
 
 size_t hash_state(const CfiState& s) {
@@ -211,7 +211,8 @@ class FunctionChecker {
       switch (in.insn.is_iret && in.func != kNone ? InsnKind::Other : in.insn.kind) {
         case InsnKind::Return:
           if (item.df) return stop(i, "return with DF set", item);
-          if (func != kNone && item.state.has_modified_frame()) return stop(i, "return with modified stack frame", item);
+          if (func != kNone && item.state.has_modified_frame())
+            return stop(i, "return with modified stack frame", item);
           if (item.state.bp_scratch) return stop(i, "BP used as a scratch register", item);
           return true;
         case InsnKind::Call:
@@ -237,8 +238,10 @@ class FunctionChecker {
             WorkItem fall = item;
             fall.insn = next;
             if (explain_) fall.path = add_node(item.path, i, "branch not taken");
-            if (next != kNone && !in.dead_end) stack.push_back(fall);
-            else if (next == kNone && !in.dead_end) stack.push_back(end_marker(item, i));
+            if (next != kNone && !in.dead_end)
+              stack.push_back(fall);
+            else if (next == kNone && !in.dead_end)
+              stack.push_back(end_marker(item, i));
             item.insn = in.jump_dest;
             if (explain_) item.path = add_node(item.path, i, "branch taken");
             i = in.jump_dest;
@@ -251,7 +254,8 @@ class FunctionChecker {
           return true;
         case InsnKind::ContextSwitch:
           if (func == kNone) return true;  // entry code: the path ends at the switch
-          if (next == kNone || !obj_.insns[next].hint) return stop(i, "unsupported instruction in callable function", item);
+          if (next == kNone || !obj_.insns[next].hint)
+            return stop(i, "unsupported instruction in callable function", item);
           break;
         case InsnKind::Std:
           if (item.df && !violation(i, "recursive STD", item)) return false;
@@ -298,7 +302,8 @@ class FunctionChecker {
     }
     int32_t save = kNone;
     const int32_t owner = in.func;
-    for (int32_t k = obj_.prev_in_section(i); k != kNone && owner != kNone && obj_.insns[k].insn.offset >= obj_.functions[owner].offset;
+    for (int32_t k = obj_.prev_in_section(i);
+         k != kNone && owner != kNone && obj_.insns[k].insn.offset >= obj_.functions[owner].offset;
          k = obj_.prev_in_section(k))
       if (obj_.insns[k].hint_save) {
         save = k;
@@ -317,7 +322,8 @@ class FunctionChecker {
   }
 
   bool sibling_ok(const Instruction& in, int32_t i, const WorkItem& item) {
-    if (item.state.has_modified_frame() && !violation(i, "sibling call from callable instruction with modified stack frame", item))
+    if (item.state.has_modified_frame() &&
+        !violation(i, "sibling call from callable instruction with modified stack frame", item))
       return false;
     if (item.df && !violation(i, fmt::format("call to {}() with DF set", callee_name(in)), item)) return false;
     return true;
@@ -335,7 +341,8 @@ class FunctionChecker {
 };
 
 bool is_call_to(const DecodedObject& obj, const Instruction& in, std::string_view name) {
-  return in.insn.kind == InsnKind::Call && in.call_symbol != kNone && obj.symbol(static_cast<uint32_t>(in.call_symbol)).name == name;
+  return in.insn.kind == InsnKind::Call && in.call_symbol != kNone &&
+         obj.symbol(static_cast<uint32_t>(in.call_symbol)).name == name;
 }
 
 bool prev_is_dead_end(const DecodedObject& obj, int32_t i) {
@@ -343,7 +350,8 @@ bool prev_is_dead_end(const DecodedObject& obj, int32_t i) {
   const Instruction& p = obj.insns[i - 1];
   if (p.dead_end) return true;
   if (p.call_func != kNone && p.insn.kind == InsnKind::Call && is_noreturn_function(obj, p.call_func)) return true;
-  return p.insn.kind == InsnKind::Call && p.call_symbol != kNone && is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(p.call_symbol)).name);
+  return p.insn.kind == InsnKind::Call && p.call_symbol != kNone &&
+         is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(p.call_symbol)).name);
 }
 
 bool ignore_unreachable(const DecodedObject& obj, int32_t i) {
@@ -362,7 +370,8 @@ bool ignore_unreachable(const DecodedObject& obj, int32_t i) {
   int32_t k = i;
   for (int n = 0; n < 5 && k != kNone; ++n) {
     const Instruction& c = obj.insns[k];
-    if (is_call_to(obj, c, "__asan_handle_no_return") || is_call_to(obj, c, "__ubsan_handle_builtin_unreachable")) return true;
+    if (is_call_to(obj, c, "__asan_handle_no_return") || is_call_to(obj, c, "__ubsan_handle_builtin_unreachable"))
+      return true;
     if (c.insn.kind == InsnKind::Jump) {
       if (c.jump_dest != kNone && obj.insns[c.jump_dest].func == c.func) {
         k = c.jump_dest;
@@ -456,7 +465,8 @@ class SymbolHoles {
     auto [it, fresh] = cache_.try_emplace(section);
     if (fresh) {
       for (const ElfSymbol& s : obj_.elf->symbols())
-        if (s.section == section && s.type != STT_FILE && s.type != STT_SECTION) it->second.push_back({s.offset, s.offset + s.size});
+        if (s.section == section && s.type != STT_FILE && s.type != STT_SECTION)
+          it->second.push_back({s.offset, s.offset + s.size});
       std::sort(it->second.begin(), it->second.end());
     }
     return it->second;
@@ -525,7 +535,8 @@ namespace {
 bool inside_some_function(const DecodedObject& obj, const Instruction& in) {
   if (in.func != kNone) return true;
   for (const Function& f : obj.functions)
-    if (f.section == in.section && in.insn.offset >= f.offset && in.insn.offset < f.offset + std::max<uint64_t>(f.size, 1))
+    if (f.section == in.section && in.insn.offset >= f.offset &&
+        in.insn.offset < f.offset + std::max<uint64_t>(f.size, 1))
       return true;
   return false;
 }
@@ -548,7 +559,8 @@ std::vector<Finding> returns_outside_functions(const DecodedObject& obj, const C
     if (hints_known && result.hint_reached[i]) continue;
     const std::string& sec = obj.section_name(in.section);
     if (sec == ".altinstr_replacement" || sec == ".altinstr_aux") continue;  // copied into a function at boot
-    if (linked_object && !result.visited[i] && (extra_ignore[i] || in_ignored_hole(obj, result, holes, i, extra_ignore)))
+    if (linked_object && !result.visited[i] &&
+        (extra_ignore[i] || in_ignored_hole(obj, result, holes, i, extra_ignore)))
       continue;
     out.push_back(obj.finding_at(in, "return instruction outside of a callable function"));
   }

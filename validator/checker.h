@@ -35,8 +35,8 @@ void check_reachability(const DecodedObject& obj, CheckResult& result);
 // framecert's own rule (docs/rules.md): every `ret` outside every function symbol is reported as "return
 // instruction outside of a callable function", reached or not, whatever else was found — unless an
 // unwind hint describes the code (annotated entry code), it is alternative replacement code (copied into
-// a function at boot), or it is the dead code of a dropped weak function in a linked object. One finding per such `ret`.
-// Fills `result.first_unchecked`: every function, whatever was found elsewhere in the object.
+// a function at boot), or it is the dead code of a dropped weak function in a linked object. One finding per such
+// `ret`. Fills `result.first_unchecked`: every function, whatever was found elsewhere in the object.
 void find_unchecked_instructions(const DecodedObject& obj, CheckResult& result);
 
 std::vector<Finding> returns_outside_functions(const DecodedObject& obj, const CheckResult& result);

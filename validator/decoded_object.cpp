@@ -101,7 +101,8 @@ void decode_sections(DecodedObject& obj, const Decoder& decoder) {
     obj.code_sections.push_back(code);
   }
   obj.code_index.assign(obj.elf->sections().size(), kNone);
-  for (size_t c = 0; c < obj.code_sections.size(); ++c) obj.code_index[obj.code_sections[c].section] = static_cast<int32_t>(c);
+  for (size_t c = 0; c < obj.code_sections.size(); ++c)
+    obj.code_index[obj.code_sections[c].section] = static_cast<int32_t>(c);
 }
 
 void collect_functions(DecodedObject& obj) {
@@ -137,7 +138,8 @@ void collect_functions(DecodedObject& obj) {
   // objtool's lookup); a jump from the parent into its cold part corrects this later (resolve_jumps),
   // which matters in vmlinux.o where many local functions share a name.
   std::unordered_map<std::string, int32_t> by_name;
-  for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) by_name.insert_or_assign(obj.functions[i].name, i);
+  for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i)
+    by_name.insert_or_assign(obj.functions[i].name, i);
   for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) {
     Function& f = obj.functions[i];
     f.parent = i;
@@ -158,8 +160,10 @@ void collect_functions(DecodedObject& obj) {
     Function& f = obj.functions[i];
     const SectionCode* code = obj.code_of(f.section);
     auto begin = obj.insns.begin() + code->first_insn, end = obj.insns.begin() + code->end_insn;
-    auto lo = std::lower_bound(begin, end, f.offset, [](const Instruction& in, uint64_t o) { return in.insn.offset < o; });
-    auto hi = std::lower_bound(lo, end, f.offset + f.size, [](const Instruction& in, uint64_t o) { return in.insn.offset < o; });
+    auto lo =
+        std::lower_bound(begin, end, f.offset, [](const Instruction& in, uint64_t o) { return in.insn.offset < o; });
+    auto hi = std::lower_bound(lo, end, f.offset + f.size,
+                               [](const Instruction& in, uint64_t o) { return in.insn.offset < o; });
     f.first_insn = static_cast<uint32_t>(lo - obj.insns.begin());
     f.end_insn = static_cast<uint32_t>(hi - obj.insns.begin());
     if (!f.canonical) continue;
@@ -278,8 +282,8 @@ void resolve_jumps(DecodedObject& obj) {
       continue;
     }
     if (dest == kNone) {
-      obj.fatal.push_back(fatal_at(obj, in, fmt::format("can't find jump dest instruction at {}+0x{:x}",
-                                                        obj.section_name(dest_sec), dest_off)));
+      obj.fatal.push_back(fatal_at(
+          obj, in, fmt::format("can't find jump dest instruction at {}+0x{:x}", obj.section_name(dest_sec), dest_off)));
       continue;
     }
     const Instruction& d = obj.insns[dest];
@@ -301,7 +305,6 @@ void resolve_jumps(DecodedObject& obj) {
   }
 }
 
-
 bool symbol_covers(const DecodedObject& obj, uint32_t section, uint64_t offset) {
   for (const ElfSymbol& s : obj.elf->symbols())
     if (s.section == section && s.type != STT_SECTION && s.type != STT_FILE && offset >= s.offset &&
@@ -318,7 +321,8 @@ const ElfReloc* switch_table_at(const DecodedObject& obj, const Instruction& in,
   const ElfSymbol& s = obj.symbol(text_reloc->symbol);
   if (s.type != STT_SECTION || !obj.elf->sections()[s.section].is_rodata()) return nullptr;
   uint64_t table_offset = static_cast<uint64_t>(text_reloc->addend) + (text_reloc->type == kRelocPc32 ? 4 : 0);
-  if (obj.section_name(s.section) != ".rodata..c_jump_table" && symbol_covers(obj, s.section, table_offset)) return nullptr;
+  if (obj.section_name(s.section) != ".rodata..c_jump_table" && symbol_covers(obj, s.section, table_offset))
+    return nullptr;
   *table_sec = s.section;
   return obj.reloc_at(s.section, table_offset);
 }
@@ -350,42 +354,43 @@ void resolve_jump_tables(DecodedObject& obj) {
     if (fn.first_insn == fn.end_insn) continue;
     std::vector<std::pair<int32_t, std::pair<uint32_t, const ElfReloc*>>> found;
     for (auto [range_begin, range_end] : instruction_ranges(obj, fi))
-    for (uint32_t i = range_begin; i < range_end; ++i) {
-      Instruction& in = obj.insns[i];
-      if (in.jump_dest != kNone && obj.insns[in.jump_dest].insn.offset > in.insn.offset &&
-          obj.insns[in.jump_dest].first_jump_src == kNone)
-        obj.insns[in.jump_dest].first_jump_src = static_cast<int32_t>(i);
-      if (in.insn.kind != InsnKind::JumpIndirect) continue;
-      // Walk back from the indirect jump to the instruction that loads the table address.
-      for (int32_t k = static_cast<int32_t>(i); k != kNone;) {
-        const Instruction& c = obj.insns[k];
-        if (c.func == kNone || obj.parent_of(c.func) != fi) break;
-        if (k != static_cast<int32_t>(i) && c.insn.kind == InsnKind::JumpIndirect) break;
-        if (c.insn.kind == InsnKind::Jump && c.jump_dest != kNone &&
-            (obj.insns[c.jump_dest].insn.offset <= c.insn.offset || obj.insns[c.jump_dest].insn.offset > in.insn.offset))
-          break;
-        uint32_t tsec = 0;
-        // objtool 6.1 turns "unreachable instruction" off for the whole object at the first RIP-relative
-        // table (a gcc quirk could leave dead code behind); framecert follows such tables case by case and
-        // keeps the rule (docs/rules.md, differences).
-        if (const ElfReloc* entry = switch_table_at(obj, c, &tsec)) {
-          int32_t d = table_entry_target(obj, *entry, *entry);
-          if (d != kNone && obj.insns[d].func != kNone && obj.parent_of(obj.insns[d].func) == fi) {
-            found.push_back({static_cast<int32_t>(i), {tsec, entry}});
-            table_starts.push_back({tsec, entry->offset});
+      for (uint32_t i = range_begin; i < range_end; ++i) {
+        Instruction& in = obj.insns[i];
+        if (in.jump_dest != kNone && obj.insns[in.jump_dest].insn.offset > in.insn.offset &&
+            obj.insns[in.jump_dest].first_jump_src == kNone)
+          obj.insns[in.jump_dest].first_jump_src = static_cast<int32_t>(i);
+        if (in.insn.kind != InsnKind::JumpIndirect) continue;
+        // Walk back from the indirect jump to the instruction that loads the table address.
+        for (int32_t k = static_cast<int32_t>(i); k != kNone;) {
+          const Instruction& c = obj.insns[k];
+          if (c.func == kNone || obj.parent_of(c.func) != fi) break;
+          if (k != static_cast<int32_t>(i) && c.insn.kind == InsnKind::JumpIndirect) break;
+          if (c.insn.kind == InsnKind::Jump && c.jump_dest != kNone &&
+              (obj.insns[c.jump_dest].insn.offset <= c.insn.offset ||
+               obj.insns[c.jump_dest].insn.offset > in.insn.offset))
             break;
+          uint32_t tsec = 0;
+          // objtool 6.1 turns "unreachable instruction" off for the whole object at the first RIP-relative
+          // table (a gcc quirk could leave dead code behind); framecert follows such tables case by case and
+          // keeps the rule (docs/rules.md, differences).
+          if (const ElfReloc* entry = switch_table_at(obj, c, &tsec)) {
+            int32_t d = table_entry_target(obj, *entry, *entry);
+            if (d != kNone && obj.insns[d].func != kNone && obj.parent_of(obj.insns[d].func) == fi) {
+              found.push_back({static_cast<int32_t>(i), {tsec, entry}});
+              table_starts.push_back({tsec, entry->offset});
+              break;
+            }
+          }
+          if (c.first_jump_src != kNone) {
+            k = c.first_jump_src;
+          } else {
+            // The previous instruction of the same symbol (the .cold part has its own start).
+            int32_t p = obj.prev_in_section(k);
+            const Function& owner = obj.functions[c.func];
+            k = (p != kNone && obj.insns[p].insn.offset >= owner.offset) ? p : kNone;
           }
         }
-        if (c.first_jump_src != kNone) {
-          k = c.first_jump_src;
-        } else {
-          // The previous instruction of the same symbol (the .cold part has its own start).
-          int32_t p = obj.prev_in_section(k);
-          const Function& owner = obj.functions[c.func];
-          k = (p != kNone && obj.insns[p].insn.offset >= owner.offset) ? p : kNone;
-        }
       }
-    }
     for (auto& [jmp, table] : found) {
       auto [tsec, first] = table;
       Instruction& in = obj.insns[jmp];
@@ -394,7 +399,9 @@ void resolve_jump_tables(DecodedObject& obj) {
       uint64_t prev_offset = 0;
       bool any = false;
       for (auto it = relocs.begin() + (first - relocs.data()); it != relocs.end(); ++it) {
-        if (&*it != first && std::find(table_starts.begin(), table_starts.end(), std::pair{tsec, it->offset}) != table_starts.end()) break;
+        if (&*it != first &&
+            std::find(table_starts.begin(), table_starts.end(), std::pair{tsec, it->offset}) != table_starts.end())
+          break;
         if (any && (it->offset != prev_offset + table_stride(*first) || it->type != first->type)) break;
         if (obj.symbol(it->symbol).section == pf.section &&
             table_entry_offset(*first, *it) == static_cast<int64_t>(pf.offset))
@@ -428,7 +435,8 @@ int32_t function_at_offset(const DecodedObject& obj, uint32_t section, uint64_t 
 
 int32_t symbol_at_offset(const DecodedObject& obj, uint32_t section, uint64_t offset) {
   for (const ElfSymbol& s : obj.elf->symbols())
-    if (s.section == section && s.offset == offset && s.type != STT_SECTION && s.type != STT_FILE) return static_cast<int32_t>(s.index);
+    if (s.section == section && s.offset == offset && s.type != STT_SECTION && s.type != STT_FILE)
+      return static_cast<int32_t>(s.index);
   return kNone;
 }
 
@@ -492,8 +500,10 @@ void resolve_calls(DecodedObject& obj) {
     if (in.insn.kind == InsnKind::Call && in.call_symbol != kNone && !in.dead_end) {
       const ElfSymbol& s = obj.symbol(static_cast<uint32_t>(in.call_symbol));
       if (s.bind == STB_WEAK) continue;
-      if (s.bind == STB_GLOBAL && is_known_noreturn_name(s.name)) in.dead_end = true;
-      else if (in.call_func != kNone && is_noreturn_function(obj, in.call_func)) in.dead_end = true;
+      if (s.bind == STB_GLOBAL && is_known_noreturn_name(s.name))
+        in.dead_end = true;
+      else if (in.call_func != kNone && is_noreturn_function(obj, in.call_func))
+        in.dead_end = true;
     }
 }
 
@@ -512,20 +522,56 @@ std::vector<std::pair<uint32_t, uint32_t>> instruction_ranges(const DecodedObjec
 bool is_known_noreturn_name(std::string_view name) {
   // Functions outside the object that never return. ELF carries no noreturn attribute, so calls to
   // these cannot be inferred; local functions are inferred from their code instead (is_noreturn_function).
-  static constexpr std::string_view kKernel[] = {
-      "__invalid_creds", "__module_put_and_kthread_exit", "__reiserfs_panic", "__stack_chk_fail",
-      "__ubsan_handle_builtin_unreachable", "cpu_bringup_and_idle", "cpu_startup_entry", "do_exit",
-      "do_group_exit", "do_task_dead", "ex_handler_msr_mce", "fortify_panic", "kthread_complete_and_exit",
-      "kthread_exit", "kunit_try_catch_throw", "lbug_with_loc", "machine_real_restart", "make_task_dead",
-      "panic", "rewind_stack_and_make_dead", "sev_es_terminate", "snp_abort", "stop_this_cpu",
-      "usercopy_abort", "xen_start_kernel"};
+  static constexpr std::string_view kKernel[] = {"__invalid_creds",
+                                                 "__module_put_and_kthread_exit",
+                                                 "__reiserfs_panic",
+                                                 "__stack_chk_fail",
+                                                 "__ubsan_handle_builtin_unreachable",
+                                                 "cpu_bringup_and_idle",
+                                                 "cpu_startup_entry",
+                                                 "do_exit",
+                                                 "do_group_exit",
+                                                 "do_task_dead",
+                                                 "ex_handler_msr_mce",
+                                                 "fortify_panic",
+                                                 "kthread_complete_and_exit",
+                                                 "kthread_exit",
+                                                 "kunit_try_catch_throw",
+                                                 "lbug_with_loc",
+                                                 "machine_real_restart",
+                                                 "make_task_dead",
+                                                 "panic",
+                                                 "rewind_stack_and_make_dead",
+                                                 "sev_es_terminate",
+                                                 "snp_abort",
+                                                 "stop_this_cpu",
+                                                 "usercopy_abort",
+                                                 "xen_start_kernel"};
   // User space (C library): a deliberate difference from objtool, which reports calls to these as
   // "falls through to next function" (docs/rules.md).
-  static constexpr std::string_view kLibc[] = {
-      "abort", "exit", "_exit", "_Exit", "quick_exit", "__assert_fail", "__assert_perror_fail",
-      "__fortify_fail", "__chk_fail", "longjmp", "siglongjmp", "_longjmp", "__longjmp_chk",
-      "pthread_exit", "__cxa_throw", "__cxa_rethrow", "_Unwind_Resume", "err", "errx", "verr", "verrx",
-      "__libc_fatal", "__libc_start_main"};
+  static constexpr std::string_view kLibc[] = {"abort",
+                                               "exit",
+                                               "_exit",
+                                               "_Exit",
+                                               "quick_exit",
+                                               "__assert_fail",
+                                               "__assert_perror_fail",
+                                               "__fortify_fail",
+                                               "__chk_fail",
+                                               "longjmp",
+                                               "siglongjmp",
+                                               "_longjmp",
+                                               "__longjmp_chk",
+                                               "pthread_exit",
+                                               "__cxa_throw",
+                                               "__cxa_rethrow",
+                                               "_Unwind_Resume",
+                                               "err",
+                                               "errx",
+                                               "verr",
+                                               "verrx",
+                                               "__libc_fatal",
+                                               "__libc_start_main"};
   for (auto n : kKernel)
     if (n == name) return true;
   for (auto n : kLibc)
@@ -558,7 +604,8 @@ bool is_noreturn_function(const DecodedObject& obj, int32_t func, int depth) {
       if (depth >= 5) return false;  // mutually recursive tail calls: assume they return
       if (in.call_func != kNone) {
         if (!is_noreturn_function(obj, in.call_func, depth + 1)) return false;
-      } else if (in.call_symbol == kNone || !is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(in.call_symbol)).name)) {
+      } else if (in.call_symbol == kNone ||
+                 !is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(in.call_symbol)).name)) {
         return false;  // to another object: assume it returns
       }
     }
@@ -592,7 +639,8 @@ int32_t DecodedObject::prev_in_section(int32_t i) const {
 
 const ElfReloc* DecodedObject::reloc_at(uint32_t section, uint64_t offset) const {
   const auto& relocs = elf->relocs_for(section);
-  auto it = std::lower_bound(relocs.begin(), relocs.end(), offset, [](const ElfReloc& r, uint64_t o) { return r.offset < o; });
+  auto it = std::lower_bound(relocs.begin(), relocs.end(), offset,
+                             [](const ElfReloc& r, uint64_t o) { return r.offset < o; });
   return it != relocs.end() && it->offset == offset ? &*it : nullptr;
 }
 

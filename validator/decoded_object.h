@@ -19,20 +19,20 @@ class Decoder;
 inline constexpr int32_t kNone = -1;
 
 struct Function {
-  uint32_t symbol = 0;     // index into ElfFile::symbols()
+  uint32_t symbol = 0;  // index into ElfFile::symbols()
   std::string name;
   uint32_t section = 0;
   uint64_t offset = 0;
   uint64_t size = 0;
   int32_t parent = kNone;  // the function this is a .cold part of; itself otherwise
   int32_t cold_child = kNone;
-  bool canonical = true;   // false for an alias (same start, size and type as a later symbol)
+  bool canonical = true;  // false for an alias (same start, size and type as a later symbol)
   bool weak = false;
   bool global = false;
-  bool non_standard = false;  // STACK_FRAME_NON_STANDARD: not validated, not certified
-  bool broken = false;        // a structural error (e.g. an unannotated intra-function call) stops its check
+  bool non_standard = false;            // STACK_FRAME_NON_STANDARD: not validated, not certified
+  bool broken = false;                  // a structural error (e.g. an unannotated intra-function call) stops its check
   bool static_call_trampoline = false;  // __SCT__*: patched at run time, its tail is never "unreachable"
-  uint32_t first_insn = 0;    // global instruction index range [first_insn, end_insn)
+  uint32_t first_insn = 0;              // global instruction index range [first_insn, end_insn)
   uint32_t end_insn = 0;
 };
 
@@ -53,14 +53,14 @@ struct Instruction {
   // Code that may run instead of this instruction: an alternative replacement, the other side of a
   // jump label, an exception fixup. Each is followed with the state before this instruction.
   std::vector<int32_t> alts;
-  bool skip_orig = false;          // only the alternatives run (e.g. a feature every CPU is assumed to have)
-  bool ignore_alts = false;        // the alternatives are not followed
-  int32_t alt_next = kNone;        // last instruction of a replacement: execution continues here
-  bool hint = false;               // an unwind hint sets the state here (hint_state)
+  bool skip_orig = false;    // only the alternatives run (e.g. a feature every CPU is assumed to have)
+  bool ignore_alts = false;  // the alternatives are not followed
+  int32_t alt_next = kNone;  // last instruction of a replacement: execution continues here
+  bool hint = false;         // an unwind hint sets the state here (hint_state)
   bool hint_save = false;
   bool hint_restore = false;
-  int32_t hint_state = kNone;      // index into DecodedObject::hint_states
-  int32_t reloc = kNone;           // index into relocs_for(section) of the first relocation inside it
+  int32_t hint_state = kNone;  // index into DecodedObject::hint_states
+  int32_t reloc = kNone;       // index into relocs_for(section) of the first relocation inside it
 
   bool is_call() const { return insn.kind == InsnKind::Call || insn.kind == InsnKind::CallIndirect; }
 };
@@ -75,7 +75,7 @@ struct DecodedObject {
   const ElfFile* elf = nullptr;
   std::vector<SectionCode> code_sections;
   std::vector<int32_t> code_index;  // section index -> index into code_sections, or kNone
-  std::vector<Instruction> insns;  // grouped by section, sorted by offset
+  std::vector<Instruction> insns;   // grouped by section, sorted by offset
   std::vector<Function> functions;
   // Structural errors (objtool's hard errors). One without a function (undecodable bytes, a .cold part
   // without parent) stops the check of the whole object; one inside a function marks it `broken`.
@@ -102,7 +102,9 @@ struct DecodedObject {
   bool has_hints = false;
 
   // The instruction execution continues with after `i` (the end of a replacement jumps back).
-  int32_t next_to_validate(int32_t i) const { return insns[i].alt_next != kNone ? insns[i].alt_next : next_in_section(i); }
+  int32_t next_to_validate(int32_t i) const {
+    return insns[i].alt_next != kNone ? insns[i].alt_next : next_in_section(i);
+  }
   // A finding at an instruction, named like objtool names it: after the first function symbol (in
   // symbol-table order) whose range holds the instruction, which for aliases is not the one validated.
   Finding finding_at(const Instruction& in, std::string message) const;
@@ -126,7 +128,7 @@ std::vector<std::pair<uint32_t, uint32_t>> instruction_ranges(const DecodedObjec
 void read_ignore_alternatives(DecodedObject& obj);
 void read_special_sections(DecodedObject& obj);  // .altinstructions, __jump_table, __ex_table
 void read_intra_function_calls(DecodedObject& obj);
-void read_dead_ends(DecodedObject& obj);         // .discard.unreachable / .discard.reachable
+void read_dead_ends(DecodedObject& obj);  // .discard.unreachable / .discard.reachable
 void read_unwind_hints(DecodedObject& obj);
 Finding structural_error(DecodedObject& obj, const Instruction& in, std::string message);
 Finding object_error(std::string text);

@@ -56,8 +56,17 @@ struct Encoding {
 
 bool is_legacy_prefix(uint8_t b) {
   switch (b) {
-    case 0x26: case 0x2e: case 0x36: case 0x3e: case 0x64: case 0x65:
-    case 0x66: case 0x67: case 0xf0: case 0xf2: case 0xf3:
+    case 0x26:
+    case 0x2e:
+    case 0x36:
+    case 0x3e:
+    case 0x64:
+    case 0x65:
+    case 0x66:
+    case 0x67:
+    case 0xf0:
+    case 0xf2:
+    case 0xf3:
       return true;
     default:
       return false;
@@ -81,7 +90,8 @@ uint8_t kernel_first_prefix(std::span<const uint8_t> bytes, bool* has_3e) {
     }
     last = b;
   }
-  *has_3e = std::find(slots.begin(), slots.begin() + static_cast<std::ptrdiff_t>(count), 0x3e) != slots.begin() + static_cast<std::ptrdiff_t>(count);
+  *has_3e = std::find(slots.begin(), slots.begin() + static_cast<std::ptrdiff_t>(count), 0x3e) !=
+            slots.begin() + static_cast<std::ptrdiff_t>(count);
   if (last != 0 && last != slots[3]) {
     if (slots[3] != 0) {
       for (size_t j = 0; j < count; ++j) {
@@ -103,11 +113,27 @@ int32_t read_signed(std::span<const uint8_t> bytes, size_t offset, size_t size_b
 
 void set_opcode_bytes(const ZydisDecodedInstruction& zi, Encoding& e) {
   switch (zi.opcode_map) {
-    case ZYDIS_OPCODE_MAP_0F: e.op1 = 0x0f; e.op2 = zi.opcode; break;
-    case ZYDIS_OPCODE_MAP_0F38: e.op1 = 0x0f; e.op2 = 0x38; e.op3 = zi.opcode; break;
-    case ZYDIS_OPCODE_MAP_0F3A: e.op1 = 0x0f; e.op2 = 0x3a; e.op3 = zi.opcode; break;
-    case ZYDIS_OPCODE_MAP_0F0F: e.op1 = 0x0f; e.op2 = 0x0f; break;
-    default: e.op1 = zi.opcode; break;
+    case ZYDIS_OPCODE_MAP_0F:
+      e.op1 = 0x0f;
+      e.op2 = zi.opcode;
+      break;
+    case ZYDIS_OPCODE_MAP_0F38:
+      e.op1 = 0x0f;
+      e.op2 = 0x38;
+      e.op3 = zi.opcode;
+      break;
+    case ZYDIS_OPCODE_MAP_0F3A:
+      e.op1 = 0x0f;
+      e.op2 = 0x3a;
+      e.op3 = zi.opcode;
+      break;
+    case ZYDIS_OPCODE_MAP_0F0F:
+      e.op1 = 0x0f;
+      e.op2 = 0x0f;
+      break;
+    default:
+      e.op1 = zi.opcode;
+      break;
   }
 }
 
@@ -259,11 +285,23 @@ void decode_0f(const Encoding& e, Insn& insn) {
 // compared with its REX.R bit included, as objtool does.
 void decode_group5(const Encoding& e, Insn& insn) {
   switch (e.reg) {
-    case 2: case 3: insn.kind = InsnKind::CallIndirect; insn.notrack = e.notrack; break;
-    case 4: insn.kind = InsnKind::JumpIndirect; insn.notrack = e.notrack; break;
-    case 5: insn.kind = InsnKind::ContextSwitch; break;
-    case 6: add_op(insn, Src::Const, Reg::None, 0, Dst::Push); break;
-    default: break;
+    case 2:
+    case 3:
+      insn.kind = InsnKind::CallIndirect;
+      insn.notrack = e.notrack;
+      break;
+    case 4:
+      insn.kind = InsnKind::JumpIndirect;
+      insn.notrack = e.notrack;
+      break;
+    case 5:
+      insn.kind = InsnKind::ContextSwitch;
+      break;
+    case 6:
+      add_op(insn, Src::Const, Reg::None, 0, Dst::Push);
+      break;
+    default:
+      break;
   }
 }
 
@@ -286,31 +324,66 @@ void decode_legacy(const Encoding& e, Insn& insn) {
     return;
   }
   switch (op1) {
-    case 0x01: case 0x29:  // add/sub %reg, %rsp: amount unknown
+    case 0x01:
+    case 0x29:  // add/sub %reg, %rsp: amount unknown
       if (e.rex_w && e.rm_is_reg(kSp)) add_op(insn, Src::Add, R(e.reg), 0, Dst::Reg, Reg::Sp);
       break;
-    case 0x68: case 0x6a: add_op(insn, Src::Const, Reg::None, 0, Dst::Push); break;
-    case 0x88: case 0x89: decode_store(e, insn); break;
-    case 0x8b: decode_load(e, insn); break;
-    case 0x8d: decode_lea(e, insn); break;
-    case 0x8f: add_op(insn, Src::Pop, Reg::None, 0, Dst::Mem); break;
-    case 0x90: insn.kind = InsnKind::Nop; break;  // any 0x90 opcode: nop, pause, xchg forms
-    case 0x9c: add_op(insn, Src::Const, Reg::None, 0, Dst::PushF); break;
-    case 0x9d: add_op(insn, Src::PopF, Reg::None, 0, Dst::Mem); break;
-    case 0x0f: decode_0f(e, insn); break;
+    case 0x68:
+    case 0x6a:
+      add_op(insn, Src::Const, Reg::None, 0, Dst::Push);
+      break;
+    case 0x88:
+    case 0x89:
+      decode_store(e, insn);
+      break;
+    case 0x8b:
+      decode_load(e, insn);
+      break;
+    case 0x8d:
+      decode_lea(e, insn);
+      break;
+    case 0x8f:
+      add_op(insn, Src::Pop, Reg::None, 0, Dst::Mem);
+      break;
+    case 0x90:
+      insn.kind = InsnKind::Nop;
+      break;  // any 0x90 opcode: nop, pause, xchg forms
+    case 0x9c:
+      add_op(insn, Src::Const, Reg::None, 0, Dst::PushF);
+      break;
+    case 0x9d:
+      add_op(insn, Src::PopF, Reg::None, 0, Dst::Mem);
+      break;
+    case 0x0f:
+      decode_0f(e, insn);
+      break;
     case 0xc9:  // leave: mov %rbp,%rsp; pop %rbp
       add_op(insn, Src::Reg, Reg::Bp, 0, Dst::Reg, Reg::Sp);
       add_op(insn, Src::Pop, Reg::None, 0, Dst::Reg, Reg::Bp);
       break;
-    case 0xcc: insn.kind = InsnKind::Trap; break;
-    case 0xe0: case 0xe1: case 0xe2: case 0xe3: insn.kind = InsnKind::JumpConditional; break;
-    case 0xe9: case 0xeb: insn.kind = InsnKind::Jump; break;
-    case 0xc2: case 0xc3: insn.kind = InsnKind::Return; break;
+    case 0xcc:
+      insn.kind = InsnKind::Trap;
+      break;
+    case 0xe0:
+    case 0xe1:
+    case 0xe2:
+    case 0xe3:
+      insn.kind = InsnKind::JumpConditional;
+      break;
+    case 0xe9:
+    case 0xeb:
+      insn.kind = InsnKind::Jump;
+      break;
+    case 0xc2:
+    case 0xc3:
+      insn.kind = InsnKind::Return;
+      break;
     case 0xcf:  // iret: the checker decides between sync_core()'s iret-to-self and a context switch
       insn.kind = InsnKind::ContextSwitch;
       insn.is_iret = true;
       break;
-    case 0xca: case 0xcb:  // far ret
+    case 0xca:
+    case 0xcb:  // far ret
       insn.kind = InsnKind::ContextSwitch;
       insn.is_far_return = true;
       break;
@@ -318,10 +391,17 @@ void decode_legacy(const Encoding& e, Insn& insn) {
       insn.kind = InsnKind::Call;
       add_op(insn, Src::Const, Reg::None, 0, Dst::Push);
       break;
-    case 0xfc: insn.kind = InsnKind::Cld; break;
-    case 0xfd: insn.kind = InsnKind::Std; break;
-    case 0xff: decode_group5(e, insn); break;
-    default: break;
+    case 0xfc:
+      insn.kind = InsnKind::Cld;
+      break;
+    case 0xfd:
+      insn.kind = InsnKind::Std;
+      break;
+    case 0xff:
+      decode_group5(e, insn);
+      break;
+    default:
+      break;
   }
 }
 
@@ -382,8 +462,7 @@ bool sets_bp_zero(const ZydisDecodedInstruction& zi, const ZydisDecodedOperand* 
 }  // namespace
 
 Decoder::Decoder() : impl_(std::make_unique<Impl>()) {
-  impl_->ok = ZYAN_SUCCESS(
-      ZydisDecoderInit(&impl_->zydis, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64));
+  impl_->ok = ZYAN_SUCCESS(ZydisDecoderInit(&impl_->zydis, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64));
 }
 
 Decoder::~Decoder() = default;

@@ -17,9 +17,7 @@ namespace framecert {
 // section of type NOTE or INIT_ARRAY is checked like .text (NOBITS has no bytes to check).
 bool ElfSection::executable() const { return type != SHT_NOBITS && type != SHT_NULL && (flags & SHF_EXECINSTR); }
 
-bool ElfSection::is_rodata() const {
-  return name.starts_with(".rodata") && name.find(".str1.") == std::string::npos;
-}
+bool ElfSection::is_rodata() const { return name.starts_with(".rodata") && name.find(".str1.") == std::string::npos; }
 
 ElfFile::~ElfFile() {
   if (elf_) elf_end(elf_);
@@ -77,9 +75,8 @@ Result<void> ElfFile::check_layout() const {
   if (eh.e_machine != EM_X86_64) return fail("not an x86-64 object (e_machine {})", eh.e_machine);
   if (eh.e_type != ET_REL && eh.e_type != ET_EXEC && eh.e_type != ET_DYN)
     return fail("unsupported ELF type {} (want a relocatable object, executable or shared object)", eh.e_type);
-  if (eh.e_phnum != 0 &&
-      (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phoff > file_size_ ||
-       uint64_t{eh.e_phnum} * sizeof(Elf64_Phdr) > file_size_ - eh.e_phoff))
+  if (eh.e_phnum != 0 && (eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phoff > file_size_ ||
+                          uint64_t{eh.e_phnum} * sizeof(Elf64_Phdr) > file_size_ - eh.e_phoff))
     return fail("program headers ({} at offset {}) extend past the end of the file ({} bytes)", eh.e_phnum, eh.e_phoff,
                 file_size_);
   if (eh.e_shoff == 0) {
@@ -154,8 +151,10 @@ Result<void> ElfFile::load() {
       // The raw bytes: code needs no translation, and libelf refuses to translate an "ax" section of a
       // type with entries (INIT_ARRAY) whose size is not a multiple of the entry size.
       Elf_Data* d = elf_rawdata(scn, nullptr);
-      if (!d || (d->d_size && !d->d_buf)) return fail("section {}: data unreadable (truncated file?): {}", s.name, elf_error());
-      if (d->d_size != sh.sh_size) return fail("section {}: size {} but {} bytes of data", s.name, sh.sh_size, d->d_size);
+      if (!d || (d->d_size && !d->d_buf))
+        return fail("section {}: data unreadable (truncated file?): {}", s.name, elf_error());
+      if (d->d_size != sh.sh_size)
+        return fail("section {}: size {} but {} bytes of data", s.name, sh.sh_size, d->d_size);
       s.bytes = {static_cast<const uint8_t*>(d->d_buf), d->d_size};
     }
     if (sh.sh_type == SHT_RELA) rela_sections.push_back(scn);
@@ -175,7 +174,8 @@ Result<void> ElfFile::load() {
     gelf_getshdr(scn, &sh);
     Elf_Data* d = elf_getdata(scn, nullptr);
     if (!d) return fail("symbol table unreadable: {}", elf_error());
-    if (sh.sh_entsize != sizeof(Elf64_Sym)) return fail("symbol table entry size {} (want {})", sh.sh_entsize, sizeof(Elf64_Sym));
+    if (sh.sh_entsize != sizeof(Elf64_Sym))
+      return fail("symbol table entry size {} (want {})", sh.sh_entsize, sizeof(Elf64_Sym));
     size_t count = d->d_size / sizeof(Elf64_Sym);  // bounded by the file size (check_layout)
     // With more than 0xff00 sections, a symbol's st_shndx is SHN_XINDEX and its real section index sits
     // in the SYMTAB_SHNDX section linked to this symbol table.

@@ -29,11 +29,11 @@ struct ElfSection {
 struct ElfSymbol {
   uint32_t index = 0;
   std::string name;
-  uint8_t type = 0;   // STT_*
-  uint8_t bind = 0;   // STB_*
+  uint8_t type = 0;      // STT_*
+  uint8_t bind = 0;      // STB_*
   uint32_t section = 0;  // section index (0 when undefined or special)
   uint64_t value = 0;
-  uint64_t offset = 0;   // value relative to the section start
+  uint64_t offset = 0;  // value relative to the section start
   uint64_t size = 0;
   bool defined() const { return section != 0; }
 };

@@ -11,9 +11,9 @@ struct Finding {
   std::string function;  // the function symbol (parent for .cold parts), empty for section-level findings
   std::string section;
   uint32_t section_index = 0;  // ELF section index (0 for findings without a position)
-  uint64_t offset = 0;   // section offset of the instruction
-  uint64_t func_offset = 0;  // offset inside `function`
-  std::string message;   // objtool's text, e.g. "call without frame pointer save/setup"
+  uint64_t offset = 0;         // section offset of the instruction
+  uint64_t func_offset = 0;    // offset inside `function`
+  std::string message;         // objtool's text, e.g. "call without frame pointer save/setup"
   // Without an instruction position: "FUNC() falls through to next function NEXT()" and
   // ".text: unexpected end of section" carry their whole text in `message`.
   bool positional = true;

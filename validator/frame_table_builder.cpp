@@ -16,11 +16,16 @@ namespace {
 
 CfaBase base_of(int base) {
   switch (base) {
-    case cfi::kSp: return CfaBase::Sp;
-    case cfi::kBp: return CfaBase::Bp;
-    case cfi::kSpIndirect: return CfaBase::SpIndirect;
-    case cfi::kUndefined: return CfaBase::Undefined;
-    default: return CfaBase::Other;
+    case cfi::kSp:
+      return CfaBase::Sp;
+    case cfi::kBp:
+      return CfaBase::Bp;
+    case cfi::kSpIndirect:
+      return CfaBase::SpIndirect;
+    case cfi::kUndefined:
+      return CfaBase::Undefined;
+    default:
+      return CfaBase::Other;
   }
 }
 
@@ -59,7 +64,8 @@ class TargetResolver {
   CallTarget operator()(const Instruction& in) {
     if (in.insn.kind != InsnKind::Call || !in.insn.has_target) return {};
     if (!in.alts.empty()) return {};  // an alternative may replace the call at boot
-    if (in.call_symbol != kNone && patched_at_run_time(obj_.symbol(static_cast<uint32_t>(in.call_symbol)).name)) return {};
+    if (in.call_symbol != kNone && patched_at_run_time(obj_.symbol(static_cast<uint32_t>(in.call_symbol)).name))
+      return {};
     const ElfSection& sec = obj_.elf->sections()[in.section];
     if (!obj_.elf->relocatable()) return {CallTargetKind::Address, 0, sec.address + in.insn.target};
     const ElfReloc* r = obj_.reloc_of(in);
@@ -152,7 +158,8 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
       if (f.positional && f.section_index) {
         for (size_t k = 0; k < obj.functions.size(); ++k) {
           const Function& fn = obj.functions[k];
-          if (fn.section == f.section_index && f.offset >= fn.offset && f.offset < fn.offset + fn.size && finding_of[k].empty())
+          if (fn.section == f.section_index && f.offset >= fn.offset && f.offset < fn.offset + fn.size &&
+              finding_of[k].empty())
             finding_of[k] = f.text();
         }
       } else if (!f.function.empty()) {

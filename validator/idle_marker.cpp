@@ -20,7 +20,8 @@ Result<uint64_t> find_idle_end_marker(const std::string& vmlinux) {
     if (s.name == "secondary_startup_64" && s.defined()) start = &s;
   if (!start) return fail("{}: no symbol secondary_startup_64", vmlinux);
   const ElfSection& sec = (*elf)->sections()[start->section];
-  if (start->offset >= sec.bytes.size()) return fail("{}: secondary_startup_64 is outside its section's bytes", vmlinux);
+  if (start->offset >= sec.bytes.size())
+    return fail("{}: secondary_startup_64 is outside its section's bytes", vmlinux);
   static const Decoder decoder;
   const uint64_t end = std::min<uint64_t>(sec.bytes.size(), start->offset + kSearchLimit);
   for (uint64_t off = start->offset; off < end;) {

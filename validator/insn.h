@@ -11,26 +11,44 @@ namespace framecert {
 
 // General-purpose registers in x86-64 encoding order (the order of ModRM reg fields and REX extensions).
 enum class Reg : uint8_t {
-  Ax, Cx, Dx, Bx, Sp, Bp, Si, Di, R8, R9, R10, R11, R12, R13, R14, R15,
+  Ax,
+  Cx,
+  Dx,
+  Bx,
+  Sp,
+  Bp,
+  Si,
+  Di,
+  R8,
+  R9,
+  R10,
+  R11,
+  R12,
+  R13,
+  R14,
+  R15,
   None = 0xff,
 };
 inline constexpr int kNumGprs = 16;
 std::string_view reg_name(Reg r);
 
 enum class InsnKind : uint8_t {
-  Other,             // no control-flow effect
+  Other,  // no control-flow effect
   Nop,
-  Jump,              // jmp rel (direct)
-  JumpConditional,   // jcc, jrcxz, loop*
-  JumpIndirect,      // jmp *reg / jmp *mem
-  Call,              // call rel (direct)
-  CallIndirect,      // call *reg / call *mem
-  Return,            // ret, ret imm16
-  ContextSwitch,     // sysret, sysexit, sysenter, syscall, iret (see Insn::is_iret), far jmp/ret
-  Bug,               // ud2, ud1: a dead end (BUG())
-  Trap,              // int3
-  Endbr,             // endbr64 / endbr32
-  Stac, Clac, Std, Cld,
+  Jump,             // jmp rel (direct)
+  JumpConditional,  // jcc, jrcxz, loop*
+  JumpIndirect,     // jmp *reg / jmp *mem
+  Call,             // call rel (direct)
+  CallIndirect,     // call *reg / call *mem
+  Return,           // ret, ret imm16
+  ContextSwitch,    // sysret, sysexit, sysenter, syscall, iret (see Insn::is_iret), far jmp/ret
+  Bug,              // ud2, ud1: a dead end (BUG())
+  Trap,             // int3
+  Endbr,            // endbr64 / endbr32
+  Stac,
+  Clac,
+  Std,
+  Cld,
 };
 std::string_view kind_name(InsnKind k);
 
@@ -67,15 +85,15 @@ struct Insn {
   uint64_t offset = 0;  // section offset of the first byte
   uint8_t length = 0;
   InsnKind kind = InsnKind::Other;
-  bool has_target = false;  // direct jump/call: target below is valid
-  bool is_iret = false;     // iretq: inside an STT_FUNC it is sync_core()'s iret-to-self (pops 40 bytes)
-  bool is_syscall = false;  // syscall: the metadata records it for tasks stopped inside a system call
+  bool has_target = false;     // direct jump/call: target below is valid
+  bool is_iret = false;        // iretq: inside an STT_FUNC it is sync_core()'s iret-to-self (pops 40 bytes)
+  bool is_syscall = false;     // syscall: the metadata records it for tasks stopped inside a system call
   bool is_far_return = false;  // lret: head_64.S's idle-task marker is the address after one
-  bool zeroes_bp = false;   // xor %ebp,%ebp / mov $0,%ebp / mov $0,%rbp / and $0,%ebp: rbp known 0
-  bool notrack = false;     // an indirect call/jump with the notrack (3e) prefix: objtool warns about it
-  Reg copy_src = Reg::None;  // mov %copy_src,%copy_dst, both 64-bit registers: dst now holds src's value
+  bool zeroes_bp = false;      // xor %ebp,%ebp / mov $0,%ebp / mov $0,%rbp / and $0,%ebp: rbp known 0
+  bool notrack = false;        // an indirect call/jump with the notrack (3e) prefix: objtool warns about it
+  Reg copy_src = Reg::None;    // mov %copy_src,%copy_dst, both 64-bit registers: dst now holds src's value
   Reg copy_dst = Reg::None;
-  uint64_t target = 0;      // section offset of a direct branch target: offset + length + displacement
+  uint64_t target = 0;  // section offset of a direct branch target: offset + length + displacement
   // General-purpose registers the instruction writes, explicitly or implicitly (bit i = Reg(i)); used to
   // see rbp clobbered by instructions the StackOps do not describe.
   uint16_t written_regs = 0;

@@ -41,7 +41,8 @@ std::vector<Run> find_runs(const FrameTable& table, const ElfFile& object, const
     if (!elf_sec) continue;
     std::vector<Anchor> anchors;
     for (const ElfSymbol& s : object.symbols())
-      if (is_code_label(s) && s.section == elf_sec->index && in_object[s.name] == 1) anchors.push_back({s.offset, s.size, s.name});
+      if (is_code_label(s) && s.section == elf_sec->index && in_object[s.name] == 1)
+        anchors.push_back({s.offset, s.size, s.name});
     std::sort(anchors.begin(), anchors.end(), [](const Anchor& a, const Anchor& b) { return a.offset < b.offset; });
     std::optional<Run> open;
     for (const Anchor& a : anchors) {

@@ -20,10 +20,10 @@
 namespace framecert {
 
 struct LinkReport {
-  size_t runs = 0;                 // address ranges of the new table
+  size_t runs = 0;  // address ranges of the new table
   size_t functions_placed = 0;
-  size_t functions_unplaced = 0;   // their instructions have no metadata at link addresses
-  size_t functions_verified = 0;   // found in the image at exactly the computed address
+  size_t functions_unplaced = 0;  // their instructions have no metadata at link addresses
+  size_t functions_verified = 0;  // found in the image at exactly the computed address
 };
 
 // Returns a table addressed like `image_path`. Fails (rather than guess) if any placed function is not
@@ -37,8 +37,8 @@ Result<FrameTable> place_at_link_addresses(const FrameTable& table, const std::s
 // placed at the load address of each section (/sys/module/NAME/sections). Unlike vmlinux, a module's
 // sections are placed whole: each moved by one offset, so the placement is exact by construction.
 struct PlacedModule {
-  FrameTable table;  // linked; a section the module did not load (.init.text after init) describes nothing
-  std::vector<Symbol> symbols;                        // function symbols at load addresses
+  FrameTable table;             // linked; a section the module did not load (.init.text after init) describes nothing
+  std::vector<Symbol> symbols;  // function symbols at load addresses
   std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [lo, hi) of every placed metadata section
   std::vector<std::string> warnings;                  // objects whose symbols or annotations were unreadable
 };

@@ -10,8 +10,10 @@ std::vector<NonStandardEntry> read_non_standard(const ElfFile& elf) {
   if (!sec) return out;
   for (const ElfReloc& r : elf.relocs_for(sec->index)) {
     const ElfSymbol& s = elf.symbols()[r.symbol];  // ElfFile checked the index
-    if (s.type == STT_FUNC) out.push_back({true, s.index, s.section, s.offset});
-    else if (s.type == STT_SECTION) out.push_back({false, s.index, s.section, static_cast<uint64_t>(r.addend)});
+    if (s.type == STT_FUNC)
+      out.push_back({true, s.index, s.section, s.offset});
+    else if (s.type == STT_SECTION)
+      out.push_back({false, s.index, s.section, static_cast<uint64_t>(r.addend)});
   }
   return out;
 }

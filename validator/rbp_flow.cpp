@@ -45,7 +45,7 @@ BpValue transfer_bp(const Instruction& in, const CfiState& before, BpValue bp) {
     case StackOp::Src::RegIndirect:  // mov disp(%rsp),%rbp
       // The caller's value is back only if the save slot was what got loaded (the save is then forgotten).
       return before.regs[cfi::kBp].base == cfi::kCfa && after.regs[cfi::kBp].base == cfi::kUndefined ? BpValue::Caller
-                                                                                                        : BpValue::Unknown;
+                                                                                                     : BpValue::Unknown;
     default:
       return BpValue::Unknown;
   }

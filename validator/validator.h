@@ -12,14 +12,14 @@
 namespace framecert {
 
 struct CheckOptions {
-  bool explain = false;        // record the branch path that led to each finding
-  bool want_metadata = true;   // build the FrameTable (costs memory on very large objects)
+  bool explain = false;       // record the branch path that led to each finding
+  bool want_metadata = true;  // build the FrameTable (costs memory on very large objects)
 };
 
 struct ObjectReport {
-  std::string object;              // the path as given
-  std::vector<Finding> findings;   // in objtool's order: by section, then function, then offset
-  FrameTable metadata;             // valid when CheckOptions::want_metadata
+  std::string object;             // the path as given
+  std::vector<Finding> findings;  // in objtool's order: by section, then function, then offset
+  FrameTable metadata;            // valid when CheckOptions::want_metadata
   size_t functions_checked = 0;
   size_t instructions = 0;
 };

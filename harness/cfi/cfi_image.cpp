@@ -65,7 +65,8 @@ Result<bool> CfiImage::open_cfi() {
   for (const SectionInfo& s : read_sections(elf_))
     if (s.name == ".eh_frame" && s.shdr.sh_type == SHT_PROGBITS && s.shdr.sh_size) has_eh = true;
   if (has_eh && eh.e_type != ET_REL) eh_cfi_ = dwarf_getcfi_elf(elf_);
-  if (has_eh && eh.e_type == ET_REL) warnings_.push_back(fmt::format("{}: .eh_frame of a relocatable object is not used", name_));
+  if (has_eh && eh.e_type == ET_REL)
+    warnings_.push_back(fmt::format("{}: .eh_frame of a relocatable object is not used", name_));
   return true;
 }
 
@@ -205,7 +206,8 @@ Result<std::unique_ptr<CfiImage>> CfiImage::load_relocatable(const std::string& 
         uint32_t type = GELF_R_TYPE(rela.r_info);
         size_t width = type == kR_X86_64_64 ? 8 : (type == kR_X86_64_32 || type == kR_X86_64_32S) ? 4 : 0;
         if (width == 0) return fail("{}: .debug_frame relocation type {} is not supported", path, type);
-        if (rela.r_offset + width > fsh.sh_size) return fail("{}: .debug_frame relocation {} outside the section", path, k);
+        if (rela.r_offset + width > fsh.sh_size)
+          return fail("{}: .debug_frame relocation {} outside the section", path, k);
         if (width == 4) {
           bool fits = type == kR_X86_64_32 ? value <= 0xffffffffull
                                            : static_cast<int64_t>(value) == static_cast<int32_t>(value);
@@ -243,8 +245,10 @@ CfiRow to_row(Dwarf_Frame* frame) {
   row.return_address_register = dwarf_frame_info(frame, &start, &end, &row.signal_frame);
   Dwarf_Op* ops = nullptr;
   size_t nops = 0;
-  if (dwarf_frame_cfa(frame, &ops, &nops) != 0) row.cfa_error = dwarf_errmsg(-1);
-  else row.cfa = copy_ops(ops, nops);
+  if (dwarf_frame_cfa(frame, &ops, &nops) != 0)
+    row.cfa_error = dwarf_errmsg(-1);
+  else
+    row.cfa = copy_ops(ops, nops);
   for (int r = 0; r < kNumRegs; ++r) {
     if (r == kRsp) continue;
     CfiRule& rule = row.regs[r];

@@ -34,8 +34,23 @@ namespace framecert::cfi {
 
 // DWARF register numbers of x86-64 (System V psABI): 0..15 the general registers, 16 the return address.
 enum DwarfReg : int {
-  kRax = 0, kRdx, kRcx, kRbx, kRsi, kRdi, kRbp, kRsp,
-  kR8, kR9, kR10, kR11, kR12, kR13, kR14, kR15, kRip,
+  kRax = 0,
+  kRdx,
+  kRcx,
+  kRbx,
+  kRsi,
+  kRdi,
+  kRbp,
+  kRsp,
+  kR8,
+  kR9,
+  kR10,
+  kR11,
+  kR12,
+  kR13,
+  kR14,
+  kR15,
+  kRip,
   kNumRegs
 };
 
@@ -99,7 +114,7 @@ class CfiImage {
     std::string name;
   };
   std::string name_;
-  uint64_t bias_ = 0;  // run-time = address in the (patched) file + bias
+  uint64_t bias_ = 0;        // run-time = address in the (patched) file + bias
   std::vector<char> bytes_;  // the patched copy of a relocatable file (elf_ points into it)
   int fd_ = -1;
   Elf* elf_ = nullptr;

@@ -48,15 +48,25 @@ Result<ExprValue> evaluate(const std::vector<CfiOp>& ops, const RegSet& regs, st
           if (!cfa) return fail("DW_OP_call_frame_cfa without a CFA");
           st.push_back(*cfa);
           break;
-        case DW_OP_const1u: case DW_OP_const2u: case DW_OP_const4u: case DW_OP_const8u: case DW_OP_constu:
-        case DW_OP_const1s: case DW_OP_const2s: case DW_OP_const4s: case DW_OP_const8s: case DW_OP_consts:
+        case DW_OP_const1u:
+        case DW_OP_const2u:
+        case DW_OP_const4u:
+        case DW_OP_const8u:
+        case DW_OP_constu:
+        case DW_OP_const1s:
+        case DW_OP_const2s:
+        case DW_OP_const4s:
+        case DW_OP_const8s:
+        case DW_OP_consts:
           st.push_back(op.number);
           break;
         case DW_OP_plus_uconst:
           if (!need(1)) return fail("malformed CFI expression");
           st.back() += op.number;
           break;
-        case DW_OP_plus: case DW_OP_minus: case DW_OP_and: {
+        case DW_OP_plus:
+        case DW_OP_minus:
+        case DW_OP_and: {
           if (!need(2)) return fail("malformed CFI expression");
           uint64_t b = st.back();
           st.pop_back();
@@ -128,7 +138,8 @@ CfiTrace cfi_unwind(Memory& mem, const CfiCode& code, const CfiStart& start, con
     if (!row) return stop(fmt::format("no CFI for pc {} in {} ({})", where, img->name(), err));
     const bool signal = row->signal_frame;
     if (row->return_address_register != kRip)
-      return stop(fmt::format("CFI at {} names register {} as the return address", where, row->return_address_register));
+      return stop(
+          fmt::format("CFI at {} names register {} as the return address", where, row->return_address_register));
     // The CFA.
     if (!row->cfa_error.empty()) return stop(fmt::format("CFI at {}: {}", where, row->cfa_error));
     if (row->cfa.empty()) return stop(fmt::format("CFI at {} does not define the CFA", where));
@@ -179,8 +190,9 @@ CfiTrace cfi_unwind(Memory& mem, const CfiCode& code, const CfiStart& start, con
       }
       auto word = mem.read_u64(RemoteAddr(v->value));
       if (!word) {
-        if (r == kRip) ra_error = fmt::format("memory unreadable at {:#x} (the return address of {})",
-                                              word.error().address.value, where);
+        if (r == kRip)
+          ra_error =
+              fmt::format("memory unreadable at {:#x} (the return address of {})", word.error().address.value, where);
         continue;
       }
       next[r] = *word;

@@ -35,9 +35,9 @@ struct CfiStack {
 
 struct CfiFrame {
   uint64_t pc = 0;
-  uint64_t sp = 0;                 // rsp in this frame (for frames > 0: the CFA of the frame below)
-  std::optional<uint64_t> cfa;     // this frame's CFA, when its CFI was evaluated
-  std::string symbol;              // "function+0xoff" or ""
+  uint64_t sp = 0;              // rsp in this frame (for frames > 0: the CFA of the frame below)
+  std::optional<uint64_t> cfa;  // this frame's CFA, when its CFI was evaluated
+  std::string symbol;           // "function+0xoff" or ""
 };
 
 struct CfiTrace {

@@ -18,15 +18,14 @@ Result<std::unique_ptr<GuestCfi>> GuestCfi::prepare(const CfiGuestConfig& config
   if (!layout) return tl::unexpected(layout.error());
   g->layout_ = *layout;
   auto syms = read_symbol_values(config.vmlinux,
-                                {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask",
-                                 "current_task", "init_top_pgt", "ret_from_fork", "__start_init_task",
-                                 "__end_init_task"});
+                                 {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask", "current_task",
+                                  "init_top_pgt", "ret_from_fork", "__start_init_task", "__end_init_task"});
   if (!syms) return tl::unexpected(syms.error());
   for (const char* need : {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask", "init_top_pgt"})
     if (!syms->count(need)) return fail("{}: no symbol `{}`", config.vmlinux, need);
-  g->globals_ = guest::KernelGlobals{(*syms)["init_task"], (*syms)["runqueues"], (*syms)["__per_cpu_offset"],
-                                     (*syms)["__cpu_online_mask"],
-                                     syms->count("current_task") ? (*syms)["current_task"] : 0};
+  g->globals_ =
+      guest::KernelGlobals{(*syms)["init_task"], (*syms)["runqueues"], (*syms)["__per_cpu_offset"],
+                           (*syms)["__cpu_online_mask"], syms->count("current_task") ? (*syms)["current_task"] : 0};
   if (g->layout_.thread_size == 0) {
     if (!syms->count("__start_init_task") || !syms->count("__end_init_task"))
       return fail("{}: no THREAD_SIZE", config.vmlinux);
@@ -123,8 +122,10 @@ Result<CfiGuestReport> GuestCfi::unwind(const std::vector<CfiCpuRegs>& cpus) {
       }
     }
     if (!found)
-      off_stack[current] = fmt::format("no truth at frame 0: CPU {} is in kernel mode on a stack outside this task's "
-                                       "(rsp {:#x}: an IRQ, exception or entry stack)", c.cpu, c.rsp);
+      off_stack[current] = fmt::format(
+          "no truth at frame 0: CPU {} is in kernel mode on a stack outside this task's "
+          "(rsp {:#x}: an IRQ, exception or entry stack)",
+          c.cpu, c.rsp);
   }
   for (const guest::GuestTask& t : list->tasks) {
     CfiTaskReport r;

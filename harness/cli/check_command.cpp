@@ -79,7 +79,8 @@ int run_check(const CheckArgs& a) {
             continue;
           }
           (*results[i])->metadata = std::move(*placed);
-          fmt::print(stderr, "framecert: {}: metadata at {}'s addresses: {} functions in {} runs, all verified; {} unplaced\n",
+          fmt::print(stderr,
+                     "framecert: {}: metadata at {}'s addresses: {} functions in {} runs, all verified; {} unplaced\n",
                      a.objects[i], a.link_image, link.functions_placed, link.runs, link.functions_unplaced);
         }
         auto w = write_frame_table((*results[i])->metadata, metadata_path(a, a.objects[i]));
@@ -120,7 +121,8 @@ int run_check(const CheckArgs& a) {
       if (a.explain) {
         for (const auto& step : f.path) fmt::print(stderr, "    path: {}\n", step);
         if (!f.state_seen.empty()) fmt::print(stderr, "    state on this path: {}\n", f.state_seen);
-        if (!f.state_expected.empty()) fmt::print(stderr, "    state recorded by an earlier path: {}\n", f.state_expected);
+        if (!f.state_expected.empty())
+          fmt::print(stderr, "    state recorded by an earlier path: {}\n", f.state_expected);
       }
       jo["findings"].push_back(finding_json(f));
     }

@@ -13,7 +13,8 @@ namespace {
 
 std::string place(const FrameTable& t, uint32_t section, uint64_t offset) {
   std::string out = fmt::format("{}+0x{:x}", t.sections[section].name, offset);
-  if (const FunctionEntry* f = t.function_at({section, offset})) out += fmt::format(" <{}+0x{:x}>", f->name, offset - f->offset);
+  if (const FunctionEntry* f = t.function_at({section, offset}))
+    out += fmt::format(" <{}+0x{:x}>", f->name, offset - f->offset);
   return out;
 }
 
@@ -54,7 +55,8 @@ int run_dump(const std::string& path) {
   }
   fmt::print("\nfunctions:\n");
   for (const auto& f : t->functions)
-    fmt::print("  {} {}+0x{:x} size 0x{:x}: {}\n", f.name, t->sections[f.section].name, f.offset, f.size, function_flags(f));
+    fmt::print("  {} {}+0x{:x} size 0x{:x}: {}\n", f.name, t->sections[f.section].name, f.offset, f.size,
+               function_flags(f));
   return 0;
 }
 

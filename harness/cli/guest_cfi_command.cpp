@@ -144,7 +144,8 @@ int run_guest_cfi(const GuestCfiArgs& a) {
 
 void add_guest_cfi_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<GuestCfiArgs>();
-  auto* cmd = app.add_subcommand("guest-cfi", "Unwind every task of a frozen Linux guest by DWARF CFI alone (an oracle)");
+  auto* cmd =
+      app.add_subcommand("guest-cfi", "Unwind every task of a frozen Linux guest by DWARF CFI alone (an oracle)");
   cmd->add_option("--config", args->config, "JSON: ram, vmlinux, modules (guest-walk's config)")->required();
   cmd->add_option("--regs", args->regs, "JSON: each vCPU's registers");
   cmd->add_flag("--serve", args->serve, "Load, print {\"ready\"}, then answer one register request per stdin line");

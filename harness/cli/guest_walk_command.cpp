@@ -31,7 +31,6 @@ struct GuestWalkArgs {
   bool json = false;
 };
 
-
 Result<GuestConfig> parse_config(const json& j) {
   try {
     GuestConfig c;
@@ -120,7 +119,7 @@ void print_table(const WalkReport& rep) {
     std::string top;
     for (size_t i = 0; i < r.unwind.trace.frames.size() && i < 4; ++i)
       top += (i ? " < " : "") + (r.unwind.trace.frames[i].symbol.empty() ? hex(r.unwind.trace.frames[i].pc)
-                                                                          : r.unwind.trace.frames[i].symbol);
+                                                                         : r.unwind.trace.frames[i].symbol);
     fmt::print("{:>6} {:<16} {:>6} {:>3}{} {:<22} {}\n", r.task.pid, r.task.comm, r.task.state, r.task.cpu,
                r.running ? "*" : " ", v.reliable ? "reliable" : std::string(reason_name(v.reason)), top);
   }
@@ -147,14 +146,18 @@ int run(const GuestWalkArgs& a) {
   auto answer = [&](const json& request, bool as_json) -> int {
     auto regs = parse_regs(request);
     if (!regs) {
-      if (as_json) fmt::print("{}\n", json{{"error", regs.error()}}.dump());
-      else fmt::print(stderr, "framecert: {}\n", regs.error());
+      if (as_json)
+        fmt::print("{}\n", json{{"error", regs.error()}}.dump());
+      else
+        fmt::print(stderr, "framecert: {}\n", regs.error());
       return 2;
     }
     auto rep = (*walker)->walk(*regs);
     if (!rep) {
-      if (as_json) fmt::print("{}\n", json{{"error", rep.error()}}.dump());
-      else fmt::print(stderr, "framecert: guest walk: {}\n", rep.error());
+      if (as_json)
+        fmt::print("{}\n", json{{"error", rep.error()}}.dump());
+      else
+        fmt::print(stderr, "framecert: guest walk: {}\n", rep.error());
       return 2;
     }
     if (as_json) {
@@ -182,7 +185,8 @@ int run(const GuestWalkArgs& a) {
 
 void add_guest_walk_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<GuestWalkArgs>();
-  auto* cmd = app.add_subcommand("guest-walk", "Walk every task of a frozen Linux guest (see scripts/framecert-guest walk)");
+  auto* cmd =
+      app.add_subcommand("guest-walk", "Walk every task of a frozen Linux guest (see scripts/framecert-guest walk)");
   cmd->add_option("--config", args->config, "JSON: ram, vmlinux, metadata, modules")->required();
   cmd->add_option("--regs", args->regs, "JSON: each vCPU's registers");
   cmd->add_flag("--serve", args->serve, "Load, print {\"ready\"}, then answer one register request per stdin line");

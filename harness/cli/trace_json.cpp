@@ -21,12 +21,8 @@ bool call_at_end(const CodeMap& code, uint64_t pc) {
 std::string hex(uint64_t v) { return fmt::format("{:#x}", v); }
 
 json frame_json(const Frame& f) {
-  json j = {{"pc", hex(f.pc)},
-            {"symbol", text_or_null(f.symbol)},
-            {"offset", f.offset},
-            {"object", f.object},
-            {"trust", std::string(trust_name(f.trust))},
-            {"sp", hex(f.sp)},
+  json j = {{"pc", hex(f.pc)},    {"symbol", text_or_null(f.symbol)},          {"offset", f.offset},
+            {"object", f.object}, {"trust", std::string(trust_name(f.trust))}, {"sp", hex(f.sp)},
             {"fp", hex(f.fp)}};
   // A return address a tracer had replaced: the trampoline the stack held, beside the recovered pc.
   if (f.trampoline)

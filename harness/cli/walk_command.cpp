@@ -40,13 +40,16 @@ nlohmann::json report_json(const ProcessReport& r) {
     if (t.oracle_check) {
       nlohmann::json pcs = nlohmann::json::array();
       for (uint64_t pc : t.oracle->pcs) pcs.push_back(hex(pc));
-      j["oracle"] = {{"name", "libunwind"}, {"agrees", t.oracle_check->agree}, {"detail", t.oracle_check->detail},
+      j["oracle"] = {{"name", "libunwind"},
+                     {"agrees", t.oracle_check->agree},
+                     {"detail", t.oracle_check->detail},
                      {"frames", pcs}};
     }
     if (t.bounds) j["stack"] = {hex(t.bounds->low), hex(t.bounds->high)};
     threads.push_back(std::move(j));
   }
-  return {{"pid", r.pid}, {"threads", threads},
+  return {{"pid", r.pid},
+          {"threads", threads},
           {"timing_ms", {{"freeze", r.freeze_ms}, {"walk", r.walk_ms}, {"frozen_total", r.total_frozen_ms}}}};
 }
 
@@ -79,9 +82,13 @@ void print_report(const ProcessReport& r) {
     if (u.cross_check.agree) {
       std::printf("  cross-check (CFA rules): agrees\n");
     } else {
-      std::printf("  cross-check (CFA rules): %s%s%s\n", u.cfa_trace.verdict.reliable ? "reliable, " : "",
-                  u.cfa_trace.verdict.reliable ? "" : fmt::format("{} at frame {}, ", reason_name(u.cfa_trace.verdict.reason), u.cfa_trace.verdict.frame).c_str(),
-                  u.cross_check.detail.c_str());
+      std::printf(
+          "  cross-check (CFA rules): %s%s%s\n", u.cfa_trace.verdict.reliable ? "reliable, " : "",
+          u.cfa_trace.verdict.reliable
+              ? ""
+              : fmt::format("{} at frame {}, ", reason_name(u.cfa_trace.verdict.reason), u.cfa_trace.verdict.frame)
+                    .c_str(),
+          u.cross_check.detail.c_str());
       if (!v.reliable && u.cfa_trace.frames.size() > 1) print_trace(u.cfa_trace, "    ");
     }
     if (t.oracle_check) {
@@ -145,15 +152,17 @@ int run_walk(const WalkArgs& a) {
 void add_walk_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<WalkArgs>();
   CLI::App* cmd = app.add_subcommand(
-      "walk", "Freeze a live process, walk every thread by frame pointers, judge each trace, detach.\n"
-              "Exit: 0 all reliable, 1 some unreliable, 2 cannot walk, 3 an oracle disagrees with a reliable trace");
+      "walk",
+      "Freeze a live process, walk every thread by frame pointers, judge each trace, detach.\n"
+      "Exit: 0 all reliable, 1 some unreliable, 2 cannot walk, 3 an oracle disagrees with a reliable trace");
   cmd->add_option("--pid", args->pid, "process to walk")->required();
   cmd->add_flag("--json", args->json, "JSON on stdout (docs: docs/design.md, docs/verdicts.md)");
   cmd->add_option("--metadata", args->metadata,
                   "metadata file to use instead of computing it (matched to objects by build-id, then name)");
   cmd->add_option("--oracle", args->oracle, "also unwind with an independent walker and compare")
       ->check(CLI::IsMember({"libunwind"}));
-  cmd->add_option("--cache-dir", args->cache_dir, "metadata cache (default ${XDG_CACHE_HOME:-~/.cache}/framecert/metadata)");
+  cmd->add_option("--cache-dir", args->cache_dir,
+                  "metadata cache (default ${XDG_CACHE_HOME:-~/.cache}/framecert/metadata)");
   cmd->add_option("--max-depth", args->max_depth, "frames before a trace is called too-deep");
   cmd->add_flag("--no-call-target-check", args->no_call_target_check,
                 "skip the direct-call-target check (accept sibling calls through frames)");

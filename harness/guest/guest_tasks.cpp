@@ -21,8 +21,7 @@ Result<T> read(Memory& mem, uint64_t addr, const char* what) {
 }
 
 // The entries of a circular list_head list: addresses of the list_head members (not the head itself).
-std::vector<uint64_t> list_entries(Memory& mem, uint64_t head, std::vector<std::string>& warnings,
-                                   const char* what) {
+std::vector<uint64_t> list_entries(Memory& mem, uint64_t head, std::vector<std::string>& warnings, const char* what) {
   std::vector<uint64_t> out;
   std::set<uint64_t> seen;
   auto next = mem.read_u64(RemoteAddr(head));

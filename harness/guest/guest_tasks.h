@@ -22,15 +22,15 @@ inline constexpr uint32_t kPfKthread = 0x00200000;      // PF_KTHREAD
 struct GuestTask {
   uint64_t address = 0;  // struct task_struct *
   int32_t pid = 0, tgid = 0;
-  int32_t ppid = -1;     // real_parent's pid (-1 if unreadable)
+  int32_t ppid = -1;  // real_parent's pid (-1 if unreadable)
   std::string comm;
-  uint32_t state = 0;    // __state
+  uint32_t state = 0;  // __state
   int32_t on_cpu = 0;
-  int32_t cpu = -1;      // thread_info.cpu: where it last ran
+  int32_t cpu = -1;  // thread_info.cpu: where it last ran
   uint32_t flags = 0;
-  uint64_t stack = 0;    // lowest address of the stack; the stack is [stack, stack + THREAD_SIZE)
+  uint64_t stack = 0;  // lowest address of the stack; the stack is [stack, stack + THREAD_SIZE)
   uint64_t thread_sp = 0;
-  bool idle = false;     // some CPU's idle task
+  bool idle = false;  // some CPU's idle task
   int idle_cpu = -1;
   bool stack_magic_ok = false;
   // The kernel's livepatch state of this task (KLP_UNDEFINED -1, KLP_UNPATCHED 0, KLP_PATCHED 1); nullopt

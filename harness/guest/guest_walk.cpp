@@ -34,18 +34,18 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   if (!layout) return tl::unexpected(layout.error());
   w->layout_ = *layout;
   // vmlinux read once: its segments and function symbols (the code map below) and the kernel globals.
-  auto image = read_elf_image(config.vmlinux, {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask",
-                                               "current_task", "init_top_pgt", "ret_from_fork",
-                                               "__start_init_task", "__end_init_task", "return_to_handler",
-                                               "arch_rethook_trampoline", "__kretprobe_trampoline"});
+  auto image =
+      read_elf_image(config.vmlinux, {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask", "current_task",
+                                      "init_top_pgt", "ret_from_fork", "__start_init_task", "__end_init_task",
+                                      "return_to_handler", "arch_rethook_trampoline", "__kretprobe_trampoline"});
   if (!image) return tl::unexpected(image.error());
   const auto& named = image->named;
   auto sym = [&](const char* n) { return named.count(n) ? named.at(n) : 0; };
-  for (const char* need : {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask", "init_top_pgt",
-                           "ret_from_fork"})
+  for (const char* need :
+       {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask", "init_top_pgt", "ret_from_fork"})
     if (!named.count(need)) return fail("{}: no symbol `{}`", config.vmlinux, need);
-  w->globals_ = KernelGlobals{sym("init_task"), sym("runqueues"), sym("__per_cpu_offset"),
-                              sym("__cpu_online_mask"), sym("current_task")};
+  w->globals_ = KernelGlobals{sym("init_task"), sym("runqueues"), sym("__per_cpu_offset"), sym("__cpu_online_mask"),
+                              sym("current_task")};
   w->ret_from_fork_ = sym("ret_from_fork");
   // An idle task's stack ends at head_64.S's marker: its address, found once with the validator's decoder.
   if (auto marker = find_idle_end_marker(config.vmlinux)) {
@@ -54,12 +54,13 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
     w->prepare_warnings_.push_back(fmt::format("idle tasks' stack end unknown: {}", marker.error()));
   }
   // The tracers' trampolines (absent from a kernel without them: 0, never matched).
-  w->trampolines_ = HookTrampolines{sym("return_to_handler"), sym("arch_rethook_trampoline"),
-                                    sym("__kretprobe_trampoline")};
+  w->trampolines_ =
+      HookTrampolines{sym("return_to_handler"), sym("arch_rethook_trampoline"), sym("__kretprobe_trampoline")};
   if (w->layout_.thread_size == 0) {
     // INIT_TASK_DATA in the linker script: init_stack spans exactly THREAD_SIZE.
     if (!named.count("__start_init_task") || !named.count("__end_init_task"))
-      return fail("{}: no THREAD_SIZE: neither union thread_union in DWARF nor __start/__end_init_task", config.vmlinux);
+      return fail("{}: no THREAD_SIZE: neither union thread_union in DWARF nor __start/__end_init_task",
+                  config.vmlinux);
     uint64_t size = sym("__end_init_task") - sym("__start_init_task");
     if (size < 4096 || (size & (size - 1)) != 0) return fail("{}: odd THREAD_SIZE {}", config.vmlinux, size);
     w->layout_.thread_size = size;
@@ -154,9 +155,9 @@ TaskReport GuestWalker::walk_task(const GuestTask& t, const CpuRegs* regs, bool 
   }
   if (!t.stack_magic_ok) r.note = "no STACK_END_MAGIC at the stack's end (overflowed?)";
   if (t.thread_sp % 8 != 0 || !bounds.contains(t.thread_sp, layout_.itf_size)) {
-    tr.verdict = Verdict{false, Reason::FrameOutOfBounds, 0,
-                         fmt::format("thread.sp {:#x} outside the stack [{:#x}, {:#x})", t.thread_sp, bounds.low,
-                                     bounds.high)};
+    tr.verdict =
+        Verdict{false, Reason::FrameOutOfBounds, 0,
+                fmt::format("thread.sp {:#x} outside the stack [{:#x}, {:#x})", t.thread_sp, bounds.low, bounds.high)};
     return r;
   }
   auto bp = memory_->read_u64(RemoteAddr(t.thread_sp + layout_.itf_bp));
@@ -212,8 +213,10 @@ Result<WalkReport> GuestWalker::walk(const std::vector<CpuRegs>& cpus) {
     }
     if (!found) {
       off_stack[current].first = c.cpu;
-      off_stack[current].second = fmt::format("CPU {} is in kernel mode on a stack outside this task's (rsp {:#x}: an IRQ, "
-                                       "exception or entry stack)", c.cpu, c.rsp);
+      off_stack[current].second = fmt::format(
+          "CPU {} is in kernel mode on a stack outside this task's (rsp {:#x}: an IRQ, "
+          "exception or entry stack)",
+          c.cpu, c.rsp);
     }
   }
   for (const GuestTask& t : list->tasks) {

@@ -33,8 +33,8 @@ namespace framecert::guest {
 
 struct ModuleConfig {
   std::string name;
-  std::string object;    // the .ko (symbols)
-  std::string metadata;  // `framecert check --metadata` of the .ko: sections at 0
+  std::string object;                        // the .ko (symbols)
+  std::string metadata;                      // `framecert check --metadata` of the .ko: sections at 0
   std::map<std::string, uint64_t> sections;  // load address of each section (/sys/module/NAME/sections)
   // The objects linked into the module (optional): their .discard.func_stack_frame_non_standard, which the
   // module link drops, names the STACK_FRAME_NON_STANDARD functions. Frames in those are never reliable.
@@ -42,7 +42,7 @@ struct ModuleConfig {
 };
 
 struct GuestConfig {
-  std::string ram;       // QEMU's memory-backend file (file offset = guest-physical address)
+  std::string ram;  // QEMU's memory-backend file (file offset = guest-physical address)
   std::string vmlinux;
   std::string metadata;  // vmlinux's metadata at link addresses
   std::vector<ModuleConfig> modules;

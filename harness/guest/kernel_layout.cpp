@@ -254,7 +254,8 @@ Result<KernelLayout> read_kernel_layout(const std::string& vmlinux) {
   k.pt_regs_bp = offset_of("pt_regs", "bp");
   if (!error.empty()) return fail("{}: {}", vmlinux, error);
   read_hook_layouts(types.found, size_of, offset_of, error, k);
-  if (k.task_comm_len == 0 || k.task_comm_len > 64) return fail("{}: odd task_struct.comm size {}", vmlinux, k.task_comm_len);
+  if (k.task_comm_len == 0 || k.task_comm_len > 64)
+    return fail("{}: odd task_struct.comm size {}", vmlinux, k.task_comm_len);
   if (k.thread_size != 0 && (k.thread_size < 4096 || (k.thread_size & (k.thread_size - 1)) != 0))
     return fail("{}: odd THREAD_SIZE {} (sizeof(union thread_union))", vmlinux, k.thread_size);
   return k;

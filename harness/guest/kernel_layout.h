@@ -23,9 +23,9 @@ struct FgraphLayout {  // CONFIG_FUNCTION_GRAPH_TRACER: task->ret_stack[0..curr_
 };
 struct HookListLayout {  // an llist of nodes holding (original return address, the slot it was taken from)
   bool present = false;
-  uint64_t task_head = 0;   // task_struct's llist_head.first
-  uint64_t node_link = 0;   // the node's llist_node (what the list links point at)
-  uint64_t link_next = 0;   // llist_node.next
+  uint64_t task_head = 0;  // task_struct's llist_head.first
+  uint64_t node_link = 0;  // the node's llist_node (what the list links point at)
+  uint64_t link_next = 0;  // llist_node.next
   uint64_t node_ret = 0, node_frame = 0;
 };
 

@@ -16,12 +16,9 @@ std::string format_snapshot(const Snapshot& snap, bool with_entries, uint64_t st
       out.append(line, static_cast<size_t>(n));
     }
   }
-  const std::pair<const char*, uint64_t> stats[] = {{"calls", snap.counters.calls},
-                                                     {"rets", snap.counters.rets},
-                                                     {"unmatched", snap.counters.unmatched},
-                                                     {"dropped", snap.counters.dropped},
-                                                     {"resynced", snap.counters.resynced},
-                                                     {"stale", stale}};
+  const std::pair<const char*, uint64_t> stats[] = {
+      {"calls", snap.counters.calls},     {"rets", snap.counters.rets},         {"unmatched", snap.counters.unmatched},
+      {"dropped", snap.counters.dropped}, {"resynced", snap.counters.resynced}, {"stale", stale}};
   for (const auto& [name, value] : stats) {
     const int n = std::snprintf(line, sizeof line, "s %s %" PRIu64 "\n", name, value);
     out.append(line, static_cast<size_t>(n));

@@ -37,7 +37,7 @@ class ControlServer {
   std::string path_;
   Handler handler_;
   int listen_fd_;
-  int wake_read_;   // self-pipe: stop() writes a byte so the thread's poll() returns
+  int wake_read_;  // self-pipe: stop() writes a byte so the thread's poll() returns
   int wake_write_;
   std::thread thread_;
   bool stopped_ = false;

@@ -17,7 +17,9 @@ namespace framecert::cfi {
 namespace {
 
 template <typename F>
-uint64_t faddr(F* f) { return reinterpret_cast<uint64_t>(reinterpret_cast<void*>(f)); }
+uint64_t faddr(F* f) {
+  return reinterpret_cast<uint64_t>(reinterpret_cast<void*>(f));
+}
 
 struct Run {
   fc_cfi_capture cap{};
@@ -115,8 +117,9 @@ TEST(CfiOracle, WithFramePointersExactFrames) {
 TEST(CfiOracle, WithoutFramePointersExactFramesWhateverRbpHolds) {
   auto r = run_chain(nofp_top);
   CfiCode code = nofp_code();
-  for (std::optional<uint64_t> rbp : {std::optional<uint64_t>(r->cap.rbp), std::optional<uint64_t>(0xdeadbeefdeadbeefull),
-                                      std::optional<uint64_t>(r->cap.rsp + 16), std::optional<uint64_t>()}) {
+  for (std::optional<uint64_t> rbp :
+       {std::optional<uint64_t>(r->cap.rbp), std::optional<uint64_t>(0xdeadbeefdeadbeefull),
+        std::optional<uint64_t>(r->cap.rsp + 16), std::optional<uint64_t>()}) {
     CfiTrace t = cfi_unwind(r->mem, code, start_of(*r, rbp), stack_of(*r));
     EXPECT_TRUE(t.complete) << t.why;
     EXPECT_EQ(pcs(t), truth(*r));

@@ -10,10 +10,10 @@ extern "C" {
 #endif
 
 struct fc_cfi_capture {
-  uint64_t rip, rsp, rbp;  /* in the innermost function, at the capture */
-  uint64_t ra[4];          /* ra[0]: the innermost function's return address, ra[3]: the outermost's */
-  uint64_t top;            /* fc_cfi_saved_sp at the capture */
-  uint8_t* stack;          /* receives [rsp, top) */
+  uint64_t rip, rsp, rbp; /* in the innermost function, at the capture */
+  uint64_t ra[4];         /* ra[0]: the innermost function's return address, ra[3]: the outermost's */
+  uint64_t top;           /* fc_cfi_saved_sp at the capture */
+  uint8_t* stack;         /* receives [rsp, top) */
   size_t stack_cap, stack_len;
 };
 

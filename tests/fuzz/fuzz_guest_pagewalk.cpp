@@ -15,8 +15,8 @@
 #include <string>
 #include <vector>
 
-#include "unwinder/memory_guest.h"
 #include "tests/fuzz/fuzz_input.h"
+#include "unwinder/memory_guest.h"
 
 namespace {
 

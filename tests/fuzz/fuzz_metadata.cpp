@@ -36,7 +36,7 @@ void probe(const FrameTable& t, uint64_t address) {
 void exercise(const FrameTable& t, uint64_t extra) {
   auto bytes = serialize_frame_table(t);
   auto again = parse_frame_table(bytes);
-  if (!again) std::abort();      // what we wrote we must read back
+  if (!again) std::abort();  // what we wrote we must read back
   if (!(*again == t)) std::abort();
   (void)t.row_count();
   (void)t.call_count();

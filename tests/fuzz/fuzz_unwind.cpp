@@ -24,10 +24,10 @@
 #include <memory>
 #include <vector>
 
+#include "tests/fuzz/fuzz_input.h"
 #include "unwinder/code_map.h"
 #include "unwinder/memory_fake.h"
 #include "unwinder/unwind.h"
-#include "tests/fuzz/fuzz_input.h"
 
 namespace {
 
@@ -133,8 +133,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (stack_len > 0) mem.map_bytes(kStack, in.p, stack_len);
 
   CodeMap code_map;
-  code_map.add(CodeImage{"fuzz", kText, kText + kTextSize, 0, metadata,
-                         (flags & 0x20) ? nullptr : std::make_shared<SymbolTable>(symbols), {}});
+  code_map.add(CodeImage{"fuzz",
+                         kText,
+                         kText + kTextSize,
+                         0,
+                         metadata,
+                         (flags & 0x20) ? nullptr : std::make_shared<SymbolTable>(symbols),
+                         {}});
   code_map.add(CodeImage{"bare", kBare, kBare + kBareSize, 0, nullptr, nullptr, "no metadata (fuzz)"});
 
   WalkOptions options;
@@ -166,8 +171,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::fprintf(stderr, "INVARIANT: reliable verdict although the cross-check disagrees\n");
     std::abort();
   }
-  const bool hinted_end = std::any_of(metadata->sections[0].rows.begin(), metadata->sections[0].rows.end(),
-                                      [](const FrameRowEntry& r) { return r.state.has(framecert::metadata::kEndOfStack); });
+  const bool hinted_end =
+      std::any_of(metadata->sections[0].rows.begin(), metadata->sections[0].rows.end(),
+                  [](const FrameRowEntry& r) { return r.state.has(framecert::metadata::kEndOfStack); });
   if (kernel && !hinted_end && u.trace.verdict.reliable &&
       !(options.end_frame && !u.trace.frames.empty() && u.trace.frames.back().fp == *options.end_frame)) {
     std::fprintf(stderr, "INVARIANT: kernel-mode trace reliable without reaching the end frame\n");

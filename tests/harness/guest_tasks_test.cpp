@@ -137,10 +137,18 @@ TEST(GuestTasks, DamagedListsEndWithWarnings) {
     f.link_tasks({swapper0, a, b, c});
     f.cpu(0, swapper0);
     switch (damage) {
-      case 0: f.put(b + f.k.task_tasks, a + f.k.task_tasks); break;      // a loop that misses the head
-      case 1: f.put(b + f.k.task_tasks, 0x4141414141414141); break;      // a wild pointer
-      case 2: f.put(b + f.k.task_tasks, 0xffff8880dead0000); break;      // unmapped
-      case 3: f.put(a + f.k.task_signal, 0); break;                      // no signal struct
+      case 0:
+        f.put(b + f.k.task_tasks, a + f.k.task_tasks);
+        break;  // a loop that misses the head
+      case 1:
+        f.put(b + f.k.task_tasks, 0x4141414141414141);
+        break;  // a wild pointer
+      case 2:
+        f.put(b + f.k.task_tasks, 0xffff8880dead0000);
+        break;  // unmapped
+      case 3:
+        f.put(a + f.k.task_signal, 0);
+        break;  // no signal struct
     }
     auto list = enumerate_tasks(f.mem, f.k, f.g);
     ASSERT_TRUE(list) << list.error();

@@ -15,9 +15,9 @@ InsnKind classify(std::initializer_list<uint8_t> bytes) {
 }
 
 TEST(InsnClass, NearCalls) {
-  EXPECT_EQ(classify({0xe8, 0x10, 0x20, 0x30, 0x40}), InsnKind::kNearCall);  // call rel32
-  EXPECT_EQ(classify({0xff, 0xd0}), InsnKind::kNearCall);                    // call *%rax
-  EXPECT_EQ(classify({0x41, 0xff, 0xd3}), InsnKind::kNearCall);              // call *%r11
+  EXPECT_EQ(classify({0xe8, 0x10, 0x20, 0x30, 0x40}), InsnKind::kNearCall);        // call rel32
+  EXPECT_EQ(classify({0xff, 0xd0}), InsnKind::kNearCall);                          // call *%rax
+  EXPECT_EQ(classify({0x41, 0xff, 0xd3}), InsnKind::kNearCall);                    // call *%r11
   EXPECT_EQ(classify({0xff, 0x15, 0x00, 0x10, 0x00, 0x00}), InsnKind::kNearCall);  // call *0x1000(%rip)
   EXPECT_EQ(classify({0xff, 0x50, 0x08}), InsnKind::kNearCall);                    // call *0x8(%rax)
   EXPECT_EQ(classify({0xff, 0x14, 0xc5, 0, 0, 0, 0}), InsnKind::kNearCall);        // call *0x0(,%rax,8)
@@ -35,14 +35,14 @@ TEST(InsnClass, NearRets) {
 }
 
 TEST(InsnClass, FarTransfersAndSystemInstructionsAreOther) {
-  EXPECT_EQ(classify({0x48, 0xcb}), InsnKind::kOther);        // lretq
-  EXPECT_EQ(classify({0xcb}), InsnKind::kOther);              // lret
-  EXPECT_EQ(classify({0xca, 0x08, 0x00}), InsnKind::kOther);  // lret $8
-  EXPECT_EQ(classify({0x48, 0xcf}), InsnKind::kOther);        // iretq
-  EXPECT_EQ(classify({0xff, 0x18}), InsnKind::kOther);        // lcall *(%rax)
+  EXPECT_EQ(classify({0x48, 0xcb}), InsnKind::kOther);              // lretq
+  EXPECT_EQ(classify({0xcb}), InsnKind::kOther);                    // lret
+  EXPECT_EQ(classify({0xca, 0x08, 0x00}), InsnKind::kOther);        // lret $8
+  EXPECT_EQ(classify({0x48, 0xcf}), InsnKind::kOther);              // iretq
+  EXPECT_EQ(classify({0xff, 0x18}), InsnKind::kOther);              // lcall *(%rax)
   EXPECT_EQ(classify({0x48, 0xff, 0x1c, 0x24}), InsnKind::kOther);  // rex.W lcall *(%rsp)
-  EXPECT_EQ(classify({0x0f, 0x05}), InsnKind::kOther);        // syscall
-  EXPECT_EQ(classify({0x48, 0x0f, 0x07}), InsnKind::kOther);  // sysretq
+  EXPECT_EQ(classify({0x0f, 0x05}), InsnKind::kOther);              // syscall
+  EXPECT_EQ(classify({0x48, 0x0f, 0x07}), InsnKind::kOther);        // sysretq
 }
 
 TEST(InsnClass, JumpsAndOtherGroup5FormsAreOther) {
@@ -60,10 +60,10 @@ TEST(InsnClass, JumpsAndOtherGroup5FormsAreOther) {
 
 TEST(InsnClass, TruncatedOrPrefixOnlyIsOther) {
   EXPECT_EQ(classify_insn(nullptr, 0), InsnKind::kOther);
-  EXPECT_EQ(classify({0xff}), InsnKind::kOther);        // group 5 without its ModRM
+  EXPECT_EQ(classify({0xff}), InsnKind::kOther);  // group 5 without its ModRM
   EXPECT_EQ(classify({0x41, 0xff}), InsnKind::kOther);
-  EXPECT_EQ(classify({0x2e}), InsnKind::kOther);        // a prefix alone
-  EXPECT_EQ(classify({0x48}), InsnKind::kOther);        // in 32-bit code a whole `dec %eax`, not a REX
+  EXPECT_EQ(classify({0x2e}), InsnKind::kOther);  // a prefix alone
+  EXPECT_EQ(classify({0x48}), InsnKind::kOther);  // in 32-bit code a whole `dec %eax`, not a REX
 }
 
 }  // namespace

@@ -118,8 +118,8 @@ class PluginQemuTest : public ::testing::Test {
   }
 
   std::unique_ptr<Qemu> start(const std::vector<std::string>& machine, const std::string& plugin_args) {
-    std::vector<std::string> args{"-accel", "tcg", "-nodefaults", "-nographic", "-display", "none",
-                                  "-monitor", "none", "-serial", "none"};
+    std::vector<std::string> args{"-accel", "tcg",      "-nodefaults", "-nographic", "-display",
+                                  "none",   "-monitor", "none",        "-serial",    "none"};
     args.insert(args.end(), machine.begin(), machine.end());
     args.push_back("-plugin");
     args.push_back(std::string("file=") + kPlugin + plugin_args);
@@ -171,9 +171,7 @@ TEST_F(PluginQemuTest, ServesTheProtocolAndRemovesItsSocketOnSigterm) {
   EXPECT_FALSE(std::filesystem::exists(sock));
 }
 
-TEST_F(PluginQemuTest, RefusesToStartWithoutSock) {
-  expect_refusal("", "framecert-shadow: missing sock=PATH");
-}
+TEST_F(PluginQemuTest, RefusesToStartWithoutSock) { expect_refusal("", "framecert-shadow: missing sock=PATH"); }
 
 TEST_F(PluginQemuTest, RefusesBadArguments) {
   const std::string sock = ",sock=" + dir_.file("sock");
@@ -214,8 +212,8 @@ TEST_P(KnownGuestTest, CountsEveryCallAndRetExactly) {
   const bool user = GetParam();
   const std::string sock = dir_.file("sock");
   // Two vCPUs: MTTCG, where atomics run in helpers and QEMU 7.2 replays stale memory callbacks for them.
-  auto qemu = start({"-machine", "pc", "-smp", "2", "-m", "16", "-bios", kGuestRom},
-                    ",sock=" + sock + (user ? ",user=1" : ""));
+  auto qemu =
+      start({"-machine", "pc", "-smp", "2", "-m", "16", "-bios", kGuestRom}, ",sock=" + sock + (user ? ",user=1" : ""));
   ASSERT_TRUE(qemu->started());
   ASSERT_TRUE(wait_for_socket(*qemu, sock));
   // The guest ends in `cli; hlt`; wait until the counts reach the final call.

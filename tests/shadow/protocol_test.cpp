@@ -15,8 +15,8 @@ namespace framecert::shadow {
 namespace {
 
 using testing::connect_to;
-using testing::round_trip;
 using testing::read_until;
+using testing::round_trip;
 using testing::ScratchDir;
 using testing::send_text;
 
@@ -85,7 +85,8 @@ class ControlServerTest : public ::testing::Test {
  protected:
   void SetUp() override { ASSERT_FALSE(dir_.path().empty()); }
   std::unique_ptr<ControlServer> start(const std::string& path, std::string* error) {
-    return ControlServer::start(path, [this](std::string_view r) { return respond(stacks_, r); }, error);
+    return ControlServer::start(
+        path, [this](std::string_view r) { return respond(stacks_, r); }, error);
   }
   ScratchDir dir_;
   ShadowStacks stacks_;
@@ -118,8 +119,7 @@ TEST_F(ControlServerTest, RequestsSplitAcrossWritesAndConcurrentConnections) {
   ASSERT_TRUE(send_text(b, "stats\n"));  // b is answered while a's line is incomplete
   EXPECT_EQ(read_until(b, "end\n"), kEmptyStats);
   ASSERT_TRUE(send_text(a, "ts\r\nsnapshot\n"));
-  EXPECT_EQ(read_until(a, std::string("end\n") + kEmptyStats),
-            std::string(kEmptyStats) + kEmptyStats);
+  EXPECT_EQ(read_until(a, std::string("end\n") + kEmptyStats), std::string(kEmptyStats) + kEmptyStats);
   close(b);
   ASSERT_TRUE(send_text(a, "stats\n"));  // a survives b's hang-up
   EXPECT_EQ(read_until(a, "end\n"), kEmptyStats);

@@ -61,8 +61,7 @@ TEST(ShadowStacks, ContextSwitchKeepsEachTaskStack) {
                                             {kTopB - 0x08, ra(10)}}));
   s.on_ret(kTopA - 0x80);  // back on A: B's stack is untouched
   s.on_ret(kTopA - 0x40);
-  EXPECT_EQ(entries(s),
-            (std::vector<Entry>{{kTopA - 0x08, ra(1)}, {kTopB - 0x60, ra(12)}, {kTopB - 0x08, ra(10)}}));
+  EXPECT_EQ(entries(s), (std::vector<Entry>{{kTopA - 0x08, ra(1)}, {kTopB - 0x60, ra(12)}, {kTopB - 0x08, ra(10)}}));
   expect_balanced(s.snapshot());
   EXPECT_EQ(s.counters().unmatched, 0u);
   EXPECT_EQ(s.counters().dropped, 0u);
@@ -246,10 +245,10 @@ TEST(ShadowStacks, ConcurrentThreadsOnDifferentRegions) {
 // through.
 TEST(ShadowStacks, ResyncPopsTheEntryAnUnmatchedRetReturnedThrough) {
   ShadowStacks s;
-  s.on_call(kTopA - 0x08, ra(1));          // the interrupted chain
-  s.on_call(kTopA - 0x60, ra(2));          // asm_sysvec_*: call error_entry
-  EXPECT_FALSE(s.on_ret(kTopA - 0xd8));    // error_entry returns from 15 words further down
-  s.resync(kTopA - 0xd8, ra(2));           // ... to asm_sysvec_*'s call site
+  s.on_call(kTopA - 0x08, ra(1));        // the interrupted chain
+  s.on_call(kTopA - 0x60, ra(2));        // asm_sysvec_*: call error_entry
+  EXPECT_FALSE(s.on_ret(kTopA - 0xd8));  // error_entry returns from 15 words further down
+  s.resync(kTopA - 0xd8, ra(2));         // ... to asm_sysvec_*'s call site
   EXPECT_EQ(entries(s), (std::vector<Entry>{{kTopA - 0x08, ra(1)}}));
   Snapshot snap = s.snapshot();
   EXPECT_EQ(snap.counters.resynced, 1u);
@@ -258,15 +257,15 @@ TEST(ShadowStacks, ResyncPopsTheEntryAnUnmatchedRetReturnedThrough) {
 
 TEST(ShadowStacks, ResyncTakesTheNearestMatchAndIgnoresOtherTargets) {
   ShadowStacks s;
-  s.on_call(kTopA - 0x08, ra(7));   // recursion: the same return address twice
+  s.on_call(kTopA - 0x08, ra(7));  // recursion: the same return address twice
   s.on_call(kTopA - 0x48, ra(7));
   s.on_call(kTopA - 0x88, ra(3));
   EXPECT_FALSE(s.on_ret(kTopA - 0xc0));
-  s.resync(kTopA - 0xc0, ra(9));     // a target no entry names (a trampoline, or an interrupt came first)
+  s.resync(kTopA - 0xc0, ra(9));  // a target no entry names (a trampoline, or an interrupt came first)
   EXPECT_EQ(entries(s).size(), 3u);
-  s.resync(kTopA - 0xc0, ra(7));     // the nearest ra(7) is the inner one
+  s.resync(kTopA - 0xc0, ra(7));  // the nearest ra(7) is the inner one
   EXPECT_EQ(entries(s), (std::vector<Entry>{{kTopA - 0x08, ra(7)}}));
-  s.resync(kTopB - 0x10, ra(7));     // another stack: nothing there
+  s.resync(kTopB - 0x10, ra(7));  // another stack: nothing there
   EXPECT_EQ(entries(s).size(), 1u);
 }
 

@@ -63,8 +63,8 @@ inline bool send_text(int fd, const std::string& text) {
 inline std::string read_until(int fd, const std::string& terminator) {
   std::string text;
   char buf[4096];
-  while (text.size() < terminator.size() || text.compare(text.size() - terminator.size(), terminator.size(),
-                                                         terminator) != 0) {
+  while (text.size() < terminator.size() ||
+         text.compare(text.size() - terminator.size(), terminator.size(), terminator) != 0) {
     const ssize_t n = recv(fd, buf, sizeof buf, 0);
     if (n <= 0) break;
     text.append(buf, static_cast<size_t>(n));

@@ -4,8 +4,8 @@
 
 #include <cstring>
 #include <map>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -117,7 +117,10 @@ class FakeWorld {
     // A later row at the same offset overrides (set_row): keep the last one.
     std::vector<FrameRowEntry> rows;
     for (auto& r : s.rows) {
-      if (!rows.empty() && rows.back().offset == r.offset) rows.back() = r; else rows.push_back(r);
+      if (!rows.empty() && rows.back().offset == r.offset)
+        rows.back() = r;
+      else
+        rows.push_back(r);
     }
     s.rows = rows;
     std::sort(s.calls.begin(), s.calls.end(), [](auto& a, auto& b) { return a.return_offset < b.return_offset; });
@@ -142,8 +145,9 @@ class FakeWorld {
     CodeMap m;
     std::vector<Symbol> syms;
     for (auto& [start, f] : fns_) syms.push_back({start, kFnSize, f.name});
-    CodeImage img{"fake", kText, kText + kTextSize, 0, with_metadata ? table() : nullptr,
-                  std::make_shared<SymbolTable>(syms), {}};
+    CodeImage img{
+        "fake", kText, kText + kTextSize, 0, with_metadata ? table() : nullptr, std::make_shared<SymbolTable>(syms),
+        {}};
     m.add(std::move(img));
     return m;
   }

@@ -70,14 +70,22 @@ enum class Corruption { Random, BitFlip, Zero, SmallDelta, CopyWord, StackPointe
 
 inline const char* corruption_name(Corruption c) {
   switch (c) {
-    case Corruption::Random: return "random";
-    case Corruption::BitFlip: return "bit-flip";
-    case Corruption::Zero: return "zero";
-    case Corruption::SmallDelta: return "small-delta";
-    case Corruption::CopyWord: return "copy-word";
-    case Corruption::StackPointer: return "stack-pointer";
-    case Corruption::TextPointer: return "text-pointer";
-    default: return "?";
+    case Corruption::Random:
+      return "random";
+    case Corruption::BitFlip:
+      return "bit-flip";
+    case Corruption::Zero:
+      return "zero";
+    case Corruption::SmallDelta:
+      return "small-delta";
+    case Corruption::CopyWord:
+      return "copy-word";
+    case Corruption::StackPointer:
+      return "stack-pointer";
+    case Corruption::TextPointer:
+      return "text-pointer";
+    default:
+      return "?";
   }
 }
 
@@ -104,14 +112,29 @@ inline FaultStats run_fault_trials(Snapshot& snap, size_t trials, uint64_t seed,
       auto kind = static_cast<Corruption>(rng() % static_cast<int>(Corruption::kCount));
       uint64_t v = orig;
       switch (kind) {
-        case Corruption::Random: v = rng(); break;
-        case Corruption::BitFlip: v = orig ^ (uint64_t{1} << (rng() % 64)); break;
-        case Corruption::Zero: v = 0; break;
-        case Corruption::SmallDelta: v = orig + (static_cast<int64_t>(rng() % 9) - 4) * 8; break;
-        case Corruption::CopyWord: v = *snap.memory.read_u64(RemoteAddr(t.copied_low + 8 * (rng() % words))); break;
-        case Corruption::StackPointer: v = t.copied_low + 8 * (rng() % words); break;
-        case Corruption::TextPointer: v = text.start + rng() % (text.end - text.start); break;
-        default: break;
+        case Corruption::Random:
+          v = rng();
+          break;
+        case Corruption::BitFlip:
+          v = orig ^ (uint64_t{1} << (rng() % 64));
+          break;
+        case Corruption::Zero:
+          v = 0;
+          break;
+        case Corruption::SmallDelta:
+          v = orig + (static_cast<int64_t>(rng() % 9) - 4) * 8;
+          break;
+        case Corruption::CopyWord:
+          v = *snap.memory.read_u64(RemoteAddr(t.copied_low + 8 * (rng() % words)));
+          break;
+        case Corruption::StackPointer:
+          v = t.copied_low + 8 * (rng() % words);
+          break;
+        case Corruption::TextPointer:
+          v = text.start + rng() % (text.end - text.start);
+          break;
+        default:
+          break;
       }
       saved.emplace_back(addr, orig);
       snap.memory.write_u64(addr, v);
@@ -129,7 +152,8 @@ inline FaultStats run_fault_trials(Snapshot& snap, size_t trials, uint64_t seed,
         // The frames from just before the first difference, both traces (a 1000-deep chain stays short).
         size_t first = 0;
         while (first < u.trace.frames.size() && first < t.truth.frames.size() &&
-               u.trace.frames[first].pc == t.truth.frames[first].pc && u.trace.frames[first].sp == t.truth.frames[first].sp)
+               u.trace.frames[first].pc == t.truth.frames[first].pc &&
+               u.trace.frames[first].sp == t.truth.frames[first].sp)
           ++first;
         auto show = [&](const Trace& tr) {
           std::string out;

@@ -46,7 +46,7 @@ TEST(MappedFiles, BuildIdFromNotes) {
   notes.insert(notes.end(), {0xde, 0xad, 0xbe, 0xef});
   EXPECT_EQ(build_id_from_notes(notes.data(), notes.size()), "deadbeef");
   EXPECT_EQ(build_id_from_notes(notes.data(), notes.size() - 1), "");  // truncated: nothing
-  EXPECT_EQ(build_id_from_notes(notes.data(), 20), "");                 // only the first note
+  EXPECT_EQ(build_id_from_notes(notes.data(), 20), "");                // only the first note
 }
 
 TEST(MappedFiles, CacheKeysNameTheFileReadNotThePath) {

@@ -4,8 +4,8 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstring>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <vector>
 
@@ -125,9 +125,9 @@ TEST(GuestMemory, FourLevelTranslationWithLargePages) {
   PageTables pt(8 << 20);
   const uint64_t stack_va = 0xffffc90000004000ull;  // vmalloc'd stack, 4K pages
   pt.map4k(stack_va, 0x100000);
-  pt.map4k(stack_va + 0x1000, 0x105000);             // physically discontiguous
-  pt.map2m(0xffffffff81000000ull, 0x200000);          // kernel text, 2M page
-  pt.map1g(0xffff888000000000ull, 0x0);                // direct map, 1G page
+  pt.map4k(stack_va + 0x1000, 0x105000);      // physically discontiguous
+  pt.map2m(0xffffffff81000000ull, 0x200000);  // kernel text, 2M page
+  pt.map1g(0xffff888000000000ull, 0x0);       // direct map, 1G page
   pt.put_u64(0x100ff8, 0x1111);
   pt.put_u64(0x105000, 0x2222);
   pt.put_u64(0x200000 + 0x1234 * 8, 0x3333);

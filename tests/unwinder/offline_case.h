@@ -95,8 +95,8 @@ inline Result<OfflineCase> read_offline_case(const std::string& dir) {
   return c;
 }
 
-inline std::string format_offline_case(const Regs& r, const StackBounds& b, uint64_t stack_address,
-                                       const Trace& t, const std::string& comment) {
+inline std::string format_offline_case(const Regs& r, const StackBounds& b, uint64_t stack_address, const Trace& t,
+                                       const std::string& comment) {
   std::string out = "# " + comment + "\n";
   out += fmt::format("regs {:#x} {:#x} {:#x} {}\n", r.rip, r.rsp, r.rbp, r.syscall_nr);
   out += fmt::format("bounds {:#x} {:#x}\n", b.low, b.high);

@@ -1,7 +1,7 @@
 // `framecert walk --pid` on processes that fight back: a missing pid, a zombie, one whose main thread is already
-// traced by somebody else (reported for that thread, the others walked), one that exits during the walk, one that creates and ends threads all the time. Every case gives a
-// clear one-line error (exit 2) or a complete report (exit 0 or 1), never a crash or a hang, and the target is
-// never left stopped or traced.
+// traced by somebody else (reported for that thread, the others walked), one that exits during the walk, one that
+// creates and ends threads all the time. Every case gives a clear one-line error (exit 2) or a complete report (exit 0
+// or 1), never a crash or a hang, and the target is never left stopped or traced.
 #ifdef FRAMECERT_BINARY
 #include <gtest/gtest.h>
 #include <sys/ptrace.h>
@@ -33,8 +33,8 @@ struct CliRun {
 // Runs framecert walk --pid PID --json, capturing stdout and stderr.
 CliRun walk_cli(pid_t pid) {
   std::string err_path = "/tmp/framecert-fault-err-" + std::to_string(getpid());
-  std::string cmd = std::string(FRAMECERT_BINARY) + " walk --json --pid " + std::to_string(pid) + " --cache-dir /tmp/framecert-fault-cache-" +
-                    std::to_string(getpid()) + " 2>" + err_path;
+  std::string cmd = std::string(FRAMECERT_BINARY) + " walk --json --pid " + std::to_string(pid) +
+                    " --cache-dir /tmp/framecert-fault-cache-" + std::to_string(getpid()) + " 2>" + err_path;
   CliRun r;
   auto t0 = std::chrono::steady_clock::now();
   FILE* p = popen(cmd.c_str(), "r");

@@ -344,7 +344,8 @@ TEST(DebugFiles, GlibcThreadStartIsNamed) {
   const Frame& last = worker.unwind.trace.frames.back();
   auto img = read_elf_image("/proc/" + std::to_string(child.pid()) + "/root" + last.object);
   ASSERT_TRUE(img) << img.error();
-  std::string debug = "/usr/lib/debug/.build-id/" + img->build_id.substr(0, 2) + "/" + img->build_id.substr(2) + ".debug";
+  std::string debug =
+      "/usr/lib/debug/.build-id/" + img->build_id.substr(0, 2) + "/" + img->build_id.substr(2) + ".debug";
   if (!std::filesystem::exists(debug)) GTEST_SKIP() << "no debug file for " << last.object << " (libc6-dbg): " << debug;
   EXPECT_EQ(last.symbol, "start_thread") << last.object;
   EXPECT_FALSE(worker.unwind.trace.verdict.reliable);

@@ -96,7 +96,8 @@ class Child {
 
 // Metadata from the validator, cached in a per-run directory.
 inline MetadataProvider validator_metadata(std::shared_ptr<MetadataCache>& keep) {
-  std::string dir = (std::filesystem::temp_directory_path() / ("framecert-test-cache-" + std::to_string(getpid()))).string();
+  std::string dir =
+      (std::filesystem::temp_directory_path() / ("framecert-test-cache-" + std::to_string(getpid()))).string();
   keep = std::make_shared<MetadataCache>(dir, "test", [](const std::string& path) -> Result<FrameTable> {
     auto r = check_object(path, CheckOptions{});
     if (!r) return tl::unexpected(r.error());

@@ -60,11 +60,11 @@ struct Chain {
   Trace fp(const Regs& r, WalkOptions o = {}) { return run(r, o).trace; }
 };
 
-#define EXPECT_UNRELIABLE(trace, why, at)                                    \
-  do {                                                                       \
-    EXPECT_FALSE((trace).verdict.reliable) << (trace).verdict.detail;        \
+#define EXPECT_UNRELIABLE(trace, why, at)                                                       \
+  do {                                                                                          \
+    EXPECT_FALSE((trace).verdict.reliable) << (trace).verdict.detail;                           \
     EXPECT_EQ(reason_name((trace).verdict.reason), reason_name(why)) << (trace).verdict.detail; \
-    EXPECT_EQ((trace).verdict.frame, at) << (trace).verdict.detail;          \
+    EXPECT_EQ((trace).verdict.frame, at) << (trace).verdict.detail;                             \
   } while (0)
 
 TEST(Walker, GoodChainIsReliable) {
@@ -86,7 +86,7 @@ TEST(Walker, StoppedInPrologueUsesTheCfaRule) {
     Chain c;
     Regs r = c.m.regs(c.b);  // at b's first instruction: only the return address is pushed
     if (stage == 1) {
-      c.m.push(c.m.rbp);     // after push %rbp, before mov %rsp,%rbp
+      c.m.push(c.m.rbp);  // after push %rbp, before mov %rsp,%rbp
       r = c.m.regs(c.b + 1);
     }
     Unwind u = c.run(r);
@@ -564,7 +564,7 @@ TEST(Walker, KernelEndFrame) {
   uint64_t entry = w.add("ret_from_fork", Kind::Framed);
   uint64_t fn = w.add("kthread_fn", Kind::Framed);
   uint64_t ret = w.call(entry, 0x10, fn);
-  m.push(0);       // the end frame record (task_pt_regs - 16)
+  m.push(0);  // the end frame record (task_pt_regs - 16)
   uint64_t end_frame = m.rsp - 8;
   m.push(0);
   m.rbp = end_frame;
@@ -745,7 +745,8 @@ TEST(KernelEnd, SleepingTasksFrameZeroIsAReturnAddress) {
   EXPECT_UNRELIABLE(t, Reason::NoFrameAtCallSite, 0);
   // Without the option frame 0 is taken for a pc, and nothing checks the call before it.
   o.innermost_is_return_address = false;
-  Trace unchecked = walk_frame_pointers(WalkContext{k.w.mem, code, k.w.bounds(), o}, Regs{ret_bad, k.m.rsp + 8, k.m.rbp});
+  Trace unchecked =
+      walk_frame_pointers(WalkContext{k.w.mem, code, k.w.bounds(), o}, Regs{ret_bad, k.m.rsp + 8, k.m.rbp});
   EXPECT_NE(unchecked.verdict.reason, Reason::NoFrameAtCallSite);
 }
 

@@ -6,8 +6,8 @@
 #include <sys/wait.h>
 
 #include <array>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -50,7 +50,9 @@ std::vector<char> read_all(const std::string& path) {
 
 class TempDir {
  public:
-  TempDir() : path_(fs::temp_directory_path() / fmt::format("framecert-cli-{}", getpid())) { fs::create_directories(path_); }
+  TempDir() : path_(fs::temp_directory_path() / fmt::format("framecert-cli-{}", getpid())) {
+    fs::create_directories(path_);
+  }
   ~TempDir() { fs::remove_all(path_); }
   std::string file(const std::string& name, const std::vector<char>& bytes) const {
     auto p = (path_ / name).string();
@@ -88,8 +90,8 @@ TEST(CheckCommand, ExplainShowsThePathAndBothStatesOfAMismatch) {
 
 TEST(CheckCommand, JsonListsEveryObjectInOrderWithParallelJobs) {
   CliRun r = run(fmt::format("check --json -j 2 {} {} {}", fixture("ok_leaf"), fixture("bad_return_modified"),
-                          fixture("bad_fallthrough")),
-              false);
+                             fixture("bad_fallthrough")),
+                 false);
   EXPECT_EQ(r.status, 1);
   auto j = nlohmann::json::parse(r.out);
   ASSERT_EQ(j["objects"].size(), 3u);
@@ -215,8 +217,10 @@ TEST(CheckCommand, HeadersPointingPastTheFileAreRefused) {
       Elf64_Shdr sh;
       std::memcpy(&sh, good.data() + at, sizeof sh);
       if (sh.sh_type != SHT_PROGBITS || !(sh.sh_flags & SHF_EXECINSTR)) continue;
-      if (which == 0) poke<uint64_t>(bad, at + offsetof(Elf64_Shdr, sh_offset), good.size() + 64);
-      else poke<uint64_t>(bad, at + offsetof(Elf64_Shdr, sh_size), uint64_t{1} << 40);
+      if (which == 0)
+        poke<uint64_t>(bad, at + offsetof(Elf64_Shdr, sh_offset), good.size() + 64);
+      else
+        poke<uint64_t>(bad, at + offsetof(Elf64_Shdr, sh_size), uint64_t{1} << 40);
       patched = true;
       break;
     }
@@ -291,8 +295,10 @@ TEST(ObjtoolWrapper, RunsBothToolsAndIsQuietWhenTheyAgree) {
   const std::string obj = tmp.file("w.o", read_all(fixture("bad_call_no_frame")));
   CliRun r = run_wrapper("--stackval " + obj);
   EXPECT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find(obj + ": warning: framecert: f+0x5: call without frame pointer save/setup"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find(obj + ": warning: objtool: f+0x5: call without frame pointer save/setup"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find(obj + ": warning: framecert: f+0x5: call without frame pointer save/setup"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find(obj + ": warning: objtool: f+0x5: call without frame pointer save/setup"), std::string::npos)
+      << r.out;
   EXPECT_EQ(r.out.find("framecert-objtool:"), std::string::npos) << r.out;
 }
 
@@ -302,7 +308,8 @@ TEST(ObjtoolWrapper, ReportsADisagreementAndFailsWhenStrict) {
   CliRun lenient = run_wrapper("--stackval " + obj);
   EXPECT_EQ(lenient.status, 0);
   EXPECT_NE(lenient.out.find("framecert-objtool: " + obj + ": only objtool: f() falls through to next function g()"),
-            std::string::npos) << lenient.out;
+            std::string::npos)
+      << lenient.out;
   setenv("FRAMECERT_STRICT", "1", 1);
   CliRun strict = run_wrapper("--stackval " + obj);
   unsetenv("FRAMECERT_STRICT");
@@ -317,8 +324,11 @@ TEST(ObjtoolWrapper, FramecertsOwnRuleIsNotADisagreement) {
   CliRun r = run_wrapper("--stackval " + obj);
   unsetenv("FRAMECERT_STRICT");
   EXPECT_EQ(r.status, 0) << r.out;
-  EXPECT_NE(r.out.find("framecert-objtool: " + obj + ": framecert's own rule: f+0x7: call with frame pointer "
-                       "overwritten after setup"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("framecert-objtool: " + obj +
+                       ": framecert's own rule: f+0x7: call with frame pointer "
+                       "overwritten after setup"),
+            std::string::npos)
+      << r.out;
   EXPECT_EQ(r.out.find("only framecert"), std::string::npos) << r.out;
 }
 

@@ -5,17 +5,17 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
-#include <algorithm>
 #include <initializer_list>
 #include <iterator>
 #include <optional>
-#include <span>
 #include <ostream>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -95,11 +95,12 @@ std::vector<Case> cases() {
       {"sub $0x1000,%rsp", {0x48, 0x81, 0xec, 0x00, 0x10, 0x00, 0x00}, K::Other, {add_sp(-0x1000)}},
       {"sub $-8,%rsp (imm8 sign-extended)", {0x48, 0x83, 0xec, 0xf8}, K::Other, {add_sp(8)}},
       {"sub $0x80,%rsp (imm32)", {0x48, 0x81, 0xec, 0x80, 0x00, 0x00, 0x00}, K::Other, {add_sp(-0x80)}},
-      {"sub $-0x80000000,%rsp (int wrap)", {0x48, 0x81, 0xec, 0x00, 0x00, 0x00, 0x80}, K::Other,
-       {add_sp(INT32_MIN)}},
+      {"sub $-0x80000000,%rsp (int wrap)", {0x48, 0x81, 0xec, 0x00, 0x00, 0x00, 0x80}, K::Other, {add_sp(INT32_MIN)}},
       {"rex.W sub $8,%spl (objtool: opcode 80 counts)", {0x48, 0x80, 0xec, 0x08}, K::Other, {add_sp(-8)}},
       {"and $-16,%rsp", {0x48, 0x83, 0xe4, 0xf0}, K::Other, {op(Src::And, Sp, -16, Dst::Reg, Sp)}},
-      {"and $-256,%rsp (imm32)", {0x48, 0x81, 0xe4, 0x00, 0xff, 0xff, 0xff}, K::Other,
+      {"and $-256,%rsp (imm32)",
+       {0x48, 0x81, 0xe4, 0x00, 0xff, 0xff, 0xff},
+       K::Other,
        {op(Src::And, Sp, -256, Dst::Reg, Sp)}},
       {"and $-16,%esp (not 64-bit)", {0x83, 0xe4, 0xf0}, K::Other, {}},
       {"or $8,%rsp (not add/sub/and)", {0x48, 0x83, 0xcc, 0x08}, K::Other, {}},
@@ -118,7 +119,9 @@ std::vector<Case> cases() {
       {"lea (%rsp,%r12,1),%rbp (REX.X index)", {0x4a, 0x8d, 0x2c, 0x24}, K::Other, {}},
       {"lea 8(%rsp),%r12", {0x4c, 0x8d, 0x64, 0x24, 0x08}, K::Other, {lea(Sp, 8, R12)}},
       {"lea 0x10(%rip),%rax (RIP-relative)", {0x48, 0x8d, 0x05, 0x10, 0x00, 0x00, 0x00}, K::Other, {}},
-      {"addr32 lea 8(%esp),%rbp (67 is not looked at)", {0x67, 0x48, 0x8d, 0x6c, 0x24, 0x08}, K::Other,
+      {"addr32 lea 8(%esp),%rbp (67 is not looked at)",
+       {0x67, 0x48, 0x8d, 0x6c, 0x24, 0x08},
+       K::Other,
        {lea(Sp, 8, Bp)}},
       {"lea 8(%rsp),%ebp (not 64-bit)", {0x8d, 0x6c, 0x24, 0x08}, K::Other, {}},
       // --- stores ---
@@ -138,8 +141,10 @@ std::vector<Case> cases() {
       {"mov %rsp,(%r12)", {0x49, 0x89, 0x24, 0x24}, K::Other, {store(Sp, R12, 0)}},
       {"mov %rsp,0x10(%rip) (RIP-relative)", {0x48, 0x89, 0x25, 0x10, 0x00, 0x00, 0x00}, K::Other, {}},
       {"mov %rsp,8(%rax,%rbx,1) (SIB index)", {0x48, 0x89, 0x64, 0x18, 0x08}, K::Other, {}},
-      {"mov %rsp,0x8 (SIB no-base reads as rbp to objtool)", {0x48, 0x89, 0x24, 0x25, 0x08, 0x00, 0x00, 0x00},
-       K::Other, {store(Sp, Bp, 8)}},
+      {"mov %rsp,0x8 (SIB no-base reads as rbp to objtool)",
+       {0x48, 0x89, 0x24, 0x25, 0x08, 0x00, 0x00, 0x00},
+       K::Other,
+       {store(Sp, Bp, 8)}},
       {"rex.W mov %al,8(%rsp) (88 with REX.W)", {0x48, 0x88, 0x44, 0x24, 0x08}, K::Other, {store(Ax, Sp, 8)}},
       // --- loads ---
       {"mov 8(%rsp),%rax", {0x48, 0x8b, 0x44, 0x24, 0x08}, K::Other, {load(Sp, 8, Ax)}},
@@ -150,8 +155,10 @@ std::vector<Case> cases() {
       {"mov 8(%rsp),%eax (not 64-bit)", {0x8b, 0x44, 0x24, 0x08}, K::Other, {}},
       {"mov 8(%rax),%rbx (other base)", {0x48, 0x8b, 0x58, 0x08}, K::Other, {}},
       {"mov 8(%rsp,%rax,1),%rbx (SIB index)", {0x48, 0x8b, 0x5c, 0x04, 0x08}, K::Other, {}},
-      {"mov 0x8,%rax (SIB no-base reads as rbp to objtool)", {0x48, 0x8b, 0x04, 0x25, 0x08, 0x00, 0x00, 0x00},
-       K::Other, {load(Bp, 8, Ax)}},
+      {"mov 0x8,%rax (SIB no-base reads as rbp to objtool)",
+       {0x48, 0x8b, 0x04, 0x25, 0x08, 0x00, 0x00, 0x00},
+       K::Other,
+       {load(Bp, 8, Ax)}},
       // --- leave / call ---
       {"leave", {0xc9}, K::Other, {mov(Bp, Sp), pop_reg(Bp)}},
       {"call rel32", {0xe8, 0xfb, 0x00, 0x00, 0x00}, K::Call, {push_const()}},
@@ -236,8 +243,10 @@ TEST_P(DecoderTable, KindAndStackOps) {
 std::string case_test_name(const ::testing::TestParamInfo<Case>& info) {
   std::string out = std::to_string(info.index) + "_";
   for (const char ch : std::string(info.param.name)) {
-    if (std::isalnum(static_cast<unsigned char>(ch))) out += ch;
-    else if (out.back() != '_') out += '_';
+    if (std::isalnum(static_cast<unsigned char>(ch)))
+      out += ch;
+    else if (out.back() != '_')
+      out += '_';
   }
   while (out.back() == '_') out.pop_back();
   return out;
@@ -492,8 +501,10 @@ std::vector<ObjdumpLine> objdump_lines(const std::string& path, uint64_t start, 
     l.addr = addr;
     for (const char* c = end + 2; *c != '\0' && *c != '\n'; ++c) {
       const bool space = *c == ' ' || *c == '\t';
-      if (!space) l.text += *c;
-      else if (!l.text.empty() && l.text.back() != ' ') l.text += ' ';
+      if (!space)
+        l.text += *c;
+      else if (!l.text.empty() && l.text.back() != ' ')
+        l.text += ' ';
     }
     out.push_back(std::move(l));
   }

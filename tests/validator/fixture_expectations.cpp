@@ -71,7 +71,8 @@ std::multimap<int, LineAddress> line_addresses(const std::string& object) {
       Dwarf_Addr line_bias = 0;
       bool end_sequence = false;
       // The end-of-sequence row carries the last line's number but the address past the code.
-      if (Dwarf_Line* raw = dwfl_dwarf_line(line, &line_bias); raw && dwarf_lineendsequence(raw, &end_sequence) == 0 && end_sequence)
+      if (Dwarf_Line* raw = dwfl_dwarf_line(line, &line_bias);
+          raw && dwarf_lineendsequence(raw, &end_sequence) == 0 && end_sequence)
         continue;
       Dwarf_Addr addr = 0;
       int lineno = 0;
@@ -139,16 +140,20 @@ FixtureExpectations read_expectations(const std::string& fixture) {
         lines_loaded = true;
       }
       auto range = lines.equal_range(lineno);
-      if (range.first == range.second) throw std::runtime_error(fmt::format("{}:{}: no instruction on this line", fixture, lineno));
+      if (range.first == range.second)
+        throw std::runtime_error(fmt::format("{}:{}: no instruction on this line", fixture, lineno));
       LineAddress at = range.first->second;
       for (auto it = range.first; it != range.second; ++it)
         if (it->second.offset < at.offset) at = it->second;
       auto [where, func] = locate(**elf, at);
-      if (t4->starts_with("falls through to next function")) ex.framecert.insert(fmt::format("{}() {}", func, *t4));
-      else ex.framecert.insert(fmt::format("{}: {}", where, *t4));
+      if (t4->starts_with("falls through to next function"))
+        ex.framecert.insert(fmt::format("{}() {}", func, *t4));
+      else
+        ex.framecert.insert(fmt::format("{}: {}", where, *t4));
     }
   }
-  ex.objtool = ex.objtool_differs ? std::multiset<std::string>(objtool_lines.begin(), objtool_lines.end()) : ex.framecert;
+  ex.objtool =
+      ex.objtool_differs ? std::multiset<std::string>(objtool_lines.begin(), objtool_lines.end()) : ex.framecert;
   return ex;
 }
 

@@ -15,7 +15,7 @@ struct FixtureExpectations {
   bool objtool_differs = false;
 };
 
-std::vector<std::string> fixture_names();  // every fixture's file name, e.g. "bad_call_no_frame.S"
+std::vector<std::string> fixture_names();                // every fixture's file name, e.g. "bad_call_no_frame.S"
 std::string fixture_object(const std::string& fixture);  // its compiled object
 // Parses the expectations; `# expect:` lines are resolved to FUNC+0xOFF through the object's line table.
 FixtureExpectations read_expectations(const std::string& fixture);

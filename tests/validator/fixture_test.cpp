@@ -23,8 +23,7 @@ TEST_P(Fixture, FramecertReportsExactlyTheExpectedFindings) {
   }
   for (const auto& [func, message] : ex.in_function) {
     bool found = false;
-    for (const auto& g : got)
-      found |= g.starts_with(func + "+0x") && g.ends_with(": " + message);
+    for (const auto& g : got) found |= g.starts_with(func + "+0x") && g.ends_with(": " + message);
     EXPECT_TRUE(found) << "no '" << message << "' in " << func << "; framecert:" << joined(got);
   }
 }
@@ -55,12 +54,12 @@ TEST(FixtureSet, CoversEveryRuleWithAtLeastFortyFixtures) {
     for (const auto& t : ex.framecert) all.insert(t);
     for (const auto& [f, m] : ex.in_function) all.insert(m);
   }
-  for (const char* rule : {"call without frame pointer save/setup", "return with modified stack frame",
-                           "sibling call from callable instruction with modified stack frame",
-                           "BP used as a scratch register", "stack state mismatch", "falls through to next function",
-                           "unreachable instruction", "unsupported instruction in callable function",
-                           "undefined stack state", "unsupported stack pointer realignment",
-                           "unexpected end of section", "unannotated intra-function call"}) {
+  for (const char* rule :
+       {"call without frame pointer save/setup", "return with modified stack frame",
+        "sibling call from callable instruction with modified stack frame", "BP used as a scratch register",
+        "stack state mismatch", "falls through to next function", "unreachable instruction",
+        "unsupported instruction in callable function", "undefined stack state",
+        "unsupported stack pointer realignment", "unexpected end of section", "unannotated intra-function call"}) {
     bool covered = false;
     for (const auto& t : all) covered |= t.find(rule) != std::string::npos;
     EXPECT_TRUE(covered) << "no fixture expects: " << rule;

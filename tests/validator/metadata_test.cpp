@@ -91,11 +91,15 @@ TEST(Metadata, CallSiteDepthsAreExactOrUnknown) {
     std::optional<int32_t> sp, bp;
   };
   const Expect expected[] = {
-      {0x0e, 48, 16}, {0x15, 56, 16}, {0x22, 24, 16},                   // plain
-      {0x32, 32, 16}, {0x3a, std::nullopt, 16}, {0x42, 16, 16},         // alloca_fn: unknown after the alloca
-      {0x51, std::nullopt, 16},                                         // realign
-      {0x62, std::nullopt, 16},                                         // merge: 16 or 24
-      {0x6d, std::nullopt, std::nullopt},                               // indirect: no depths at all
+      {0x0e, 48, 16},
+      {0x15, 56, 16},
+      {0x22, 24, 16},  // plain
+      {0x32, 32, 16},
+      {0x3a, std::nullopt, 16},
+      {0x42, 16, 16},                      // alloca_fn: unknown after the alloca
+      {0x51, std::nullopt, 16},            // realign
+      {0x62, std::nullopt, 16},            // merge: 16 or 24
+      {0x6d, std::nullopt, std::nullopt},  // indirect: no depths at all
   };
   const auto& calls = t.sections[0].calls;
   ASSERT_EQ(calls.size(), std::size(expected));
@@ -182,7 +186,8 @@ TEST(Metadata, ReaderRejectsDamagedFiles) {
   r = parse_frame_table(wrong_version);
   ASSERT_FALSE(r.has_value());
   EXPECT_NE(r.error().find("unsupported metadata version 1 (this reader knows 2: written by an older framecert"),
-            std::string::npos) << r.error();
+            std::string::npos)
+      << r.error();
   EXPECT_EQ(r.error().find('\n'), std::string::npos);
   EXPECT_FALSE(read_frame_table("/nonexistent/file.fcmeta").has_value());
 }
