@@ -171,19 +171,18 @@ void collect_functions(DecodedObject& obj) {
   }
 }
 
-// Every function symbol in code must start on an instruction (objtool 6.1 checks untyped labels too):
-// a function that starts inside an instruction, beyond its section or in an empty section cannot be
-// followed from its entry, and is reported instead of being silently left out. In a relocatable object
-// this stops the check of the object, as in objtool; in a linked image, where hand-written code and
-// untyped labels are common, it stops only that function.
+// Every function symbol (STT_FUNC, as in objtool 6.1) in code must start on an instruction: a function that
+// starts inside an instruction, beyond its section or in an empty section cannot be followed from its entry,
+// and is reported instead of being silently left out. An untyped label is no function: nothing is followed
+// from it, and a `ret` under it is reported by framecert's own rule instead. In a relocatable object this
+// stops the check of the object, as in objtool; in a linked image it stops only that function.
 void check_symbol_starts(DecodedObject& obj) {
   const bool linked = !obj.elf->relocatable();
   std::vector<const ElfSymbol*> misplaced;
   for (const ElfSymbol& s : obj.elf->symbols()) {
-    if (!s.defined() || (s.type != STT_FUNC && (linked || s.type != STT_NOTYPE))) continue;
+    if (!s.defined() || s.type != STT_FUNC) continue;
     const ElfSection& sec = obj.elf->sections()[s.section];
     if (!sec.executable()) continue;
-    if (s.type == STT_NOTYPE && s.offset == sec.size) continue;  // an end-of-code label
     if (obj.find_insn(s.section, s.offset) != kNone) continue;
     misplaced.push_back(&s);
   }
