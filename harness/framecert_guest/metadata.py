@@ -28,7 +28,10 @@ def cache_images(images: List[Path], linked_from: Optional[Dict[Path, Path]] = N
     for image, obj in (linked_from or {}).items():
         cmd.append(f"--from={image}={obj}")
     cmd += ["--", *map(str, images)]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True)
+    except OSError as e:  # no framecert binary, or not executable
+        raise GuestError(f"cannot run {cmd[0]}: {e.strerror}") from None
     try:
         answer = json.loads(r.stdout)
         objects = answer["objects"]
