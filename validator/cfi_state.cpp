@@ -81,6 +81,10 @@ std::string apply_to_reg(CfiState& s, const StackOp& op, bool next_is_hint) {
       if (dst == cfa.base && !next_is_hint) return "unsupported stack register modification";
       return {};
     case StackOp::Src::And:
+      if (is_outermost_realignment(s, op)) {
+        cfa = {kOutermost, 0};
+        return {};
+      }
       if (dst != kSp || (s.drap_reg != kUndefined && cfa.base != kSp) || (s.drap_reg == kUndefined && cfa.base != kBp))
         return "unsupported stack pointer realignment";
       if (s.drap_reg != kUndefined) {
@@ -172,6 +176,8 @@ static std::string base_text(int base) {
       return "[rsp]";
     case kBpIndirect:
       return "[rbp]";
+    case kOutermost:
+      return "outermost";
     default:
       return base >= 0 && base < kNumRegs - 1 ? std::string(reg_name(static_cast<Reg>(base))) : "?";
   }
@@ -187,8 +193,20 @@ std::string describe(const CfiState& s) {
   if (s.type == kHintRegsPartial) out += " regs-partial";
   if (s.end) out += " end";
   if (s.bp_scratch) out += " bp-scratch";
+  if (s.bp_zero) out += " bp-zero";
   return out;
 }
+
+// The x86-64 ABI's outermost frame: _start (glibc's too) zeroes rbp, realigns rsp and calls. objtool 6.1
+// flags the realignment; framecert accepts it where rbp is known 0, because nothing above that frame is
+// ever unwound to, and a walk ends there only on rbp = 0 (docs/rules.md, deliberate difference 13).
+// Anywhere else an rsp-based CFA lost to realignment would hide the caller, and stays a finding.
+bool is_outermost_realignment(const CfiState& s, const StackOp& op) {
+  return op.src == StackOp::Src::And && op.dst == StackOp::Dst::Reg && op.dst_reg == Reg::Sp && s.bp_zero && !s.drap &&
+         s.drap_reg == kUndefined && (s.cfa.base == kSp || s.cfa.base == kOutermost) && s.type == kHintCall;
+}
+
+bool is_outermost_call(const CfiState& s) { return s.cfa.base == kOutermost && s.bp_zero; }
 
 std::string apply_stack_op(CfiState& s, const StackOp& op, bool in_function, bool next_is_hint) {
   if (s.cfa.base == kUndefined) return in_function ? "undefined stack state" : std::string();

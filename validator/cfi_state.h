@@ -18,6 +18,9 @@ inline constexpr int kUndefined = -1;
 inline constexpr int kCfa = -2;
 inline constexpr int kSpIndirect = -3;
 inline constexpr int kBpIndirect = -4;
+// The CFA of the ABI's outermost frame after `and $-N,%rsp` with rbp known 0 (_start): nothing above it
+// to unwind to, so the CFA is not needed; rbp = 0 is what ends a walk there (framecert's own rule).
+inline constexpr int kOutermost = -5;
 inline constexpr int kSp = 4;
 inline constexpr int kBp = 5;
 inline constexpr int kRa = 16;  // the return address "register"
@@ -53,6 +56,10 @@ struct CfiState {
   bool drap = false;
   uint8_t type = 0;  // unwind-hint type: kHintCall, kHintRegs, kHintRegsPartial
   bool end = false;  // an unwind hint marked this as the end of the stack
+  // rbp was zeroed (xor %ebp,%ebp...) and not written since, on the path the checker followed here. Only
+  // for the outermost-frame form; paths meeting with different values are re-judged by rbp_flow, which
+  // meets them soundly (frame_pointer_check.h, check_outermost_frames).
+  bool bp_zero = false;
 
   // The state at a function's entry: CFA = rsp + 8, the return address at CFA - 8.
   static CfiState function_entry();
@@ -72,12 +79,17 @@ std::string describe(const CfiState& s);
 // `in_function`: the instruction belongs to an STT_FUNC symbol; `next_is_hint`: an unwind hint follows.
 std::string apply_stack_op(CfiState& s, const StackOp& op, bool in_function, bool next_is_hint);
 
+// `and $-N,%rsp` that apply_stack_op accepts only because rbp is known 0 (the outermost frame's form).
+bool is_outermost_realignment(const CfiState& before, const StackOp& op);
+// A call from the outermost frame with rbp still 0: there is no caller a frame-pointer walk could skip.
+bool is_outermost_call(const CfiState& before);
+
 }  // namespace framecert
 
 namespace framecert {
 inline bool operator==(const CfiState& a, const CfiState& b) {
   return a.regs == b.regs && a.vals == b.vals && a.cfa == b.cfa && a.stack_size == b.stack_size &&
          a.drap_reg == b.drap_reg && a.drap_offset == b.drap_offset && a.bp_scratch == b.bp_scratch &&
-         a.drap == b.drap && a.type == b.type && a.end == b.end;
+         a.drap == b.drap && a.type == b.type && a.end == b.end && a.bp_zero == b.bp_zero;
 }
 }  // namespace framecert

@@ -207,6 +207,8 @@ class FunctionChecker {
           if (auto m = apply_stack_op(item.state, in.insn.ops[k], in.func != kNone, next_is_hint); !m.empty())
             return stop(i, m, item);
       }
+      const bool outermost_call = is_outermost_call(item.state);
+      if (in.insn.writes(Reg::Bp)) item.state.bp_zero = in.insn.zeroes_bp;
 
       switch (in.insn.is_iret && in.func != kNone ? InsnKind::Other : in.insn.kind) {
         case InsnKind::Return:
@@ -218,7 +220,8 @@ class FunctionChecker {
         case InsnKind::Call:
         case InsnKind::CallIndirect:
           if (item.df && !violation(i, fmt::format("call to {}() with DF set", callee_name(in)), item)) return false;
-          if (func != kNone && !is_special_call(in) && !item.state.has_valid_frame() &&
+          // From the outermost frame (rbp 0 after realignment) no caller can be skipped: nothing is above.
+          if (func != kNone && !is_special_call(in) && !item.state.has_valid_frame() && !outermost_call &&
               !violation(i, "call without frame pointer save/setup", item))
             return false;
           if (in.dead_end) return true;

@@ -39,6 +39,9 @@ struct Encoding {
   int32_t disp = 0;  // sign-extended, 0 when absent
   int32_t imm = 0;   // first immediate, sign-extended from its encoded size (the kernel keeps an int)
   bool has_imm = false;
+  uint16_t enter_size = 0;  // enter's imm16 frame size, unsigned
+  uint8_t enter_level = 0;  // enter's imm8 nesting level
+  bool operand_16 = false;  // a 66 prefix made the operand size 16 bits (push/pop of 2 bytes)
 
   bool mod_is_mem() const { return mod != 3; }
   bool mod_is_reg() const { return mod == 3; }
@@ -165,6 +168,11 @@ Encoding extract(std::span<const uint8_t> bytes, const ZydisDecodedInstruction& 
     e.has_imm = true;
     e.imm = read_signed(bytes, zi.raw.imm[0].offset, zi.raw.imm[0].size);
   }
+  if (zi.raw.imm[0].size == 16 && zi.raw.imm[1].size == 8) {  // enter's two immediates
+    e.enter_size = static_cast<uint16_t>(bytes[zi.raw.imm[0].offset] | bytes[zi.raw.imm[0].offset + 1] << 8);
+    e.enter_level = bytes[zi.raw.imm[1].offset];
+  }
+  e.operand_16 = zi.operand_width == 16;
   return e;
 }
 
@@ -356,6 +364,15 @@ void decode_legacy(const Encoding& e, Insn& insn) {
       break;
     case 0x0f:
       decode_0f(e, insn);
+      break;
+    case 0xc8:  // enter $N,$0: push %rbp; mov %rsp,%rbp; sub $N,%rsp (framecert's own: objtool has no ops)
+      // Other nesting levels also copy frame pointers from the enclosing frames; the CPU takes the level
+      // modulo 32, so only an encoded 0 is exactly the three-instruction prologue.
+      if (e.enter_level == 0 && !e.operand_16) {
+        add_op(insn, Src::Reg, Reg::Bp, 0, Dst::Push);
+        add_op(insn, Src::Reg, Reg::Sp, 0, Dst::Reg, Reg::Bp);
+        if (e.enter_size != 0) add_op(insn, Src::Add, Reg::Sp, -static_cast<int64_t>(e.enter_size), Dst::Reg, Reg::Sp);
+      }
       break;
     case 0xc9:  // leave: mov %rbp,%rsp; pop %rbp
       add_op(insn, Src::Reg, Reg::Bp, 0, Dst::Reg, Reg::Sp);

@@ -20,4 +20,22 @@ void check_frame_pointer_kept(const DecodedObject& obj, const std::vector<uint8_
   }
 }
 
+void check_outermost_frames(const DecodedObject& obj, const std::vector<uint8_t>& bp, CheckResult& result) {
+  for (size_t i = 0; i < obj.insns.size(); ++i) {
+    const Instruction& in = obj.insns[i];
+    if (in.func == kNone || in.ignore || result.state_of_insn[i] < 0) continue;
+    const int32_t f = obj.parent_of(in.func);
+    if (result.function_failed[f] || bp[i] == static_cast<uint8_t>(BpValue::Zero)) continue;
+    const CfiState& s = result.states[result.state_of_insn[i]];
+    const char* message = nullptr;
+    if (in.insn.op_count == 1 && is_outermost_realignment(s, in.insn.ops[0]))
+      message = "unsupported stack pointer realignment";
+    else if (in.is_call() && is_outermost_call(s))
+      message = "call without frame pointer save/setup";
+    if (!message) continue;
+    result.findings.push_back(obj.finding_at(in, message));
+    result.function_failed[f] = true;
+  }
+}
+
 }  // namespace framecert

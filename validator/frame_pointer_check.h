@@ -19,4 +19,10 @@ inline constexpr const char* kFramePointerOverwritten = "call with frame pointer
 // Appends the findings to result.findings and marks their functions failed. `bp`: rbp_values(obj, result).
 void check_frame_pointer_kept(const DecodedObject& obj, const std::vector<uint8_t>& bp, CheckResult& result);
 
+// The checker accepts the outermost frame's `and $-N,%rsp` and its calls (cfi_state.h,
+// is_outermost_realignment) on the rbp = 0 it saw along the path it followed first; where another path
+// meets it with a different rbp, only rbp_flow's meet is sound. Re-judges both with `bp` and reports
+// objtool's own finding where rbp is not 0 on every path. Appends to result.findings.
+void check_outermost_frames(const DecodedObject& obj, const std::vector<uint8_t>& bp, CheckResult& result);
+
 }  // namespace framecert

@@ -67,6 +67,9 @@ std::string_view kind_name(InsnKind k);
 //   mov %a, d(%b)        -> {Src::Reg a,              Dst::RegIndirect b d}   b in {rsp, rbp}, or a == rsp
 //   mov d(%a), %b        -> {Src::RegIndirect a d,    Dst::Reg b}       a in {rsp, rbp}
 //   leave                -> {Src::Reg rbp, Dst::Reg rsp}, {Src::Pop, Dst::Reg rbp}
+//   enter $N, $0         -> {Src::Reg rbp, Dst::Push}, {Src::Reg rsp, Dst::Reg rbp},
+//                           {Src::Add rsp -N, Dst::Reg rsp}: exactly push %rbp; mov %rsp,%rbp; sub $N,%rsp
+//                           (another nesting level or a 16-bit operand size: no ops, rsp and rbp written)
 //   call rel             -> {Src::Const, Dst::Push}  (the checker drops it once the call has a target)
 // Only 64-bit forms count; RIP-relative and SIB forms with an index register are not stack operations.
 struct StackOp {
@@ -98,7 +101,7 @@ struct Insn {
   // see rbp clobbered by instructions the StackOps do not describe.
   uint16_t written_regs = 0;
   uint8_t op_count = 0;
-  std::array<StackOp, 2> ops{};
+  std::array<StackOp, 3> ops{};  // three only for `enter`; every other instruction has at most two
 
   bool writes(Reg r) const { return r != Reg::None && (written_regs >> static_cast<int>(r)) & 1; }
   uint64_t end() const { return offset + length; }

@@ -30,17 +30,17 @@ BpValue transfer_bp(const Instruction& in, const CfiState& before, BpValue bp) {
   if (!in.insn.writes(Reg::Bp)) return bp;
   if (in.insn.zeroes_bp) return BpValue::Zero;
   CfiState after = before;
-  bool bp_op = false;
+  // The last op that writes rbp decides (enter's mov %rsp,%rbp is followed by its sub from rsp).
+  const StackOp* last = nullptr;
   for (int k = 0; k < in.insn.op_count; ++k) {
     const StackOp& op = in.insn.ops[k];
     apply_stack_op(after, op, true, false);
-    if (op.dst == StackOp::Dst::Reg && op.dst_reg == Reg::Bp) bp_op = true;
+    if (op.dst == StackOp::Dst::Reg && op.dst_reg == Reg::Bp) last = &op;
   }
-  if (!bp_op) return BpValue::Unknown;  // rbp written in a way the stack model does not describe
-  const StackOp& last = in.insn.ops[in.insn.op_count - 1];
-  switch (last.src) {
+  if (!last) return BpValue::Unknown;  // rbp written in a way the stack model does not describe
+  switch (last->src) {
     case StackOp::Src::Reg:  // mov %rsp,%rbp (or lea 0(%rsp),%rbp)
-      return last.src_reg == Reg::Sp && after.has_valid_frame() ? BpValue::Frame : BpValue::Unknown;
+      return last->src_reg == Reg::Sp && after.has_valid_frame() ? BpValue::Frame : BpValue::Unknown;
     case StackOp::Src::Pop:          // pop %rbp, leave
     case StackOp::Src::RegIndirect:  // mov disp(%rsp),%rbp
       // The caller's value is back only if the save slot was what got loaded (the save is then forgotten).

@@ -61,6 +61,7 @@ Result<ObjectReport> check_object(const std::string& path, const CheckOptions& o
   const std::vector<uint8_t> bp = rbp_values(obj, result);
   if (!whole_object_fatal) {
     check_frame_pointer_kept(obj, bp, result);
+    check_outermost_frames(obj, bp, result);
     report.findings = first_per_function(result.findings);
   }
   report.findings.insert(report.findings.begin(), obj.notes.begin(), obj.notes.end());

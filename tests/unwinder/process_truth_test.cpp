@@ -329,6 +329,39 @@ TEST(ProcessTruth, ReturnAddressWithoutSymbolOrMetadata) {
   EXPECT_TRUE(r->threads[5].unwind.trace.verdict.reliable) << verdict_text(r->threads[5].unwind.trace.verdict);
 }
 
+// Issue 14: frames objtool 6.1 does not model. _start zeroes rbp and realigns rsp before its call (as glibc's
+// _start does), es_main sets up its frame with `enter $16,$0`: both walks reach _start and end there.
+TEST(ProcessTruth, EnterFrameAndRealignedStartAreReliable) {
+  Child child(kPrograms + "/fc_enter_start");
+  ASSERT_TRUE(child.ready()) << child.ready_line();
+  ASSERT_TRUE(child.wait_parked(1, 1));
+  std::shared_ptr<MetadataCache> cache;
+  auto r = walk_process(child.pid(), validator_metadata(cache), {});
+  ASSERT_TRUE(r) << r.error();
+  ASSERT_EQ(r->threads.size(), 1u);
+  const Unwind& u = r->threads[0].unwind;
+  EXPECT_TRUE(u.trace.verdict.reliable) << verdict_text(u.trace.verdict);
+  EXPECT_EQ(symbols(u.trace), (Names{"es_leaf", "es_main", "_start"}));
+  EXPECT_TRUE(u.cfa_trace.verdict.reliable) << verdict_text(u.cfa_trace.verdict);
+  EXPECT_EQ(symbols(u.cfa_trace), (Names{"es_leaf", "es_main", "_start"}));
+}
+
+// The same program with `enter $16,$1`: a nesting level framecert does not model, so es_main's call is
+// one without a frame and the walk is not reliable.
+TEST(ProcessTruth, EnterWithNestingLevelIsNotAFrame) {
+  Child child(kPrograms + "/fc_enter_nested");
+  ASSERT_TRUE(child.ready()) << child.ready_line();
+  ASSERT_TRUE(child.wait_parked(1, 1));
+  std::shared_ptr<MetadataCache> cache;
+  auto r = walk_process(child.pid(), validator_metadata(cache), {});
+  ASSERT_TRUE(r) << r.error();
+  ASSERT_EQ(r->threads.size(), 1u);
+  const Verdict& v = r->threads[0].unwind.trace.verdict;
+  EXPECT_FALSE(v.reliable);
+  EXPECT_EQ(reason_name(v.reason), "no-frame-at-call-site") << verdict_text(v);
+  EXPECT_EQ(v.frame, 1);
+}
+
 // Separate debug files found by build-id: Debian's stripped libc has no symbol for start_thread (only
 // .dynsym); libc6-dbg's /usr/lib/debug/.build-id/xx/yyyy.debug has. Symbols only: the metadata still comes
 // from the validator's view of the stripped file, so the verdict at that frame is unchanged.

@@ -47,6 +47,56 @@ TEST(Metadata, RbpOverwrittenAfterSetupIsNoFrameAtTheCall) {
   EXPECT_TRUE(calls[1].has(md::kCallBpZero)) << "xor %ebp,%ebp before the second call";
 }
 
+// enter $32,$0 is push %rbp; mov %rsp,%rbp; sub $32,%rsp: the frame, with rbp holding it, right after it.
+TEST(Metadata, EnterLevelZeroSetsUpTheFrame) {
+  FrameTable t = metadata_of("differs_enter_frame.S");
+  // f: enter; call; mov %rax,-8(%rbp); call; leave; ret
+  EXPECT_EQ(state(t, 0), (FrameState{CfaBase::Sp, 8, 0, md::kBpUnchanged}));
+  EXPECT_EQ(state(t, 4), (FrameState{CfaBase::Bp, 16, -16, md::kBpIsFrame | md::kBpSaved}));
+  EXPECT_EQ(state(t, 0x12), (FrameState{CfaBase::Bp, 16, -16, md::kBpIsFrame | md::kBpSaved}));
+  EXPECT_EQ(state(t, 0x13), (FrameState{CfaBase::Sp, 8, 0, md::kBpUnchanged}));
+  const auto& calls = t.sections.at(0).calls;
+  ASSERT_EQ(calls.size(), 3u);
+  for (int k = 0; k < 2; ++k) {
+    EXPECT_TRUE(calls[k].has(md::kCallFrameValid)) << k;
+    // The exact frame size: return address, saved rbp and the 32 bytes enter reserved.
+    EXPECT_TRUE(calls[k].has(md::kCallSpDepth) && calls[k].has(md::kCallBpDepth)) << k;
+    EXPECT_EQ(calls[k].sp_depth, 48) << k;
+    EXPECT_EQ(calls[k].bp_depth, 16) << k;
+  }
+  // g: enter $16,$1 (nesting level 1) is not modelled: no frame, and rbp holds something unknown.
+  EXPECT_FALSE(calls[2].has(md::kCallFrameValid));
+  EXPECT_FALSE(state(t, 0x18).has(md::kBpIsFrame));
+  for (const auto& f : t.functions) EXPECT_EQ(f.has(md::kFuncCertified), f.name == "f") << f.name;
+}
+
+// _start: xor %ebp,%ebp; and $-16,%rsp; push; push; call main. No CFA rule after the realignment, but rbp
+// known 0 there and at the call: the unwinder ends the stack on rbp = 0 (kBpZero, kCallBpZero).
+TEST(Metadata, OutermostRealignmentKeepsRbpZero) {
+  FrameTable t = metadata_of("differs_outermost_realign.S");
+  EXPECT_EQ(state(t, 2), (FrameState{CfaBase::Sp, 8, 0, md::kBpZero}));
+  for (uint64_t at : {6, 7, 8}) {
+    const FrameState s = state(t, at);
+    EXPECT_EQ(s.cfa_base, CfaBase::Other) << at;
+    EXPECT_TRUE(s.has(md::kBpZero)) << at;
+    EXPECT_FALSE(s.has(md::kEndOfStack)) << at << ": rbp = 0 ends the walk, checked at run time; no hint";
+  }
+  const auto& calls = t.sections.at(0).calls;
+  ASSERT_EQ(calls.size(), 1u);
+  EXPECT_TRUE(calls[0].has(md::kCallBpZero));
+  EXPECT_FALSE(calls[0].has(md::kCallFrameValid));
+  EXPECT_FALSE(calls[0].has(md::kCallSpDepth));
+  ASSERT_EQ(t.functions.size(), 1u);
+  EXPECT_TRUE(t.functions[0].has(md::kFuncCertified)) << t.functions[0].finding;
+}
+
+// The same realignment where rbp is not 0 on every path: no rbp = 0 after it, so nothing ends a walk there.
+TEST(Metadata, RealignmentWithoutZeroedRbpProvesNothing) {
+  FrameTable t = metadata_of("bad_realign_bp_not_zero.S");
+  for (const auto& c : t.sections.at(0).calls) EXPECT_FALSE(c.has(md::kCallBpZero)) << c.return_offset;
+  for (const auto& f : t.functions) EXPECT_FALSE(f.has(md::kFuncCertified)) << f.name;
+}
+
 TEST(Metadata, FramelessCallIsRecordedAsNoFrame) {
   FrameTable t = metadata_of("bad_call_no_frame.S");
   bool any_call = false;
