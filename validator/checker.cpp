@@ -155,6 +155,10 @@ class FunctionChecker {
           return false;
         }
         if (func != kNone && in.ignore) return stop(i, "BUG: why am I validating an ignored function?", item);
+        // The outermost frame's path (glibc's _start: `call *__libc_start_main; hlt`) ends with its function:
+        // its state (no CFA, rbp 0) says nothing about code in no function after it (crtstuff's sizeless
+        // helpers), and must not become that code's metadata.
+        if (func != kNone && in.func == kNone && item.state.cfa.base == cfi::kOutermost) return true;
         if (silent_) {
           // Paths of the silent pass end where another silent path was, or where the state conflicts
           // with what the checking pass recorded; elsewhere they continue through checked code.

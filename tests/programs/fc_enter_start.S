@@ -43,9 +43,12 @@ es_leaf:
         leaq    es_ready(%rip), %rsi
         movl    $6, %edx
         syscall
-1:      movl    $34, %eax               # pause(), forever
-        syscall
-        jmp     1b
+1:      movl    $34, %eax               # pause(), forever: it never returns 0 (a path back keeps es_leaf
+        syscall                         # returning, so es_main's leave is reachable code to the validator)
+        testq   %rax, %rax
+        jnz     1b
+        popq    %rbp
+        ret
         .size   es_leaf, .-es_leaf
 
         .section .rodata
