@@ -76,37 +76,6 @@ Depth transfer(const Instruction& in, Depth d) {
   return d;
 }
 
-// Where execution may go after `i`, as the checker follows it.
-void successors(const DecodedObject& obj, int32_t i, std::vector<int32_t>& out) {
-  out.clear();
-  const Instruction& in = obj.insns[i];
-  if (!in.ignore_alts) {
-    for (int32_t t : in.alts) out.push_back(t);
-    for (int32_t t : in.table_targets) out.push_back(t);
-    if (in.skip_orig && !in.alts.empty()) return;
-  }
-  const int32_t next = obj.next_to_validate(i);
-  const bool sibling = in.func != kNone && in.sibling_target;
-  switch (in.insn.kind) {
-    case InsnKind::Return:
-    case InsnKind::JumpIndirect:
-      return;
-    case InsnKind::ContextSwitch:
-      if (in.insn.is_iret && in.func != kNone) break;
-      if (in.func != kNone && next != kNone && obj.insns[next].hint) break;
-      return;
-    case InsnKind::Jump:
-      if (!sibling && in.jump_dest != kNone) out.push_back(in.jump_dest);
-      return;
-    case InsnKind::JumpConditional:
-      if (!sibling && in.jump_dest != kNone) out.push_back(in.jump_dest);
-      break;
-    default:
-      break;
-  }
-  if (!in.dead_end && next != kNone) out.push_back(next);
-}
-
 // An indirect jump of a function whose destinations the pass cannot see (it may come back into the
 // function at any depth). One in code outside every function that a path runs into — a PLT stub, a
 // kernel alternative's replacement — leaves for another function's entry.
@@ -142,7 +111,7 @@ std::unordered_map<int32_t, CallDepth> call_depths(const DecodedObject& obj, con
       const Instruction& in = obj.insns[i];
       if (unfollowable(in)) gave_up[f] = 1;
       const Depth out = transfer(in, at[i]);
-      successors(obj, i, succ);
+      followed_successors(obj, i, succ);
       for (int32_t s : succ) {
         if (s < 0 || s >= n) continue;
         const Instruction& to = obj.insns[s];

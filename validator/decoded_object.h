@@ -127,6 +127,11 @@ std::vector<std::pair<uint32_t, uint32_t>> instruction_ranges(const DecodedObjec
 // build_decoded_object().
 void read_ignore_alternatives(DecodedObject& obj);
 void read_special_sections(DecodedObject& obj);  // .altinstructions, __jump_table, __ex_table
+
+// Where execution may go after instruction `i`, as the checker follows it (alternatives, switch-table cases,
+// the branch target unless it is a sibling call, the fall-through unless a dead end): the edges the passes
+// over the checked paths (rbp_flow, call_depth) walk.
+void followed_successors(const DecodedObject& obj, int32_t i, std::vector<int32_t>& out);
 void read_intra_function_calls(DecodedObject& obj);
 void read_dead_ends(DecodedObject& obj);  // .discard.unreachable / .discard.reachable
 void read_unwind_hints(DecodedObject& obj);

@@ -78,36 +78,6 @@ Flow transfer(const Instruction& in, const CfiState& before, const Flow& f) {
   return out;
 }
 
-void successors(const DecodedObject& obj, int32_t i, std::vector<int32_t>& out) {
-  out.clear();
-  const Instruction& in = obj.insns[i];
-  if (!in.ignore_alts) {
-    for (int32_t t : in.alts) out.push_back(t);
-    for (int32_t t : in.table_targets) out.push_back(t);
-    if (in.skip_orig && !in.alts.empty()) return;
-  }
-  const int32_t next = obj.next_to_validate(i);
-  const bool sibling = in.func != kNone && in.sibling_target;
-  switch (in.insn.kind) {
-    case InsnKind::Return:
-    case InsnKind::JumpIndirect:
-      return;
-    case InsnKind::ContextSwitch:
-      if (in.insn.is_iret && in.func != kNone) break;
-      if (in.func != kNone && next != kNone && obj.insns[next].hint) break;
-      return;
-    case InsnKind::Jump:
-      if (!sibling && in.jump_dest != kNone) out.push_back(in.jump_dest);
-      return;
-    case InsnKind::JumpConditional:
-      if (!sibling && in.jump_dest != kNone) out.push_back(in.jump_dest);
-      break;
-    default:
-      break;
-  }
-  if (!in.dead_end && next != kNone) out.push_back(next);
-}
-
 }  // namespace
 
 std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) {
@@ -143,7 +113,7 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
     work.pop_front();
     if (r.state_of_insn[i] < 0) continue;
     const Flow out = transfer(obj.insns[i], r.states[r.state_of_insn[i]], flow[i]);
-    successors(obj, i, succ);
+    followed_successors(obj, i, succ);
     for (int32_t s : succ) {
       if (s < 0 || !r.visited[s] || obj.insns[s].hint || !same_function(i, s)) continue;
       const Flow merged = value[s] == kBpUnset ? out : meet(flow[s], out);
