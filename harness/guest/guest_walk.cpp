@@ -34,10 +34,10 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   if (!layout) return tl::unexpected(layout.error());
   w->layout_ = *layout;
   // vmlinux read once: its segments and function symbols (the code map below) and the kernel globals.
-  auto image =
-      read_elf_image(config.vmlinux, {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask", "current_task",
-                                      "init_top_pgt", "ret_from_fork", "__start_init_task", "__end_init_task",
-                                      "return_to_handler", "arch_rethook_trampoline", "__kretprobe_trampoline"});
+  auto image = read_elf_image(
+      config.vmlinux, {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask", "current_task",
+                       "init_top_pgt", "ret_from_fork", "__start_init_task", "__end_init_task", "return_to_handler",
+                       "arch_rethook_trampoline", "__kretprobe_trampoline", "secondary_startup_64"});
   if (!image) return tl::unexpected(image.error());
   const auto& named = image->named;
   auto sym = [&](const char* n) { return named.count(n) ? named.at(n) : 0; };
@@ -47,12 +47,6 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   w->globals_ = KernelGlobals{sym("init_task"), sym("runqueues"), sym("__per_cpu_offset"), sym("__cpu_online_mask"),
                               sym("current_task")};
   w->ret_from_fork_ = sym("ret_from_fork");
-  // An idle task's stack ends at head_64.S's marker: its address, found once with the validator's decoder.
-  if (auto marker = find_idle_end_marker(config.vmlinux)) {
-    w->idle_marker_ = *marker;
-  } else {
-    w->prepare_warnings_.push_back(fmt::format("idle tasks' stack end unknown: {}", marker.error()));
-  }
   // The tracers' trampolines (absent from a kernel without them: 0, never matched).
   w->trampolines_ =
       HookTrampolines{sym("return_to_handler"), sym("arch_rethook_trampoline"), sym("__kretprobe_trampoline")};
@@ -76,6 +70,20 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   if (!self || self->value != w->kernel_cr3_)
     return fail("init_top_pgt at physical {:#x} does not map itself: not this kernel's RAM, or KASLR", w->kernel_cr3_);
   w->memory_ = std::make_unique<GuestVirtualMemory>(*w->ram_, w->kernel_cr3_);
+  // An idle task's stack ends at head_64.S's marker: its address, found once with the validator's decoder in
+  // the kernel text the guest runs (vmlinux is not read a second time for it).
+  if (const uint64_t head = sym("secondary_startup_64")) {
+    std::vector<uint8_t> code(kIdleMarkerSearch);
+    code.resize(w->memory_->read(RemoteAddr(head), code.data(), code.size()));
+    if (auto marker = find_idle_end_marker(code, head)) {
+      w->idle_marker_ = *marker;
+    } else {
+      w->prepare_warnings_.push_back(fmt::format("idle tasks' stack end unknown: {}", marker.error()));
+    }
+  } else {
+    w->prepare_warnings_.push_back(
+        fmt::format("idle tasks' stack end unknown: {}: no secondary_startup_64", config.vmlinux));
+  }
 
   // vmlinux: every executable segment, one metadata table for all.
   // A module's calls into the kernel are relocations to names: resolved against the names vmlinux has once.

@@ -22,6 +22,8 @@
 
 #include <elf.h>
 
+#include "validator/idle_marker.h"
+
 namespace framecert {
 
 // Readable failure output.
@@ -617,6 +619,19 @@ TEST(InsnNames, RegAndKindNames) {
   EXPECT_EQ(kind_name(InsnKind::ContextSwitch), "context-switch");
   EXPECT_EQ(kind_name(InsnKind::Endbr), "endbr");
   EXPECT_EQ(kind_name(InsnKind::Cld), "cld");
+}
+
+// head_64.S's shape: xor %ebp,%ebp; pushq $marker; lretq; marker: ... The marker is the address after the
+// lretq; a near ret, or bytes that do not decode, give no marker (never a guess).
+TEST(IdleMarker, IsTheAddressAfterTheFirstFarReturn) {
+  const std::vector<uint8_t> head = {0x31, 0xed, 0x68, 0x78, 0x56, 0x34, 0x12, 0x48, 0xcb, 0x90};
+  auto marker = find_idle_end_marker(head, 0xffffffff81000100);
+  ASSERT_TRUE(marker.has_value()) << marker.error();
+  EXPECT_EQ(*marker, 0xffffffff81000109u);
+  const std::vector<uint8_t> near_ret = {0x31, 0xed, 0xc3, 0x90};
+  EXPECT_FALSE(find_idle_end_marker(near_ret, 0x1000).has_value());
+  const std::vector<uint8_t> garbage = {0x31, 0xed, 0x0f, 0xff};
+  EXPECT_FALSE(find_idle_end_marker(garbage, 0x1000).has_value());
 }
 
 }  // namespace
