@@ -39,30 +39,29 @@ struct Target {
 // Where a relocation points: its symbol's section and offset plus the addend.
 std::optional<Target> target_of(const DecodedObject& obj, const ElfReloc* r) {
   if (!r) return std::nullopt;
-  const ElfSymbol& s = obj.symbol(r->symbol);
+  const ElfSymbol& s = obj.symbol(r->symbol());
   if (!s.defined()) return std::nullopt;
   return Target{s.section, s.offset + static_cast<uint64_t>(r->addend)};
 }
 
 // The instruction a .discard.* entry names (a section symbol plus an offset), or kNone.
 int32_t annotated_insn(const DecodedObject& obj, const ElfReloc& r, bool* section_symbol) {
-  const ElfSymbol& s = obj.symbol(r.symbol);
+  const ElfSymbol& s = obj.symbol(r.symbol());
   *section_symbol = s.type == STT_SECTION;
   return obj.find_insn(s.section, static_cast<uint64_t>(r.addend));
 }
 
-const std::vector<ElfReloc>* annotation_relocs(const DecodedObject& obj, const char* name) {
+// The relocations of the annotation section `name` (empty when the object has none).
+std::span<const ElfReloc> annotation_relocs(const DecodedObject& obj, const char* name) {
   const ElfSection* sec = obj.elf->section_by_name(name);
-  return sec ? &obj.elf->relocs_for(sec->index) : nullptr;
+  return sec ? obj.elf->relocs_for(sec->index) : std::span<const ElfReloc>();
 }
 
 // Calls `f(instruction index)` for every instruction a .discard.* section names; a malformed entry is
 // objtool's "bad ... entry" and stops the object's check.
 template <typename F>
 void for_each_annotated_insn(DecodedObject& obj, const char* section, const char* what, F f) {
-  const auto* relocs = annotation_relocs(obj, section);
-  if (!relocs) return;
-  for (const ElfReloc& r : *relocs) {
+  for (const ElfReloc& r : annotation_relocs(obj, section)) {
     bool section_symbol = false;
     const int32_t i = annotated_insn(obj, r, &section_symbol);
     if (!section_symbol || i == kNone) {
@@ -87,7 +86,7 @@ void add_group_alternative(DecodedObject& obj, int32_t orig, int32_t repl, uint6
   const int32_t after = obj.next_in_section(last_orig);
   if (!has_new) {
     // An empty replacement: the original is patched to nops, execution continues after it.
-    if (after != kNone) o.alts.push_back(after);
+    if (after != kNone) obj.extra_for(orig).alts.push_back(after);
     return;
   }
   int32_t last_new = repl;
@@ -98,17 +97,17 @@ void add_group_alternative(DecodedObject& obj, int32_t orig, int32_t repl, uint6
     r.func = o.func;
     const bool static_jump = r.insn.kind == InsnKind::Jump || r.insn.kind == InsnKind::JumpConditional;
     // Only a jump encoded with a displacement (not one a relocation fills in) can aim at the end.
-    if (static_jump && r.insn.has_target && r.insn.target != r.insn.end() && r.insn.target == new_end) {
+    if (static_jump && r.insn.has_target && r.insn.target() != r.insn.end() && r.insn.target() == new_end) {
       // A jump to the end of the replacement lands after the original once patched in.
       if (after == kNone) {
         obj.fatal.push_back(structural_error(obj, r, "can't find alternative jump destination"));
         continue;
       }
-      r.jump_dest = after;
+      r.set_jump_dest(after);
     }
   }
-  obj.insns[last_new].alt_next = after;
-  o.alts.push_back(repl);
+  obj.extra_for(last_new).alt_next = after;
+  obj.extra_for(orig).alts.push_back(repl);
 }
 
 }  // namespace
@@ -182,12 +181,13 @@ void read_special_sections(DecodedObject& obj) {
         }
         // A nop can become a jump to the label's target; a jump can become a nop.
         if (o.insn.kind == InsnKind::Nop) {
-          o.alts.push_back(repl);
+          obj.extra_for(orig).alts.push_back(repl);
         } else if (orig + 1 < static_cast<int32_t>(obj.insns.size())) {
-          o.alts.push_back(orig + 1);
+          obj.extra_for(orig).alts.push_back(orig + 1);
         }
       } else {
-        o.alts.push_back(repl);  // the exception fixup runs with the state of the faulting instruction
+        obj.extra_for(orig).alts.push_back(
+            repl);  // the exception fixup runs with the state of the faulting instruction
       }
     }
   }
@@ -202,19 +202,18 @@ void read_intra_function_calls(DecodedObject& obj) {
     }
     // A jump that also pushes: it keeps the call's stack operation.
     in.insn.kind = InsnKind::Jump;
-    in.jump_dest = obj.find_insn(in.section, in.insn.target);
-    if (in.jump_dest == kNone)
+    in.set_jump_dest(obj.find_insn(obj.section_of(in), in.insn.target()));
+    if (in.jump_dest() == kNone)
       obj.fatal.push_back(structural_error(
-          obj, in, fmt::format("can't find call dest at {}+0x{:x}", obj.section_name(in.section), in.insn.target)));
+          obj, in,
+          fmt::format("can't find call dest at {}+0x{:x}", obj.section_name(obj.section_of(in)), in.insn.target())));
   });
 }
 
 void read_dead_ends(DecodedObject& obj) {
   for (auto [name, dead] : {std::pair{".discard.unreachable", true}, std::pair{".discard.reachable", false}}) {
-    const auto* relocs = annotation_relocs(obj, name);
-    if (!relocs) continue;
-    for (const ElfReloc& r : *relocs) {
-      const ElfSymbol& s = obj.symbol(r.symbol);
+    for (const ElfReloc& r : annotation_relocs(obj, name)) {
+      const ElfSymbol& s = obj.symbol(r.symbol());
       if (s.type != STT_SECTION) {
         obj.fatal.push_back(object_error(fmt::format("unexpected relocation symbol type in {}", name)));
         return;
@@ -261,7 +260,7 @@ void read_unwind_hints(DecodedObject& obj) {
       obj.fatal.push_back(object_error(fmt::format("can't find reloc for unwind_hints[{}]", n)));
       return;
     }
-    const int32_t i = obj.find_insn(obj.symbol(r->symbol).section, static_cast<uint64_t>(r->addend));
+    const int32_t i = obj.find_insn(obj.symbol(r->symbol()).section, static_cast<uint64_t>(r->addend));
     if (i == kNone) {
       obj.fatal.push_back(object_error(fmt::format("can't find insn for unwind_hints[{}]", n)));
       return;
@@ -285,10 +284,10 @@ void read_unwind_hints(DecodedObject& obj) {
     if (type == cfi::kHintEntry) type = cfi::kHintCall;
     if (type == cfi::kHintFunc) {
       obj.hint_states.push_back(CfiState::function_entry());
-      in.hint_state = static_cast<int32_t>(obj.hint_states.size() - 1);
+      obj.extra_for(i).hint_state = static_cast<int32_t>(obj.hint_states.size() - 1);
       continue;
     }
-    if (in.hint_state != kNone) carried = obj.hint_states[in.hint_state];
+    if (const int32_t h = obj.hint_state(in); h != kNone) carried = obj.hint_states[h];
     int base;
     switch (sp_reg) {  // ORC register numbers
       case 0:
@@ -323,7 +322,7 @@ void read_unwind_hints(DecodedObject& obj) {
     carried.type = type;
     carried.end = end;
     obj.hint_states.push_back(carried);
-    in.hint_state = static_cast<int32_t>(obj.hint_states.size() - 1);
+    obj.extra_for(i).hint_state = static_cast<int32_t>(obj.hint_states.size() - 1);
   }
 }
 

@@ -21,17 +21,16 @@ int32_t add(int32_t v, int64_t delta) { return known(v) ? static_cast<int32_t>(v
 int32_t meet(int32_t a, int32_t b) { return a == kUnreached ? b : b == kUnreached ? a : a == b ? a : kUnknown; }
 
 // The depth after instruction `in`, from the depth before it.
-Depth transfer(const Instruction& in, Depth d) {
+Depth transfer(const DecodedObject& obj, const Instruction& in, Depth d) {
   const Insn& x = in.insn;
   if (x.kind == InsnKind::Call || x.kind == InsnKind::CallIndirect) {
     // The callee returns with rsp where it was and rbp preserved. A call that kept its push is one the
     // decoder could not resolve (its function is reported broken): not followed.
-    return x.op_count == 0 ? d : Depth{kUnknown, kUnknown};
+    return obj.ops(in).empty() ? d : Depth{kUnknown, kUnknown};
   }
   if (x.is_iret) return Depth{kUnknown, kUnknown};  // sync_core()'s iret to self: rare, not modelled
   bool sp_done = false, bp_done = false;
-  for (int k = 0; k < x.op_count; ++k) {
-    const StackOp& op = x.ops[k];
+  for (const StackOp& op : obj.ops(in)) {
     using Src = StackOp::Src;
     using Dst = StackOp::Dst;
     if (op.dst == Dst::Push || op.dst == Dst::PushF) {
@@ -79,9 +78,9 @@ Depth transfer(const Instruction& in, Depth d) {
 // An indirect jump of a function whose destinations the pass cannot see (it may come back into the
 // function at any depth). One in code outside every function that a path runs into — a PLT stub, a
 // kernel alternative's replacement — leaves for another function's entry.
-bool unfollowable(const Instruction& in) {
+bool unfollowable(const DecodedObject& obj, const Instruction& in) {
   if (in.insn.kind != InsnKind::JumpIndirect || in.retpoline_jump || in.func == kNone) return false;
-  return in.ignore_alts || in.table_targets.empty();
+  return in.ignore_alts || obj.table_targets(in).empty();
 }
 
 }  // namespace
@@ -98,7 +97,7 @@ std::unordered_map<int32_t, CallDepth> call_depths(const DecodedObject& obj, con
     const Function& fn = obj.functions[f];
     if (fn.parent != f || !fn.canonical || fn.first_insn == fn.end_insn || fn.first_insn >= static_cast<uint32_t>(n))
       continue;
-    if (!r.visited[fn.first_insn] || obj.insns[fn.first_insn].insn.offset != fn.offset) continue;
+    if (!r.visited(fn.first_insn) || obj.insns[fn.first_insn].insn.offset != fn.offset) continue;
     const int32_t entry = static_cast<int32_t>(fn.first_insn);
     at[entry] = Depth{8, kUnknown};  // the return address; rbp is the caller's
     touched.push_back(entry);
@@ -109,8 +108,8 @@ std::unordered_map<int32_t, CallDepth> call_depths(const DecodedObject& obj, con
       work.pop_back();
       queued[i] = 0;
       const Instruction& in = obj.insns[i];
-      if (unfollowable(in)) gave_up[f] = 1;
-      const Depth out = transfer(in, at[i]);
+      if (unfollowable(obj, in)) gave_up[f] = 1;
+      const Depth out = transfer(obj, in, at[i]);
       followed_successors(obj, i, succ);
       for (int32_t s : succ) {
         if (s < 0 || s >= n) continue;

@@ -8,6 +8,7 @@
 #include <elf.h>
 
 #include <algorithm>
+#include <deque>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -22,6 +23,7 @@ struct PathNode {
   const char* what;
 };
 
+// The path being followed: its state in full.
 struct WorkItem {
   int32_t insn;
   CfiState state;
@@ -30,11 +32,16 @@ struct WorkItem {
   int32_t path;     // --explain: index into the path nodes
 };
 
-size_t hash_state(const CfiState& s) {
-  size_t h = static_cast<size_t>(s.cfa.base * 131 + s.cfa.offset) ^ (static_cast<size_t>(s.stack_size) << 20);
-  for (const auto& r : s.regs) h = h * 1000003u ^ static_cast<size_t>(r.base * 977 + r.offset);
-  return h ^ (s.bp_scratch ? 0x9e3779b9u : 0) ^ (s.drap ? 0x7f4a7c15u : 0);
-}
+// A path waiting on the stack (the other side of a branch): its state by id in the state table, so a
+// function with a million pending branches costs 12 bytes each, not a CfiState (docs/design.md, "Memory").
+struct Pending {
+  int32_t insn;
+  uint32_t state : 30;
+  uint32_t df : 1;
+  uint32_t after_alts : 1;
+  int32_t path;
+};
+static_assert(sizeof(Pending) == 12);
 
 class FunctionChecker {
  public:
@@ -50,19 +57,26 @@ class FunctionChecker {
     func_ = func;
     from_hint_ = from_hint;
     silent_ = silent;
-    if (silent && silent_seen_.size() != obj_.insns.size()) silent_seen_.assign(obj_.insns.size(), 0);
-    std::vector<WorkItem> stack;
+    if (silent && silent_seen_.size() != obj_.insns.size()) silent_seen_.assign(obj_.insns.size(), false);
+    stack_.clear();
     nodes_.clear();
-    stack.push_back({start, state, false, false, explain_ ? add_node(-1, start, "entry") : -1});
-    while (!stack.empty()) {
-      WorkItem item = stack.back();
-      stack.pop_back();
-      if (!follow(item, stack)) return false;
+    push({start, state, false, false, explain_ ? add_node(-1, start, "entry") : -1});
+    while (!stack_.empty()) {
+      const Pending p = stack_.back();
+      stack_.pop_back();
+      if (!follow({p.insn, out_.states[static_cast<int32_t>(p.state)], p.df != 0, p.after_alts != 0, p.path}))
+        return false;
     }
     return true;
   }
 
  private:
+  // A deque, not a vector: it grows without the doubling copy (a peak of 1.5x its size).
+  void push(const WorkItem& w) {
+    const int32_t id = out_.states.intern(w.state);
+    stack_.push_back({w.insn, static_cast<uint32_t>(id), w.df, w.after_alts, w.path});
+  }
+
   int32_t add_node(int32_t parent, int32_t insn, const char* what) {
     nodes_.push_back({parent, insn, what});
     return static_cast<int32_t>(nodes_.size() - 1);
@@ -70,7 +84,7 @@ class FunctionChecker {
 
   std::string where(int32_t i) const {
     const Instruction& in = obj_.insns[i];
-    if (in.func == kNone) return fmt::format("{}+0x{:x}", obj_.section_name(in.section), in.insn.offset);
+    if (in.func == kNone) return fmt::format("{}+0x{:x}", obj_.section_name(obj_.section_of(in)), in.insn.offset);
     const Function& f = obj_.functions[in.func];
     return fmt::format("{}+0x{:x}", f.name, in.insn.offset - f.offset);
   }
@@ -111,15 +125,6 @@ class FunctionChecker {
     out_.findings.push_back(std::move(f));
   }
 
-  int32_t intern(const CfiState& s) {
-    auto& bucket = index_[hash_state(s)];
-    for (int32_t id : bucket)
-      if (out_.states[id] == s) return id;
-    out_.states.push_back(s);
-    bucket.push_back(static_cast<int32_t>(out_.states.size() - 1));
-    return bucket.back();
-  }
-
   bool is_sibling_call(const Instruction& in) const {
     if (in.func == kNone) return false;
     if (in.insn.kind == InsnKind::JumpIndirect) return !in.jump_table;
@@ -127,16 +132,17 @@ class FunctionChecker {
   }
 
   bool is_special_call(const Instruction& in) const {
-    if (in.insn.kind != InsnKind::Call || in.call_symbol == kNone) return false;
-    return obj_.symbol(static_cast<uint32_t>(in.call_symbol)).name == "__fentry__";
+    if (in.insn.kind != InsnKind::Call || in.call_symbol() == kNone) return false;
+    return obj_.symbol(static_cast<uint32_t>(in.call_symbol())).name == "__fentry__";
   }
 
   std::string callee_name(const Instruction& in) const {
-    return in.call_symbol == kNone ? "{dynamic}" : obj_.symbol(static_cast<uint32_t>(in.call_symbol)).name;
+    return std::string(in.call_symbol() == kNone ? "{dynamic}"
+                                                 : obj_.symbol(static_cast<uint32_t>(in.call_symbol())).name);
   }
 
   // Follows one path until it ends; pushes the other sides of branches. False at a finding.
-  bool follow(WorkItem item, std::vector<WorkItem>& stack) {
+  bool follow(WorkItem item) {
     const int32_t func = func_;
     if (item.insn < -1) {  // the fall-through of a conditional branch that ends its section
       if (item.state.cfa.base == cfi::kUndefined || silent_) return true;
@@ -163,10 +169,10 @@ class FunctionChecker {
           // Paths of the silent pass end where another silent path was, or where the state conflicts
           // with what the checking pass recorded; elsewhere they continue through checked code.
           if (silent_seen_[i]) return true;
-          silent_seen_[i] = 1;
-          if (out_.visited[i] && !in.hint && !mismatch_message(out_.states[out_.state_of_insn[i]], item.state).empty())
+          silent_seen_[i] = true;
+          if (out_.visited(i) && !in.hint && !mismatch_message(out_.states[out_.state_of_insn[i]], item.state).empty())
             return true;
-        } else if (out_.visited[i]) {
+        } else if (out_.visited(i)) {
           if (in.hint) return true;  // a hint asserts the state: paths may meet it with any other
           std::string m = mismatch_message(out_.states[out_.state_of_insn[i]], item.state);
           if (!m.empty()) {
@@ -177,25 +183,23 @@ class FunctionChecker {
           return true;
         }
         if (in.hint && !apply_hint(i, item)) return silent_;  // the silent pass just ends this path
-        if (!out_.visited[i]) {
-          out_.visited[i] = 1;
-          out_.state_of_insn[i] = intern(item.state);
-        }
-        if (from_hint_ && !silent_) out_.hint_reached[i] = 1;
-        const bool has_alts = !in.ignore_alts && (!in.alts.empty() || !in.table_targets.empty());
+        if (!out_.visited(i)) out_.state_of_insn[i] = out_.states.intern(item.state);
+        if (from_hint_ && !silent_) out_.hint_reached[i] = true;
+        const std::span<const int32_t> alts = obj_.alts(in), table_targets = obj_.table_targets(in);
+        const bool has_alts = !in.ignore_alts && (!alts.empty() || !table_targets.empty());
         if (has_alts) {
           // Alternatives and switch targets are explored first, each with the state before this
           // instruction; then (unless only the alternative can run) the instruction itself.
-          if (!in.skip_orig || in.alts.empty()) {
+          if (!in.skip_orig || alts.empty()) {
             WorkItem resume = item;
             resume.insn = i;
             resume.after_alts = true;
-            stack.push_back(resume);
+            push(resume);
           }
-          for (auto t = in.table_targets.rbegin(); t != in.table_targets.rend(); ++t)
-            stack.push_back({*t, item.state, item.df, false, explain_ ? add_node(item.path, i, "switch table") : -1});
-          for (auto t = in.alts.rbegin(); t != in.alts.rend(); ++t)
-            stack.push_back({*t, item.state, item.df, false, explain_ ? add_node(item.path, i, "alternative") : -1});
+          for (auto t = table_targets.rbegin(); t != table_targets.rend(); ++t)
+            push({*t, item.state, item.df, false, explain_ ? add_node(item.path, i, "switch table") : -1});
+          for (auto t = alts.rbegin(); t != alts.rend(); ++t)
+            push({*t, item.state, item.df, false, explain_ ? add_node(item.path, i, "alternative") : -1});
           return true;
         }
       }
@@ -203,12 +207,12 @@ class FunctionChecker {
 
       if (in.insn.is_iret && in.func != kNone) {
         // sync_core()'s iret to self pops the 5-word frame it built: a stack adjustment, not a switch.
-        StackOp pop_frame{StackOp::Src::Add, Reg::Sp, 40, StackOp::Dst::Reg, Reg::Sp, 0};
+        StackOp pop_frame{StackOp::Src::Add, Reg::Sp, StackOp::Dst::Reg, Reg::Sp, 40, 0};
         if (auto m = apply_stack_op(item.state, pop_frame, true, false); !m.empty()) return stop(i, m, item);
       } else {
         const bool next_is_hint = next != kNone && obj_.insns[next].hint;
-        for (int k = 0; k < in.insn.op_count; ++k)
-          if (auto m = apply_stack_op(item.state, in.insn.ops[k], in.func != kNone, next_is_hint); !m.empty())
+        for (const StackOp& op : obj_.ops(in))
+          if (auto m = apply_stack_op(item.state, op, in.func != kNone, next_is_hint); !m.empty())
             return stop(i, m, item);
       }
       const bool outermost_call = is_outermost_call(item.state);
@@ -234,11 +238,11 @@ class FunctionChecker {
         case InsnKind::JumpConditional:
           if (is_sibling_call(in)) {
             if (!sibling_ok(in, i, item)) return false;
-          } else if (in.jump_dest != kNone) {
+          } else if (in.jump_dest() != kNone) {
             if (in.insn.kind == InsnKind::Jump) {
               // The only way on: continue along the jump without growing the stack.
               if (explain_) item.path = add_node(item.path, i, "jump");
-              i = in.jump_dest;
+              i = in.jump_dest();
               continue;
             }
             // objtool follows the taken side first; the fall-through waits on the stack.
@@ -246,12 +250,12 @@ class FunctionChecker {
             fall.insn = next;
             if (explain_) fall.path = add_node(item.path, i, "branch not taken");
             if (next != kNone && !in.dead_end)
-              stack.push_back(fall);
+              push(fall);
             else if (next == kNone && !in.dead_end)
-              stack.push_back(end_marker(item, i));
-            item.insn = in.jump_dest;
+              push(end_marker(item, i));
+            item.insn = in.jump_dest();
             if (explain_) item.path = add_node(item.path, i, "branch taken");
-            i = in.jump_dest;
+            i = in.jump_dest();
             continue;
           }
           if (in.insn.kind == InsnKind::Jump) return true;
@@ -296,7 +300,7 @@ class FunctionChecker {
     Finding f;
     f.positional = false;
     f.function = func_ == kNone ? std::string() : obj_.functions[func_].name;
-    f.message = fmt::format("{}: unexpected end of section", obj_.section_name(in.section));
+    f.message = fmt::format("{}: unexpected end of section", obj_.section_name(obj_.section_of(in)));
     out_.findings.push_back(std::move(f));
   }
 
@@ -304,7 +308,7 @@ class FunctionChecker {
   bool apply_hint(int32_t i, WorkItem& item) {
     const Instruction& in = obj_.insns[i];
     if (!in.hint_restore) {
-      if (in.hint_state != kNone) item.state = obj_.hint_states[in.hint_state];
+      if (const int32_t h = obj_.hint_state(in); h != kNone) item.state = obj_.hint_states[h];
       return true;
     }
     int32_t save = kNone;
@@ -320,7 +324,7 @@ class FunctionChecker {
       stop(i, "no corresponding CFI save for CFI restore", item);
       return false;
     }
-    if (!out_.visited[save]) {
+    if (!out_.visited(save)) {
       stop(i, "objtool isn't smart enough to handle this CFI save/restore combo", item);
       return false;
     }
@@ -342,36 +346,37 @@ class FunctionChecker {
   int32_t func_ = kNone;
   bool silent_ = false;
   bool from_hint_ = false;
-  std::vector<uint8_t> silent_seen_;
+  std::vector<bool> silent_seen_;
   std::vector<PathNode> nodes_;
-  std::unordered_map<size_t, std::vector<int32_t>> index_;
+  std::deque<Pending> stack_;
 };
 
 bool is_call_to(const DecodedObject& obj, const Instruction& in, std::string_view name) {
-  return in.insn.kind == InsnKind::Call && in.call_symbol != kNone &&
-         obj.symbol(static_cast<uint32_t>(in.call_symbol)).name == name;
+  return in.insn.kind == InsnKind::Call && in.call_symbol() != kNone &&
+         obj.symbol(static_cast<uint32_t>(in.call_symbol())).name == name;
 }
 
 bool prev_is_dead_end(const DecodedObject& obj, int32_t i) {
   if (i <= 0) return false;
   const Instruction& p = obj.insns[i - 1];
   if (p.dead_end) return true;
-  if (p.call_func != kNone && p.insn.kind == InsnKind::Call && is_noreturn_function(obj, p.call_func)) return true;
-  return p.insn.kind == InsnKind::Call && p.call_symbol != kNone &&
-         is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(p.call_symbol)).name);
+  if (obj.call_func(p) != kNone && p.insn.kind == InsnKind::Call && is_noreturn_function(obj, obj.call_func(p)))
+    return true;
+  return p.insn.kind == InsnKind::Call && p.call_symbol() != kNone &&
+         is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(p.call_symbol())).name);
 }
 
 bool ignore_unreachable(const DecodedObject& obj, int32_t i) {
   const Instruction& in = obj.insns[i];
   if (in.ignore || in.insn.kind == InsnKind::Nop || in.insn.kind == InsnKind::Trap) return true;
-  const std::string& sec = obj.section_name(in.section);
+  const std::string_view sec = obj.section_name(obj.section_of(in));
   if (sec == ".altinstr_replacement" || sec == ".altinstr_aux") return true;
   if (in.func == kNone) return false;
   if (obj.functions[in.func].static_call_trampoline) return true;
   // A ud2 (or a jump to one) after a call that never returns is the compiler's "unreachable" trap.
   if (prev_is_dead_end(obj, i) &&
-      (in.insn.kind == InsnKind::Bug ||
-       (in.insn.kind == InsnKind::Jump && in.jump_dest != kNone && obj.insns[in.jump_dest].insn.kind == InsnKind::Bug)))
+      (in.insn.kind == InsnKind::Bug || (in.insn.kind == InsnKind::Jump && in.jump_dest() != kNone &&
+                                         obj.insns[in.jump_dest()].insn.kind == InsnKind::Bug)))
     return true;
   // Sanitizer calls that the compiler places on paths it knows are unreachable.
   int32_t k = i;
@@ -380,8 +385,8 @@ bool ignore_unreachable(const DecodedObject& obj, int32_t i) {
     if (is_call_to(obj, c, "__asan_handle_no_return") || is_call_to(obj, c, "__ubsan_handle_builtin_unreachable"))
       return true;
     if (c.insn.kind == InsnKind::Jump) {
-      if (c.jump_dest != kNone && obj.insns[c.jump_dest].func == c.func) {
-        k = c.jump_dest;
+      if (c.jump_dest() != kNone && obj.insns[c.jump_dest()].func == c.func) {
+        k = c.jump_dest();
         continue;
       }
       break;
@@ -398,9 +403,8 @@ bool ignore_unreachable(const DecodedObject& obj, int32_t i) {
 CheckResult check_functions(const DecodedObject& obj, bool explain) {
   CheckResult out;
   out.state_of_insn.assign(obj.insns.size(), -1);
-  out.visited.assign(obj.insns.size(), 0);
   out.function_failed.assign(obj.functions.size(), false);
-  out.hint_reached.assign(obj.insns.size(), 0);
+  out.hint_reached.assign(obj.insns.size(), false);
   // objtool's order: sections in header order, functions by address within each.
   std::vector<int32_t> order;
   for (int32_t f = 0; f < static_cast<int32_t>(obj.functions.size()); ++f) order.push_back(f);
@@ -426,7 +430,7 @@ CheckResult check_functions(const DecodedObject& obj, bool explain) {
       continue;
     }
     const Instruction& first = obj.insns[fn.first_insn];
-    if (first.insn.offset != fn.offset || first.ignore || out.visited[fn.first_insn]) continue;
+    if (first.insn.offset != fn.offset || first.ignore || out.visited(fn.first_insn)) continue;
     if (!checker.run(static_cast<int32_t>(fn.first_insn), f, CfiState::function_entry())) {
       out.function_failed[f] = true;
       checker.run(static_cast<int32_t>(fn.first_insn), f, CfiState::function_entry(), /*silent=*/true);
@@ -436,7 +440,7 @@ CheckResult check_functions(const DecodedObject& obj, bool explain) {
   if (obj.has_hints)
     for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
       const Instruction& in = obj.insns[i];
-      if (!in.hint || out.visited[i] || in.ignore) continue;
+      if (!in.hint || out.visited(i) || in.ignore) continue;
       if (!checker.run(i, in.func, CfiState{}, /*silent=*/false, /*from_hint=*/true) && in.func != kNone)
         out.function_failed[obj.parent_of(in.func)] = true;
     }
@@ -486,18 +490,18 @@ class SymbolHoles {
 bool in_ignored_hole(const DecodedObject& obj, const CheckResult& result, SymbolHoles& holes, int32_t i,
                      std::vector<uint8_t>& extra_ignore) {
   const Instruction& in = obj.insns[i];
-  const int64_t size = holes.hole_size(in.section, in.insn.offset);
+  const int64_t size = holes.hole_size(obj.section_of(in), in.insn.offset);
   if (size == 0) return false;
   if (size < 0) return true;
   const uint64_t end = in.insn.offset + static_cast<uint64_t>(size);
   for (int32_t k = obj.next_in_section(i); k != kNone; k = obj.next_in_section(k)) {
-    if (result.visited[k]) return true;
+    if (result.visited(k)) return true;
     const Instruction& c = obj.insns[k];
     if (c.insn.offset >= end) break;
     // A hole that jumps into a .cold part: that part is dead code of the dropped function too.
-    if (c.jump_dest != kNone && obj.insns[c.jump_dest].func != kNone &&
-        obj.functions[obj.insns[c.jump_dest].func].name.find(".cold") != std::string::npos) {
-      const Function& cold = obj.functions[obj.insns[c.jump_dest].func];
+    if (c.jump_dest() != kNone && obj.insns[c.jump_dest()].func != kNone &&
+        obj.functions[obj.insns[c.jump_dest()].func].name.find(".cold") != std::string::npos) {
+      const Function& cold = obj.functions[obj.insns[c.jump_dest()].func];
       for (uint32_t x = cold.first_insn; x < cold.end_insn; ++x) extra_ignore[x] = 1;
     }
   }
@@ -513,7 +517,7 @@ void check_reachability(const DecodedObject& obj, CheckResult& result) {
   SymbolHoles holes(obj);
   std::vector<uint8_t> extra_ignore(obj.insns.size(), 0);
   for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
-    if (result.visited[i] || extra_ignore[i]) continue;
+    if (result.visited(i) || extra_ignore[i]) continue;
     const Instruction& in = obj.insns[i];
     if (in.ignore || in.insn.kind == InsnKind::Nop || in.insn.kind == InsnKind::Trap) continue;
     if (linked_object && in.func == kNone) {
@@ -530,7 +534,7 @@ void find_unchecked_instructions(const DecodedObject& obj, CheckResult& result) 
   result.first_unchecked.assign(obj.functions.size(), kNone);
   for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
     const Instruction& in = obj.insns[i];
-    if (in.func == kNone || result.visited[i] || ignore_unreachable(obj, i)) continue;
+    if (in.func == kNone || result.visited(i) || ignore_unreachable(obj, i)) continue;
     int32_t& first = result.first_unchecked[obj.parent_of(in.func)];
     if (first == kNone) first = i;
   }
@@ -542,7 +546,7 @@ namespace {
 bool inside_some_function(const DecodedObject& obj, const Instruction& in) {
   if (in.func != kNone) return true;
   for (const Function& f : obj.functions)
-    if (f.section == in.section && in.insn.offset >= f.offset &&
+    if (f.section == obj.section_of(in) && in.insn.offset >= f.offset &&
         in.insn.offset < f.offset + std::max<uint64_t>(f.size, 1))
       return true;
   return false;
@@ -564,9 +568,9 @@ std::vector<Finding> returns_outside_functions(const DecodedObject& obj, const C
     // Annotated entry code: an unwind hint states the stack of the code this path runs through. (Code
     // reached through an exception-table fixup runs at its own address, outside every function: reported.)
     if (hints_known && result.hint_reached[i]) continue;
-    const std::string& sec = obj.section_name(in.section);
+    const std::string_view sec = obj.section_name(obj.section_of(in));
     if (sec == ".altinstr_replacement" || sec == ".altinstr_aux") continue;  // copied into a function at boot
-    if (linked_object && !result.visited[i] &&
+    if (linked_object && !result.visited(i) &&
         (extra_ignore[i] || in_ignored_hole(obj, result, holes, i, extra_ignore)))
       continue;
     out.push_back(obj.finding_at(in, "return instruction outside of a callable function"));

@@ -9,17 +9,18 @@
 #include "validator/cfi_state.h"
 #include "validator/decoded_object.h"
 #include "validator/finding.h"
+#include "validator/state_table.h"
 
 namespace framecert {
 
 struct CheckResult {
   std::vector<Finding> findings;
-  // Per instruction: the index into `states` of the state on entry, or -1 where no path reached it.
+  // Per instruction: the id in `states` of the state on entry, or -1 where no path reached it.
   std::vector<int32_t> state_of_insn;
-  std::vector<CfiState> states;  // de-duplicated
-  std::vector<uint8_t> visited;
+  StateTable states;
+  bool visited(int32_t i) const { return state_of_insn[i] >= 0; }
   std::vector<bool> function_failed;  // per function: validation stopped at a finding
-  std::vector<uint8_t> hint_reached;  // per instruction: reached on a path that starts at an unwind hint
+  std::vector<bool> hint_reached;     // per instruction: reached on a path that starts at an unwind hint
   // Per function (its root, the parent of a .cold part): the first of its instructions that no path
   // reached and that is not known dead code (padding, traps after noreturn calls), or -1. Such a function
   // was not checked whole and is never certified (docs/rules.md, "What certified means").

@@ -31,13 +31,14 @@ Finding structural_error(DecodedObject& obj, const Instruction& in, std::string 
 
 Finding DecodedObject::finding_at(const Instruction& in, std::string message) const {
   Finding f;
-  f.section = section_name(in.section);
-  f.section_index = in.section;
+  const uint32_t sec = section_of(in);
+  f.section = section_name(sec);
+  f.section_index = sec;
   f.offset = in.insn.offset;
   f.message = std::move(message);
   const Function* named = nullptr;
   for (const Function& fn : functions)  // in symbol-table order
-    if (fn.section == in.section && in.insn.offset >= fn.offset && in.insn.offset < fn.offset + fn.size &&
+    if (fn.section == sec && in.insn.offset >= fn.offset && in.insn.offset < fn.offset + fn.size &&
         (!named || fn.offset < named->offset))
       named = &fn;
   if (named) {
@@ -61,25 +62,24 @@ Finding fatal_at(DecodedObject& obj, const Instruction& in, std::string message)
 }
 Finding fatal_text(std::string text) { return object_error(std::move(text)); }
 
-void decode_sections(DecodedObject& obj, const Decoder& decoder) {
-  // The instruction table is the validator's largest allocation (a few hundred bytes per instruction):
-  // sized exactly up front, instead of growing by doubling (which peaked at 1.5x its final size, copying).
-  size_t total = 0;
-  for (const ElfSection& sec : obj.elf->sections())
-    if (sec.executable()) total += decoder.count(sec.bytes);
+void decode_sections(DecodedObject& obj, const Decoder& decoder, size_t total) {
+  // The instruction table is the validator's largest allocation: sized exactly up front, instead of
+  // growing by doubling (which peaks at 1.5x its final size, copying).
   obj.insns.reserve(total);
   for (const ElfSection& sec : obj.elf->sections()) {
     if (!sec.executable() || sec.bytes.empty()) continue;
     SectionCode code{sec.index, static_cast<uint32_t>(obj.insns.size()), 0};
     for (uint64_t off = 0; off < sec.bytes.size();) {
-      auto insn = decoder.decode(sec.bytes.subspan(off), off);
+      auto insn = decoder.decode(sec.bytes.subspan(off), static_cast<uint32_t>(off));  // < 4 GiB (check_object)
       if (!insn) {
         obj.fatal.push_back(fatal_text(fmt::format("can't decode instruction at {}:0x{:x}", sec.name, off)));
         break;
       }
       Instruction in;
-      in.insn = *insn;
-      in.section = sec.index;
+      in.insn = *insn;  // the Insn part; its stack operations go to the shared table
+      if (obj.insns.size() % DecodedObject::kOpsBlock == 0)
+        obj.ops_block_start.push_back(static_cast<uint32_t>(obj.stack_ops.size()));
+      obj.stack_ops.insert(obj.stack_ops.end(), insn->ops.begin(), insn->ops.begin() + insn->op_count);
       in.dead_end = insn->kind == InsnKind::Bug;  // ud2 is BUG(): execution stops there
       // objtool counts `syscall` as a context switch because kernel code never contains one; in a linked
       // user-space image it is an ordinary instruction that returns to the next one (docs/rules.md).
@@ -94,12 +94,15 @@ void decode_sections(DecodedObject& obj, const Decoder& decoder) {
         note.message = fmt::format("notrack prefix found at {}:0x{:x}", sec.name, off);
         obj.notes.push_back(std::move(note));
       }
-      obj.insns.push_back(std::move(in));
+      obj.insns.push_back(in);
       off += insn->length;
     }
     code.end_insn = static_cast<uint32_t>(obj.insns.size());
+    if (code.end_insn > code.first_insn) obj.insns.back().last_in_section = true;
     obj.code_sections.push_back(code);
   }
+  obj.stack_ops.shrink_to_fit();  // grown by doubling: give back the slack before checking begins
+  obj.ops_block_start.shrink_to_fit();
   obj.code_index.assign(obj.elf->sections().size(), kNone);
   for (size_t c = 0; c < obj.code_sections.size(); ++c)
     obj.code_index[obj.code_sections[c].section] = static_cast<int32_t>(c);
@@ -108,6 +111,9 @@ void decode_sections(DecodedObject& obj, const Decoder& decoder) {
 void collect_functions(DecodedObject& obj) {
   const auto& syms = obj.elf->symbols();
   obj.function_by_symbol.assign(syms.size(), kNone);
+  obj.functions.reserve(static_cast<size_t>(std::count_if(syms.begin(), syms.end(), [&](const ElfSymbol& s) {
+    return s.type == STT_FUNC && s.defined() && obj.code_of(s.section);
+  })));
   for (const ElfSymbol& s : syms) {
     if (s.type != STT_FUNC || !s.defined() || !obj.code_of(s.section)) continue;
     Function f;
@@ -120,7 +126,7 @@ void collect_functions(DecodedObject& obj) {
     f.global = s.bind == STB_GLOBAL;
     f.static_call_trampoline = s.name.starts_with("__SCT__");
     obj.function_by_symbol[s.index] = static_cast<int32_t>(obj.functions.size());
-    obj.functions.push_back(std::move(f));
+    obj.functions.push_back(f);
   }
   // Aliases: of several function symbols with the same start and size, the last in the symbol table is
   // the one validated and named in findings (objtool's choice, kept so findings name the same symbol).
@@ -137,7 +143,7 @@ void collect_functions(DecodedObject& obj) {
   // .cold parts: "foo.cold" / "foo.cold.12" belong to "foo" — by name, the last function so named (as
   // objtool's lookup); a jump from the parent into its cold part corrects this later (resolve_jumps),
   // which matters in vmlinux.o where many local functions share a name.
-  std::unordered_map<std::string, int32_t> by_name;
+  std::unordered_map<std::string_view, int32_t> by_name;
   for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i)
     by_name.insert_or_assign(obj.functions[i].name, i);
   for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) {
@@ -221,7 +227,7 @@ void mark_non_standard(DecodedObject& obj) {
 // In a linked image a direct branch's target is a virtual address that may lie in another section (the
 // PLT, say). Returns the (section, offset) it lands in, or false when no executable section holds it.
 bool locate_linked_target(const DecodedObject& obj, const Instruction& in, uint32_t* section, uint64_t* offset) {
-  const uint64_t va = obj.elf->sections()[in.section].address + in.insn.target;
+  const uint64_t va = obj.elf->sections()[obj.section_of(in)].address + in.insn.target();
   for (const SectionCode& code : obj.code_sections) {
     const ElfSection& s = obj.elf->sections()[code.section];
     if (va >= s.address && va - s.address < s.size) {
@@ -240,22 +246,22 @@ bool is_static_jump(const Instruction& in) {
 void resolve_jumps(DecodedObject& obj) {
   for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
     Instruction& in = obj.insns[i];
-    if (!is_static_jump(in) || in.jump_dest != kNone) continue;  // alternatives may have set it
-    uint32_t dest_sec = in.section;
-    uint64_t dest_off = in.insn.target;
+    if (!is_static_jump(in) || in.jump_dest() != kNone) continue;  // alternatives may have set it
+    uint32_t dest_sec = obj.section_of(in);
+    uint64_t dest_off = in.insn.target();
     const bool linked = !obj.elf->relocatable();
     if (linked && !locate_linked_target(obj, in, &dest_sec, &dest_off)) {
       if (in.func != kNone) in.sibling_target = true;  // leaves the image's code: an external tail call
       continue;
     }
     if (const ElfReloc* r = obj.reloc_of(in)) {
-      const ElfSymbol& s = obj.symbol(r->symbol);
+      const ElfSymbol& s = obj.symbol(r->symbol());
       if (s.type == STT_SECTION) {
         dest_sec = s.section;
         dest_off = static_cast<uint64_t>(r->addend) + 4;
       } else if (is_retpoline_thunk(s.name)) {
         in.insn.kind = InsnKind::JumpIndirect;  // a retpoline is an indirect jump in disguise
-        in.insn.op_count = 0;
+        in.ops_dropped = true;
         in.retpoline_jump = true;
         continue;
       } else if (is_return_thunk(s.name)) {
@@ -263,8 +269,7 @@ void resolve_jumps(DecodedObject& obj) {
         continue;
       } else if (in.func != kNone) {
         in.sibling_target = true;  // to a named symbol: external or internal sibling call
-        in.call_symbol = static_cast<int32_t>(s.index);
-        in.call_func = obj.function_by_symbol[s.index];
+        in.set_call_symbol(static_cast<int32_t>(s.index));
         continue;
       } else if (s.defined()) {
         dest_sec = s.section;
@@ -274,7 +279,7 @@ void resolve_jumps(DecodedObject& obj) {
       }
     }
     int32_t dest = obj.find_insn(dest_sec, dest_off);
-    if (dest == kNone && linked && dest_sec != in.section) {
+    if (dest == kNone && linked && dest_sec != obj.section_of(in)) {
       // Into another section's padding or data (PLT stubs are often not decoded on instruction
       // boundaries we know): treat as a jump out of the function.
       if (in.func != kNone) in.sibling_target = true;
@@ -295,12 +300,11 @@ void resolve_jumps(DecodedObject& obj) {
         obj.functions[d.func].parent = in.func;
       } else if (obj.parent_of(in.func) != obj.parent_of(d.func) && obj.function_starting_at(dest) != kNone) {
         in.sibling_target = true;  // a jump to another function's first instruction
-        in.call_func = d.func;
-        in.call_symbol = static_cast<int32_t>(obj.functions[d.func].symbol);
+        in.set_call_symbol(static_cast<int32_t>(obj.functions[d.func].symbol));
         continue;
       }
     }
-    in.jump_dest = dest;
+    in.set_jump_dest(dest);
   }
 }
 
@@ -317,9 +321,9 @@ bool symbol_covers(const DecodedObject& obj, uint32_t section, uint64_t offset) 
 const ElfReloc* switch_table_at(const DecodedObject& obj, const Instruction& in, uint32_t* table_sec) {
   const ElfReloc* text_reloc = obj.reloc_of(in);
   if (!text_reloc) return nullptr;
-  const ElfSymbol& s = obj.symbol(text_reloc->symbol);
+  const ElfSymbol& s = obj.symbol(text_reloc->symbol());
   if (s.type != STT_SECTION || !obj.elf->sections()[s.section].is_rodata()) return nullptr;
-  uint64_t table_offset = static_cast<uint64_t>(text_reloc->addend) + (text_reloc->type == kRelocPc32 ? 4 : 0);
+  uint64_t table_offset = static_cast<uint64_t>(text_reloc->addend) + (text_reloc->type() == kRelocPc32 ? 4 : 0);
   if (obj.section_name(s.section) != ".rodata..c_jump_table" && symbol_covers(obj, s.section, table_offset))
     return nullptr;
   *table_sec = s.section;
@@ -330,7 +334,7 @@ const ElfReloc* switch_table_at(const DecodedObject& obj, const Instruction& in,
 // addend is the case label. PC-relative (`.long .Lcase - .Ltable`, what gcc and clang emit for -fPIC/PIE):
 // an R_X86_64_PC32 per 4-byte entry, whose value S + A - P must equal .Lcase - .Ltable, so its addend is the
 // case label plus the entry's distance from the table's start.
-bool relative_table(const ElfReloc& first) { return first.type == kRelocPc32; }
+bool relative_table(const ElfReloc& first) { return first.type() == kRelocPc32; }
 
 uint64_t table_stride(const ElfReloc& first) { return relative_table(first) ? 4 : 8; }
 
@@ -343,11 +347,13 @@ int64_t table_entry_offset(const ElfReloc& first, const ElfReloc& entry) {
 int32_t table_entry_target(const DecodedObject& obj, const ElfReloc& first, const ElfReloc& entry) {
   const int64_t off = table_entry_offset(first, entry);
   if (off < 0) return kNone;
-  return obj.find_insn(obj.symbol(entry.symbol).section, static_cast<uint64_t>(off));
+  return obj.find_insn(obj.symbol(entry.symbol()).section, static_cast<uint64_t>(off));
 }
 
 void resolve_jump_tables(DecodedObject& obj) {
   std::vector<std::pair<uint32_t, uint64_t>> table_starts;  // (section, offset) of tables already claimed
+  // Per instruction: the first forward jump landing on it, for the walk back to a table's load.
+  std::vector<int32_t> first_jump_src(obj.insns.size(), kNone);
   for (int32_t fi = 0; fi < static_cast<int32_t>(obj.functions.size()); ++fi) {
     const Function& fn = obj.functions[fi];
     if (fn.first_insn == fn.end_insn) continue;
@@ -355,18 +361,18 @@ void resolve_jump_tables(DecodedObject& obj) {
     for (auto [range_begin, range_end] : instruction_ranges(obj, fi))
       for (uint32_t i = range_begin; i < range_end; ++i) {
         Instruction& in = obj.insns[i];
-        if (in.jump_dest != kNone && obj.insns[in.jump_dest].insn.offset > in.insn.offset &&
-            obj.insns[in.jump_dest].first_jump_src == kNone)
-          obj.insns[in.jump_dest].first_jump_src = static_cast<int32_t>(i);
+        if (in.jump_dest() != kNone && obj.insns[in.jump_dest()].insn.offset > in.insn.offset &&
+            first_jump_src[in.jump_dest()] == kNone)
+          first_jump_src[in.jump_dest()] = static_cast<int32_t>(i);
         if (in.insn.kind != InsnKind::JumpIndirect) continue;
         // Walk back from the indirect jump to the instruction that loads the table address.
         for (int32_t k = static_cast<int32_t>(i); k != kNone;) {
           const Instruction& c = obj.insns[k];
           if (c.func == kNone || obj.parent_of(c.func) != fi) break;
           if (k != static_cast<int32_t>(i) && c.insn.kind == InsnKind::JumpIndirect) break;
-          if (c.insn.kind == InsnKind::Jump && c.jump_dest != kNone &&
-              (obj.insns[c.jump_dest].insn.offset <= c.insn.offset ||
-               obj.insns[c.jump_dest].insn.offset > in.insn.offset))
+          if (c.insn.kind == InsnKind::Jump && c.jump_dest() != kNone &&
+              (obj.insns[c.jump_dest()].insn.offset <= c.insn.offset ||
+               obj.insns[c.jump_dest()].insn.offset > in.insn.offset))
             break;
           uint32_t tsec = 0;
           // objtool 6.1 turns "unreachable instruction" off for the whole object at the first RIP-relative
@@ -380,8 +386,8 @@ void resolve_jump_tables(DecodedObject& obj) {
               break;
             }
           }
-          if (c.first_jump_src != kNone) {
-            k = c.first_jump_src;
+          if (first_jump_src[k] != kNone) {
+            k = first_jump_src[k];
           } else {
             // The previous instruction of the same symbol (the .cold part has its own start).
             int32_t p = obj.prev_in_section(k);
@@ -401,13 +407,13 @@ void resolve_jump_tables(DecodedObject& obj) {
         if (&*it != first &&
             std::find(table_starts.begin(), table_starts.end(), std::pair{tsec, it->offset}) != table_starts.end())
           break;
-        if (any && (it->offset != prev_offset + table_stride(*first) || it->type != first->type)) break;
-        if (obj.symbol(it->symbol).section == pf.section &&
+        if (any && (it->offset != prev_offset + table_stride(*first) || it->type() != first->type())) break;
+        if (obj.symbol(it->symbol()).section == pf.section &&
             table_entry_offset(*first, *it) == static_cast<int64_t>(pf.offset))
           break;
         int32_t d = table_entry_target(obj, *first, *it);
         if (d == kNone || obj.insns[d].func == kNone || obj.parent_of(obj.insns[d].func) != fi) break;
-        in.table_targets.push_back(d);
+        obj.extra_for(jmp).table_targets.push_back(d);
         prev_offset = it->offset;
         any = true;
       }
@@ -444,7 +450,7 @@ void resolve_calls(DecodedObject& obj) {
     if (in.insn.kind != InsnKind::Call) continue;
     int32_t sym = kNone;
     if (const ElfReloc* r = obj.reloc_of(in)) {
-      const ElfSymbol& s = obj.symbol(r->symbol);
+      const ElfSymbol& s = obj.symbol(r->symbol());
       if (s.type == STT_SECTION) {
         uint64_t off = static_cast<uint64_t>(r->addend) + 4;
         int32_t f = function_at_offset(obj, s.section, off);
@@ -455,14 +461,14 @@ void resolve_calls(DecodedObject& obj) {
         }
       } else if (is_retpoline_thunk(s.name)) {
         in.insn.kind = InsnKind::CallIndirect;
-        in.insn.op_count = 0;
+        in.ops_dropped = true;
         continue;
       } else {
         sym = static_cast<int32_t>(s.index);
       }
     } else {
-      uint32_t dest_sec = in.section;
-      uint64_t dest_off = in.insn.target;
+      uint32_t dest_sec = obj.section_of(in);
+      uint64_t dest_off = in.insn.target();
       const bool linked = !obj.elf->relocatable();
       if (linked && !locate_linked_target(obj, in, &dest_sec, &dest_off)) dest_sec = 0;
       int32_t f = dest_sec ? function_at_offset(obj, dest_sec, dest_off) : kNone;
@@ -472,11 +478,11 @@ void resolve_calls(DecodedObject& obj) {
       if (sym == kNone && linked) {
         // A linked image calls PLT stubs and stripped local functions that have no symbol. Only a call
         // into the calling function itself is an intra-function call.
-        const bool inside_caller = in.func != kNone && dest_sec == in.section &&
+        const bool inside_caller = in.func != kNone && dest_sec == obj.section_of(in) &&
                                    dest_off >= obj.functions[in.func].offset &&
                                    dest_off < obj.functions[in.func].offset + obj.functions[in.func].size;
         if (!inside_caller) {
-          in.insn.op_count = 0;
+          in.ops_dropped = true;
           continue;
         }
       }
@@ -491,17 +497,16 @@ void resolve_calls(DecodedObject& obj) {
     }
     // The callee's return undoes the push of the return address: a call with a known callee has no net
     // stack effect.
-    in.insn.op_count = 0;
-    in.call_symbol = sym;
-    in.call_func = obj.function_by_symbol[sym];
+    in.ops_dropped = true;
+    in.set_call_symbol(sym);
   }
   for (Instruction& in : obj.insns)
-    if (in.insn.kind == InsnKind::Call && in.call_symbol != kNone && !in.dead_end) {
-      const ElfSymbol& s = obj.symbol(static_cast<uint32_t>(in.call_symbol));
+    if (in.insn.kind == InsnKind::Call && in.call_symbol() != kNone && !in.dead_end) {
+      const ElfSymbol& s = obj.symbol(static_cast<uint32_t>(in.call_symbol()));
       if (s.bind == STB_WEAK) continue;
       if (s.bind == STB_GLOBAL && is_known_noreturn_name(s.name))
         in.dead_end = true;
-      else if (in.call_func != kNone && is_noreturn_function(obj, in.call_func))
+      else if (obj.call_func(in) != kNone && is_noreturn_function(obj, obj.call_func(in)))
         in.dead_end = true;
     }
 }
@@ -601,10 +606,10 @@ bool is_noreturn_function(const DecodedObject& obj, int32_t func, int depth) {
       if (!in.sibling_target) continue;
       any_sibling = true;
       if (depth >= 5) return false;  // mutually recursive tail calls: assume they return
-      if (in.call_func != kNone) {
-        if (!is_noreturn_function(obj, in.call_func, depth + 1)) return false;
-      } else if (in.call_symbol == kNone ||
-                 !is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(in.call_symbol)).name)) {
+      if (const int32_t callee = obj.call_func(in); callee != kNone) {
+        if (!is_noreturn_function(obj, callee, depth + 1)) return false;
+      } else if (in.call_symbol() == kNone ||
+                 !is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(in.call_symbol())).name)) {
         return false;  // to another object: assume it returns
       }
     }
@@ -628,12 +633,12 @@ int32_t DecodedObject::find_insn(uint32_t section, uint64_t offset) const {
 
 int32_t DecodedObject::next_in_section(int32_t i) const {
   if (i == kNone || i + 1 >= static_cast<int32_t>(insns.size())) return kNone;
-  return insns[i + 1].section == insns[i].section ? i + 1 : kNone;
+  return insns[i].last_in_section ? kNone : i + 1;
 }
 
 int32_t DecodedObject::prev_in_section(int32_t i) const {
   if (i <= 0) return kNone;
-  return insns[i - 1].section == insns[i].section ? i - 1 : kNone;
+  return insns[i - 1].last_in_section ? kNone : i - 1;
 }
 
 const ElfReloc* DecodedObject::reloc_at(uint32_t section, uint64_t offset) const {
@@ -644,10 +649,51 @@ const ElfReloc* DecodedObject::reloc_at(uint32_t section, uint64_t offset) const
 }
 
 const ElfReloc* DecodedObject::reloc_of(const Instruction& in) const {
-  const auto& relocs = elf->relocs_for(in.section);
+  const auto& relocs = elf->relocs_for(section_of(in));
   auto it = std::lower_bound(relocs.begin(), relocs.end(), in.insn.offset,
                              [](const ElfReloc& r, uint64_t o) { return r.offset < o; });
   return it != relocs.end() && it->offset < in.insn.end() ? &*it : nullptr;
+}
+
+std::span<const StackOp> DecodedObject::ops(const Instruction& in) const {
+  if (in.insn.op_count == 0 || in.ops_dropped) return {};
+  const auto i = static_cast<uint32_t>(index_of(in));
+  uint32_t start = ops_block_start[i / kOpsBlock];
+  for (uint32_t k = i - i % kOpsBlock; k < i; ++k) start += insns[k].insn.op_count;
+  return {stack_ops.data() + start, in.insn.op_count};
+}
+
+const InstructionExtra* DecodedObject::extra(const Instruction& in) const {
+  if (!in.has_extra) return nullptr;
+  return &extras.at(index_of(in));
+}
+
+InstructionExtra& DecodedObject::extra_for(int32_t i) {
+  insns[i].has_extra = true;
+  return extras[i];
+}
+
+std::span<const int32_t> DecodedObject::alts(const Instruction& in) const {
+  const InstructionExtra* x = extra(in);
+  return x ? std::span<const int32_t>(x->alts) : std::span<const int32_t>();
+}
+
+std::span<const int32_t> DecodedObject::table_targets(const Instruction& in) const {
+  const InstructionExtra* x = extra(in);
+  return x ? std::span<const int32_t>(x->table_targets) : std::span<const int32_t>();
+}
+
+int32_t DecodedObject::hint_state(const Instruction& in) const {
+  const InstructionExtra* x = extra(in);
+  return x ? x->hint_state : kNone;
+}
+
+uint32_t DecodedObject::section_of(const Instruction& in) const {
+  // code_sections are in instruction order: the last one starting at or before the instruction holds it.
+  const auto i = static_cast<uint32_t>(index_of(in));
+  auto it = std::upper_bound(code_sections.begin(), code_sections.end(), i,
+                             [](uint32_t x, const SectionCode& c) { return x < c.first_insn; });
+  return std::prev(it)->section;
 }
 
 int32_t DecodedObject::function_of_symbol(uint32_t sym) const {
@@ -660,10 +706,17 @@ int32_t DecodedObject::function_starting_at(int32_t i) const {
   return functions[in.func].offset == in.insn.offset ? in.func : kNone;
 }
 
-DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder) {
+size_t count_instructions(const ElfFile& elf, const Decoder& decoder) {
+  size_t total = 0;
+  for (const ElfSection& sec : elf.sections())
+    if (sec.executable()) total += decoder.count(sec.bytes);
+  return total;
+}
+
+DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder, size_t instructions) {
   DecodedObject obj;
   obj.elf = &elf;
-  decode_sections(obj, decoder);
+  decode_sections(obj, decoder, instructions);
   collect_functions(obj);
   check_symbol_starts(obj);
   mark_non_standard(obj);
@@ -687,9 +740,9 @@ void followed_successors(const DecodedObject& obj, int32_t i, std::vector<int32_
   out.clear();
   const Instruction& in = obj.insns[i];
   if (!in.ignore_alts) {
-    for (int32_t t : in.alts) out.push_back(t);
-    for (int32_t t : in.table_targets) out.push_back(t);
-    if (in.skip_orig && !in.alts.empty()) return;
+    for (int32_t t : obj.alts(in)) out.push_back(t);
+    for (int32_t t : obj.table_targets(in)) out.push_back(t);
+    if (in.skip_orig && !obj.alts(in).empty()) return;
   }
   const int32_t next = obj.next_to_validate(i);
   const bool sibling = in.func != kNone && in.sibling_target;
@@ -702,10 +755,10 @@ void followed_successors(const DecodedObject& obj, int32_t i, std::vector<int32_
       if (in.func != kNone && next != kNone && obj.insns[next].hint) break;
       return;
     case InsnKind::Jump:
-      if (!sibling && in.jump_dest != kNone) out.push_back(in.jump_dest);
+      if (!sibling && in.jump_dest() != kNone) out.push_back(in.jump_dest());
       return;
     case InsnKind::JumpConditional:
-      if (!sibling && in.jump_dest != kNone) out.push_back(in.jump_dest);
+      if (!sibling && in.jump_dest() != kNone) out.push_back(in.jump_dest());
       break;
     default:
       break;

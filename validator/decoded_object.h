@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "validator/cfi_state.h"
@@ -19,8 +21,8 @@ class Decoder;
 inline constexpr int32_t kNone = -1;
 
 struct Function {
-  uint32_t symbol = 0;  // index into ElfFile::symbols()
-  std::string name;
+  uint32_t symbol = 0;    // index into ElfFile::symbols()
+  std::string_view name;  // the symbol's, in the ELF string table
   uint32_t section = 0;
   uint64_t offset = 0;
   uint64_t size = 0;
@@ -36,33 +38,55 @@ struct Function {
   uint32_t end_insn = 0;
 };
 
+// One instruction of the object as the checker sees it. Kept small (docs/design.md, "Memory"): what only a
+// few instructions carry (switch-table cases, alternatives, unwind hints) lives in DecodedObject::extras,
+// stack operations in DecodedObject::stack_ops (found with DecodedObject::ops).
 struct Instruction {
   Insn insn;
-  uint32_t section = 0;            // ELF section index
-  int32_t func = kNone;            // owning function (its canonical alias)
-  int32_t jump_dest = kNone;       // instruction a direct jump goes to (not set for sibling calls)
-  int32_t first_jump_src = kNone;  // first forward jump landing here (jump-table back-tracking)
-  int32_t call_func = kNone;       // callee (or sibling-call target) when it is a function of this object
-  int32_t call_symbol = kNone;     // callee symbol index when known (may be undefined/external)
-  bool sibling_target = false;     // a static jump that leaves the function: a sibling call
-  bool retpoline_jump = false;     // a jump to a retpoline thunk: an indirect tail call out of the function
-  bool dead_end = false;           // execution never continues past this instruction
-  bool ignore = false;             // inside a non-standard function
-  bool jump_table = false;         // an indirect jump through a switch table (targets below)
-  std::vector<int32_t> table_targets;
+  int32_t func = kNone;  // owning function (its canonical alias)
+  // A branch goes to an instruction or to a symbol, never both: one field holds either.
+  int32_t dest_ = kNone;
+  bool sibling_target : 1 = false;  // a static jump that leaves the function: a sibling call
+  bool retpoline_jump : 1 = false;  // a jump to a retpoline thunk: an indirect tail call out of the function
+  bool dead_end : 1 = false;        // execution never continues past this instruction
+  bool ignore : 1 = false;          // inside a non-standard function
+  bool jump_table : 1 = false;      // an indirect jump through a switch table (extras: table_targets)
+  bool skip_orig : 1 = false;       // only the alternatives run (e.g. a feature every CPU is assumed to have)
+  bool ignore_alts : 1 = false;     // the alternatives are not followed
+  bool hint : 1 = false;            // an unwind hint sets the state here (extras: hint_state)
+  bool hint_save : 1 = false;
+  bool hint_restore : 1 = false;
+  bool has_extra : 1 = false;        // DecodedObject::extras holds an entry for it
+  bool last_in_section : 1 = false;  // its section (DecodedObject::section_of) ends with it
+  bool dest_is_symbol_ : 1 = false;
+  // Its stack operations no longer apply (a call whose callee is known: the callee's return undoes the push).
+  bool ops_dropped : 1 = false;
+
+  // The instruction a direct jump goes to (kNone for sibling calls and everything else).
+  int32_t jump_dest() const { return dest_is_symbol_ ? kNone : dest_; }
+  // The callee (or sibling-call target) symbol index when known (may be undefined), else kNone.
+  int32_t call_symbol() const { return dest_is_symbol_ ? dest_ : kNone; }
+  void set_jump_dest(int32_t i) {
+    dest_ = i;
+    dest_is_symbol_ = false;
+  }
+  void set_call_symbol(int32_t symbol) {
+    dest_ = symbol;
+    dest_is_symbol_ = symbol != kNone;
+  }
+
+  bool is_call() const { return insn.kind == InsnKind::Call || insn.kind == InsnKind::CallIndirect; }
+};
+static_assert(sizeof(Instruction) <= 28, "millions of Instructions are kept: see docs/design.md, Memory");
+
+// What only some instructions carry.
+struct InstructionExtra {
+  std::vector<int32_t> table_targets;  // switch-table cases of an indirect jump (jump_table)
   // Code that may run instead of this instruction: an alternative replacement, the other side of a
   // jump label, an exception fixup. Each is followed with the state before this instruction.
   std::vector<int32_t> alts;
-  bool skip_orig = false;    // only the alternatives run (e.g. a feature every CPU is assumed to have)
-  bool ignore_alts = false;  // the alternatives are not followed
-  int32_t alt_next = kNone;  // last instruction of a replacement: execution continues here
-  bool hint = false;         // an unwind hint sets the state here (hint_state)
-  bool hint_save = false;
-  bool hint_restore = false;
+  int32_t alt_next = kNone;    // last instruction of a replacement: execution continues here
   int32_t hint_state = kNone;  // index into DecodedObject::hint_states
-  int32_t reloc = kNone;       // index into relocs_for(section) of the first relocation inside it
-
-  bool is_call() const { return insn.kind == InsnKind::Call || insn.kind == InsnKind::CallIndirect; }
 };
 
 struct SectionCode {
@@ -76,6 +100,13 @@ struct DecodedObject {
   std::vector<SectionCode> code_sections;
   std::vector<int32_t> code_index;  // section index -> index into code_sections, or kNone
   std::vector<Instruction> insns;   // grouped by section, sorted by offset
+  std::vector<StackOp> stack_ops;   // every instruction's stack operations, in instruction order
+  // Per block of kOpsBlock instructions: where the first one's operations start in stack_ops. An
+  // instruction's own start is that plus the op_count of the instructions before it in the block: 4 bytes
+  // per 8 instructions instead of 4 per instruction (docs/design.md, "Memory").
+  static constexpr uint32_t kOpsBlock = 8;
+  std::vector<uint32_t> ops_block_start;
+  std::unordered_map<int32_t, InstructionExtra> extras;  // by instruction index (Instruction::has_extra)
   std::vector<Function> functions;
   // Structural errors (objtool's hard errors). One without a function (undecodable bytes, a .cold part
   // without parent) stops the check of the whole object; one inside a function marks it `broken`.
@@ -90,12 +121,24 @@ struct DecodedObject {
   int32_t prev_in_section(int32_t i) const;
   const ElfReloc* reloc_of(const Instruction& in) const;
   const ElfSymbol& symbol(uint32_t index) const { return elf->symbols()[index]; }
-  const std::string& section_name(uint32_t section) const { return elf->sections()[section].name; }
+  std::string_view section_name(uint32_t section) const { return elf->sections()[section].name; }
   // The function for a symbol index, or kNone.
   int32_t function_of_symbol(uint32_t symbol) const;
   // The function whose first instruction is `i`, or kNone.
   int32_t function_starting_at(int32_t i) const;
   int32_t parent_of(int32_t func) const { return func == kNone ? kNone : functions[func].parent; }
+  int32_t index_of(const Instruction& in) const { return static_cast<int32_t>(&in - insns.data()); }
+  uint32_t section_of(const Instruction& in) const;           // its ELF section index
+  std::span<const StackOp> ops(const Instruction& in) const;  // its stack operations (none once dropped)
+  // The callee (or sibling-call target) when it is a function of this object, or kNone.
+  int32_t call_func(const Instruction& in) const {
+    return in.call_symbol() == kNone ? kNone : function_of_symbol(static_cast<uint32_t>(in.call_symbol()));
+  }
+  const InstructionExtra* extra(const Instruction& in) const;
+  InstructionExtra& extra_for(int32_t i);  // creates the entry
+  std::span<const int32_t> alts(const Instruction& in) const;
+  std::span<const int32_t> table_targets(const Instruction& in) const;
+  int32_t hint_state(const Instruction& in) const;
 
   std::vector<int32_t> function_by_symbol;  // symbol index -> function index
   std::vector<CfiState> hint_states;
@@ -103,7 +146,8 @@ struct DecodedObject {
 
   // The instruction execution continues with after `i` (the end of a replacement jumps back).
   int32_t next_to_validate(int32_t i) const {
-    return insns[i].alt_next != kNone ? insns[i].alt_next : next_in_section(i);
+    if (const InstructionExtra* x = extra(insns[i]); x && x->alt_next != kNone) return x->alt_next;
+    return next_in_section(i);
   }
   // A finding at an instruction, named like objtool names it: after the first function symbol (in
   // symbol-table order) whose range holds the instruction, which for aliases is not the one validated.
@@ -114,7 +158,10 @@ struct DecodedObject {
 
 // Decodes every executable section of `elf` and resolves branches; never fails, but may record
 // objtool-style fatal findings (undecodable bytes, unannotated intra-function call) in `fatal`.
-DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder);
+// `instructions`: count_instructions(elf, decoder), so the instruction table is allocated once, exactly.
+DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder, size_t instructions);
+// How many instructions decoding `elf` gives (a cheap pass: lengths only).
+size_t count_instructions(const ElfFile& elf, const Decoder& decoder);
 
 // Whether calling `func` never returns (objtool's rule: no return instruction and no sibling call,
 // plus the known noreturn functions outside the object).

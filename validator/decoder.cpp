@@ -178,17 +178,18 @@ Encoding extract(std::span<const uint8_t> bytes, const ZydisDecodedInstruction& 
 
 Reg R(uint8_t n) { return static_cast<Reg>(n); }
 
-void add_op(Insn& insn, Src src, Reg src_reg, int64_t src_offset, Dst dst, Reg dst_reg = Reg::None,
-            int64_t dst_offset = 0) {
-  if (insn.op_count >= insn.ops.size()) return;
-  insn.ops[insn.op_count++] = StackOp{src, src_reg, src_offset, dst, dst_reg, dst_offset};
+void add_op(DecodedInsn& insn, Src src, Reg src_reg, int32_t src_offset, Dst dst, Reg dst_reg = Reg::None,
+            int32_t dst_offset = 0) {
+  if (insn.op_count >= kMaxStackOps) return;
+  insn.ops[insn.op_count] = StackOp{src, src_reg, dst, dst_reg, src_offset, dst_offset};
+  insn.op_count = insn.op_count + 1;
 }
 
 // The kernel keeps stack-op offsets in an int; mirror its wrap-around for the negated sub immediate.
 int32_t wrap32(uint64_t v) { return static_cast<int32_t>(static_cast<uint32_t>(v)); }
 
 // 80..83 group: only 64-bit add/sub/and with %rsp as the register operand are stack operations.
-void decode_group1(const Encoding& e, Insn& insn) {
+void decode_group1(const Encoding& e, DecodedInsn& insn) {
   if (!e.rex_w || !e.rm_is_reg(kSp)) return;
   const uint64_t imm = static_cast<uint64_t>(static_cast<int64_t>(e.imm));
   switch (e.reg & 7) {
@@ -209,7 +210,7 @@ void decode_group1(const Encoding& e, Insn& insn) {
 // 88/89 stores. 89 with %rsp in the reg field is a copy of the stack pointer to a register or to memory
 // based on any register; otherwise a register move into %rsp; otherwise (like 88) a store into a frame
 // slot addressed off %rbp or %rsp.
-void decode_store(const Encoding& e, Insn& insn) {
+void decode_store(const Encoding& e, DecodedInsn& insn) {
   if (!e.rex_w) return;
   if (e.op1 == 0x89) {
     if (e.reg == kSp) {
@@ -240,7 +241,7 @@ void decode_store(const Encoding& e, Insn& insn) {
 }
 
 // 8b loads from a frame slot addressed off %rbp or %rsp.
-void decode_load(const Encoding& e, Insn& insn) {
+void decode_load(const Encoding& e, DecodedInsn& insn) {
   if (!e.rex_w) return;
   for (const uint8_t base : {kBp, kSp}) {
     if (e.rm_is_mem(base)) {
@@ -251,7 +252,7 @@ void decode_load(const Encoding& e, Insn& insn) {
 }
 
 // 8d lea: 64-bit, not RIP-relative, no SIB index. A zero displacement is a plain register copy.
-void decode_lea(const Encoding& e, Insn& insn) {
+void decode_lea(const Encoding& e, DecodedInsn& insn) {
   if (e.mod_is_reg() || !e.rex_w || e.is_rip()) return;
   uint8_t base = e.rm;
   if (e.have_sib()) {
@@ -265,7 +266,7 @@ void decode_lea(const Encoding& e, Insn& insn) {
   }
 }
 
-void decode_0f(const Encoding& e, Insn& insn) {
+void decode_0f(const Encoding& e, DecodedInsn& insn) {
   const uint8_t op2 = e.op2;
   if (op2 == 0x01) {
     if (e.modrm == 0xca) insn.kind = InsnKind::Clac;
@@ -291,7 +292,7 @@ void decode_0f(const Encoding& e, Insn& insn) {
 
 // ff group: indirect call (including far call), indirect jump, far jump, push from r/m. The reg field is
 // compared with its REX.R bit included, as objtool does.
-void decode_group5(const Encoding& e, Insn& insn) {
+void decode_group5(const Encoding& e, DecodedInsn& insn) {
   switch (e.reg) {
     case 2:
     case 3:
@@ -313,7 +314,7 @@ void decode_group5(const Encoding& e, Insn& insn) {
   }
 }
 
-void decode_legacy(const Encoding& e, Insn& insn) {
+void decode_legacy(const Encoding& e, DecodedInsn& insn) {
   const uint8_t op1 = e.op1;
   if (op1 >= 0x50 && op1 <= 0x57) {
     add_op(insn, Src::Reg, R(static_cast<uint8_t>((op1 & 7) + e.rex_b)), 0, Dst::Push);
@@ -371,7 +372,7 @@ void decode_legacy(const Encoding& e, Insn& insn) {
       if (e.enter_level == 0 && !e.operand_16) {
         add_op(insn, Src::Reg, Reg::Bp, 0, Dst::Push);
         add_op(insn, Src::Reg, Reg::Sp, 0, Dst::Reg, Reg::Bp);
-        if (e.enter_size != 0) add_op(insn, Src::Add, Reg::Sp, -static_cast<int64_t>(e.enter_size), Dst::Reg, Reg::Sp);
+        if (e.enter_size != 0) add_op(insn, Src::Add, Reg::Sp, -static_cast<int32_t>(e.enter_size), Dst::Reg, Reg::Sp);
       }
       break;
     case 0xc9:  // leave: mov %rbp,%rsp; pop %rbp
@@ -497,7 +498,7 @@ size_t Decoder::count(std::span<const uint8_t> code) const {
   return n;
 }
 
-std::optional<Insn> Decoder::decode(std::span<const uint8_t> code, uint64_t offset) const {
+std::optional<DecodedInsn> Decoder::decode(std::span<const uint8_t> code, uint32_t offset) const {
   if (!impl_->ok || code.empty()) return std::nullopt;
   ZydisDecodedInstruction zi;
   std::array<ZydisDecodedOperand, ZYDIS_MAX_OPERAND_COUNT> operands;
@@ -507,7 +508,7 @@ std::optional<Insn> Decoder::decode(std::span<const uint8_t> code, uint64_t offs
   if (zi.length == 0 || zi.length > code.size()) return std::nullopt;
   const std::span<const uint8_t> bytes = code.first(zi.length);
 
-  Insn insn;
+  DecodedInsn insn;
   insn.offset = offset;
   insn.length = zi.length;
   insn.written_regs = written_gprs(zi, operands.data());
@@ -522,7 +523,7 @@ std::optional<Insn> Decoder::decode(std::span<const uint8_t> code, uint64_t offs
   if (insn.kind == InsnKind::Jump || insn.kind == InsnKind::JumpConditional || insn.kind == InsnKind::Call) {
     // Direct branches: the target is the next instruction plus the sign-extended relative immediate.
     insn.has_target = e.has_imm;
-    insn.target = offset + zi.length + static_cast<uint64_t>(static_cast<int64_t>(e.imm));
+    insn.displacement = e.imm;
   }
   return insn;
 }

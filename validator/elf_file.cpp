@@ -230,24 +230,35 @@ Result<void> ElfFile::load() {
     if (!d) return fail("relocation section unreadable: {}", elf_error());
     if (sh.sh_entsize != sizeof(Elf64_Rela))
       return fail("relocation section entry size {} (want {})", sh.sh_entsize, sizeof(Elf64_Rela));
-    size_t count = d->d_size / sizeof(Elf64_Rela);
-    auto& out = relocs_[sh.sh_info];
-    out.reserve(out.size() + count);
+    const size_t count = d->d_size / sizeof(Elf64_Rela);
+    static_assert(sizeof(ElfReloc) == sizeof(Elf64_Rela) &&
+                  offsetof(ElfReloc, addend) == offsetof(Elf64_Rela, r_addend));
+    if (reinterpret_cast<uintptr_t>(d->d_buf) % alignof(ElfReloc) != 0)
+      return fail("relocation section {} is misaligned in the file", sections_[elf_ndxscn(scn)].name);
+    const std::span<const ElfReloc> table(static_cast<const ElfReloc*>(d->d_buf), count);
+    bool sorted = true;
     for (size_t i = 0; i < count; ++i) {
-      GElf_Rela r;
-      if (!gelf_getrela(d, static_cast<int>(i), &r)) return fail("relocation {} unreadable (truncated file?)", i);
-      uint32_t symidx = static_cast<uint32_t>(GELF_R_SYM(r.r_info));
-      if (symidx >= symbols_.size()) return fail("relocation {} names symbol {} of {}", i, symidx, symbols_.size());
-      out.push_back({r.r_offset, static_cast<uint32_t>(GELF_R_TYPE(r.r_info)), symidx, r.r_addend});
+      if (table[i].symbol() >= symbols_.size())
+        return fail("relocation {} names symbol {} of {}", i, table[i].symbol(), symbols_.size());
+      sorted = sorted && (i == 0 || table[i - 1].offset <= table[i].offset);
     }
-    std::stable_sort(out.begin(), out.end(), [](const ElfReloc& a, const ElfReloc& b) { return a.offset < b.offset; });
+    std::span<const ElfReloc>& out = relocs_[sh.sh_info];
+    if (sorted && out.empty()) {
+      out = table;
+      continue;
+    }
+    // Unsorted, or a second table for the same section: merged into a sorted copy.
+    std::vector<ElfReloc> merged(out.begin(), out.end());
+    merged.insert(merged.end(), table.begin(), table.end());
+    std::stable_sort(merged.begin(), merged.end(),
+                     [](const ElfReloc& a, const ElfReloc& b) { return a.offset < b.offset; });
+    out = sorted_.emplace_back(std::move(merged));
   }
   return {};
 }
 
-const std::vector<ElfReloc>& ElfFile::relocs_for(uint32_t index) const {
-  static const std::vector<ElfReloc> none;
-  return index < relocs_.size() ? relocs_[index] : none;
+std::span<const ElfReloc> ElfFile::relocs_for(uint32_t index) const {
+  return index < relocs_.size() ? relocs_[index] : std::span<const ElfReloc>();
 }
 
 const ElfSection* ElfFile::section_by_name(std::string_view name) const {

@@ -16,7 +16,7 @@ namespace framecert {
 
 struct ElfSection {
   uint32_t index = 0;
-  std::string name;
+  std::string_view name;  // into the ELF string table (valid while the ElfFile lives)
   uint32_t type = 0;
   uint64_t flags = 0;
   uint64_t address = 0;  // sh_addr (0 in relocatable objects)
@@ -28,21 +28,24 @@ struct ElfSection {
 
 struct ElfSymbol {
   uint32_t index = 0;
-  std::string name;
-  uint8_t type = 0;      // STT_*
-  uint8_t bind = 0;      // STB_*
-  uint32_t section = 0;  // section index (0 when undefined or special)
+  std::string_view name;  // into the ELF string table (valid while the ElfFile lives)
+  uint8_t type = 0;       // STT_*
+  uint8_t bind = 0;       // STB_*
+  uint32_t section = 0;   // section index (0 when undefined or special)
   uint64_t value = 0;
   uint64_t offset = 0;  // value relative to the section start
   uint64_t size = 0;
   bool defined() const { return section != 0; }
 };
 
+// One RELA entry, laid out as the file's Elf64_Rela: a relocation section already sorted by offset (what
+// assemblers and linkers write) is used where libelf mapped it, not copied (docs/design.md, "Memory").
 struct ElfReloc {
   uint64_t offset = 0;  // in the patched section
-  uint32_t type = 0;
-  uint32_t symbol = 0;  // index into symbols()
+  uint64_t info = 0;    // symbol << 32 | type
   int64_t addend = 0;
+  uint32_t type() const { return static_cast<uint32_t>(info); }
+  uint32_t symbol() const { return static_cast<uint32_t>(info >> 32); }  // index into symbols()
 };
 
 class ElfFile {
@@ -59,7 +62,7 @@ class ElfFile {
   const std::vector<ElfSection>& sections() const { return sections_; }
   const std::vector<ElfSymbol>& symbols() const { return symbols_; }
   // Relocations applying to section `index`, sorted by offset (empty if none).
-  const std::vector<ElfReloc>& relocs_for(uint32_t index) const;
+  std::span<const ElfReloc> relocs_for(uint32_t index) const;
   const ElfSection* section_by_name(std::string_view name) const;
   // The bytes of any section, read on demand (annotation tables); empty when unreadable or NOBITS.
   std::span<const uint8_t> section_bytes(uint32_t index) const;
@@ -77,7 +80,8 @@ class ElfFile {
   std::string build_id_;
   std::vector<ElfSection> sections_;
   std::vector<ElfSymbol> symbols_;
-  std::vector<std::vector<ElfReloc>> relocs_;  // by patched section index
+  std::vector<std::span<const ElfReloc>> relocs_;  // by patched section index: in the file, or in `sorted_`
+  std::vector<std::vector<ElfReloc>> sorted_;      // copies of the relocation tables that were not sorted
 };
 
 }  // namespace framecert

@@ -28,7 +28,7 @@ void check_outermost_frames(const DecodedObject& obj, const std::vector<uint8_t>
     if (result.function_failed[f] || bp[i] == static_cast<uint8_t>(BpValue::Zero)) continue;
     const CfiState& s = result.states[result.state_of_insn[i]];
     const char* message = nullptr;
-    if (in.insn.op_count == 1 && is_outermost_realignment(s, in.insn.ops[0]))
+    if (const auto ops = obj.ops(in); ops.size() == 1 && is_outermost_realignment(s, ops[0]))
       message = "unsupported stack pointer realignment";
     else if (in.is_call() && is_outermost_call(s))
       message = "call without frame pointer save/setup";

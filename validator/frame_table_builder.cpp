@@ -63,20 +63,20 @@ class TargetResolver {
 
   CallTarget operator()(const Instruction& in) {
     if (in.insn.kind != InsnKind::Call || !in.insn.has_target) return {};
-    if (!in.alts.empty()) return {};  // an alternative may replace the call at boot
-    if (in.call_symbol != kNone && patched_at_run_time(obj_.symbol(static_cast<uint32_t>(in.call_symbol)).name))
+    if (!obj_.alts(in).empty()) return {};  // an alternative may replace the call at boot
+    if (in.call_symbol() != kNone && patched_at_run_time(obj_.symbol(static_cast<uint32_t>(in.call_symbol())).name))
       return {};
-    const ElfSection& sec = obj_.elf->sections()[in.section];
-    if (!obj_.elf->relocatable()) return {CallTargetKind::Address, 0, sec.address + in.insn.target};
+    const ElfSection& sec = obj_.elf->sections()[obj_.section_of(in)];
+    if (!obj_.elf->relocatable()) return {CallTargetKind::Address, 0, sec.address + in.insn.target()};
     const ElfReloc* r = obj_.reloc_of(in);
-    if (!r) return section_target(in.section, in.insn.target);  // a local label the assembler resolved
+    if (!r) return section_target(obj_.section_of(in), in.insn.target());  // a local label the assembler resolved
     // Only the rel32 at the instruction's end, pc-relative: target = S + A + 4 (the end is 4 bytes past P).
-    if (r->offset + 4 != in.insn.end() || (r->type != R_X86_64_PC32 && r->type != R_X86_64_PLT32)) return {};
-    const ElfSymbol& s = obj_.symbol(r->symbol);
+    if (r->offset + 4 != in.insn.end() || (r->type() != R_X86_64_PC32 && r->type() != R_X86_64_PLT32)) return {};
+    const ElfSymbol& s = obj_.symbol(r->symbol());
     if (s.defined()) return section_target(s.section, s.offset + static_cast<uint64_t>(r->addend + 4));
     if (r->addend != -4 || s.name.empty()) return {};
     auto [it, fresh] = symbols_.try_emplace(s.name, static_cast<uint32_t>(table_.target_symbols.size()));
-    if (fresh) table_.target_symbols.push_back(s.name);
+    if (fresh) table_.target_symbols.emplace_back(s.name);
     return {CallTargetKind::Symbol, it->second, 0};
   }
 
@@ -89,7 +89,7 @@ class TargetResolver {
   const DecodedObject& obj_;
   const std::vector<int32_t>& table_index_;
   FrameTable& table_;
-  std::unordered_map<std::string, uint32_t> symbols_;
+  std::unordered_map<std::string_view, uint32_t> symbols_;
 };
 
 }  // namespace
@@ -183,7 +183,7 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
     if (finding.empty())  // a whole-object structural error leaves every function unchecked
       for (const Finding& fatal : obj.fatal)
         if (fatal.function.empty()) finding = fatal.text();
-    const bool validated = fn.first_insn < fn.end_insn && r.visited[fn.first_insn];
+    const bool validated = fn.first_insn < fn.end_insn && r.visited(fn.first_insn);
     // Certified means checked whole: an instruction of it that no path reached (a switch case behind a
     // table that could not be read, code after a call wrongly taken for noreturn) was never checked.
     const int32_t unchecked = r.first_unchecked.empty() ? kNone : r.first_unchecked[fn.parent];

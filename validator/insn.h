@@ -77,34 +77,47 @@ struct StackOp {
   enum class Dst : uint8_t { Reg, RegIndirect, Mem, Push, PushF };
   Src src = Src::Const;
   Reg src_reg = Reg::None;
-  int64_t src_offset = 0;
   Dst dst = Dst::Mem;
   Reg dst_reg = Reg::None;
-  int64_t dst_offset = 0;
+  // Displacements and immediates of x86-64 stack forms are at most 32 bits (sign-extended); objtool keeps
+  // them in an int too.
+  int32_t src_offset = 0;
+  int32_t dst_offset = 0;
   bool operator==(const StackOp&) const = default;
 };
+inline constexpr int kMaxStackOps = 3;  // `enter`; every other instruction has at most two
 
+// One decoded instruction, kept small: a large object holds millions of them (docs/design.md, "Memory").
+// Its stack operations live beside it (DecodedInsn from the decoder, DecodedObject::stack_ops once decoded).
+// Offsets are section offsets; build_decoded_object refuses code sections of 4 GiB or more.
 struct Insn {
-  uint64_t offset = 0;  // section offset of the first byte
+  uint32_t offset = 0;       // section offset of the first byte
+  int32_t displacement = 0;  // direct branch (has_target): the target is end() + displacement
   uint8_t length = 0;
   InsnKind kind = InsnKind::Other;
-  bool has_target = false;     // direct jump/call: target below is valid
-  bool is_iret = false;        // iretq: inside an STT_FUNC it is sync_core()'s iret-to-self (pops 40 bytes)
-  bool is_syscall = false;     // syscall: the metadata records it for tasks stopped inside a system call
-  bool is_far_return = false;  // lret: head_64.S's idle-task marker is the address after one
-  bool zeroes_bp = false;      // xor %ebp,%ebp / mov $0,%ebp / mov $0,%rbp / and $0,%ebp: rbp known 0
-  bool notrack = false;        // an indirect call/jump with the notrack (3e) prefix: objtool warns about it
-  Reg copy_src = Reg::None;    // mov %copy_src,%copy_dst, both 64-bit registers: dst now holds src's value
+  bool has_target : 1 = false;     // direct jump/call: target() is valid
+  bool is_iret : 1 = false;        // iretq: inside an STT_FUNC it is sync_core()'s iret-to-self (pops 40 bytes)
+  bool is_syscall : 1 = false;     // syscall: the metadata records it for tasks stopped inside a system call
+  bool is_far_return : 1 = false;  // lret: head_64.S's idle-task marker is the address after one
+  bool zeroes_bp : 1 = false;      // xor %ebp,%ebp / mov $0,%ebp / mov $0,%rbp / and $0,%ebp: rbp known 0
+  bool notrack : 1 = false;        // an indirect call/jump with the notrack (3e) prefix: objtool warns about it
+  uint8_t op_count : 2 = 0;        // how many StackOps (at most kMaxStackOps)
+  Reg copy_src = Reg::None;        // mov %copy_src,%copy_dst, both 64-bit registers: dst now holds src's value
   Reg copy_dst = Reg::None;
-  uint64_t target = 0;  // section offset of a direct branch target: offset + length + displacement
   // General-purpose registers the instruction writes, explicitly or implicitly (bit i = Reg(i)); used to
   // see rbp clobbered by instructions the StackOps do not describe.
   uint16_t written_regs = 0;
-  uint8_t op_count = 0;
-  std::array<StackOp, 3> ops{};  // three only for `enter`; every other instruction has at most two
 
   bool writes(Reg r) const { return r != Reg::None && (written_regs >> static_cast<int>(r)) & 1; }
-  uint64_t end() const { return offset + length; }
+  uint64_t end() const { return uint64_t{offset} + length; }
+  // Section offset of a direct branch's target (wraps like the CPU's arithmetic when it lies before 0).
+  uint64_t target() const { return end() + static_cast<uint64_t>(int64_t{displacement}); }
+};
+static_assert(sizeof(Insn) == 16, "an Insn is 16 bytes: millions of them are kept");
+
+// What the decoder returns: the instruction and its stack operations.
+struct DecodedInsn : Insn {
+  std::array<StackOp, kMaxStackOps> ops{};
 };
 
 }  // namespace framecert

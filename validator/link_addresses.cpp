@@ -32,7 +32,7 @@ bool is_code_label(const ElfSymbol& s) {
 
 // Runs of code (in address order) whose uniquely named labels all moved by the same delta.
 std::vector<Run> find_runs(const FrameTable& table, const ElfFile& object, const Addresses& image) {
-  std::unordered_map<std::string, int> in_object;
+  std::unordered_map<std::string_view, int> in_object;
   for (const ElfSymbol& s : object.symbols())
     if (is_code_label(s)) ++in_object[s.name];
   std::vector<Run> runs;
@@ -42,7 +42,7 @@ std::vector<Run> find_runs(const FrameTable& table, const ElfFile& object, const
     std::vector<Anchor> anchors;
     for (const ElfSymbol& s : object.symbols())
       if (is_code_label(s) && s.section == elf_sec->index && in_object[s.name] == 1)
-        anchors.push_back({s.offset, s.size, s.name});
+        anchors.push_back({s.offset, s.size, std::string(s.name)});
     std::sort(anchors.begin(), anchors.end(), [](const Anchor& a, const Anchor& b) { return a.offset < b.offset; });
     std::optional<Run> open;
     for (const Anchor& a : anchors) {
@@ -90,7 +90,7 @@ Result<FrameTable> place_at_link_addresses(const FrameTable& table, const std::s
   if (table.linked) return fail("{}: the metadata is already at link addresses", table.object_name);
   Addresses addresses;
   for (const ElfSymbol& s : (*image)->symbols())
-    if (is_code_label(s)) addresses[s.name].push_back(s.value);
+    if (is_code_label(s)) addresses[std::string(s.name)].push_back(s.value);
 
   FrameTable out;
   out.object_name = table.object_name;
@@ -167,8 +167,8 @@ PlacedModule place_at_load_addresses(FrameTable table, const std::string& module
   if (ko) {
     for (const ElfSymbol& s : (*ko)->symbols()) {
       if (s.type != STT_FUNC || !s.defined() || s.name.empty()) continue;
-      auto it = sections.find((*ko)->sections()[s.section].name);
-      if (it != sections.end()) out.symbols.push_back(Symbol{it->second + s.offset, s.size, s.name});
+      auto it = sections.find(std::string((*ko)->sections()[s.section].name));
+      if (it != sections.end()) out.symbols.push_back(Symbol{it->second + s.offset, s.size, std::string(s.name)});
     }
     nonstandard = non_standard_function_names(**ko);
   }

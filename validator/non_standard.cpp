@@ -9,7 +9,7 @@ std::vector<NonStandardEntry> read_non_standard(const ElfFile& elf) {
   const ElfSection* sec = elf.section_by_name(".discard.func_stack_frame_non_standard");
   if (!sec) return out;
   for (const ElfReloc& r : elf.relocs_for(sec->index)) {
-    const ElfSymbol& s = elf.symbols()[r.symbol];  // ElfFile checked the index
+    const ElfSymbol& s = elf.symbols()[r.symbol()];  // ElfFile checked the index
     if (s.type == STT_FUNC)
       out.push_back({true, s.index, s.section, s.offset});
     else if (s.type == STT_SECTION)
@@ -21,11 +21,11 @@ std::vector<NonStandardEntry> read_non_standard(const ElfFile& elf) {
 std::set<std::string> non_standard_function_names(const ElfFile& elf) {
   std::set<std::string> out;
   for (const NonStandardEntry& e : read_non_standard(elf)) {
-    if (e.function_symbol && !elf.symbols()[e.symbol].name.empty()) out.insert(elf.symbols()[e.symbol].name);
+    if (e.function_symbol && !elf.symbols()[e.symbol].name.empty()) out.emplace(elf.symbols()[e.symbol].name);
     for (const ElfSymbol& s : elf.symbols())
       if (!e.function_symbol && s.type == STT_FUNC && s.defined() && !s.name.empty() && s.section == e.section &&
           s.offset == e.offset)
-        out.insert(s.name);
+        out.emplace(s.name);
   }
   return out;
 }

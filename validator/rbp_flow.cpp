@@ -26,14 +26,13 @@ Flow meet(const Flow& a, const Flow& b) {
 uint16_t bit(Reg r) { return static_cast<uint16_t>(1u << static_cast<unsigned>(r)); }
 
 // What rbp holds after instruction `in` when the stack model describes the write (or leaves rbp alone).
-BpValue transfer_bp(const Instruction& in, const CfiState& before, BpValue bp) {
+BpValue transfer_bp(const DecodedObject& obj, const Instruction& in, const CfiState& before, BpValue bp) {
   if (!in.insn.writes(Reg::Bp)) return bp;
   if (in.insn.zeroes_bp) return BpValue::Zero;
   CfiState after = before;
   // The last op that writes rbp decides (enter's mov %rsp,%rbp is followed by its sub from rsp).
   const StackOp* last = nullptr;
-  for (int k = 0; k < in.insn.op_count; ++k) {
-    const StackOp& op = in.insn.ops[k];
+  for (const StackOp& op : obj.ops(in)) {
     apply_stack_op(after, op, true, false);
     if (op.dst == StackOp::Dst::Reg && op.dst_reg == Reg::Bp) last = &op;
   }
@@ -51,7 +50,7 @@ BpValue transfer_bp(const Instruction& in, const CfiState& before, BpValue bp) {
   }
 }
 
-Flow transfer(const Instruction& in, const CfiState& before, const Flow& f) {
+Flow transfer(const DecodedObject& obj, const Instruction& in, const CfiState& before, const Flow& f) {
   Flow out = f;
   const Reg src = in.insn.copy_src, dst = in.insn.copy_dst;
   const bool copy = src != Reg::None && dst != Reg::None && dst != Reg::Sp && src != dst;
@@ -61,7 +60,7 @@ Flow transfer(const Instruction& in, const CfiState& before, const Flow& f) {
     out.bp = f.copy;
     if (out.bp == BpValue::Frame && !before.has_valid_frame()) out.bp = BpValue::Unknown;
   } else {
-    out.bp = transfer_bp(in, before, f.bp);
+    out.bp = transfer_bp(obj, in, before, f.bp);
   }
   // Registers written lose their copy; a copy from rbp (or from a copy) gains one.
   out.copies = static_cast<uint16_t>(out.copies & ~in.insn.written_regs);
@@ -86,7 +85,7 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
   std::deque<int32_t> work;
   for (int32_t f = 0; f < static_cast<int32_t>(obj.functions.size()); ++f) {
     const Function& fn = obj.functions[f];
-    if (fn.parent != f || !fn.canonical || fn.first_insn == fn.end_insn || !r.visited[fn.first_insn]) continue;
+    if (fn.parent != f || !fn.canonical || fn.first_insn == fn.end_insn || !r.visited(fn.first_insn)) continue;
     if (obj.insns[fn.first_insn].insn.offset != fn.offset) continue;
     value[fn.first_insn] = static_cast<uint8_t>(BpValue::Caller);
     flow[fn.first_insn] = Flow{BpValue::Caller};
@@ -96,8 +95,9 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
   // function entry.
   for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
     const Instruction& in = obj.insns[i];
-    if (!in.hint || !r.visited[i]) continue;
-    const bool entry = in.hint_state != kNone && obj.hint_states[in.hint_state] == CfiState::function_entry();
+    if (!in.hint || !r.visited(i)) continue;
+    const int32_t h = obj.hint_state(in);
+    const bool entry = h != kNone && obj.hint_states[h] == CfiState::function_entry();
     value[i] = static_cast<uint8_t>(entry ? BpValue::Caller : BpValue::Unknown);
     flow[i] = Flow{static_cast<BpValue>(value[i])};
     work.push_back(i);
@@ -112,10 +112,10 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
     int32_t i = work.front();
     work.pop_front();
     if (r.state_of_insn[i] < 0) continue;
-    const Flow out = transfer(obj.insns[i], r.states[r.state_of_insn[i]], flow[i]);
+    const Flow out = transfer(obj, obj.insns[i], r.states[r.state_of_insn[i]], flow[i]);
     followed_successors(obj, i, succ);
     for (int32_t s : succ) {
-      if (s < 0 || !r.visited[s] || obj.insns[s].hint || !same_function(i, s)) continue;
+      if (s < 0 || !r.visited(s) || obj.insns[s].hint || !same_function(i, s)) continue;
       const Flow merged = value[s] == kBpUnset ? out : meet(flow[s], out);
       if (value[s] == kBpUnset || !(merged == flow[s])) {
         flow[s] = merged;

@@ -1,6 +1,8 @@
 #include "validator/validator.h"
 
 #include <algorithm>
+#include <exception>
+#include <new>
 #include <set>
 
 #include "validator/checker.h"
@@ -9,6 +11,7 @@
 #include "validator/elf_file.h"
 #include "validator/frame_pointer_check.h"
 #include "validator/frame_table_builder.h"
+#include "validator/memory_budget.h"
 #include "validator/rbp_flow.h"
 
 namespace framecert {
@@ -26,13 +29,36 @@ std::vector<Finding> first_per_function(const std::vector<Finding>& findings) {
   return out;
 }
 
+Result<ObjectReport> check(const std::string& path, const CheckOptions& options);
+
 }  // namespace
 
+// An exception (out of memory despite the budget, a state table past its limit) becomes the object's error:
+// with several objects checked on worker threads it would otherwise end the process.
 Result<ObjectReport> check_object(const std::string& path, const CheckOptions& options) {
+  try {
+    return check(path, options);
+  } catch (const std::bad_alloc&) {
+    return fail("{}: out of memory", path);
+  } catch (const std::exception& e) {
+    return fail("{}: {}", path, e.what());
+  }
+}
+
+namespace {
+
+Result<ObjectReport> check(const std::string& path, const CheckOptions& options) {
   auto elf = ElfFile::open(path);
   if (!elf) return tl::unexpected(elf.error());
   static const Decoder decoder;
-  DecodedObject obj = build_decoded_object(**elf, decoder);
+  // Instruction offsets are 32-bit (validator/insn.h): x86-64 branches reach only +-2 GiB anyway.
+  for (const ElfSection& sec : (*elf)->sections())
+    if (sec.executable() && sec.bytes.size() > UINT32_MAX)
+      return fail("{}: section {} holds {} bytes of code; framecert checks code sections below 4 GiB", path, sec.name,
+                  sec.bytes.size());
+  const size_t instructions = count_instructions(**elf, decoder);
+  if (auto fits = fits_in_memory(instructions, available_memory()); !fits) return fail("{}: {}", path, fits.error());
+  DecodedObject obj = build_decoded_object(**elf, decoder, instructions);
 
   ObjectReport report;
   report.object = path;
@@ -49,7 +75,6 @@ Result<ObjectReport> check_object(const std::string& path, const CheckOptions& o
         break;
       }
     result.state_of_insn.assign(obj.insns.size(), -1);
-    result.visited.assign(obj.insns.size(), 0);
     result.function_failed.assign(obj.functions.size(), true);
   } else {
     result = check_functions(obj, options.explain);
@@ -72,5 +97,7 @@ Result<ObjectReport> check_object(const std::string& path, const CheckOptions& o
   if (options.want_metadata) report.metadata = build_frame_table(obj, result, bp);
   return report;
 }
+
+}  // namespace
 
 }  // namespace framecert

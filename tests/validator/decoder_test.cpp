@@ -40,8 +40,8 @@ using K = InsnKind;
 
 constexpr uint64_t kOffset = 0x100;
 
-StackOp op(Src src, Reg src_reg, int64_t src_off, Dst dst, Reg dst_reg = Reg::None, int64_t dst_off = 0) {
-  return StackOp{src, src_reg, src_off, dst, dst_reg, dst_off};
+StackOp op(Src src, Reg src_reg, int32_t src_off, Dst dst, Reg dst_reg = Reg::None, int32_t dst_off = 0) {
+  return StackOp{src, src_reg, dst, dst_reg, src_off, dst_off};
 }
 StackOp push_reg(Reg r) { return op(Src::Reg, r, 0, Dst::Push); }
 StackOp push_const() { return op(Src::Const, Reg::None, 0, Dst::Push); }
@@ -273,7 +273,7 @@ const Decoder& shared_decoder() {
   return d;
 }
 
-std::optional<Insn> dec(std::initializer_list<uint8_t> bytes, uint64_t offset = kOffset) {
+std::optional<DecodedInsn> dec(std::initializer_list<uint8_t> bytes, uint32_t offset = kOffset) {
   const std::vector<uint8_t> v(bytes);
   return shared_decoder().decode(v, offset);
 }
@@ -312,7 +312,7 @@ TEST(DecoderTargets, DirectBranches) {
     const auto insn = shared_decoder().decode(t.bytes, t.offset);
     ASSERT_TRUE(insn);
     EXPECT_TRUE(insn->has_target) << t.offset;
-    EXPECT_EQ(insn->target, t.target) << t.offset;
+    EXPECT_EQ(insn->target(), t.target) << t.offset;
   }
 }
 
@@ -538,7 +538,7 @@ std::optional<uint64_t> direct_target(const std::string& text) {
 bool starts_with(const std::string& s, std::string_view p) { return s.rfind(p, 0) == 0; }
 
 // Cross-checks the kinds/targets/push-pop ops of common instructions against objdump's mnemonics.
-void expect_agrees_with_mnemonic(const Insn& insn, const std::string& text) {
+void expect_agrees_with_mnemonic(const DecodedInsn& insn, const std::string& text) {
   const std::string mnem = text.substr(0, text.find(' '));
   const bool branch = mnem.size() >= 2 && (mnem[0] == 'j' || mnem == "call" || starts_with(mnem, "loop"));
   const auto target = branch ? direct_target(text) : std::nullopt;
@@ -562,7 +562,7 @@ void expect_agrees_with_mnemonic(const Insn& insn, const std::string& text) {
   }
   if (target) {
     EXPECT_TRUE(insn.has_target) << text;
-    EXPECT_EQ(insn.target, *target) << text;
+    EXPECT_EQ(insn.target(), *target) << text;
   }
 }
 

@@ -101,7 +101,7 @@ std::pair<std::string, std::string> locate(const ElfFile& elf, const LineAddress
     if (s.type == STT_FUNC && s.section == at.section && at.offset >= s.offset && at.offset < s.offset + s.size)
       best = &s;
   if (!best) return {fmt::format("{}+0x{:x}", elf.sections()[at.section].name, at.offset), ""};
-  return {fmt::format("{}+0x{:x}", best->name, at.offset - best->offset), best->name};
+  return {fmt::format("{}+0x{:x}", best->name, at.offset - best->offset), std::string(best->name)};
 }
 
 }  // namespace

@@ -1,0 +1,34 @@
+// The distinct stack states the checker records, each stored once in a compact encoding. A CfiState is
+// ~300 bytes; an object whose every instruction has its own state (a run of pushes, a long stack probe)
+// would otherwise cost that much per instruction (docs/design.md, "Memory"). Only registers that differ
+// from the empty state are stored, as variable-length integers, so a typical state takes 5-20 bytes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "validator/cfi_state.h"
+
+namespace framecert {
+
+class StateTable {
+ public:
+  static constexpr int32_t kMaxStates = 1 << 30;  // the checker packs ids in 30 bits
+  // The id of `s`, adding it when it is new. Ids are dense, from 0, in order of first appearance.
+  int32_t intern(const CfiState& s);
+  // The state with id `id` (decoded: a copy).
+  CfiState operator[](int32_t id) const;
+  size_t size() const { return ends_.size(); }
+
+ private:
+  std::string_view encoding(int32_t id) const;
+  void grow();
+
+  std::string bytes_;           // every state's encoding, back to back (at most 4 GiB)
+  std::vector<uint32_t> ends_;  // per id: where its encoding ends in bytes_
+  std::vector<int32_t> slots_;  // open-addressing hash table of ids (-1: empty), at most 3/4 full
+  std::string scratch_;
+};
+
+}  // namespace framecert
