@@ -44,6 +44,16 @@ std::optional<uint64_t> CodeMap::syscall_before(const CodeImage& img, uint64_t p
   return pc - (site->return_offset - site->offset);
 }
 
+std::vector<uint64_t> CodeMap::tail_call_targets(uint64_t pc) const {
+  const CodeImage* img = find(pc);
+  if (!img || !img->metadata) return {};
+  auto where = img->metadata->locate(pc - img->bias);
+  if (!where) return {};
+  std::vector<uint64_t> out = img->metadata->tail_call_targets(*where);
+  for (uint64_t& a : out) a += img->bias;
+  return out;
+}
+
 std::optional<FunctionExtent> CodeMap::function_at(uint64_t pc) const {
   const CodeImage* img = find(pc);
   if (!img) return std::nullopt;

@@ -52,6 +52,8 @@ class CodeMap {
   // The `syscall` instruction that ends at `pc` (a task stopped in a system call), at run time.
   std::optional<uint64_t> syscall_before(const CodeImage& img, uint64_t pc) const;
   std::optional<FunctionExtent> function_at(uint64_t pc) const;
+  // Where the proven tail calls (metadata::TailCallRecord) of the function containing `pc` jump, at run time.
+  std::vector<uint64_t> tail_call_targets(uint64_t pc) const;
 
   // `pc` of a caller frame is a return address: look up pc-1 so a call at a function's very end (to a
   // noreturn function) is attributed to the caller, but report the offset of pc itself.

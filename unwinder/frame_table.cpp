@@ -50,15 +50,15 @@ const FunctionEntry* FrameTable::function_at(SectionOffset where) const {
   return nullptr;
 }
 
-std::optional<uint64_t> FrameTable::call_target(const CallSite& call) const {
-  switch (call.target.kind) {
+std::optional<uint64_t> FrameTable::target_address(const CallTarget& target) const {
+  switch (target.kind) {
     case CallTargetKind::Address:
-      return call.target.value;
+      return target.value;
     case CallTargetKind::Section: {
-      if (!linked || call.target.ref >= sections.size()) return std::nullopt;
-      const FrameSection& s = sections[call.target.ref];
-      if (call.target.value >= s.size) return std::nullopt;  // not placed (size 0) or outside it
-      return s.address + call.target.value;
+      if (!linked || target.ref >= sections.size()) return std::nullopt;
+      const FrameSection& s = sections[target.ref];
+      if (target.value >= s.size) return std::nullopt;  // not placed (size 0) or outside it
+      return s.address + target.value;
     }
     case CallTargetKind::Symbol:
     case CallTargetKind::Unknown:
@@ -79,12 +79,27 @@ std::optional<SyscallSite> FrameTable::syscall_before(SectionOffset where) const
 void FrameTable::resolve_symbol_targets(const std::function<std::optional<uint64_t>(const std::string&)>& address_of) {
   std::vector<std::optional<uint64_t>> resolved;
   for (const std::string& name : target_symbols) resolved.push_back(address_of(name));
-  for (FrameSection& s : sections)
-    for (CallSite& c : s.calls) {
-      if (c.target.kind != CallTargetKind::Symbol) continue;
-      auto a = c.target.ref < resolved.size() ? resolved[c.target.ref] : std::nullopt;
-      c.target = a ? CallTarget{CallTargetKind::Address, 0, *a} : CallTarget{};
-    }
+  auto resolve = [&](CallTarget& t) {
+    if (t.kind != CallTargetKind::Symbol) return;
+    auto a = t.ref < resolved.size() ? resolved[t.ref] : std::nullopt;
+    t = a ? CallTarget{CallTargetKind::Address, 0, *a} : CallTarget{};
+  };
+  for (FrameSection& s : sections) {
+    for (CallSite& c : s.calls) resolve(c.target);
+    for (TailCall& c : s.tail_calls) resolve(c.target);
+  }
+}
+
+std::vector<uint64_t> FrameTable::tail_call_targets(SectionOffset where) const {
+  std::vector<uint64_t> out;
+  const FunctionEntry* f = function_at(where);
+  if (!f || f->section >= sections.size()) return out;
+  const auto& calls = sections[f->section].tail_calls;
+  auto it = std::lower_bound(calls.begin(), calls.end(), f->offset,
+                             [](const TailCall& c, uint64_t o) { return c.offset < o; });
+  for (; it != calls.end() && it->offset < f->offset + f->size; ++it)
+    if (auto a = target_address(it->target)) out.push_back(*a);
+  return out;
 }
 
 std::optional<SyscallSite> FrameTable::syscall_before_address(uint64_t return_address) const {

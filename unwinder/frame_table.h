@@ -59,6 +59,13 @@ struct SyscallSite {
   bool operator==(const SyscallSite&) const = default;
 };
 
+// A proven tail call (metadata::TailCallRecord): the jump at `offset` goes to `target`'s entry.
+struct TailCall {
+  uint64_t offset = 0;
+  CallTarget target;
+  bool operator==(const TailCall&) const = default;
+};
+
 struct FrameSection {
   std::string name;
   uint64_t address = 0;
@@ -66,6 +73,7 @@ struct FrameSection {
   std::vector<FrameRowEntry> rows;    // sorted by offset, each state holds until the next row
   std::vector<CallSite> calls;        // sorted by return_offset
   std::vector<SyscallSite> syscalls;  // sorted by return_offset
+  std::vector<TailCall> tail_calls;   // sorted by offset
   bool operator==(const FrameSection&) const = default;
 };
 
@@ -108,7 +116,10 @@ class FrameTable {
   const FunctionEntry* function_at(SectionOffset where) const;
   // The link-time address a direct call lands at; nullopt when the target is unknown, a symbol not yet
   // resolved, or a section not placed at an address (a relocatable object's own table).
-  std::optional<uint64_t> call_target(const CallSite& call) const;
+  std::optional<uint64_t> call_target(const CallSite& call) const { return target_address(call.target); }
+  std::optional<uint64_t> target_address(const CallTarget& target) const;
+  // The link-time addresses the proven tail calls of the function containing `where` jump to.
+  std::vector<uint64_t> tail_call_targets(SectionOffset where) const;
   // The syscall instruction that ends at `where` (a task in a system call has its rip there).
   std::optional<SyscallSite> syscall_before(SectionOffset where) const;
   // Turns CallTargetKind::Symbol targets into addresses where `address_of` knows the name (a relocatable

@@ -69,12 +69,21 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
   h.object_name = strings.add(table.object_name);
   h.build_id = strings.add(table.build_id);
 
-  // Arrays with 8-byte fields first (sections, call sites, functions), then the 4-byte ones (rows, syscall
-  // sites), then the strings: every record naturally aligned.
+  // Arrays with 8-byte fields first (sections, call sites, functions, tail calls), then the 4-byte ones
+  // (rows, syscall sites), then the strings: every record naturally aligned.
   std::vector<uint8_t> body;
   std::vector<md::FrameRow> rows;
   std::vector<md::CallSiteRecord> calls;
   std::vector<md::SyscallSiteRecord> syscalls;
+  std::vector<md::TailCallRecord> tail_calls;
+  // A call target's kind, ref and value as records store them (a symbol by its name in the strings).
+  auto encode_target = [&](const CallTarget& t, uint8_t& kind, uint32_t& ref, uint64_t& value) {
+    kind = static_cast<uint8_t>(t.kind);
+    value = t.value;
+    ref = t.ref;
+    if (t.kind == CallTargetKind::Symbol)
+      ref = t.ref < table.target_symbols.size() ? strings.add(table.target_symbols[t.ref]) : 0;
+  };
   for (uint32_t si = 0; si < table.sections.size(); ++si) {
     const FrameSection& s = table.sections[si];
     md::SectionRecord r{};
@@ -95,13 +104,15 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
       rec.flags = c.flags;
       rec.sp_depth = c.has(md::kCallSpDepth) ? c.sp_depth : 0;
       rec.bp_depth = c.has(md::kCallBpDepth) ? c.bp_depth : 0;
-      rec.target_kind = static_cast<uint8_t>(c.target.kind);
-      rec.target = c.target.value;
-      rec.target_ref = c.target.ref;
-      if (c.target.kind == CallTargetKind::Symbol)
-        rec.target_ref =
-            c.target.ref < table.target_symbols.size() ? strings.add(table.target_symbols[c.target.ref]) : 0;
+      encode_target(c.target, rec.target_kind, rec.target_ref, rec.target);
       calls.push_back(rec);
+    }
+    for (const TailCall& c : s.tail_calls) {
+      md::TailCallRecord rec{};
+      rec.section = si;
+      rec.offset = static_cast<uint32_t>(c.offset);
+      encode_target(c.target, rec.target_kind, rec.target_ref, rec.target);
+      tail_calls.push_back(rec);
     }
     for (const SyscallSite& sc : s.syscalls)
       syscalls.push_back({si, static_cast<uint32_t>(sc.offset), static_cast<uint32_t>(sc.return_offset)});
@@ -118,6 +129,7 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
     r.parent = strings.add(f.parent);
     append(body, r);
   }
+  for (const auto& c : tail_calls) append(body, c);
   for (const auto& r : rows) append(body, r);
   for (const auto& sc : syscalls) append(body, sc);
   body.insert(body.end(), strings.data().begin(), strings.data().end());
@@ -128,6 +140,7 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
   h.call_count = static_cast<uint32_t>(calls.size());
   h.function_count = static_cast<uint32_t>(table.functions.size());
   h.syscall_count = static_cast<uint32_t>(syscalls.size());
+  h.tail_call_count = static_cast<uint32_t>(tail_calls.size());
   h.string_size = static_cast<uint32_t>(strings.data().size());
   h.file_size = sizeof h + body.size();
   h.checksum = file_checksum(h, body);
@@ -159,7 +172,8 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
   const uint64_t sections_at = sizeof h;
   const uint64_t calls_at = sections_at + uint64_t{h.section_count} * sizeof(md::SectionRecord);
   const uint64_t funcs_at = calls_at + uint64_t{h.call_count} * sizeof(md::CallSiteRecord);
-  const uint64_t rows_at = funcs_at + uint64_t{h.function_count} * sizeof(md::FunctionRecord);
+  const uint64_t tails_at = funcs_at + uint64_t{h.function_count} * sizeof(md::FunctionRecord);
+  const uint64_t rows_at = tails_at + uint64_t{h.tail_call_count} * sizeof(md::TailCallRecord);
   const uint64_t syscalls_at = rows_at + uint64_t{h.row_count} * sizeof(md::FrameRow);
   const uint64_t strings_at = syscalls_at + uint64_t{h.syscall_count} * sizeof(md::SyscallSiteRecord);
   const uint64_t end = strings_at + h.string_size;
@@ -177,6 +191,26 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
 
   FrameTable t;
   t.linked = (h.flags & md::kFileLinked) != 0;
+  std::unordered_map<std::string, uint32_t> symbol_index;  // name -> index into target_symbols
+  // A record's call target (a Section target's index is checked once every section is read).
+  auto decode_target = [&](uint8_t kind, uint32_t ref, uint64_t value) -> Result<CallTarget> {
+    switch (static_cast<CallTargetKind>(kind)) {
+      case CallTargetKind::Unknown:
+        return CallTarget{};
+      case CallTargetKind::Address:
+        return CallTarget{CallTargetKind::Address, 0, value};
+      case CallTargetKind::Section:
+        return CallTarget{CallTargetKind::Section, ref, value};
+      case CallTargetKind::Symbol: {
+        auto sym = str(ref);
+        if (!sym || sym->empty()) return fail("call target names no symbol");
+        auto [it, fresh] = symbol_index.try_emplace(*sym, static_cast<uint32_t>(t.target_symbols.size()));
+        if (fresh) t.target_symbols.push_back(*sym);
+        return CallTarget{CallTargetKind::Symbol, it->second, 0};
+      }
+    }
+    return fail("unknown call target kind {}", kind);
+  };
   auto name = str(h.object_name);
   auto build_id = str(h.build_id);
   if (!name) return tl::unexpected(name.error());
@@ -184,7 +218,6 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
   t.object_name = *name;
   t.build_id = *build_id;
 
-  std::unordered_map<std::string, uint32_t> symbol_index;  // name -> index into target_symbols
   for (uint32_t i = 0; i < h.section_count; ++i) {
     md::SectionRecord r;
     record(sections_at, i, r);
@@ -219,27 +252,9 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
                     (c.flags & md::kCallSpDepth) ? c.sp_depth : 0,
                     (c.flags & md::kCallBpDepth) ? c.bp_depth : 0,
                     {}};
-      switch (static_cast<CallTargetKind>(c.target_kind)) {
-        case CallTargetKind::Unknown:
-          break;
-        case CallTargetKind::Address:
-          site.target = CallTarget{CallTargetKind::Address, 0, c.target};
-          break;
-        case CallTargetKind::Section:
-          // Checked against the section count once every section is read.
-          site.target = CallTarget{CallTargetKind::Section, c.target_ref, c.target};
-          break;
-        case CallTargetKind::Symbol: {
-          auto sym = str(c.target_ref);
-          if (!sym || sym->empty()) return fail("section {}: call target names no symbol", s.name);
-          auto [it, fresh] = symbol_index.try_emplace(*sym, static_cast<uint32_t>(t.target_symbols.size()));
-          if (fresh) t.target_symbols.push_back(*sym);
-          site.target = CallTarget{CallTargetKind::Symbol, it->second, 0};
-          break;
-        }
-        default:
-          return fail("section {}: unknown call target kind {}", s.name, c.target_kind);
-      }
+      auto target = decode_target(c.target_kind, c.target_ref, c.target);
+      if (!target) return fail("section {}: {}", s.name, target.error());
+      site.target = *target;
       s.calls.push_back(site);
     }
     t.sections.push_back(std::move(s));
@@ -267,10 +282,28 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
     }
     t.functions.push_back(std::move(f));
   }
-  for (const FrameSection& s : t.sections)
+  for (uint32_t i = 0; i < h.tail_call_count; ++i) {
+    md::TailCallRecord r;
+    record(tails_at, i, r);
+    if (r.section >= t.sections.size())
+      return fail("tail call {} names section {} of {}", i, r.section, t.sections.size());
+    auto& list = t.sections[r.section].tail_calls;
+    if (!list.empty() && r.offset <= list.back().offset) return fail("tail calls not sorted at {}", i);
+    auto target = decode_target(r.target_kind, r.target_ref, r.target);
+    if (!target) return fail("tail call {}: {}", i, target.error());
+    list.push_back({r.offset, *target});
+  }
+  auto bad_section_target = [&](const CallTarget& c) {
+    return c.kind == CallTargetKind::Section && c.ref >= t.sections.size();
+  };
+  for (const FrameSection& s : t.sections) {
     for (const CallSite& c : s.calls)
-      if (c.target.kind == CallTargetKind::Section && c.target.ref >= t.sections.size())
+      if (bad_section_target(c.target))
         return fail("section {}: call target in section {} of {}", s.name, c.target.ref, t.sections.size());
+    for (const TailCall& c : s.tail_calls)
+      if (bad_section_target(c.target))
+        return fail("section {}: tail call target in section {} of {}", s.name, c.target.ref, t.sections.size());
+  }
   for (uint32_t i = 0; i < h.syscall_count; ++i) {
     md::SyscallSiteRecord r;
     record(syscalls_at, i, r);

@@ -1,4 +1,4 @@
-// On-disk layout of framecert frame metadata, version 2 (documented in docs/metadata.md).
+// On-disk layout of framecert frame metadata, version 3 (documented in docs/metadata.md).
 // The unwinder owns this format (it consumes it); the validator produces it. All integers little-endian,
 // every record naturally aligned, arrays in the order given by the header. Nothing here is C++-specific:
 // a reader in any language can follow docs/metadata.md.
@@ -10,8 +10,9 @@ namespace framecert::metadata {
 
 inline constexpr char kMagic[8] = {'F', 'C', 'M', 'E', 'T', 'A', '\r', '\n'};
 // 2: call sites carry the exact stack depth and the direct call target; a syscall-site table; the arrays
-// reordered so every record is naturally aligned. Version-1 files are refused (caches regenerate them).
-inline constexpr uint32_t kVersion = 2;
+// reordered so every record is naturally aligned. 3: a table of proven tail calls (sibling calls).
+// Older files are refused (caches regenerate them).
+inline constexpr uint32_t kVersion = 3;
 
 // File header: 64 bytes.
 struct FileHeader {
@@ -25,12 +26,14 @@ struct FileHeader {
   uint32_t row_count;
   uint32_t call_count;
   uint32_t function_count;
-  uint32_t string_size;    // bytes of the string table (NUL-terminated strings)
-  uint32_t object_name;    // string: the object the metadata describes
-  uint32_t build_id;       // string: hex build-id, or empty
-  uint32_t syscall_count;  // SyscallSiteRecords
+  uint32_t string_size;      // bytes of the string table (NUL-terminated strings)
+  uint32_t object_name;      // string: the object the metadata describes
+  uint32_t build_id;         // string: hex build-id, or empty
+  uint32_t syscall_count;    // SyscallSiteRecords
+  uint32_t tail_call_count;  // TailCallRecords
+  uint32_t reserved;
 };
-static_assert(sizeof(FileHeader) == 64);
+static_assert(sizeof(FileHeader) == 72);
 
 // The object was a linked image (executable, shared object, vmlinux): section addresses are virtual
 // addresses. Otherwise (relocatable .o) every section starts at address 0 and is addressed by index.
@@ -116,6 +119,20 @@ struct SyscallSiteRecord {
   uint32_t return_offset;  // section offset of the instruction after it (where rip points)
 };
 static_assert(sizeof(SyscallSiteRecord) == 12);
+
+// A sibling call (a jump that leaves its function for another function's entry) that the validator proved
+// leaves with the caller's frame torn down: the function jumped to returns straight to this function's
+// caller, so a return address after a call to this function may lead to a frame running in it. 24 bytes,
+// sorted by (section, offset).
+struct TailCallRecord {
+  uint32_t section;     // index of the section record
+  uint32_t offset;      // section offset of the jump instruction
+  uint8_t target_kind;  // CallTargetKind, as in CallSiteRecord
+  uint8_t reserved[3];
+  uint32_t target_ref;
+  uint64_t target;
+};
+static_assert(sizeof(TailCallRecord) == 24);
 
 // Function flags.
 inline constexpr uint32_t kFuncCertified = 1u << 0;    // every path validated, no finding

@@ -151,7 +151,29 @@ bool is_signal_trampoline(const CodeMap& code, uint64_t address) {
   return f && f->start == address && f->name.find("restore_rt") != std::string::npos;
 }
 
-// The direct call before `return_address` must target the function the callee frame runs in.
+// Whether the function entered at `from` reaches the entry `to` through proven tail calls (each one left
+// with its frame torn down, so the function at the end returns where `from` would have): a chain of at most
+// kMaxTailCalls jumps, a bounded search.
+bool reaches_by_tail_calls(const CodeMap& code, uint64_t from, uint64_t to) {
+  constexpr int kMaxTailCalls = 8;
+  constexpr size_t kMaxFunctions = 64;
+  std::vector<uint64_t> seen{from}, frontier{from};
+  for (int depth = 0; depth < kMaxTailCalls && !frontier.empty(); ++depth) {
+    std::vector<uint64_t> next;
+    for (uint64_t f : frontier)
+      for (uint64_t t : code.tail_call_targets(f)) {
+        if (t == to) return true;
+        if (std::find(seen.begin(), seen.end(), t) != seen.end() || seen.size() >= kMaxFunctions) continue;
+        seen.push_back(t);
+        next.push_back(t);
+      }
+    frontier = std::move(next);
+  }
+  return false;
+}
+
+// The direct call before `return_address` must target the function the callee frame runs in, or one that
+// reaches it through proven tail calls (the tail-calling functions are rightly absent from the stack).
 Check check_call_target(const WalkContext& ctx, const ReturnSite& site, uint64_t return_address, uint64_t callee_pc,
                         bool callee_is_return) {
   // The validator's recorded target; none: indirect, rewritten at run time, or not resolved (no check).
@@ -164,6 +186,7 @@ Check check_call_target(const WalkContext& ctx, const ReturnSite& site, uint64_t
   // callee's. PLT stubs and unknown targets prove nothing either way.
   if (!callee || callee->cold_part || !called || called->start != target || target == callee->start)
     return std::nullopt;
+  if (reaches_by_tail_calls(ctx.code, target, callee->start)) return std::nullopt;
   return Problem{Reason::CallTargetMismatch,
                  fmt::format("the call before {:#x} calls {} but the frame below runs in {}", return_address,
                              called->name, callee->name)};

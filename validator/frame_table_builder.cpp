@@ -61,8 +61,11 @@ class TargetResolver {
   TargetResolver(const DecodedObject& obj, const std::vector<int32_t>& table_index, FrameTable& table)
       : obj_(obj), table_index_(table_index), table_(table) {}
 
+  // Where a direct call, or the direct jump of a sibling call, goes.
   CallTarget operator()(const Instruction& in) {
-    if (in.insn.kind != InsnKind::Call || !in.insn.has_target) return {};
+    const bool direct =
+        in.insn.kind == InsnKind::Call || in.insn.kind == InsnKind::Jump || in.insn.kind == InsnKind::JumpConditional;
+    if (!direct || !in.insn.has_target) return {};
     if (!obj_.alts(in).empty()) return {};  // an alternative may replace the call at boot
     if (in.call_symbol() != kNone && patched_at_run_time(obj_.symbol(static_cast<uint32_t>(in.call_symbol())).name))
       return {};
@@ -92,6 +95,15 @@ class TargetResolver {
   std::unordered_map<std::string_view, uint32_t> symbols_;
 };
 
+// A direct sibling call the checker reached with the frame torn down (objtool's rule for sibling calls):
+// the function jumped to returns straight to this function's caller.
+bool is_proven_tail_call(const DecodedObject& obj, const CheckResult& r, int32_t i) {
+  const Instruction& in = obj.insns[i];
+  const bool jump = in.insn.kind == InsnKind::Jump || in.insn.kind == InsnKind::JumpConditional;
+  if (!jump || !in.sibling_target || in.func == kNone || in.ignore || r.state_of_insn[i] < 0) return false;
+  return !r.states[r.state_of_insn[i]].has_modified_frame();
+}
+
 }  // namespace
 
 FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, const std::vector<uint8_t>& bp) {
@@ -118,6 +130,9 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
       if (!prev || *prev != st) fs.rows.push_back({in.insn.offset, st});
       prev = st;
       if (in.insn.is_syscall && r.state_of_insn[i] >= 0) fs.syscalls.push_back({in.insn.offset, in.insn.end()});
+      if (is_proven_tail_call(obj, r, static_cast<int32_t>(i)))
+        if (CallTarget target = target_of(in); target.kind != CallTargetKind::Unknown)
+          fs.tail_calls.push_back({in.insn.offset, target});
       if (!in.is_call() || r.state_of_insn[i] < 0) continue;
       const CfiState& cs = r.states[r.state_of_insn[i]];
       CallSite c;

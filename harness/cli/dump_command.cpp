@@ -37,6 +37,21 @@ std::string function_flags(const FunctionEntry& f) {
   return out;
 }
 
+// A call target as `dump` shows it: an address, a section offset or a symbol name.
+std::string target_text(const FrameTable& t, const CallTarget& target) {
+  switch (target.kind) {
+    case CallTargetKind::Address:
+      return fmt::format("0x{:x}", target.value);
+    case CallTargetKind::Section:
+      return target.ref < t.sections.size() ? place(t, target.ref, target.value) : "?";
+    case CallTargetKind::Symbol:
+      return target.ref < t.target_symbols.size() ? t.target_symbols[target.ref] : "?";
+    case CallTargetKind::Unknown:
+      break;
+  }
+  return "unknown";
+}
+
 int run_dump(const std::string& path) {
   auto t = read_frame_table(path);
   if (!t) {
@@ -52,6 +67,8 @@ int run_dump(const std::string& path) {
     for (const auto& row : sec.rows) fmt::print("  {}: {}\n", place(*t, s, row.offset), describe_state(row.state));
     for (const auto& call : sec.calls)
       fmt::print("  call returning to {}: {}\n", place(*t, s, call.return_offset), call_flags(call));
+    for (const auto& tail : sec.tail_calls)
+      fmt::print("  tail call at {} to {}\n", place(*t, s, tail.offset), target_text(*t, tail.target));
   }
   fmt::print("\nfunctions:\n");
   for (const auto& f : t->functions)

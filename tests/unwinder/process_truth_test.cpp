@@ -362,6 +362,38 @@ TEST(ProcessTruth, EnterWithNestingLevelIsNotAFrame) {
   EXPECT_EQ(v.frame, 1);
 }
 
+// Issue 14: tail calls. tc_main calls tc_a, which reaches tc_leaf through two proven tail calls: the chain
+// tc_leaf <- tc_main <- _start is complete and reliable, in both walks.
+TEST(ProcessTruth, ACalleeReachedThroughProvenTailCallsIsReliable) {
+  Child child(kPrograms + "/fc_tail_call");
+  ASSERT_TRUE(child.ready()) << child.ready_line();
+  ASSERT_TRUE(child.wait_parked(1, 1));
+  std::shared_ptr<MetadataCache> cache;
+  auto r = walk_process(child.pid(), validator_metadata(cache), {});
+  ASSERT_TRUE(r) << r.error();
+  ASSERT_EQ(r->threads.size(), 1u);
+  const Unwind& u = r->threads[0].unwind;
+  EXPECT_TRUE(u.trace.verdict.reliable) << verdict_text(u.trace.verdict);
+  EXPECT_EQ(symbols(u.trace), (Names{"tc_leaf", "tc_main", "_start"}));
+  EXPECT_TRUE(u.cfa_trace.verdict.reliable) << verdict_text(u.cfa_trace.verdict);
+}
+
+// The same chain with the second tail call made indirect: nothing proves tc_a reaches tc_leaf, so the call
+// target check still fires (it is not switched off by the presence of tail calls).
+TEST(ProcessTruth, AnUnprovenTailCallLeavesTheCallTargetMismatch) {
+  Child child(kPrograms + "/fc_tail_call_indirect");
+  ASSERT_TRUE(child.ready()) << child.ready_line();
+  ASSERT_TRUE(child.wait_parked(1, 1));
+  std::shared_ptr<MetadataCache> cache;
+  auto r = walk_process(child.pid(), validator_metadata(cache), {});
+  ASSERT_TRUE(r) << r.error();
+  ASSERT_EQ(r->threads.size(), 1u);
+  const Verdict& v = r->threads[0].unwind.trace.verdict;
+  EXPECT_FALSE(v.reliable);
+  EXPECT_EQ(reason_name(v.reason), "call-target-mismatch") << verdict_text(v);
+  EXPECT_NE(v.detail.find("calls tc_a but the frame below runs in tc_leaf"), std::string::npos) << v.detail;
+}
+
 // Separate debug files found by build-id: Debian's stripped libc has no symbol for start_thread (only
 // .dynsym); libc6-dbg's /usr/lib/debug/.build-id/xx/yyyy.debug has. Symbols only: the metadata still comes
 // from the validator's view of the stripped file, so the verdict at that frame is unchanged.

@@ -197,6 +197,38 @@ TEST(Metadata, SyscallSitesAreRecordedApartFromCalls) {
   EXPECT_FALSE(t.call_site({0, 7}).has_value()) << "a syscall is never a call that proves a return address";
 }
 
+// Issue 14: proven tail calls. Expected offsets read from the fixtures' own disassembly (objdump -dr).
+TEST(Metadata, ProvenTailCallsAreRecordedWithTheirTargets) {
+  // c_tail_calls.c at -O2: direct_tail jumps to local_target (a label the assembler resolved, .text+0x0) at
+  // 0x16 and to the external ext_fn at 0x24; indirect_tail's `jmp *%rax` (0x50) has no known target.
+  FrameTable t = metadata_of("c_tail_calls.c");
+  const auto& tails = t.sections.at(0).tail_calls;
+  ASSERT_EQ(tails.size(), 2u);
+  EXPECT_EQ(tails[0], (TailCall{0x16, CallTarget{CallTargetKind::Section, 0, 0x0}}));
+  EXPECT_EQ(tails[1].offset, 0x24u);
+  ASSERT_EQ(tails[1].target.kind, CallTargetKind::Symbol);
+  EXPECT_EQ(t.target_symbols.at(tails[1].target.ref), "ext_fn");
+  // The conditional tail call of ok_cond_tail_call.S (jne helper, after popq %rbp) counts too.
+  FrameTable cond = metadata_of("ok_cond_tail_call.S");
+  ASSERT_EQ(cond.sections.at(0).tail_calls.size(), 1u);
+  EXPECT_EQ(cond.sections[0].tail_calls[0].target, (CallTarget{CallTargetKind::Section, 0, 0x0}));
+  // A sibling call made with the frame still set up proves nothing: no record.
+  EXPECT_TRUE(metadata_of("bad_sibling_call_direct.S").sections.at(0).tail_calls.empty());
+  // Placed like call targets, and found per function.
+  FrameTable placed = t;
+  placed.linked = true;
+  placed.sections[0].address = 0x401000;
+  placed.resolve_symbol_targets([](const std::string& name) -> std::optional<uint64_t> {
+    return name == "ext_fn" ? std::optional<uint64_t>(0x402000) : std::nullopt;
+  });
+  EXPECT_EQ(placed.tail_call_targets({0, 0x10}), (std::vector<uint64_t>{0x401000, 0x402000}));
+  EXPECT_TRUE(placed.tail_call_targets({0, 0x30}).empty());
+  // Through the file and back.
+  auto back = parse_frame_table(serialize_frame_table(t));
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->sections.at(0).tail_calls, tails);
+}
+
 TEST(Metadata, EveryFixtureRoundTripsThroughTheFile) {
   const auto dir = std::filesystem::temp_directory_path() / "framecert-metadata-test";
   std::filesystem::create_directories(dir);
@@ -227,15 +259,15 @@ TEST(Metadata, ReaderRejectsDamagedFiles) {
     EXPECT_FALSE(r.has_value()) << "byte " << i << " flipped and still accepted";
   }
   auto wrong_version = good;
-  wrong_version[8] = 3;
+  wrong_version[8] = 4;
   auto r = parse_frame_table(wrong_version);
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().find("unsupported metadata version 3"), std::string::npos) << r.error();
-  // A version-1 file (an old cache, or one handed explicitly): one line that says to regenerate it.
-  wrong_version[8] = 1;
+  EXPECT_NE(r.error().find("unsupported metadata version 4"), std::string::npos) << r.error();
+  // A version-2 file (an old cache, or one handed explicitly): one line that says to regenerate it.
+  wrong_version[8] = 2;
   r = parse_frame_table(wrong_version);
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().find("unsupported metadata version 1 (this reader knows 2: written by an older framecert"),
+  EXPECT_NE(r.error().find("unsupported metadata version 2 (this reader knows 3: written by an older framecert"),
             std::string::npos)
       << r.error();
   EXPECT_EQ(r.error().find('\n'), std::string::npos);
