@@ -15,6 +15,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "tests/unwinder/process_util.h"
 #include "unwinder/process_walk.h"
@@ -329,17 +330,29 @@ TEST(ProcessTruth, ReturnAddressWithoutSymbolOrMetadata) {
   EXPECT_TRUE(r->threads[5].unwind.trace.verdict.reliable) << verdict_text(r->threads[5].unwind.trace.verdict);
 }
 
+// Starts a one-thread program of tests/programs, waits until it sleeps, walks it: its only thread's unwind
+// (nullopt, with the failure recorded, when any step fails).
+std::optional<Unwind> walk_only_thread(const std::string& program) {
+  Child child(kPrograms + "/" + program);
+  if (!child.ready() || !child.wait_parked(1, 1)) {
+    ADD_FAILURE() << program << " never got ready: " << child.ready_line();
+    return std::nullopt;
+  }
+  std::shared_ptr<MetadataCache> cache;
+  auto r = walk_process(child.pid(), validator_metadata(cache), {});
+  if (!r || r->threads.size() != 1) {
+    ADD_FAILURE() << program << ": " << (r ? fmt::format("{} threads", r->threads.size()) : r.error());
+    return std::nullopt;
+  }
+  return r->threads[0].unwind;
+}
+
 // Issue 14: frames objtool 6.1 does not model. _start zeroes rbp and realigns rsp before its call (as glibc's
 // _start does), es_main sets up its frame with `enter $16,$0`: both walks reach _start and end there.
 TEST(ProcessTruth, EnterFrameAndRealignedStartAreReliable) {
-  Child child(kPrograms + "/fc_enter_start");
-  ASSERT_TRUE(child.ready()) << child.ready_line();
-  ASSERT_TRUE(child.wait_parked(1, 1));
-  std::shared_ptr<MetadataCache> cache;
-  auto r = walk_process(child.pid(), validator_metadata(cache), {});
-  ASSERT_TRUE(r) << r.error();
-  ASSERT_EQ(r->threads.size(), 1u);
-  const Unwind& u = r->threads[0].unwind;
+  const std::optional<Unwind> walked = walk_only_thread("fc_enter_start");
+  ASSERT_TRUE(walked);
+  const Unwind& u = *walked;
   EXPECT_TRUE(u.trace.verdict.reliable) << verdict_text(u.trace.verdict);
   EXPECT_EQ(symbols(u.trace), (Names{"es_leaf", "es_main", "_start"}));
   EXPECT_TRUE(u.cfa_trace.verdict.reliable) << verdict_text(u.cfa_trace.verdict);
@@ -349,14 +362,9 @@ TEST(ProcessTruth, EnterFrameAndRealignedStartAreReliable) {
 // The same program with `enter $16,$1`: a nesting level framecert does not model, so es_main's call is
 // one without a frame and the walk is not reliable.
 TEST(ProcessTruth, EnterWithNestingLevelIsNotAFrame) {
-  Child child(kPrograms + "/fc_enter_nested");
-  ASSERT_TRUE(child.ready()) << child.ready_line();
-  ASSERT_TRUE(child.wait_parked(1, 1));
-  std::shared_ptr<MetadataCache> cache;
-  auto r = walk_process(child.pid(), validator_metadata(cache), {});
-  ASSERT_TRUE(r) << r.error();
-  ASSERT_EQ(r->threads.size(), 1u);
-  const Verdict& v = r->threads[0].unwind.trace.verdict;
+  const std::optional<Unwind> walked = walk_only_thread("fc_enter_nested");
+  ASSERT_TRUE(walked);
+  const Verdict& v = walked->trace.verdict;
   EXPECT_FALSE(v.reliable);
   EXPECT_EQ(reason_name(v.reason), "no-frame-at-call-site") << verdict_text(v);
   EXPECT_EQ(v.frame, 1);
@@ -365,14 +373,9 @@ TEST(ProcessTruth, EnterWithNestingLevelIsNotAFrame) {
 // Issue 14: tail calls. tc_main calls tc_a, which reaches tc_leaf through two proven tail calls: the chain
 // tc_leaf <- tc_main <- _start is complete and reliable, in both walks.
 TEST(ProcessTruth, ACalleeReachedThroughProvenTailCallsIsReliable) {
-  Child child(kPrograms + "/fc_tail_call");
-  ASSERT_TRUE(child.ready()) << child.ready_line();
-  ASSERT_TRUE(child.wait_parked(1, 1));
-  std::shared_ptr<MetadataCache> cache;
-  auto r = walk_process(child.pid(), validator_metadata(cache), {});
-  ASSERT_TRUE(r) << r.error();
-  ASSERT_EQ(r->threads.size(), 1u);
-  const Unwind& u = r->threads[0].unwind;
+  const std::optional<Unwind> walked = walk_only_thread("fc_tail_call");
+  ASSERT_TRUE(walked);
+  const Unwind& u = *walked;
   EXPECT_TRUE(u.trace.verdict.reliable) << verdict_text(u.trace.verdict);
   EXPECT_EQ(symbols(u.trace), (Names{"tc_leaf", "tc_main", "_start"}));
   EXPECT_TRUE(u.cfa_trace.verdict.reliable) << verdict_text(u.cfa_trace.verdict);
@@ -381,14 +384,9 @@ TEST(ProcessTruth, ACalleeReachedThroughProvenTailCallsIsReliable) {
 // The same chain with the second tail call made indirect: nothing proves tc_a reaches tc_leaf, so the call
 // target check still fires (it is not switched off by the presence of tail calls).
 TEST(ProcessTruth, AnUnprovenTailCallLeavesTheCallTargetMismatch) {
-  Child child(kPrograms + "/fc_tail_call_indirect");
-  ASSERT_TRUE(child.ready()) << child.ready_line();
-  ASSERT_TRUE(child.wait_parked(1, 1));
-  std::shared_ptr<MetadataCache> cache;
-  auto r = walk_process(child.pid(), validator_metadata(cache), {});
-  ASSERT_TRUE(r) << r.error();
-  ASSERT_EQ(r->threads.size(), 1u);
-  const Verdict& v = r->threads[0].unwind.trace.verdict;
+  const std::optional<Unwind> walked = walk_only_thread("fc_tail_call_indirect");
+  ASSERT_TRUE(walked);
+  const Verdict& v = walked->trace.verdict;
   EXPECT_FALSE(v.reliable);
   EXPECT_EQ(reason_name(v.reason), "call-target-mismatch") << verdict_text(v);
   EXPECT_NE(v.detail.find("calls tc_a but the frame below runs in tc_leaf"), std::string::npos) << v.detail;
