@@ -426,26 +426,41 @@ void resolve_jump_tables(DecodedObject& obj) {
   }
 }
 
-int32_t function_at_offset(const DecodedObject& obj, uint32_t section, uint64_t offset) {
-  int32_t any = kNone;
-  for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) {
-    const Function& f = obj.functions[i];
-    if (f.section == section && f.offset == offset) {
-      if (f.canonical) return i;
-      any = i;
+// Who starts at a (section, offset): built once per object, where a search per call was quadratic.
+class StartIndex {
+ public:
+  explicit StartIndex(const DecodedObject& obj) {
+    // The function: the first canonical one there, else the last alias (objtool's pick of a name).
+    for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) {
+      const Function& f = obj.functions[i];
+      auto [it, fresh] = functions_.try_emplace(key(f.section, f.offset), i);
+      if (!fresh && !obj.functions[it->second].canonical) it->second = i;
     }
+    // The symbol: the first in the symbol table (sections and file names are not code labels).
+    for (const ElfSymbol& s : obj.elf->symbols())
+      if (s.type != STT_SECTION && s.type != STT_FILE)
+        symbols_.try_emplace(key(s.section, s.offset), static_cast<int32_t>(s.index));
   }
-  return any;
-}
+  int32_t function_at(uint32_t section, uint64_t offset) const { return find(functions_, section, offset); }
+  int32_t symbol_at(uint32_t section, uint64_t offset) const { return find(symbols_, section, offset); }
 
-int32_t symbol_at_offset(const DecodedObject& obj, uint32_t section, uint64_t offset) {
-  for (const ElfSymbol& s : obj.elf->symbols())
-    if (s.section == section && s.offset == offset && s.type != STT_SECTION && s.type != STT_FILE)
-      return static_cast<int32_t>(s.index);
-  return kNone;
-}
+ private:
+  using Key = std::pair<uint32_t, uint64_t>;
+  struct KeyHash {
+    size_t operator()(const Key& k) const { return std::hash<uint64_t>{}(k.second * 0x9e3779b97f4a7c15ull ^ k.first); }
+  };
+  using Map = std::unordered_map<Key, int32_t, KeyHash>;
+  static Key key(uint32_t section, uint64_t offset) { return {section, offset}; }
+  static int32_t find(const Map& m, uint32_t section, uint64_t offset) {
+    auto it = m.find(key(section, offset));
+    return it == m.end() ? kNone : it->second;
+  }
+  Map functions_;
+  Map symbols_;
+};
 
 void resolve_calls(DecodedObject& obj) {
+  const StartIndex starts(obj);
   for (Instruction& in : obj.insns) {
     if (in.insn.kind != InsnKind::Call) continue;
     int32_t sym = kNone;
@@ -453,8 +468,8 @@ void resolve_calls(DecodedObject& obj) {
       const ElfSymbol& s = obj.symbol(r->symbol());
       if (s.type == STT_SECTION) {
         uint64_t off = static_cast<uint64_t>(r->addend) + 4;
-        int32_t f = function_at_offset(obj, s.section, off);
-        sym = f != kNone ? static_cast<int32_t>(obj.functions[f].symbol) : symbol_at_offset(obj, s.section, off);
+        int32_t f = starts.function_at(s.section, off);
+        sym = f != kNone ? static_cast<int32_t>(obj.functions[f].symbol) : starts.symbol_at(s.section, off);
         if (sym == kNone) {
           obj.fatal.push_back(fatal_at(obj, in, fmt::format("can't find call dest symbol at {}+0x{:x}", s.name, off)));
           continue;
@@ -471,9 +486,9 @@ void resolve_calls(DecodedObject& obj) {
       uint64_t dest_off = in.insn.target();
       const bool linked = !obj.elf->relocatable();
       if (linked && !locate_linked_target(obj, in, &dest_sec, &dest_off)) dest_sec = 0;
-      int32_t f = dest_sec ? function_at_offset(obj, dest_sec, dest_off) : kNone;
+      int32_t f = dest_sec ? starts.function_at(dest_sec, dest_off) : kNone;
       sym = f != kNone ? static_cast<int32_t>(obj.functions[f].symbol)
-                       : (dest_sec ? symbol_at_offset(obj, dest_sec, dest_off) : kNone);
+                       : (dest_sec ? starts.symbol_at(dest_sec, dest_off) : kNone);
       if (in.ignore) continue;
       if (sym == kNone && linked) {
         // A linked image calls PLT stubs and stripped local functions that have no symbol. Only a call

@@ -105,6 +105,7 @@ void StateTable::grow() {
 }
 
 int32_t StateTable::intern(const CfiState& s) {
+  if (last_interned_.id >= 0 && last_interned_.state == s) return last_interned_.id;
   encode(s, scratch_);
   if ((ends_.size() + 1) * 4 > slots_.size() * 3) grow();
   const size_t mask = slots_.size() - 1;
@@ -115,12 +116,20 @@ int32_t StateTable::intern(const CfiState& s) {
       bytes_ += scratch_;
       ends_.push_back(static_cast<uint32_t>(bytes_.size()));
       slots_[k] = static_cast<int32_t>(ends_.size() - 1);
+      last_interned_ = {slots_[k], s};
       return slots_[k];
     }
-    if (encoding(slots_[k]) == scratch_) return slots_[k];
+    if (encoding(slots_[k]) == scratch_) {
+      last_interned_ = {slots_[k], s};
+      return slots_[k];
+    }
   }
 }
 
-CfiState StateTable::operator[](int32_t id) const { return decode(encoding(id)); }
+CfiState StateTable::operator[](int32_t id) const {
+  CachedState& slot = cache_[static_cast<size_t>(id) % kCacheSlots];
+  if (slot.id != id) slot = {id, decode(encoding(id))};
+  return slot.state;
+}
 
 }  // namespace framecert

@@ -4,6 +4,7 @@
 // from the empty state are stored, as variable-length integers, so a typical state takes 5-20 bytes.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -24,6 +25,17 @@ class StateTable {
  private:
   std::string_view encoding(int32_t id) const;
   void grow();
+
+  // Decoding on every lookup would cost more than the checking: consecutive instructions mostly share a
+  // state, and a few states are asked for again and again. A small direct-mapped cache of decoded states
+  // (18 KiB), and the last state interned, answer most questions without decoding or hashing.
+  static constexpr size_t kCacheSlots = 64;
+  struct CachedState {
+    int32_t id = -1;
+    CfiState state;
+  };
+  mutable std::array<CachedState, kCacheSlots> cache_{};
+  CachedState last_interned_;
 
   std::string bytes_;           // every state's encoding, back to back (at most 4 GiB)
   std::vector<uint32_t> ends_;  // per id: where its encoding ends in bytes_
