@@ -426,37 +426,55 @@ void resolve_jump_tables(DecodedObject& obj) {
   }
 }
 
-// Who starts at a (section, offset): built once per object, where a search per call was quadratic.
+// Who starts at a (section, offset): built once per object, where a search per call was quadratic. Sorted
+// arrays of 16-byte entries, not hash maps: this runs while every instruction is held (docs/design.md, Memory).
 class StartIndex {
  public:
-  explicit StartIndex(const DecodedObject& obj) {
-    // The function: the first canonical one there, else the last alias (objtool's pick of a name).
-    for (int32_t i = 0; i < static_cast<int32_t>(obj.functions.size()); ++i) {
-      const Function& f = obj.functions[i];
-      auto [it, fresh] = functions_.try_emplace(key(f.section, f.offset), i);
-      if (!fresh && !obj.functions[it->second].canonical) it->second = i;
-    }
-    // The symbol: the first in the symbol table (sections and file names are not code labels).
-    for (const ElfSymbol& s : obj.elf->symbols())
-      if (s.type != STT_SECTION && s.type != STT_FILE)
-        symbols_.try_emplace(key(s.section, s.offset), static_cast<int32_t>(s.index));
+  explicit StartIndex(const DecodedObject& obj) : obj_(obj) {
+    functions_.reserve(obj.functions.size());
+    for (uint32_t i = 0; i < obj.functions.size(); ++i)
+      functions_.push_back({obj.functions[i].section, i, obj.functions[i].offset});
+    for (const ElfSymbol& s : obj.elf->symbols())  // sections and file names are not code labels
+      if (s.type != STT_SECTION && s.type != STT_FILE) symbols_.push_back({s.section, s.index, s.offset});
+    std::sort(functions_.begin(), functions_.end());
+    std::sort(symbols_.begin(), symbols_.end());
   }
-  int32_t function_at(uint32_t section, uint64_t offset) const { return find(functions_, section, offset); }
-  int32_t symbol_at(uint32_t section, uint64_t offset) const { return find(symbols_, section, offset); }
+  // The first canonical function there, else the last alias (objtool's pick of a name).
+  int32_t function_at(uint32_t section, uint64_t offset) const {
+    int32_t any = kNone;
+    for (auto [it, end] = range(functions_, section, offset); it != end; ++it) {
+      if (obj_.functions[it->index].canonical) return static_cast<int32_t>(it->index);
+      any = static_cast<int32_t>(it->index);
+    }
+    return any;
+  }
+  // The first symbol there in symbol-table order.
+  int32_t symbol_at(uint32_t section, uint64_t offset) const {
+    auto [it, end] = range(symbols_, section, offset);
+    return it == end ? kNone : static_cast<int32_t>(it->index);
+  }
 
  private:
-  using Key = std::pair<uint32_t, uint64_t>;
-  struct KeyHash {
-    size_t operator()(const Key& k) const { return std::hash<uint64_t>{}(k.second * 0x9e3779b97f4a7c15ull ^ k.first); }
+  struct Entry {
+    uint32_t section;
+    uint32_t index;  // ties in index order
+    uint64_t offset;
+    bool operator<(const Entry& o) const {
+      return section != o.section ? section < o.section : offset != o.offset ? offset < o.offset : index < o.index;
+    }
   };
-  using Map = std::unordered_map<Key, int32_t, KeyHash>;
-  static Key key(uint32_t section, uint64_t offset) { return {section, offset}; }
-  static int32_t find(const Map& m, uint32_t section, uint64_t offset) {
-    auto it = m.find(key(section, offset));
-    return it == m.end() ? kNone : it->second;
+  using Range = std::pair<std::vector<Entry>::const_iterator, std::vector<Entry>::const_iterator>;
+  static Range range(const std::vector<Entry>& v, uint32_t section, uint64_t offset) {
+    auto key = [](const Entry& e) { return std::pair{e.section, e.offset}; };
+    auto lo = std::lower_bound(v.begin(), v.end(), std::pair{section, offset},
+                               [&](const Entry& e, const std::pair<uint32_t, uint64_t>& k) { return key(e) < k; });
+    auto hi = std::upper_bound(lo, v.end(), std::pair{section, offset},
+                               [&](const std::pair<uint32_t, uint64_t>& k, const Entry& e) { return k < key(e); });
+    return {lo, hi};
   }
-  Map functions_;
-  Map symbols_;
+  const DecodedObject& obj_;
+  std::vector<Entry> functions_;
+  std::vector<Entry> symbols_;
 };
 
 void resolve_calls(DecodedObject& obj) {

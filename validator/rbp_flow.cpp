@@ -9,13 +9,15 @@ namespace {
 BpValue meet(BpValue a, BpValue b) { return a == b ? a : BpValue::Unknown; }
 
 // The flow value before an instruction: what rbp holds, and which other registers hold a copy of what rbp
-// held when it was copied (`mov %rbp,%rbx ... mov %rbx,%rbp` puts the frame pointer back).
-struct Flow {
-  BpValue bp = BpValue::Unknown;
-  BpValue copy = BpValue::Unknown;  // the value the registers in `copies` hold
-  uint16_t copies = 0;              // bit i: Reg(i)
+// held when it was copied (`mov %rbp,%rbx ... mov %rbx,%rbp` puts the frame pointer back). Three bytes: one
+// is kept per instruction while the whole object is (docs/design.md, "Memory").
+struct [[gnu::packed]] Flow {
+  BpValue bp : 2 = BpValue::Unknown;
+  BpValue copy : 2 = BpValue::Unknown;  // the value the registers in `copies` hold
+  uint16_t copies = 0;                  // bit i: Reg(i)
   bool operator==(const Flow&) const = default;
 };
+static_assert(sizeof(Flow) == 3);
 
 Flow meet(const Flow& a, const Flow& b) {
   Flow out{meet(a.bp, b.bp), a.copy, static_cast<uint16_t>(a.copy == b.copy ? a.copies & b.copies : 0)};
