@@ -89,7 +89,7 @@ inline constexpr int kMaxStackOps = 3;  // `enter`; every other instruction has 
 
 // One decoded instruction, kept small: a large object holds millions of them (docs/design.md, "Memory").
 // Its stack operations live beside it (DecodedInsn from the decoder, DecodedObject::stack_ops once decoded).
-// Offsets are section offsets; build_decoded_object refuses code sections of 4 GiB or more.
+// Offsets are section offsets; check_object refuses code sections of 4 GiB or more.
 struct Insn {
   uint32_t offset = 0;       // section offset of the first byte
   int32_t displacement = 0;  // direct branch (has_target): the target is end() + displacement

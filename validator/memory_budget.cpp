@@ -22,19 +22,20 @@ uint64_t proc_kb(const char* path, const std::string& field) {
   return 0;
 }
 
-// What is left under a resource limit, given what the process uses now; 0 when unlimited.
-uint64_t left_under(int resource, uint64_t in_use) {
+// What is left under a resource limit, beyond what the process uses now (the /proc/self/status field
+// `in_use`, read only when there is a limit); 0 when unlimited.
+uint64_t left_under(int resource, const char* in_use) {
   struct rlimit r;
   if (getrlimit(resource, &r) != 0 || r.rlim_cur == RLIM_INFINITY) return 0;
-  return r.rlim_cur > in_use ? r.rlim_cur - in_use : 1;
+  const uint64_t used = proc_kb("/proc/self/status", in_use);
+  return r.rlim_cur > used ? r.rlim_cur - used : 1;
 }
 
 }  // namespace
 
 uint64_t available_memory() {
   uint64_t best = proc_kb("/proc/meminfo", "MemAvailable");
-  for (uint64_t left : {left_under(RLIMIT_AS, proc_kb("/proc/self/status", "VmSize")),
-                        left_under(RLIMIT_DATA, proc_kb("/proc/self/status", "VmData"))})
+  for (uint64_t left : {left_under(RLIMIT_AS, "VmSize"), left_under(RLIMIT_DATA, "VmData")})
     if (left != 0) best = best == 0 ? left : std::min(best, left);
   return best;
 }
