@@ -54,6 +54,13 @@ std::vector<uint64_t> CodeMap::tail_call_targets(uint64_t pc) const {
   return out;
 }
 
+std::vector<SelfSlot> CodeMap::self_slots(uint64_t pc) const {
+  const CodeImage* img = find(pc);
+  if (!img || !img->metadata) return {};
+  auto where = img->metadata->locate(pc - img->bias);
+  return where ? img->metadata->self_slots(*where) : std::vector<SelfSlot>{};
+}
+
 std::optional<FunctionExtent> CodeMap::function_at(uint64_t pc) const {
   const CodeImage* img = find(pc);
   if (!img) return std::nullopt;

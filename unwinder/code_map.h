@@ -54,6 +54,8 @@ class CodeMap {
   std::optional<FunctionExtent> function_at(uint64_t pc) const;
   // Where the proven tail calls (metadata::TailCallRecord) of the function containing `pc` jump, at run time.
   std::vector<uint64_t> tail_call_targets(uint64_t pc) const;
+  // The self slots (metadata::SelfSlotRecord) of the function containing `pc`.
+  std::vector<SelfSlot> self_slots(uint64_t pc) const;
 
   // `pc` of a caller frame is a return address: look up pc-1 so a call at a function's very end (to a
   // noreturn function) is attributed to the caller, but report the offset of pc itself.

@@ -98,8 +98,9 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
     bool exact = false;
     if (auto p = check_frame_size(ctx, ret, site, sp, fp, &exact)) judge.fail(*p, k);
     if (!exact) {
-      if (auto p = check_no_skipped_frame(ctx, sp, fp)) judge.fail(*p, k);
-      if (auto p = check_no_own_return_address(ctx, sp, fp, ret)) judge.fail(*p, k);
+      const OwnCopies own = own_copies(ctx, ret, site, fp);
+      if (auto p = check_no_skipped_frame(ctx, sp, fp, own.frame_address)) judge.fail(*p, k);
+      if (auto p = check_no_own_return_address(ctx, sp, fp, ret, own.return_address)) judge.fail(*p, k);
     }
     auto next_fp = ctx.memory.read_u64(RemoteAddr(fp));
     auto next_ret = ctx.memory.read_u64(RemoteAddr(fp + 8));

@@ -102,6 +102,17 @@ std::vector<uint64_t> FrameTable::tail_call_targets(SectionOffset where) const {
   return out;
 }
 
+std::vector<SelfSlot> FrameTable::self_slots(SectionOffset where) const {
+  const FunctionEntry* f = function_at(where);
+  if (!f || f->section >= sections.size()) return {};
+  const auto& slots = sections[f->section].self_slots;
+  auto first = std::lower_bound(slots.begin(), slots.end(), f->offset,
+                                [](const SelfSlot& s, uint64_t o) { return s.offset < o; });
+  auto last = std::lower_bound(first, slots.end(), f->offset + f->size,
+                               [](const SelfSlot& s, uint64_t o) { return s.offset < o; });
+  return {first, last};
+}
+
 std::optional<SyscallSite> FrameTable::syscall_before_address(uint64_t return_address) const {
   auto where = locate(return_address);
   return where ? syscall_before(*where) : std::nullopt;

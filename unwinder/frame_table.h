@@ -66,6 +66,15 @@ struct TailCall {
   bool operator==(const TailCall&) const = default;
 };
 
+// A self slot (metadata::SelfSlotRecord): the store at `offset` keeps the function's own frame or return
+// address at CFA + cfa_offset.
+struct SelfSlot {
+  uint64_t offset = 0;
+  int32_t cfa_offset = 0;
+  metadata::SlotKind kind = metadata::SlotKind::FrameAddress;
+  bool operator==(const SelfSlot&) const = default;
+};
+
 struct FrameSection {
   std::string name;
   uint64_t address = 0;
@@ -74,6 +83,7 @@ struct FrameSection {
   std::vector<CallSite> calls;        // sorted by return_offset
   std::vector<SyscallSite> syscalls;  // sorted by return_offset
   std::vector<TailCall> tail_calls;   // sorted by offset
+  std::vector<SelfSlot> self_slots;   // sorted by offset
   bool operator==(const FrameSection&) const = default;
 };
 
@@ -120,6 +130,8 @@ class FrameTable {
   std::optional<uint64_t> target_address(const CallTarget& target) const;
   // The link-time addresses the proven tail calls of the function containing `where` jump to.
   std::vector<uint64_t> tail_call_targets(SectionOffset where) const;
+  // The self slots of the function containing `where` (its stores, wherever they are in it).
+  std::vector<SelfSlot> self_slots(SectionOffset where) const;
   // The syscall instruction that ends at `where` (a task in a system call has its rip there).
   std::optional<SyscallSite> syscall_before(SectionOffset where) const;
   // Turns CallTargetKind::Symbol targets into addresses where `address_of` knows the name (a relocatable

@@ -70,12 +70,13 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
   h.build_id = strings.add(table.build_id);
 
   // Arrays with 8-byte fields first (sections, call sites, functions, tail calls), then the 4-byte ones
-  // (rows, syscall sites), then the strings: every record naturally aligned.
+  // (rows, syscall sites, self slots), then the strings: every record naturally aligned.
   std::vector<uint8_t> body;
   std::vector<md::FrameRow> rows;
   std::vector<md::CallSiteRecord> calls;
   std::vector<md::SyscallSiteRecord> syscalls;
   std::vector<md::TailCallRecord> tail_calls;
+  std::vector<md::SelfSlotRecord> self_slots;
   // A call target's kind, ref and value as records store them (a symbol by its name in the strings).
   auto encode_target = [&](const CallTarget& t, uint8_t& kind, uint32_t& ref, uint64_t& value) {
     kind = static_cast<uint8_t>(t.kind);
@@ -116,6 +117,9 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
     }
     for (const SyscallSite& sc : s.syscalls)
       syscalls.push_back({si, static_cast<uint32_t>(sc.offset), static_cast<uint32_t>(sc.return_offset)});
+    for (const SelfSlot& slot : s.self_slots)
+      self_slots.push_back(
+          {si, static_cast<uint32_t>(slot.offset), slot.cfa_offset, static_cast<uint8_t>(slot.kind), {}});
   }
   for (const auto& c : calls) append(body, c);
   for (const FunctionEntry& f : table.functions) {
@@ -132,6 +136,7 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
   for (const auto& c : tail_calls) append(body, c);
   for (const auto& r : rows) append(body, r);
   for (const auto& sc : syscalls) append(body, sc);
+  for (const auto& slot : self_slots) append(body, slot);
   body.insert(body.end(), strings.data().begin(), strings.data().end());
   while (body.size() % 8) body.push_back(0);
 
@@ -141,6 +146,7 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
   h.function_count = static_cast<uint32_t>(table.functions.size());
   h.syscall_count = static_cast<uint32_t>(syscalls.size());
   h.tail_call_count = static_cast<uint32_t>(tail_calls.size());
+  h.self_slot_count = static_cast<uint32_t>(self_slots.size());
   h.string_size = static_cast<uint32_t>(strings.data().size());
   h.file_size = sizeof h + body.size();
   h.checksum = file_checksum(h, body);
@@ -175,7 +181,8 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
   const uint64_t tails_at = funcs_at + uint64_t{h.function_count} * sizeof(md::FunctionRecord);
   const uint64_t rows_at = tails_at + uint64_t{h.tail_call_count} * sizeof(md::TailCallRecord);
   const uint64_t syscalls_at = rows_at + uint64_t{h.row_count} * sizeof(md::FrameRow);
-  const uint64_t strings_at = syscalls_at + uint64_t{h.syscall_count} * sizeof(md::SyscallSiteRecord);
+  const uint64_t slots_at = syscalls_at + uint64_t{h.syscall_count} * sizeof(md::SyscallSiteRecord);
+  const uint64_t strings_at = slots_at + uint64_t{h.self_slot_count} * sizeof(md::SelfSlotRecord);
   const uint64_t end = strings_at + h.string_size;
   if (end > bytes.size()) return fail("record counts exceed the file size");
   if (h.string_size == 0 || bytes[strings_at + h.string_size - 1] != 0)
@@ -313,6 +320,18 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
     if (r.offset >= r.return_offset) return fail("syscall site {}: empty instruction", i);
     if (!list.empty() && r.return_offset <= list.back().return_offset) return fail("syscall sites not sorted at {}", i);
     list.push_back({r.offset, r.return_offset});
+  }
+  for (uint32_t i = 0; i < h.self_slot_count; ++i) {
+    md::SelfSlotRecord r;
+    record(slots_at, i, r);
+    if (r.section >= t.sections.size())
+      return fail("self slot {} names section {} of {}", i, r.section, t.sections.size());
+    const auto kind = static_cast<md::SlotKind>(r.kind);
+    if (kind != md::SlotKind::FrameAddress && kind != md::SlotKind::ReturnAddress)
+      return fail("self slot {}: unknown kind {}", i, r.kind);
+    auto& list = t.sections[r.section].self_slots;
+    if (!list.empty() && r.offset < list.back().offset) return fail("self slots not sorted at {}", i);
+    list.push_back({r.offset, r.cfa_offset, kind});
   }
   return t;
 }

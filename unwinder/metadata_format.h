@@ -1,4 +1,4 @@
-// On-disk layout of framecert frame metadata, version 3 (documented in docs/metadata.md).
+// On-disk layout of framecert frame metadata, version 4 (documented in docs/metadata.md).
 // The unwinder owns this format (it consumes it); the validator produces it. All integers little-endian,
 // every record naturally aligned, arrays in the order given by the header. Nothing here is C++-specific:
 // a reader in any language can follow docs/metadata.md.
@@ -11,8 +11,9 @@ namespace framecert::metadata {
 inline constexpr char kMagic[8] = {'F', 'C', 'M', 'E', 'T', 'A', '\r', '\n'};
 // 2: call sites carry the exact stack depth and the direct call target; a syscall-site table; the arrays
 // reordered so every record is naturally aligned. 3: a table of proven tail calls (sibling calls).
+// 4: a table of self slots (a function's own frame or return address kept in its frame).
 // Older files are refused (caches regenerate them).
-inline constexpr uint32_t kVersion = 3;
+inline constexpr uint32_t kVersion = 4;
 
 // File header: 64 bytes.
 struct FileHeader {
@@ -31,7 +32,7 @@ struct FileHeader {
   uint32_t build_id;         // string: hex build-id, or empty
   uint32_t syscall_count;    // SyscallSiteRecords
   uint32_t tail_call_count;  // TailCallRecords
-  uint32_t reserved;
+  uint32_t self_slot_count;  // SelfSlotRecords
 };
 static_assert(sizeof(FileHeader) == 72);
 
@@ -133,6 +134,25 @@ struct TailCallRecord {
   uint64_t target;
 };
 static_assert(sizeof(TailCallRecord) == 24);
+
+// What a self slot holds.
+enum class SlotKind : uint8_t {
+  FrameAddress = 1,   // the function's own frame address (rbp = CFA - 16): __builtin_frame_address(0)
+  ReturnAddress = 2,  // the function's own return address (the word at CFA - 8): _RET_IP_
+};
+
+// A store that keeps the function's own frame address or return address in its frame, at CFA +
+// cfa_offset (validator/self_slots.h: proven only along straight-line code from where rbp is the frame).
+// The skipped-frame scans take such a value below a frame for a trace of a skipped frame record unless
+// the validator proved the slot is the function's own. 16 bytes, sorted by (section, offset).
+struct SelfSlotRecord {
+  uint32_t section;  // index of the section record
+  uint32_t offset;   // section offset of the store instruction
+  int32_t cfa_offset;
+  uint8_t kind;  // SlotKind
+  uint8_t reserved[3];
+};
+static_assert(sizeof(SelfSlotRecord) == 16);
 
 // Function flags.
 inline constexpr uint32_t kFuncCertified = 1u << 0;    // every path validated, no finding

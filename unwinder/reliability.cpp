@@ -245,13 +245,33 @@ ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, ui
   return site;
 }
 
-Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t record) {
+OwnCopies own_copies(const WalkContext& ctx, uint64_t return_address, const ReturnSite& site, uint64_t record) {
+  OwnCopies out;
+  // Only where the caller's frame pointer is its frame at the call: then its CFA is record + cfa_offset.
+  if (!site.state || site.state->cfa_base != CfaBase::Bp || !site.state->has(kBpIsFrame)) return out;
+  const std::vector<SelfSlot> slots = ctx.code.self_slots(return_address - 1);
+  if (slots.empty()) return out;
+  auto ret = ctx.memory.read_u64(RemoteAddr(record + 8));
+  const uint64_t cfa = record + static_cast<uint64_t>(int64_t{site.state->cfa_offset});
+  for (const SelfSlot& slot : slots) {
+    const uint64_t at = cfa + static_cast<uint64_t>(int64_t{slot.cfa_offset});
+    auto word = ctx.memory.read_u64(RemoteAddr(at));
+    if (!word) continue;
+    if (slot.kind == metadata::SlotKind::FrameAddress && *word == record) out.frame_address.push_back(at);
+    if (slot.kind == metadata::SlotKind::ReturnAddress && ret && *word == *ret) out.return_address.push_back(at);
+  }
+  return out;
+}
+
+Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t record, std::span<const uint64_t> own) {
   if (!ctx.options.scan_for_skipped_frames || record <= low) return std::nullopt;
   low = (low + 7) & ~uint64_t{7};
   // Any word in this frame's own area that holds the address of the claimed caller frame is the saved rbp
   // of a frame record we jumped over (its return address may be damaged too). A live frame's locals only
-  // hold that address in the rare code that stores its caller's frame pointer.
+  // hold that address in the rare code that stores its caller's frame pointer — and where the validator
+  // proved that store (a self slot), the word is `own`.
   for (uint64_t a = low; a + 8 <= record; a += 8) {
+    if (std::find(own.begin(), own.end(), a) != own.end()) continue;
     auto word = ctx.memory.read_u64(RemoteAddr(a));
     if (!word || *word != record) continue;
     return Problem{Reason::FrameSkipped,
@@ -262,12 +282,14 @@ Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t reco
   return std::nullopt;
 }
 
-Check check_no_own_return_address(const WalkContext& ctx, uint64_t low, uint64_t record, uint64_t pc) {
+Check check_no_own_return_address(const WalkContext& ctx, uint64_t low, uint64_t record, uint64_t pc,
+                                  std::span<const uint64_t> own) {
   if (!ctx.options.scan_for_skipped_frames || record <= low) return std::nullopt;
   auto fn = ctx.code.function_at(pc - 1);
   if (!fn || fn->cold_part) return std::nullopt;
   low = (low + 7) & ~uint64_t{7};
   for (uint64_t a = low; a + 8 <= record; a += 8) {
+    if (std::find(own.begin(), own.end(), a) != own.end()) continue;  // _RET_IP_ kept in a proven slot
     auto word = ctx.memory.read_u64(RemoteAddr(a));
     if (!word || *word == 0) continue;
     const CodeImage* img = ctx.code.find(*word - 1);

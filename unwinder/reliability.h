@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 
 #include "unwinder/code_map.h"
@@ -139,14 +140,26 @@ struct ReturnSite {
 ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, uint64_t callee_pc, bool callee_is_return,
                              int index, Judge& judge);
 
-// The skipped-caller scan: does a frame record in [low, record) link to `record`?
-Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t record);
+// Where the claimed caller frame keeps its own frame address and its own return address (the validator's
+// self slots of the function `return_address` returns into, placed with its frame record at `record`),
+// each only where the word there holds exactly that value. Such a word is the function's own copy, not
+// a trace of a frame record the chain jumped over: the scans below pass over it.
+struct OwnCopies {
+  std::vector<uint64_t> frame_address;   // words equal to `record`
+  std::vector<uint64_t> return_address;  // words equal to the frame's return address, [record + 8]
+};
+OwnCopies own_copies(const WalkContext& ctx, uint64_t return_address, const ReturnSite& site, uint64_t record);
+
+// The skipped-caller scan: does a frame record in [low, record) link to `record`? Words at `own` are not
+// looked at.
+Check check_no_skipped_frame(const WalkContext& ctx, uint64_t low, uint64_t record, std::span<const uint64_t> own = {});
 // The caller's own return address left behind: a word in [low, record) — the frame below the claimed
 // caller frame — that is the return address of a proven direct call to the function `pc` (the claimed
 // caller frame's return address) runs in. Where the claimed caller's true frame record lies inside that
 // range (the saved rbp that led here was redirected past it, and the record's link erased so the
 // skipped-frame scan sees nothing), the record's return address is still there.
-Check check_no_own_return_address(const WalkContext& ctx, uint64_t low, uint64_t record, uint64_t pc);
+Check check_no_own_return_address(const WalkContext& ctx, uint64_t low, uint64_t record, uint64_t pc,
+                                  std::span<const uint64_t> own = {});
 // The exact frame size: at the call before `return_address` (a frame-pointer function, CFA = rbp + 16
 // there), the call site's metadata puts rsp exactly (sp_off - bp_off) below rbp; the callee's CFA `sp` is
 // that rsp, so `fp`, the caller's rbp read from the callee's frame record, must be sp + sp_off - bp_off, with

@@ -75,14 +75,6 @@ Depth transfer(const DecodedObject& obj, const Instruction& in, Depth d) {
   return d;
 }
 
-// An indirect jump of a function whose destinations the pass cannot see (it may come back into the
-// function at any depth). One in code outside every function that a path runs into — a PLT stub, a
-// kernel alternative's replacement — leaves for another function's entry.
-bool unfollowable(const DecodedObject& obj, const Instruction& in) {
-  if (in.insn.kind != InsnKind::JumpIndirect || in.retpoline_jump || in.func == kNone) return false;
-  return in.ignore_alts || obj.table_targets(in).empty();
-}
-
 }  // namespace
 
 std::unordered_map<int32_t, CallDepth> call_depths(const DecodedObject& obj, const CheckResult& r) {
@@ -108,7 +100,7 @@ std::unordered_map<int32_t, CallDepth> call_depths(const DecodedObject& obj, con
       work.pop_back();
       queued[i] = 0;
       const Instruction& in = obj.insns[i];
-      if (unfollowable(obj, in)) gave_up[f] = 1;
+      if (jumps_anywhere(obj, in)) gave_up[f] = 1;
       const Depth out = transfer(obj, in, at[i]);
       followed_successors(obj, i, succ);
       for (int32_t s : succ) {

@@ -799,4 +799,9 @@ void followed_successors(const DecodedObject& obj, int32_t i, std::vector<int32_
   if (!in.dead_end && next != kNone) out.push_back(next);
 }
 
+bool jumps_anywhere(const DecodedObject& obj, const Instruction& in) {
+  if (in.insn.kind != InsnKind::JumpIndirect || in.retpoline_jump || in.func == kNone) return false;
+  return in.ignore_alts || obj.table_targets(in).empty();
+}
+
 }  // namespace framecert

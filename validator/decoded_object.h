@@ -179,6 +179,10 @@ void read_special_sections(DecodedObject& obj);  // .altinstructions, __jump_tab
 // the branch target unless it is a sibling call, the fall-through unless a dead end): the edges the passes
 // over the checked paths (rbp_flow, call_depth) walk.
 void followed_successors(const DecodedObject& obj, int32_t i, std::vector<int32_t>& out);
+// An indirect jump of a function whose destinations no pass can see (no resolved switch table, no
+// retpoline tail call): it may come back into the function anywhere. One in code outside every function
+// (a PLT stub, a kernel alternative's replacement) leaves for another function's entry: false.
+bool jumps_anywhere(const DecodedObject& obj, const Instruction& in);
 void read_intra_function_calls(DecodedObject& obj);
 void read_dead_ends(DecodedObject& obj);  // .discard.unreachable / .discard.reachable
 void read_unwind_hints(DecodedObject& obj);

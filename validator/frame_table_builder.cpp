@@ -7,6 +7,7 @@
 
 #include "validator/call_depth.h"
 #include "validator/rbp_flow.h"
+#include "validator/self_slots.h"
 
 namespace framecert {
 
@@ -117,6 +118,8 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
     table_index[code.section] = static_cast<int32_t>(&code - obj.code_sections.data());
   const std::unordered_map<int32_t, CallDepth> depths = call_depths(obj, r);
   TargetResolver target_of(obj, table_index, t);
+  const std::vector<SelfSlotStore> slots = find_self_slots(obj, r, bp);
+  auto next_slot = slots.begin();
   for (const SectionCode& code : obj.code_sections) {
     const ElfSection& sec = obj.elf->sections()[code.section];
     FrameSection fs;
@@ -129,6 +132,8 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
       FrameState st = r.state_of_insn[i] >= 0 ? frame_state(r.states[r.state_of_insn[i]], bp[i]) : FrameState{};
       if (!prev || *prev != st) fs.rows.push_back({in.insn.offset, st});
       prev = st;
+      for (; next_slot != slots.end() && next_slot->insn == static_cast<int32_t>(i); ++next_slot)
+        fs.self_slots.push_back({in.insn.offset, next_slot->cfa_offset, next_slot->kind});
       if (in.insn.is_syscall && r.state_of_insn[i] >= 0) fs.syscalls.push_back({in.insn.offset, in.insn.end()});
       if (is_proven_tail_call(obj, r, static_cast<int32_t>(i)))
         if (CallTarget target = target_of(in); target.kind != CallTargetKind::Unknown)

@@ -69,6 +69,9 @@ int run_dump(const std::string& path) {
       fmt::print("  call returning to {}: {}\n", place(*t, s, call.return_offset), call_flags(call));
     for (const auto& tail : sec.tail_calls)
       fmt::print("  tail call at {} to {}\n", place(*t, s, tail.offset), target_text(*t, tail.target));
+    for (const auto& slot : sec.self_slots)
+      fmt::print("  self slot stored at {}: {} at cfa{:+d}\n", place(*t, s, slot.offset),
+                 slot.kind == metadata::SlotKind::FrameAddress ? "frame address" : "return address", slot.cfa_offset);
   }
   fmt::print("\nfunctions:\n");
   for (const auto& f : t->functions)

@@ -105,6 +105,11 @@ class FakeWorld {
   }
 
   void set_row(uint64_t address, FrameState s) { rows_.push_back({address - kText, s}); }
+  // A self slot of `fn` (metadata::SelfSlotRecord): a store at fn+8 that keeps its own frame or return
+  // address at CFA + cfa_offset.
+  void self_slot(uint64_t fn, int32_t cfa_offset, metadata::SlotKind kind) {
+    slots_.push_back({fn - kText + 8, cfa_offset, kind});
+  }
   // Extra function flags in the metadata (e.g. kFuncNonStandard).
   void set_function_flags(uint64_t fn, uint32_t flags) { fns_[fn].flags |= flags; }
 
@@ -134,6 +139,8 @@ class FakeWorld {
       c.bp_depth = 16;
     }
     s.syscalls = syscalls_;
+    s.self_slots = slots_;
+    std::sort(s.self_slots.begin(), s.self_slots.end(), [](auto& a, auto& b) { return a.offset < b.offset; });
     std::sort(s.syscalls.begin(), s.syscalls.end(), [](auto& a, auto& b) { return a.return_offset < b.return_offset; });
     t->sections.push_back(s);
     for (auto& [start, f] : fns_)
@@ -167,6 +174,7 @@ class FakeWorld {
   std::vector<FrameRowEntry> rows_;
   std::vector<CallSite> calls_;
   std::vector<SyscallSite> syscalls_;
+  std::vector<SelfSlot> slots_;
   uint64_t next_ = 0;
 };
 

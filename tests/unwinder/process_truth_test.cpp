@@ -392,6 +392,45 @@ TEST(ProcessTruth, AnUnprovenTailCallLeavesTheCallTargetMismatch) {
   EXPECT_NE(v.detail.find("calls tc_a but the frame below runs in tc_leaf"), std::string::npos) << v.detail;
 }
 
+// Issue 14: the skipped-frame scans' precision. fl_keeps_frame_address keeps __builtin_frame_address(0) in a
+// local and fl_keeps_return_address its _RET_IP_, both under a VLA (no exact frame size, so the scans run
+// over their frames): the validator's self slots show both values are the functions' own copies, and the
+// walk is reliable. With the slots ignored (the metadata stripped of them) the same stack is frame-skipped — the scans
+// do look there.
+TEST(ProcessTruth, FramesKeepingTheirOwnFrameOrReturnAddressAreReliable) {
+  const std::optional<Unwind> walked = walk_only_thread("fc_frame_locals");
+  ASSERT_TRUE(walked);
+  const Unwind& u = *walked;
+  EXPECT_TRUE(u.trace.verdict.reliable) << verdict_text(u.trace.verdict);
+  EXPECT_EQ(symbols(u.trace),
+            (Names{"fl_wait", "fl_keeps_return_address", "fl_keeps_frame_address", "fl_main", "_start"}));
+  EXPECT_TRUE(u.cfa_trace.verdict.reliable) << verdict_text(u.cfa_trace.verdict);
+}
+
+TEST(ProcessTruth, WithoutSelfSlotsTheOwnCopiesLookLikeSkippedFrames) {
+  Child child(kPrograms + "/fc_frame_locals");
+  ASSERT_TRUE(child.ready() && child.wait_parked(1, 1)) << child.ready_line();
+  std::shared_ptr<MetadataCache> cache;
+  const MetadataProvider with_slots = validator_metadata(cache);
+  size_t slots = 0;
+  const MetadataProvider without_slots = [&](const ElfImage& image, std::string& error) {
+    std::shared_ptr<const FrameTable> table = with_slots(image, error);
+    if (!table) return table;
+    auto copy = std::make_shared<FrameTable>(*table);
+    for (FrameSection& s : copy->sections) {
+      slots += s.self_slots.size();
+      s.self_slots.clear();
+    }
+    return std::shared_ptr<const FrameTable>(copy);
+  };
+  auto r = walk_process(child.pid(), without_slots, {});
+  ASSERT_TRUE(r && r->threads.size() == 1) << (r ? "" : r.error());
+  const Verdict& v = r->threads[0].unwind.trace.verdict;
+  EXPECT_FALSE(v.reliable);
+  EXPECT_EQ(reason_name(v.reason), "frame-skipped") << verdict_text(v);
+  EXPECT_GE(slots, 2u) << "one frame-address and one return-address slot";
+}
+
 // Separate debug files found by build-id: Debian's stripped libc has no symbol for start_thread (only
 // .dynsym); libc6-dbg's /usr/lib/debug/.build-id/xx/yyyy.debug has. Symbols only: the metadata still comes
 // from the validator's view of the stripped file, so the verdict at that frame is unchanged.

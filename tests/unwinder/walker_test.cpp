@@ -346,6 +346,64 @@ TEST(Walker, ExactFrameSizeSparesLocalsThatLookLikeLinks) {
   EXPECT_UNRELIABLE(c.fp(r, no_size), Reason::FrameSkipped, 1);
 }
 
+// a's frame size is not known (a VLA, alloca: no depths), so the skipped-frame scans run over its frame.
+// a keeps its own frame address in a local at CFA-24 (__builtin_frame_address(0)); the validator proved
+// that store (a self slot), so the word is a's own copy, not the link of a jumped-over record.
+TEST(Walker, AProvenOwnFrameAddressIsNotASkippedRecord) {
+  Chain c;
+  Regs r = c.in_b();
+  uint64_t a_frame = 0;
+  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  c.w.mem.write_u64(a_frame - 8, a_frame);              // CFA - 24
+  EXPECT_UNRELIABLE(c.fp(r), Reason::FrameSkipped, 1);  // no slot recorded: the scan cannot tell
+  c.w.self_slot(c.a, -24, metadata::SlotKind::FrameAddress);
+  Unwind u = c.run(r);
+  EXPECT_TRUE(u.trace.verdict.reliable) << u.trace.verdict.detail;
+  EXPECT_EQ(symbols(u.trace), (std::vector<std::string>{"b", "a", "main", "_start"}));
+  // The slot is a's: a slot at another offset spares nothing.
+  Chain d;
+  Regs r2 = d.in_b();
+  d.w.mem.read(RemoteAddr(r2.rbp), &a_frame, 8);
+  d.w.mem.write_u64(a_frame - 8, a_frame);
+  d.w.self_slot(d.a, -32, metadata::SlotKind::FrameAddress);
+  EXPECT_UNRELIABLE(d.fp(r2), Reason::FrameSkipped, 1);
+}
+
+// The same with _RET_IP_: a keeps its return address (after main's call to a) at CFA-24, which the scan for
+// a's own return address takes for the record of a skipped call to a, unless the slot is proven.
+TEST(Walker, AProvenOwnReturnAddressIsNotASkippedCall) {
+  Chain c;
+  Regs r = c.in_b();
+  uint64_t a_frame = 0;
+  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  c.w.mem.write_u64(a_frame - 8, c.ret_main);
+  EXPECT_UNRELIABLE(c.fp(r), Reason::FrameSkipped, 1);
+  c.w.self_slot(c.a, -24, metadata::SlotKind::ReturnAddress);
+  EXPECT_TRUE(c.fp(r).verdict.reliable) << c.fp(r).verdict.detail;
+  // A slot spares only the value the function stored there: another call's return address to a (a
+  // recursion's skipped frame) in that slot is still a trace.
+  const uint64_t other_call_to_a = c.w.call(c.main_fn, 0x60, c.a);
+  c.w.mem.write_u64(a_frame - 8, other_call_to_a);
+  EXPECT_UNRELIABLE(c.fp(r), Reason::FrameSkipped, 1);
+}
+
+// A proven slot never hides a real skip: b's saved rbp redirected past a to main's frame, with a's slot
+// recorded. The slot is placed from the claimed frame (main's), where no copy lies; a's record still links
+// to main's frame and is found.
+TEST(Walker, AProvenSlotDoesNotHideASkippedRecord) {
+  Chain c;
+  Regs r = c.in_b();
+  uint64_t a_frame = 0;
+  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  c.w.mem.write_u64(a_frame - 8, a_frame);
+  c.w.self_slot(c.a, -24, metadata::SlotKind::FrameAddress);
+  c.w.self_slot(c.a, -16, metadata::SlotKind::ReturnAddress);
+  redirect_b_past_a(c, r);
+  WalkOptions no_target;
+  no_target.check_call_targets = false;
+  EXPECT_UNRELIABLE(c.fp(r, no_target), Reason::FrameSkipped, 1);
+}
+
 TEST(Walker, AWrongFrameSizeInTheMetadataIsAMismatch) {
   // The true chain, but the metadata claims a keeps one more local word than it does: the frame-size check
   // must believe the metadata and fire (it reads the size nowhere else).

@@ -229,6 +229,34 @@ TEST(Metadata, ProvenTailCallsAreRecordedWithTheirTargets) {
   EXPECT_EQ(back->sections.at(0).tail_calls, tails);
 }
 
+// Issue 14: self slots (validator/self_slots.h). Expected slots from ok_self_slots.S's own comments: the
+// store's d(%rbp) with CFA = rbp + 16.
+TEST(Metadata, SelfSlotsAreProvenStoresOfTheOwnFrameOrReturnAddress) {
+  FrameTable t = metadata_of("ok_self_slots.S");
+  auto slots_of = [&](const std::string& name) {
+    for (const FunctionEntry& f : t.functions)
+      if (f.name == name) return t.self_slots({f.section, f.offset});
+    ADD_FAILURE() << "no function " << name;
+    return std::vector<SelfSlot>{};
+  };
+  using metadata::SlotKind;
+  auto kinds = [](const std::vector<SelfSlot>& v) {
+    std::vector<std::pair<SlotKind, int32_t>> out;
+    for (const SelfSlot& s : v) out.emplace_back(s.kind, s.cfa_offset);
+    return out;
+  };
+  using Slots = std::vector<std::pair<SlotKind, int32_t>>;
+  EXPECT_EQ(kinds(slots_of("fa_direct")), (Slots{{SlotKind::FrameAddress, -24}}));
+  EXPECT_EQ(kinds(slots_of("ra_copied")), (Slots{{SlotKind::ReturnAddress, -32}}));
+  for (const char* none : {"ra_changed", "ra_joined", "arg_not_ra", "caller_fp", "across_call", "jumps_anywhere"})
+    EXPECT_TRUE(slots_of(none).empty()) << none;
+  // Through the file and back.
+  auto back = parse_frame_table(serialize_frame_table(t));
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->sections.at(0).self_slots, t.sections.at(0).self_slots);
+  EXPECT_EQ(t.sections.at(0).self_slots.size(), 2u);
+}
+
 TEST(Metadata, EveryFixtureRoundTripsThroughTheFile) {
   const auto dir = std::filesystem::temp_directory_path() / "framecert-metadata-test";
   std::filesystem::create_directories(dir);
@@ -259,15 +287,15 @@ TEST(Metadata, ReaderRejectsDamagedFiles) {
     EXPECT_FALSE(r.has_value()) << "byte " << i << " flipped and still accepted";
   }
   auto wrong_version = good;
-  wrong_version[8] = 4;
+  wrong_version[8] = 5;
   auto r = parse_frame_table(wrong_version);
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().find("unsupported metadata version 4"), std::string::npos) << r.error();
-  // A version-2 file (an old cache, or one handed explicitly): one line that says to regenerate it.
-  wrong_version[8] = 2;
+  EXPECT_NE(r.error().find("unsupported metadata version 5"), std::string::npos) << r.error();
+  // A version-3 file (an old cache, or one handed explicitly): one line that says to regenerate it.
+  wrong_version[8] = 3;
   r = parse_frame_table(wrong_version);
   ASSERT_FALSE(r.has_value());
-  EXPECT_NE(r.error().find("unsupported metadata version 2 (this reader knows 3: written by an older framecert"),
+  EXPECT_NE(r.error().find("unsupported metadata version 3 (this reader knows 4: written by an older framecert"),
             std::string::npos)
       << r.error();
   EXPECT_EQ(r.error().find('\n'), std::string::npos);
