@@ -1,5 +1,6 @@
-// The long fault-injection run: `fault_stress [TRIALS] [SEED] [no-frame-sizes]` (default 10000 trials).
-// Freezes a fresh fs_threads, snapshots its stacks, and walks TRIALS corrupted copies. Exit 1 on any false
+// The long fault-injection run: `fault_stress [TRIALS] [SEED] [frame-sizes|no-frame-sizes] [PROGRAM]`
+// (default 10000 trials, fs_threads; PROGRAM is one of tests/programs, e.g. the one-thread fc_frame_locals).
+// Freezes a fresh PROGRAM, snapshots its stacks, and walks TRIALS corrupted copies. Exit 1 on any false
 // reliable. `no-frame-sizes` turns the exact frame-size check off, as for code whose frame sizes cannot be
 // proven (alloca, switch tables): what is left then is the skipped-frame scans.
 #include <cstdio>
@@ -12,9 +13,11 @@ int main(int argc, char** argv) {
   using namespace framecert::testing;
   size_t trials = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 10000;
   uint64_t seed = argc > 2 ? std::strtoull(argv[2], nullptr, 10) : 1;
-  Child child(std::string(FRAMECERT_PROGRAMS_DIR) + "/fs_threads");
-  if (!child.ready() || !child.wait_parked(5, 6)) {
-    std::fprintf(stderr, "fs_threads did not start\n");
+  const std::string program = argc > 4 ? argv[4] : "fs_threads";
+  const bool fs_threads = program == "fs_threads";
+  Child child(std::string(FRAMECERT_PROGRAMS_DIR) + "/" + program);
+  if (!child.ready() || !(fs_threads ? child.wait_parked(5, 6) : child.wait_parked(1, 1))) {
+    std::fprintf(stderr, "%s did not start\n", program.c_str());
     return 2;
   }
   std::shared_ptr<framecert::MetadataCache> cache;
