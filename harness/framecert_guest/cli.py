@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Optional
 from . import attach, crosscheck, known_chains, livepatch, patch_check, paths, qemu, report_html, stress
 from . import guest_dir as gd
 from .build import build
-from .errors import GuestError
+from .errors import GuestError, UsageError
 from .metadata import guest_metadata
 from .progress import Progress
 from .report import finish_report, format_table
@@ -268,13 +268,14 @@ def add_patch_check(sub):
 
 
 def run_patch_check(args) -> int:
-    guest_dir = _guest_dir(args)
+    # Argument errors first: on a new machine the guest lookup below may start a kernel build.
     functions = args.functions or (livepatch.PATCHED_FUNCTIONS if args.kernel_compare else None)
     if not functions:
-        raise GuestError("give --functions F1,F2,... (or --kernel-compare)")
+        raise UsageError("give --functions F1,F2,... (or --kernel-compare)")
     if args.kernel_compare and sorted(functions) != sorted(livepatch.PATCHED_FUNCTIONS):
-        raise GuestError(f"--kernel-compare patches {','.join(livepatch.PATCHED_FUNCTIONS)} (fcpatch.ko), not "
+        raise UsageError(f"--kernel-compare patches {','.join(livepatch.PATCHED_FUNCTIONS)} (fcpatch.ko), not "
                          f"{','.join(functions)}")
+    guest_dir = _guest_dir(args)
     with qemu.Guest(guest_dir, smp=args.smp, shadow=uses_shadow(args.oracle)) as guest:
         guest.wait_ready(timeout=args.timeout)
         if args.kernel_compare:
@@ -315,7 +316,7 @@ def add_stress(sub):
     p.add_argument("--rounds", type=_int_in(1, 1000000), required=True, metavar="N")
     p.add_argument("--seed", type=int, default=1, metavar="S")
     _options(p, "smp", "json", "html", "guest-dir", "oracle")
-    p.add_argument("--workload", default="storm", metavar="NAME",
+    p.add_argument("--workload", default="storm", metavar="NAME", choices=stress.WORKLOADS,
                    help="storm (default: fork/exec, timers, pipes, file I/O, serial interrupts), boot, or storm "
                         "under a tracer: function, function_graph, function_graph_filtered, kretprobe")
     p.add_argument("--jobs", type=_int_in(1, 16), default=1, metavar="J", help="guests in parallel")
@@ -332,8 +333,6 @@ def _job(text):
 
 def run_stress(args) -> int:
     guest_dir = _guest_dir(args)
-    if args.workload not in stress.WORKLOADS:
-        raise GuestError(f"unknown workload {args.workload!r} (known: {', '.join(stress.WORKLOADS)})")
     if args.jobs > 1:
         report = _stress_jobs(args, guest_dir)
     else:
@@ -412,6 +411,7 @@ COMMANDS = [add_build, add_metadata, add_boot, add_walk, add_patch_check, add_st
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="framecert-guest", description="framecert's guest harness")
+    p.add_argument("--version", action="version", version=f"framecert-guest {paths.version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
@@ -425,7 +425,7 @@ def main(argv=None) -> int:
         return args.func(args)
     except GuestError as e:
         print(f"framecert-guest: error: {e}", file=sys.stderr, flush=True)
-        return 1
+        return 2 if isinstance(e, UsageError) else 1
     except KeyboardInterrupt:
         print("framecert-guest: interrupted", file=sys.stderr, flush=True)
         return 130

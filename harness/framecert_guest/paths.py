@@ -35,3 +35,20 @@ def framecert_bin() -> Path:
     if not FRAMECERT_BIN.is_file():
         raise GuestError(f"{FRAMECERT_BIN} not built (cmake -S . -B build -G Ninja && ninja -C build)")
     return FRAMECERT_BIN
+
+
+def version() -> str:
+    """The project version (CMakeLists.txt's `project(... VERSION ...)`, the one source of it) and the commit
+    of this checkout, as `framecert --version` prints them."""
+    import re
+    import subprocess
+    try:
+        m = re.search(r"project\(framecert VERSION (\S+)", (REPO / "CMakeLists.txt").read_text())
+    except OSError:
+        m = None
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=12"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return f"{m.group(1) if m else 'unknown'} (commit {commit or 'unknown'})"

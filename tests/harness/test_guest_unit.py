@@ -1,6 +1,7 @@
 """Unit tests of the guest harness's pure-Python parts: no VM, no kernel build."""
 import io
 import json
+import re
 import os
 import socket
 import subprocess
@@ -248,6 +249,25 @@ def test_cli_bad_arguments_exit_2_without_traceback(args):
     r = subprocess.run([CLI, *args], capture_output=True, text=True)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "error" in r.stderr
+
+
+# Issue 17: argument errors are found before the guest lookup, which on a new machine builds a kernel: with an
+# empty cache the command must stop at once, exit 2, and leave the cache untouched.
+@pytest.mark.parametrize("args", [["stress", "--rounds", "1", "--workload", "foo"], ["patch-check"],
+                                  ["patch-check", "--kernel-compare", "--functions", "not_fcpatch"]])
+def test_cli_argument_errors_come_before_any_build(args, tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    r = subprocess.run([CLI, *args], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and "error" in r.stderr
+    assert not (tmp_path / "cache").exists(), "the guest cache was looked into before the arguments were checked"
+
+
+def test_cli_version_names_the_version_and_commit():
+    r = subprocess.run([CLI, "--version"], capture_output=True, text=True)
+    assert r.returncode == 0
+    version = re.search(r"project\(framecert VERSION (\S+)", (paths.REPO / "CMakeLists.txt").read_text()).group(1)
+    assert re.fullmatch(rf"framecert-guest {re.escape(version)} \(commit (?:[0-9a-f]{{7,}}(?:-dirty)?|unknown)\)\n", r.stdout), r.stdout
 
 
 def test_cli_boot_of_a_non_guest_dir_is_one_line(tmp_path):

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <memory>
 #include <random>
+#include <regex>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -102,6 +103,32 @@ TEST(CheckCommand, JsonListsEveryObjectInOrderWithParallelJobs) {
   EXPECT_FALSE(j["objects"][1]["findings"][0]["path"].empty());
   EXPECT_EQ(j["objects"][2]["findings"][0]["text"], "f() falls through to next function g()");
   EXPECT_EQ(j["summary"]["findings"], 2);
+}
+
+// Issue 17: `--version` names the version (CMakeLists.txt's project VERSION, read here from the file) and the
+// commit; a mistyped command is named, with the nearest command, in one line and exit 2.
+TEST(Cli, VersionNamesTheVersionAndTheCommit) {
+  std::ifstream in(std::string(FRAMECERT_SOURCE_DIR) + "/CMakeLists.txt");
+  const std::string top((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(top, m, std::regex(R"(project\(framecert VERSION (\S+))")));
+  CliRun r = run("--version");
+  EXPECT_EQ(r.status, 0);
+  EXPECT_TRUE(
+      std::regex_match(r.out, std::regex("framecert " + std::regex_replace(m[1].str(), std::regex(R"(\.)"), R"(\.)") +
+                                         R"( \(commit ([0-9a-f]{7,}(-dirty)?|unknown)\)\n)")))
+      << r.out;
+}
+
+TEST(Cli, AnUnknownCommandIsNamedWithTheNearestOne) {
+  CliRun r = run("chek x.o");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.out.substr(0, r.out.find(';')), "framecert: unknown command 'chek'") << r.out;
+  EXPECT_NE(r.out.find("did you mean 'check'?"), std::string::npos) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 1) << r.out;
+  r = run("frobnicate");
+  EXPECT_EQ(r.status, 2);
+  EXPECT_EQ(r.out.find("did you mean"), std::string::npos) << "no command is near 'frobnicate': " << r.out;
 }
 
 TEST(CheckCommand, UnusableInputExitsTwoWithOneLineNamingTheFile) {
