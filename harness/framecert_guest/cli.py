@@ -26,6 +26,11 @@ from .report import finish_report, format_table
 from .walk import WalkSession
 
 
+def _text_out(args):
+    """Where a command's human text goes: stdout, unless `--json -` keeps stdout for the JSON alone."""
+    return sys.stderr if getattr(args, "json", None) == "-" else sys.stdout
+
+
 def _write_json(report: Dict[str, Any], path: str):
     """--json FILE of every command: the report, indented; '-' is stdout."""
     text = json.dumps(report, indent=1)
@@ -230,7 +235,7 @@ def run_walk(args) -> int:
         elif dump is not None:
             shutil.rmtree(dump.parent, ignore_errors=True)
     finish_report(report, drgn_res, crash_res, chains=known_chains.load(guest_dir))
-    print(format_table(report), flush=True)
+    print(format_table(report), file=_text_out(args), flush=True)
     if args.json:
         _write_json(report.to_json(), args.json)
     if report.summary.false_reliable:
@@ -288,9 +293,9 @@ def run_patch_check(args) -> int:
                     session, functions, retries=args.retry, interval=args.interval,
                     progress=lambda a, n, b: print(f"[patch-check] freeze {a}: {n} tasks, {b} blocked",
                                                    file=sys.stderr, flush=True))
-    print(patch_check.format_table(result), flush=True)
+    print(patch_check.format_table(result), file=_text_out(args), flush=True)
     if args.kernel_compare:
-        print(livepatch.format_comparison(result), flush=True)
+        print(livepatch.format_comparison(result), file=_text_out(args), flush=True)
     if args.json:
         _write_json(result, args.json)
     return 0
@@ -345,12 +350,12 @@ def run_stress(args) -> int:
 
 def _finish_stress_report(report: dict, args) -> int:
     """stress and merge: the summary, --json, --html; exit 1 on a false reliable or a harness error."""
-    print(stress.format_summary(report), flush=True)
+    print(stress.format_summary(report), file=_text_out(args), flush=True)
     if args.json:
         _write_json(report, args.json)
     if args.html:
         report_html.write(report, args.html)
-        print(f"HTML report: {Path(args.html).resolve()}", flush=True)
+        print(f"HTML report: {Path(args.html).resolve()}", file=_text_out(args), flush=True)
     s = report["summary"]
     if s["false_reliable"] or s["harness_errors"]:
         print(f"framecert-guest: stress: {s['false_reliable']} false reliable, {s['harness_errors']} harness errors",

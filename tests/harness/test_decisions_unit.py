@@ -1,6 +1,8 @@
 """Unit tests of the live-patch decisions, the ground-truth oracle, stress-run bookkeeping (rounds, shards,
 merging, the HTML page) and the regression-module generator — no VM."""
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -206,6 +208,25 @@ def test_merge_combines_disjoint_shards_and_refuses_overlaps_or_other_runs():
         stress.merge([_stress_report(5, [1]), _stress_report(5, [1])])
     with pytest.raises(GuestError, match="different runs"):
         stress.merge([_stress_report(5, [1]), _stress_report(6, [2])])
+
+
+# Issue 17: `--json -` writes only JSON to stdout (the human summary goes to stderr), and merge refuses a
+# report that is no stress report in one line, exit 1, no traceback.
+def test_merge_json_to_stdout_is_json_alone_and_other_reports_are_refused(tmp_path):
+    cli = Path(__file__).resolve().parents[2] / "scripts" / "framecert-guest"
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_stress_report(5, [1, 3])))
+    b.write_text(json.dumps(_stress_report(5, [0, 2])))
+    r = subprocess.run([cli, "merge", str(a), str(b), "--json", "-"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    merged = json.loads(r.stdout)
+    assert [x["round"] for x in merged["rounds"]] == [0, 1, 2, 3]
+    assert "8 task walks" in r.stderr, "the summary still goes where a user sees it"
+    other = tmp_path / "patch.json"
+    other.write_text(json.dumps({"freezes": [], "functions": ["f"]}))
+    r = subprocess.run([cli, "merge", str(a), str(other)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip() == f"framecert-guest: error: {other} is not a stress report"
 
 
 def test_html_page_shows_grid_stacks_and_false_reliables():
