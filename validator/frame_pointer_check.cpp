@@ -12,7 +12,7 @@ void check_frame_pointer_kept(const DecodedObject& obj, const std::vector<uint8_
     const int32_t f = obj.parent_of(in.func);
     // A function already reported keeps its first finding only (objtool's rule, and framecert's).
     if (result.function_failed[f] || reported[f]) continue;
-    if (!result.states[result.state_of_insn[i]].has_valid_frame()) continue;  // objtool's own rule covers it
+    if (!result.states.at(result.state_of_insn[i]).has_valid_frame()) continue;  // objtool's own rule covers it
     if (bp[i] == static_cast<uint8_t>(BpValue::Frame)) continue;
     result.findings.push_back(obj.finding_at(in, kFramePointerOverwritten));
     result.function_failed[f] = true;
@@ -26,7 +26,7 @@ void check_outermost_frames(const DecodedObject& obj, const std::vector<uint8_t>
     if (in.func == kNone || in.ignore || result.state_of_insn[i] < 0) continue;
     const int32_t f = obj.parent_of(in.func);
     if (result.function_failed[f] || bp[i] == static_cast<uint8_t>(BpValue::Zero)) continue;
-    const CfiState& s = result.states[result.state_of_insn[i]];
+    const CfiState& s = result.states.at(result.state_of_insn[i]);  // no other lookup below
     const char* message = nullptr;
     if (const auto ops = obj.ops(in); ops.size() == 1 && is_outermost_realignment(s, ops[0]))
       message = "unsupported stack pointer realignment";

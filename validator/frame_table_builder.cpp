@@ -127,9 +127,19 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
     fs.address = sec.address;
     fs.size = sec.size;
     std::optional<FrameState> prev;
+    int32_t prev_id = -1;  // the state id and rbp value `st` was made from: runs of instructions share them,
+    uint8_t prev_bp = 0;   // and decoding a state costs more than the rest of this loop
+    FrameState st;
     for (uint32_t i = code.first_insn; i < code.end_insn; ++i) {
       const Instruction& in = obj.insns[i];
-      FrameState st = r.state_of_insn[i] >= 0 ? frame_state(r.states[r.state_of_insn[i]], bp[i]) : FrameState{};
+      const int32_t id = r.state_of_insn[i];
+      if (id < 0) {
+        st = FrameState{};
+      } else if (id != prev_id || bp[i] != prev_bp) {
+        st = frame_state(r.states.at(id), bp[i]);
+      }
+      prev_id = id;
+      prev_bp = bp[i];
       if (!prev || *prev != st) fs.rows.push_back({in.insn.offset, st});
       prev = st;
       for (; next_slot != slots.end() && next_slot->insn == static_cast<int32_t>(i); ++next_slot)

@@ -114,7 +114,7 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
     int32_t i = work.front();
     work.pop_front();
     if (r.state_of_insn[i] < 0) continue;
-    const Flow out = transfer(obj, obj.insns[i], r.states[r.state_of_insn[i]], flow[i]);
+    const Flow out = transfer(obj, obj.insns[i], r.states.at(r.state_of_insn[i]), flow[i]);
     followed_successors(obj, i, succ);
     for (int32_t s : succ) {
       if (s < 0 || !r.visited(s) || obj.insns[s].hint || !same_function(i, s)) continue;

@@ -1,6 +1,8 @@
 #include "validator/self_slots.h"
 
+#include <algorithm>
 #include <array>
+#include <span>
 
 #include "validator/rbp_flow.h"
 
@@ -60,12 +62,22 @@ std::vector<SelfSlotStore> find_self_slots(const DecodedObject& obj, const Check
         regs.fill(Value::Unknown);
         continue;
       }
-      const CfiState st = r.states[r.state_of_insn[i]];
-      if (st.cfa.base != cfi::kBp || !st.has_valid_frame()) {
-        regs.fill(Value::Unknown);
-        continue;
+      // Only an instruction that reads rbp or the frame through it needs the state (decoding every state
+      // would cost more than the rest of this pass).
+      const std::span<const StackOp> ops = obj.ops(in);
+      const bool touches_frame =
+          in.insn.copy_src == Reg::Bp || std::any_of(ops.begin(), ops.end(), [](const StackOp& op) {
+            return op.src_reg == Reg::Bp || op.dst_reg == Reg::Bp;
+          });
+      int32_t cfa_offset = 0;  // rbp = CFA - cfa_offset here
+      if (touches_frame) {
+        const CfiState& st = r.states.at(r.state_of_insn[i]);
+        if (st.cfa.base != cfi::kBp || !st.has_valid_frame()) {
+          regs.fill(Value::Unknown);
+          continue;
+        }
+        cfa_offset = st.cfa.offset;
       }
-      // Here rbp is this function's frame: rbp = CFA - st.cfa.offset.
       std::array<Value, kNumGprs> next = regs;
       uint16_t set = 0;
       auto assign = [&](Reg reg, Value v) {
@@ -73,17 +85,17 @@ std::vector<SelfSlotStore> find_self_slots(const DecodedObject& obj, const Check
         next[static_cast<int>(reg)] = v;
         set |= static_cast<uint16_t>(1u << static_cast<int>(reg));
       };
-      for (const StackOp& op : obj.ops(in)) {
+      for (const StackOp& op : ops) {
         if (op.src == StackOp::Src::Reg && op.dst == StackOp::Dst::RegIndirect && op.dst_reg == Reg::Bp) {
           const Value v = op.src_reg == Reg::Bp                              ? Value::FrameAddress
                           : op.src_reg == Reg::None || op.src_reg == Reg::Sp ? Value::Unknown
                                                                              : regs[static_cast<int>(op.src_reg)];
           if (v != Value::Unknown)
-            out.push_back({i, op.dst_offset - st.cfa.offset,
+            out.push_back({i, op.dst_offset - cfa_offset,
                            v == Value::FrameAddress ? SlotKind::FrameAddress : SlotKind::ReturnAddress});
         } else if (op.src == StackOp::Src::RegIndirect && op.src_reg == Reg::Bp && op.dst == StackOp::Dst::Reg) {
           // mov d(%rbp),%reg: the return address when it reads CFA - 8.
-          assign(op.dst_reg, op.src_offset - st.cfa.offset == -8 ? Value::ReturnAddress : Value::Unknown);
+          assign(op.dst_reg, op.src_offset - cfa_offset == -8 ? Value::ReturnAddress : Value::Unknown);
         } else if (op.src == StackOp::Src::Reg && op.src_reg == Reg::Bp && op.dst == StackOp::Dst::Reg) {
           assign(op.dst_reg, Value::FrameAddress);  // lea 0(%rbp),%reg
         }

@@ -126,7 +126,7 @@ int32_t StateTable::intern(const CfiState& s) {
   }
 }
 
-CfiState StateTable::operator[](int32_t id) const {
+const CfiState& StateTable::at(int32_t id) const {
   CachedState& slot = cache_[static_cast<size_t>(id) % kCacheSlots];
   if (slot.id != id) slot = {id, decode(encoding(id))};
   return slot.state;

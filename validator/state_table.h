@@ -19,7 +19,10 @@ class StateTable {
   // The id of `s`, adding it when it is new. Ids are dense, from 0, in order of first appearance.
   int32_t intern(const CfiState& s);
   // The state with id `id` (decoded: a copy).
-  CfiState operator[](int32_t id) const;
+  CfiState operator[](int32_t id) const { return at(id); }
+  // The same without the copy (a CfiState is ~300 bytes; the passes over every instruction ask for one
+  // each): a reference into the decode cache, valid only until the next lookup in this table.
+  const CfiState& at(int32_t id) const;
   size_t size() const { return ends_.size(); }
 
  private:
