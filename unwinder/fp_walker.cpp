@@ -98,7 +98,7 @@ Trace walk_frame_pointers(const WalkContext& ctx, const Regs& regs) {
     bool exact = false;
     if (auto p = check_frame_size(ctx, ret, site, sp, fp, &exact)) judge.fail(*p, k);
     if (!exact) {
-      const OwnCopies own = own_copies(ctx, ret, site, fp);
+      const OwnCopies own = own_copies(ctx, ret, site, fp, sp);
       if (auto p = check_no_skipped_frame(ctx, sp, fp, own.frame_address)) judge.fail(*p, k);
       if (auto p = check_no_own_return_address(ctx, sp, fp, ret, own.return_address)) judge.fail(*p, k);
     }

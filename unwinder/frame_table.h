@@ -67,11 +67,12 @@ struct TailCall {
 };
 
 // A self slot (metadata::SelfSlotRecord): the store at `offset` keeps the function's own frame or return
-// address at CFA + cfa_offset.
+// address at `base` + slot_offset.
 struct SelfSlot {
   uint64_t offset = 0;
-  int32_t cfa_offset = 0;
+  int32_t slot_offset = 0;
   metadata::SlotKind kind = metadata::SlotKind::FrameAddress;
+  metadata::SlotBase base = metadata::SlotBase::Cfa;
   bool operator==(const SelfSlot&) const = default;
 };
 

@@ -118,8 +118,12 @@ std::vector<uint8_t> serialize_frame_table(const FrameTable& table) {
     for (const SyscallSite& sc : s.syscalls)
       syscalls.push_back({si, static_cast<uint32_t>(sc.offset), static_cast<uint32_t>(sc.return_offset)});
     for (const SelfSlot& slot : s.self_slots)
-      self_slots.push_back(
-          {si, static_cast<uint32_t>(slot.offset), slot.cfa_offset, static_cast<uint8_t>(slot.kind), {}});
+      self_slots.push_back({si,
+                            static_cast<uint32_t>(slot.offset),
+                            slot.slot_offset,
+                            static_cast<uint8_t>(slot.kind),
+                            static_cast<uint8_t>(slot.base),
+                            {}});
   }
   for (const auto& c : calls) append(body, c);
   for (const FunctionEntry& f : table.functions) {
@@ -329,9 +333,12 @@ Result<FrameTable> parse_frame_table(std::span<const uint8_t> bytes) {
     const auto kind = static_cast<md::SlotKind>(r.kind);
     if (kind != md::SlotKind::FrameAddress && kind != md::SlotKind::ReturnAddress)
       return fail("self slot {}: unknown kind {}", i, r.kind);
+    const auto base = static_cast<md::SlotBase>(r.base);
+    if (base != md::SlotBase::Cfa && base != md::SlotBase::CallSp)
+      return fail("self slot {}: unknown base {}", i, r.base);
     auto& list = t.sections[r.section].self_slots;
     if (!list.empty() && r.offset < list.back().offset) return fail("self slots not sorted at {}", i);
-    list.push_back({r.offset, r.cfa_offset, kind});
+    list.push_back({r.offset, r.slot_offset, kind, base});
   }
   return t;
 }

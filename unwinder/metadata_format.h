@@ -141,16 +141,25 @@ enum class SlotKind : uint8_t {
   ReturnAddress = 2,  // the function's own return address (the word at CFA - 8): _RET_IP_
 };
 
-// A store that keeps the function's own frame address or return address in its frame, at CFA +
-// cfa_offset (validator/self_slots.h: proven only along straight-line code from where rbp is the frame).
-// The skipped-frame scans take such a value below a frame for a trace of a skipped frame record unless
-// the validator proved the slot is the function's own. 16 bytes, sorted by (section, offset).
+// Where a self slot lies.
+enum class SlotBase : uint8_t {
+  Cfa = 0,     // at CFA + offset (a store through rbp)
+  CallSp = 1,  // at rsp + offset as the function's calls execute, i.e. the callee's CFA + offset (a store
+               // through rsp after a realignment or an alloca, where only rsp locates the slot; meaningful
+               // at the calls made with rsp where it was at the store)
+};
+
+// A store that keeps the function's own frame address or return address in its frame (validator/
+// self_slots.h: proven only along straight-line code from where rbp is the frame). The skipped-frame scans
+// take such a value below a frame for a trace of a skipped frame record unless the validator proved the
+// slot is the function's own. 16 bytes, sorted by (section, offset).
 struct SelfSlotRecord {
-  uint32_t section;  // index of the section record
-  uint32_t offset;   // section offset of the store instruction
-  int32_t cfa_offset;
-  uint8_t kind;  // SlotKind
-  uint8_t reserved[3];
+  uint32_t section;     // index of the section record
+  uint32_t offset;      // section offset of the store instruction
+  int32_t slot_offset;  // from the base
+  uint8_t kind;         // SlotKind
+  uint8_t base;         // SlotBase
+  uint8_t reserved[2];
 };
 static_assert(sizeof(SelfSlotRecord) == 16);
 

@@ -245,16 +245,19 @@ ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, ui
   return site;
 }
 
-OwnCopies own_copies(const WalkContext& ctx, uint64_t return_address, const ReturnSite& site, uint64_t record) {
+OwnCopies own_copies(const WalkContext& ctx, uint64_t return_address, const ReturnSite& site, uint64_t record,
+                     uint64_t callee_cfa) {
   OwnCopies out;
-  // Only where the caller's frame pointer is its frame at the call: then its CFA is record + cfa_offset.
-  if (!site.state || site.state->cfa_base != CfaBase::Bp || !site.state->has(kBpIsFrame)) return out;
   const std::vector<SelfSlot> slots = ctx.code.self_slots(return_address - 1);
   if (slots.empty()) return out;
   auto ret = ctx.memory.read_u64(RemoteAddr(record + 8));
-  const uint64_t cfa = record + static_cast<uint64_t>(int64_t{site.state->cfa_offset});
+  // A CFA-based slot is placed from the claimed frame, only where the caller's rbp is its frame at the call.
+  const bool bp_frame = site.state && site.state->cfa_base == CfaBase::Bp && site.state->has(kBpIsFrame);
+  const uint64_t cfa = bp_frame ? record + static_cast<uint64_t>(int64_t{site.state->cfa_offset}) : 0;
   for (const SelfSlot& slot : slots) {
-    const uint64_t at = cfa + static_cast<uint64_t>(int64_t{slot.cfa_offset});
+    if (slot.base == metadata::SlotBase::Cfa && !bp_frame) continue;
+    const uint64_t base = slot.base == metadata::SlotBase::Cfa ? cfa : callee_cfa;
+    const uint64_t at = base + static_cast<uint64_t>(int64_t{slot.slot_offset});
     auto word = ctx.memory.read_u64(RemoteAddr(at));
     if (!word) continue;
     if (slot.kind == metadata::SlotKind::FrameAddress && *word == record) out.frame_address.push_back(at);

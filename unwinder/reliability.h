@@ -141,14 +141,16 @@ ReturnSite judge_return_site(const WalkContext& ctx, uint64_t return_address, ui
                              int index, Judge& judge);
 
 // Where the claimed caller frame keeps its own frame address and its own return address (the validator's
-// self slots of the function `return_address` returns into, placed with its frame record at `record`),
-// each only where the word there holds exactly that value. Such a word is the function's own copy, not
+// self slots of the function `return_address` returns into: a CFA-based slot placed from its frame record at
+// `record`, an rsp-based one from `callee_cfa`, its rsp at the call), each only where the word there holds
+// exactly that value. Such a word is the function's own copy, not
 // a trace of a frame record the chain jumped over: the scans below pass over it.
 struct OwnCopies {
   std::vector<uint64_t> frame_address;   // words equal to `record`
   std::vector<uint64_t> return_address;  // words equal to the frame's return address, [record + 8]
 };
-OwnCopies own_copies(const WalkContext& ctx, uint64_t return_address, const ReturnSite& site, uint64_t record);
+OwnCopies own_copies(const WalkContext& ctx, uint64_t return_address, const ReturnSite& site, uint64_t record,
+                     uint64_t callee_cfa);
 
 // The skipped-caller scan: does a frame record in [low, record) link to `record`? Words at `own` are not
 // looked at.

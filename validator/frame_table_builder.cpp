@@ -143,7 +143,7 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
       if (!prev || *prev != st) fs.rows.push_back({in.insn.offset, st});
       prev = st;
       for (; next_slot != slots.end() && next_slot->insn == static_cast<int32_t>(i); ++next_slot)
-        fs.self_slots.push_back({in.insn.offset, next_slot->cfa_offset, next_slot->kind});
+        fs.self_slots.push_back({in.insn.offset, next_slot->slot_offset, next_slot->kind, next_slot->base});
       if (in.insn.is_syscall && r.state_of_insn[i] >= 0) fs.syscalls.push_back({in.insn.offset, in.insn.end()});
       if (is_proven_tail_call(obj, r, static_cast<int32_t>(i)))
         if (CallTarget target = target_of(in); target.kind != CallTargetKind::Unknown)

@@ -121,7 +121,7 @@ Result<FrameTable> place_at_link_addresses(const FrameTable& table, const std::s
         dst.tail_calls.push_back({c.offset - run.begin, placed_target(table, c.target, runs, addresses)});
     for (const SelfSlot& slot : src.self_slots)
       if (slot.offset >= run.begin && slot.offset < run.end)
-        dst.self_slots.push_back({slot.offset - run.begin, slot.cfa_offset, slot.kind});
+        dst.self_slots.push_back({slot.offset - run.begin, slot.slot_offset, slot.kind, slot.base});
     for (const SyscallSite& sc : src.syscalls)
       if (sc.offset >= run.begin && sc.return_offset <= run.end)
         dst.syscalls.push_back({sc.offset - run.begin, sc.return_offset - run.begin});

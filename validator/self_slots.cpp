@@ -10,6 +10,7 @@ namespace framecert {
 
 namespace {
 
+using metadata::SlotBase;
 using metadata::SlotKind;
 
 enum class Value : uint8_t { Unknown, FrameAddress, ReturnAddress };
@@ -21,7 +22,9 @@ constexpr uint8_t kFallsThroughOnly = 4;
 
 bool has_candidate_store(const DecodedObject& obj) {
   for (const StackOp& op : obj.stack_ops)
-    if (op.src == StackOp::Src::Reg && op.dst == StackOp::Dst::RegIndirect && op.dst_reg == Reg::Bp) return true;
+    if (op.src == StackOp::Src::Reg && op.dst == StackOp::Dst::RegIndirect &&
+        (op.dst_reg == Reg::Bp || (op.dst_reg == Reg::Sp && op.src_reg != Reg::Sp)))
+      return true;
   return false;
 }
 
@@ -86,13 +89,17 @@ std::vector<SelfSlotStore> find_self_slots(const DecodedObject& obj, const Check
         set |= static_cast<uint16_t>(1u << static_cast<int>(reg));
       };
       for (const StackOp& op : ops) {
-        if (op.src == StackOp::Src::Reg && op.dst == StackOp::Dst::RegIndirect && op.dst_reg == Reg::Bp) {
+        if (op.src == StackOp::Src::Reg && op.dst == StackOp::Dst::RegIndirect &&
+            (op.dst_reg == Reg::Bp || op.dst_reg == Reg::Sp)) {
           const Value v = op.src_reg == Reg::Bp                              ? Value::FrameAddress
                           : op.src_reg == Reg::None || op.src_reg == Reg::Sp ? Value::Unknown
                                                                              : regs[static_cast<int>(op.src_reg)];
-          if (v != Value::Unknown)
-            out.push_back({i, op.dst_offset - cfa_offset,
-                           v == Value::FrameAddress ? SlotKind::FrameAddress : SlotKind::ReturnAddress});
+          const SlotKind kind = v == Value::FrameAddress ? SlotKind::FrameAddress : SlotKind::ReturnAddress;
+          // Through rbp: at a fixed place from the CFA. Through rsp (a frame realigned or with an alloca,
+          // where only rsp reaches the locals): at rsp + d as long as rsp stays where it is, so at the calls
+          // the function makes from there, the callee's CFA + d.
+          if (v != Value::Unknown && op.dst_reg == Reg::Bp) out.push_back({i, op.dst_offset - cfa_offset, kind});
+          if (v != Value::Unknown && op.dst_reg == Reg::Sp) out.push_back({i, op.dst_offset, kind, SlotBase::CallSp});
         } else if (op.src == StackOp::Src::RegIndirect && op.src_reg == Reg::Bp && op.dst == StackOp::Dst::Reg) {
           // mov d(%rbp),%reg: the return address when it reads CFA - 8.
           assign(op.dst_reg, op.src_offset - cfa_offset == -8 ? Value::ReturnAddress : Value::Unknown);

@@ -22,9 +22,10 @@
 namespace framecert {
 
 struct SelfSlotStore {
-  int32_t insn = 0;        // the store instruction
-  int32_t cfa_offset = 0;  // the slot is at CFA + cfa_offset
+  int32_t insn = 0;         // the store instruction
+  int32_t slot_offset = 0;  // the slot is at `base` + slot_offset
   metadata::SlotKind kind = metadata::SlotKind::FrameAddress;
+  metadata::SlotBase base = metadata::SlotBase::Cfa;
 };
 
 // In instruction order. `bp`: rbp's value before each instruction (rbp_flow.h).

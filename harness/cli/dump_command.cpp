@@ -70,8 +70,10 @@ int run_dump(const std::string& path) {
     for (const auto& tail : sec.tail_calls)
       fmt::print("  tail call at {} to {}\n", place(*t, s, tail.offset), target_text(*t, tail.target));
     for (const auto& slot : sec.self_slots)
-      fmt::print("  self slot stored at {}: {} at cfa{:+d}\n", place(*t, s, slot.offset),
-                 slot.kind == metadata::SlotKind::FrameAddress ? "frame address" : "return address", slot.cfa_offset);
+      fmt::print("  self slot stored at {}: {} at {}{:+d}{}\n", place(*t, s, slot.offset),
+                 slot.kind == metadata::SlotKind::FrameAddress ? "frame address" : "return address",
+                 slot.base == metadata::SlotBase::Cfa ? "cfa" : "rsp", slot.slot_offset,
+                 slot.base == metadata::SlotBase::Cfa ? "" : " (rsp as the function's calls execute)");
   }
   fmt::print("\nfunctions:\n");
   for (const auto& f : t->functions)

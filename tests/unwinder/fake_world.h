@@ -106,9 +106,10 @@ class FakeWorld {
 
   void set_row(uint64_t address, FrameState s) { rows_.push_back({address - kText, s}); }
   // A self slot of `fn` (metadata::SelfSlotRecord): a store at fn+8 that keeps its own frame or return
-  // address at CFA + cfa_offset.
-  void self_slot(uint64_t fn, int32_t cfa_offset, metadata::SlotKind kind) {
-    slots_.push_back({fn - kText + 8, cfa_offset, kind});
+  // address at `base` + offset.
+  void self_slot(uint64_t fn, int32_t offset, metadata::SlotKind kind,
+                 metadata::SlotBase base = metadata::SlotBase::Cfa) {
+    slots_.push_back({fn - kText + 8, offset, kind, base});
   }
   // Extra function flags in the metadata (e.g. kFuncNonStandard).
   void set_function_flags(uint64_t fn, uint32_t flags) { fns_[fn].flags |= flags; }

@@ -387,6 +387,23 @@ TEST(Walker, AProvenOwnReturnAddressIsNotASkippedCall) {
   EXPECT_UNRELIABLE(c.fp(r), Reason::FrameSkipped, 1);
 }
 
+// The same slot located through rsp (a realigned or alloca frame, where the validator knows it only as
+// rsp + 8 at a's calls): placed from b's CFA, a's rsp at the call.
+TEST(Walker, AProvenOwnCopyLocatedThroughRspIsNotATrace) {
+  Chain c;
+  Regs r = c.in_b();
+  uint64_t a_frame = 0;
+  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  c.w.mem.write_u64(a_frame - 8, a_frame);  // b's CFA is a_frame - 16 (a's two locals): the slot is CFA + 8
+  EXPECT_UNRELIABLE(c.fp(r), Reason::FrameSkipped, 1);
+  c.w.self_slot(c.a, 8, metadata::SlotKind::FrameAddress, metadata::SlotBase::CallSp);
+  EXPECT_TRUE(c.fp(r).verdict.reliable) << c.fp(r).verdict.detail;
+  c.w.mem.write_u64(a_frame - 8, c.ret_main);  // now _RET_IP_ there, but the slot says frame address
+  EXPECT_UNRELIABLE(c.fp(r), Reason::FrameSkipped, 1);
+  c.w.self_slot(c.a, 8, metadata::SlotKind::ReturnAddress, metadata::SlotBase::CallSp);
+  EXPECT_TRUE(c.fp(r).verdict.reliable) << c.fp(r).verdict.detail;
+}
+
 // A proven slot never hides a real skip: b's saved rbp redirected past a to main's frame, with a's slot
 // recorded. The slot is placed from the claimed frame (main's), where no copy lies; a's record still links
 // to main's frame and is found.
@@ -398,6 +415,8 @@ TEST(Walker, AProvenSlotDoesNotHideASkippedRecord) {
   c.w.mem.write_u64(a_frame - 8, a_frame);
   c.w.self_slot(c.a, -24, metadata::SlotKind::FrameAddress);
   c.w.self_slot(c.a, -16, metadata::SlotKind::ReturnAddress);
+  c.w.self_slot(c.a, 0, metadata::SlotKind::FrameAddress, metadata::SlotBase::CallSp);
+  c.w.self_slot(c.a, 8, metadata::SlotKind::ReturnAddress, metadata::SlotBase::CallSp);
   redirect_b_past_a(c, r);
   WalkOptions no_target;
   no_target.check_call_targets = false;

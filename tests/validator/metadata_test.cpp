@@ -2,6 +2,8 @@
 // refusal of damaged files.
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -239,22 +241,26 @@ TEST(Metadata, SelfSlotsAreProvenStoresOfTheOwnFrameOrReturnAddress) {
     ADD_FAILURE() << "no function " << name;
     return std::vector<SelfSlot>{};
   };
+  using metadata::SlotBase;
   using metadata::SlotKind;
   auto kinds = [](const std::vector<SelfSlot>& v) {
-    std::vector<std::pair<SlotKind, int32_t>> out;
-    for (const SelfSlot& s : v) out.emplace_back(s.kind, s.cfa_offset);
+    std::vector<std::tuple<SlotKind, SlotBase, int32_t>> out;
+    for (const SelfSlot& s : v) out.emplace_back(s.kind, s.base, s.slot_offset);
     return out;
   };
-  using Slots = std::vector<std::pair<SlotKind, int32_t>>;
-  EXPECT_EQ(kinds(slots_of("fa_direct")), (Slots{{SlotKind::FrameAddress, -24}}));
-  EXPECT_EQ(kinds(slots_of("ra_copied")), (Slots{{SlotKind::ReturnAddress, -32}}));
+  using Slots = std::vector<std::tuple<SlotKind, SlotBase, int32_t>>;
+  EXPECT_EQ(kinds(slots_of("fa_direct")), (Slots{{SlotKind::FrameAddress, SlotBase::Cfa, -24}}));
+  EXPECT_EQ(kinds(slots_of("ra_copied")), (Slots{{SlotKind::ReturnAddress, SlotBase::Cfa, -32}}));
+  // Through rsp after a realignment: placed from rsp at the calls.
+  EXPECT_EQ(kinds(slots_of("realigned")),
+            (Slots{{SlotKind::ReturnAddress, SlotBase::CallSp, 8}, {SlotKind::FrameAddress, SlotBase::CallSp, 16}}));
   for (const char* none : {"ra_changed", "ra_joined", "arg_not_ra", "caller_fp", "across_call", "jumps_anywhere"})
     EXPECT_TRUE(slots_of(none).empty()) << none;
   // Through the file and back.
   auto back = parse_frame_table(serialize_frame_table(t));
   ASSERT_TRUE(back) << back.error();
   EXPECT_EQ(back->sections.at(0).self_slots, t.sections.at(0).self_slots);
-  EXPECT_EQ(t.sections.at(0).self_slots.size(), 2u);
+  EXPECT_EQ(t.sections.at(0).self_slots.size(), 4u);
 }
 
 TEST(Metadata, EveryFixtureRoundTripsThroughTheFile) {
