@@ -12,7 +12,6 @@
 #include <fstream>
 #include <memory>
 #include <random>
-#include <regex>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -108,16 +107,24 @@ TEST(CheckCommand, JsonListsEveryObjectInOrderWithParallelJobs) {
 // Issue 17: `--version` names the version (CMakeLists.txt's project VERSION, read here from the file) and the
 // commit; a mistyped command is named, with the nearest command, in one line and exit 2.
 TEST(Cli, VersionNamesTheVersionAndTheCommit) {
+  // Plain string parsing: std::regex trips gcc 12's maybe-uninitialized warning in the sanitizer build.
   std::ifstream in(std::string(FRAMECERT_SOURCE_DIR) + "/CMakeLists.txt");
   const std::string top((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(top, m, std::regex(R"(project\(framecert VERSION (\S+))")));
+  const std::string key = "project(framecert VERSION ";
+  const size_t at = top.find(key);
+  ASSERT_NE(at, std::string::npos);
+  const std::string version = top.substr(at + key.size(), top.find_first_of(" )", at + key.size()) - at - key.size());
+  ASSERT_FALSE(version.empty());
   CliRun r = run("--version");
   EXPECT_EQ(r.status, 0);
-  EXPECT_TRUE(
-      std::regex_match(r.out, std::regex("framecert " + std::regex_replace(m[1].str(), std::regex(R"(\.)"), R"(\.)") +
-                                         R"( \(commit ([0-9a-f]{7,}(-dirty)?|unknown)\)\n)")))
-      << r.out;
+  const std::string head = "framecert " + version + " (commit ";
+  ASSERT_EQ(r.out.substr(0, head.size()), head) << r.out;
+  ASSERT_GE(r.out.size(), head.size() + 3) << r.out;
+  ASSERT_EQ(r.out.substr(r.out.size() - 2), ")\n") << r.out;
+  std::string commit = r.out.substr(head.size(), r.out.size() - 2 - head.size());
+  if (commit.ends_with("-dirty")) commit.resize(commit.size() - 6);
+  const bool hex = commit.size() >= 7 && commit.find_first_not_of("0123456789abcdef") == std::string::npos;
+  EXPECT_TRUE(hex || commit == "unknown") << r.out;
 }
 
 TEST(Cli, AnUnknownCommandIsNamedWithTheNearestOne) {
