@@ -346,14 +346,20 @@ TEST(Walker, ExactFrameSizeSparesLocalsThatLookLikeLinks) {
   EXPECT_UNRELIABLE(c.fp(r, no_size), Reason::FrameSkipped, 1);
 }
 
+// a's frame record: b's saved rbp, with the walk stopped in b.
+uint64_t a_frame_of(Chain& c, const Regs& r) {
+  uint64_t a_frame = 0;
+  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  return a_frame;
+}
+
 // a's frame size is not known (a VLA, alloca: no depths), so the skipped-frame scans run over its frame.
 // a keeps its own frame address in a local at CFA-24 (__builtin_frame_address(0)); the validator proved
 // that store (a self slot), so the word is a's own copy, not the link of a jumped-over record.
 TEST(Walker, AProvenOwnFrameAddressIsNotASkippedRecord) {
   Chain c;
   Regs r = c.in_b();
-  uint64_t a_frame = 0;
-  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  const uint64_t a_frame = a_frame_of(c, r);
   c.w.mem.write_u64(a_frame - 8, a_frame);              // CFA - 24
   EXPECT_UNRELIABLE(c.fp(r), Reason::FrameSkipped, 1);  // no slot recorded: the scan cannot tell
   c.w.self_slot(c.a, -24, metadata::SlotKind::FrameAddress);
@@ -363,8 +369,7 @@ TEST(Walker, AProvenOwnFrameAddressIsNotASkippedRecord) {
   // The slot is a's: a slot at another offset spares nothing.
   Chain d;
   Regs r2 = d.in_b();
-  d.w.mem.read(RemoteAddr(r2.rbp), &a_frame, 8);
-  d.w.mem.write_u64(a_frame - 8, a_frame);
+  d.w.mem.write_u64(a_frame_of(d, r2) - 8, a_frame_of(d, r2));
   d.w.self_slot(d.a, -32, metadata::SlotKind::FrameAddress);
   EXPECT_UNRELIABLE(d.fp(r2), Reason::FrameSkipped, 1);
 }
@@ -374,8 +379,7 @@ TEST(Walker, AProvenOwnFrameAddressIsNotASkippedRecord) {
 TEST(Walker, AProvenOwnReturnAddressIsNotASkippedCall) {
   Chain c;
   Regs r = c.in_b();
-  uint64_t a_frame = 0;
-  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  const uint64_t a_frame = a_frame_of(c, r);
   c.w.mem.write_u64(a_frame - 8, c.ret_main);
   EXPECT_UNRELIABLE(c.fp(r), Reason::FrameSkipped, 1);
   c.w.self_slot(c.a, -24, metadata::SlotKind::ReturnAddress);
@@ -392,8 +396,7 @@ TEST(Walker, AProvenOwnReturnAddressIsNotASkippedCall) {
 TEST(Walker, AProvenOwnCopyLocatedThroughRspIsNotATrace) {
   Chain c;
   Regs r = c.in_b();
-  uint64_t a_frame = 0;
-  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  const uint64_t a_frame = a_frame_of(c, r);
   c.w.mem.write_u64(a_frame - 8, a_frame);  // b's CFA is a_frame - 16 (a's two locals): the slot is CFA + 8
   EXPECT_UNRELIABLE(c.fp(r), Reason::FrameSkipped, 1);
   c.w.self_slot(c.a, 8, metadata::SlotKind::FrameAddress, metadata::SlotBase::CallSp);
@@ -410,8 +413,7 @@ TEST(Walker, AProvenOwnCopyLocatedThroughRspIsNotATrace) {
 TEST(Walker, AProvenSlotDoesNotHideASkippedRecord) {
   Chain c;
   Regs r = c.in_b();
-  uint64_t a_frame = 0;
-  c.w.mem.read(RemoteAddr(r.rbp), &a_frame, 8);
+  const uint64_t a_frame = a_frame_of(c, r);
   c.w.mem.write_u64(a_frame - 8, a_frame);
   c.w.self_slot(c.a, -24, metadata::SlotKind::FrameAddress);
   c.w.self_slot(c.a, -16, metadata::SlotKind::ReturnAddress);
