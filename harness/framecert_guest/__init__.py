@@ -13,5 +13,6 @@ docs/design.md explains it):
   walk session    walk (WalkSession: freeze, registers, walk, resume)
   judging         known_chains, truth (the accounting), crosscheck (drgn, crash), report (finish, table)
   commands        patch_check, livepatch, stress, report_html
-  command line    cli (`framecert-guest`)
+  command line    cli (`framecert-guest`), api (the same as a library: Guest, walk, patch_check, stress;
+                  re-exported by the `framecert` package, harness/framecert)
 """

@@ -15,7 +15,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "harness" / "framecert_guest"
-FLAKE8_PATHS = [PACKAGE, REPO / "tests" / "harness"]
+FLAKE8_PATHS = [PACKAGE, REPO / "harness" / "framecert", REPO / "tests" / "harness"]
 
 # Lowest first. A module may import from its own layer and the ones before it, never from a later one.
 LAYERS = [
@@ -27,7 +27,7 @@ LAYERS = [
     ("walk session", {"walk"}),
     ("judging a walk", {"known_chains", "truth", "crosscheck", "report"}),
     ("commands", {"patch_check", "livepatch", "stress", "report_html"}),
-    ("command line", {"cli"}),
+    ("command line and API", {"cli", "api"}),
 ]
 
 
