@@ -192,12 +192,26 @@ def add_walk(sub):
                                    "with the C++ guest walker (framecert guest-walk), resumes (QMP cont) and prints a "
                                    "table. Exit status: 0 walked, 1 a false reliable (or a failure), 2 bad arguments.")
     _options(p, "json", "smp", "mem", "guest-dir", "settle", "timeout", "oracle")
+    p.add_argument("--frames", type=_frame_count, default=4, metavar="N|all",
+                   help="frames shown per task in the table (default 4; all: the whole trace, like crash's bt)")
     p.add_argument("--external", action="store_true",
                    help="cross-check with drgn and crash on a dump of the same frozen state (dump-guest-memory)")
     p.add_argument("--attach", nargs="?", const="", metavar="RUN_DIR",
                    help="walk the guest `framecert-guest boot` keeps running (the only one, or RUN_DIR) instead "
                         "of booting one; it keeps running afterwards")
     p.set_defaults(func=run_walk)
+
+
+def _frame_count(text):
+    if text == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number or 'all': {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"at least 1 frame: {text!r}")
+    return n
 
 
 def run_walk(args) -> int:
@@ -235,7 +249,7 @@ def run_walk(args) -> int:
         elif dump is not None:
             shutil.rmtree(dump.parent, ignore_errors=True)
     finish_report(report, drgn_res, crash_res, chains=known_chains.load(guest_dir))
-    print(format_table(report), file=_text_out(args), flush=True)
+    print(format_table(report, frames=args.frames), file=_text_out(args), flush=True)
     if args.json:
         _write_json(report.to_json(), args.json)
     if report.summary.false_reliable:

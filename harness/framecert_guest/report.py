@@ -24,18 +24,41 @@ def finish_report(report: WalkReport, drgn_result: Optional[Dict[int, TruthVerdi
 _MARK = {"agree": "a", "disagree": "d", "no-truth": "n"}
 
 
-def format_table(report: WalkReport) -> str:
-    lines = [f"{'PID':>6} {'TID-GROUP':>9} {'COMM':<16} {'STATE':>5} {'CPU':>4} {'VERDICT':<26} {'XCHK':<5} TOP FRAMES"]
+# The letters of ps and /proc/PID/stat for a task's __state (as the kernel's task_state_index() picks them):
+# the highest of the reported bits, R when none; TASK_IDLE (uninterruptible, no load) is I. These bits are the
+# same in 6.1 and 6.12.
+_STATE_LETTERS = "SDTtXZP"
+_TASK_REPORT = 0x7f
+_TASK_IDLE = 0x402
+
+
+def state_name(state) -> str:
+    """`R`, `S`, `D`, `I`... for a numeric task state; anything else (an empty or textual state) as it is."""
+    if not isinstance(state, int) or isinstance(state, bool):
+        return str(state)
+    if state & _TASK_IDLE == _TASK_IDLE:
+        return "I"
+    bits = state & _TASK_REPORT
+    return "R" if not bits else _STATE_LETTERS[bits.bit_length() - 1]
+
+
+def format_table(report: WalkReport, frames: Optional[int] = 4) -> str:
+    """The walk as a table, a task a line: its state letter (ps's), verdict, cross-checks and its first
+    `frames` frames (None: every frame, like crash's `bt`)."""
+    lines = [f"{'PID':>6} {'TID-GROUP':>9} {'COMM':<16} {'STATE':>5} {'CPU':>4} {'VERDICT':<26} {'XCHK':<5} "
+             f"{'TOP FRAMES' if frames is not None else 'FRAMES'}"]
     for t in report.tasks:
         verdict = "reliable" if t.reliable else f"{t.reason}@{t.reason_frame}"
         cpu = f"{t.cpu}{'*' if t.running else ''}"
-        frames = " < ".join(f.symbol or hex(f.pc) for f in t.frames[:4])
-        if len(t.frames) > 4:
-            frames += f" < ...({len(t.frames)})"
+        shown = t.frames if frames is None else t.frames[:frames]
+        text = " < ".join(f.symbol or hex(f.pc) for f in shown)
+        if len(shown) < len(t.frames):
+            text += f" < ...({len(t.frames)})"
         if t.user_mode:
-            frames = "(user mode)"
+            text = "(user mode)"
         mark = "".join(_MARK.get(t.crosscheck.get(k, "not-run"), "-") for k in ("shadow", "metadata", "drgn", "crash"))
-        lines.append(f"{t.pid:>6} {t.tgid:>9} {t.comm:<16} {t.state:>5} {cpu:>4} {verdict:<26} {mark:<5} {frames}")
+        lines.append(f"{t.pid:>6} {t.tgid:>9} {t.comm:<16} {state_name(t.state):>5} {cpu:>4} {verdict:<26} {mark:<5} "
+                     f"{text}")
         if t.false_reliable:
             lines.append(f"{'':>6} FALSE RELIABLE: {t.truth_violation}")
     s = report.summary

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from framecert_guest import known_chains, patch_check, regress, report_html, stress
+from framecert_guest import known_chains, patch_check, regress, report, report_html, stress
 from framecert_guest.errors import GuestError
 from framecert_guest.known_chains import KnownChain
 from framecert_guest.model import Task, WalkReport
@@ -261,3 +261,18 @@ def test_every_family_expands_into_bugs_and_twins_with_unique_names(tmp_path):
     assert "SYM_FUNC_START(fcr_noframe_plain_ok)\n\tFRAME_BEGIN\n\tcall fcr_nap" in asm
     assert "ASM_CALL_CONSTRAINT" in (tmp_path / "fcregress_c.c").read_text()
     assert json.loads((tmp_path / regress.EXPECTED).read_text()) == exp
+
+
+# Issue 17: the walk table names states as ps does and shows the whole trace on request.
+@pytest.mark.parametrize("state,name", [(0, "R"), (1, "S"), (2, "D"), (1026, "I"), (8193, "S"), (4, "T"), (8, "t"),
+                                        (32, "Z"), (64, "P"), (0x102, "D"), ("", "")])
+def test_state_letters_are_ps_letters(state, name):
+    assert report.state_name(state) == name
+
+
+def test_walk_table_shows_four_frames_or_all():
+    rep = _walk_report([_task(7, "kworker", CHAIN, state=1026)])
+    four = report.format_table(rep).splitlines()[1]
+    assert " I " in four and "fc_asm_noframe <" in four and f"...({len(CHAIN)})" in four and "ret_from_fork" not in four
+    every = report.format_table(rep, frames=None).splitlines()[1]
+    assert every.endswith("kthread < ret_from_fork") and "..." not in every
