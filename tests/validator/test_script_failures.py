@@ -60,7 +60,7 @@ def wrapper(tmp_path: Path, framecert: str, objtool: str, strict: bool):
     return r, str(obj)
 
 
-def crosscheck(tmp_path: Path, framecert: str, objtool: str):
+def crosscheck(tmp_path: Path, framecert: str, objtool: str, jobs=None):
     """kernel-crosscheck on a fake guest tree: linux/drivers/bad.o (named by its .cmd file) and vmlinux.o."""
     fc, ot = tools(tmp_path, framecert, objtool)
     tree = tmp_path / "guest" / "linux"
@@ -71,7 +71,8 @@ def crosscheck(tmp_path: Path, framecert: str, objtool: str):
         "drivers/bad.o\n")
     (tree / "vmlinux.o").write_bytes(b"not read")
     env = dict(os.environ, FRAMECERT=str(fc), OBJTOOL=str(ot))
-    return subprocess.run([str(SCRIPTS / "kernel-crosscheck"), str(tmp_path / "guest")], env=env,
+    jobs_args = ["-j", str(jobs)] if jobs is not None else []
+    return subprocess.run([str(SCRIPTS / "kernel-crosscheck"), *jobs_args, str(tmp_path / "guest")], env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
 
 
@@ -167,3 +168,19 @@ def test_crosscheck_agreement_exits_0(tmp_path):
     assert row(r.stdout, "objects where both agree exactly") == "2", r.stdout
     assert row(r.stdout, "framecert failed (crash or exit 2)") == "0", r.stdout
     assert "differences:" not in r.stdout
+
+
+# Issue 17: -j runs objects side by side; the report is the same, in list order, whatever the count.
+def test_crosscheck_report_is_the_same_with_any_job_count(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one = crosscheck(tmp_path / "a", "silent", "finding", jobs=1)
+    two = crosscheck(tmp_path / "b", "silent", "finding", jobs=2)
+    assert one.returncode == two.returncode == 1
+    assert one.stdout.replace(str(tmp_path / "a"), "") == two.stdout.replace(str(tmp_path / "b"), "")
+
+
+@pytest.mark.parametrize("args", [["-j", "0"], ["-j"], ["--jobs", "x"], ["--frobnicate"]])
+def test_crosscheck_bad_options_exit_2(args):
+    r = subprocess.run([str(SCRIPTS / "kernel-crosscheck"), *args], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.startswith("kernel-crosscheck: "), r.stderr
