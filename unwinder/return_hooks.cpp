@@ -1,5 +1,8 @@
 #include "unwinder/return_hooks.h"
 
+#include <algorithm>
+#include <vector>
+
 #include <fmt/format.h>
 
 namespace framecert {
@@ -23,19 +26,31 @@ ReturnAddress recover_return_address(const WalkContext& ctx, ReturnHookCursor* c
     return r;
   };
   if (!cursor) return unrecovered(fmt::format("{} at {:#x}: no record of the task's hooks to read", *name, slot));
-  auto original = cursor->recover(ret, slot);
-  if (!original) {
-    r.unrecovered = true;
-    judge.fail(original.error(), index);
-    return r;
+  // Two tracers may hook one slot (function_graph, then a kretprobe of the same function): the outer hook's
+  // record names the inner trampoline, whose own record for the same slot names the original. Each
+  // trampoline is asked at most once per slot; a record naming one already met proves nothing (the kernel's
+  // own lookups skip such entries; an implementation that returned one is wrong).
+  std::vector<uint64_t> met{ret};
+  uint64_t current = ret;
+  for (;;) {
+    auto original = cursor->recover(current, slot);
+    if (!original) {
+      r.unrecovered = true;
+      judge.fail(original.error(), index);
+      return r;
+    }
+    if (!hooks->trampoline_name(*original)) {
+      r.value = *original;
+      break;
+    }
+    if (std::find(met.begin(), met.end(), *original) != met.end())
+      return unrecovered(
+          fmt::format("the hook record for the {} at {:#x} names the trampoline {:#x} again", *name, slot, *original));
+    met.push_back(*original);
+    current = *original;
   }
-  // A record whose "original" is itself a trampoline proves nothing (the kernel's own lookups skip such
-  // entries; an implementation that returned one is wrong). Anything else is judged by the walk's usual
-  // checks of a return address, so a lying record cannot make a wrong caller reliable.
-  if (hooks->trampoline_name(*original))
-    return unrecovered(
-        fmt::format("the hook record for the {} at {:#x} names another trampoline {:#x}", *name, slot, *original));
-  r.value = *original;
+  // Anything else is judged by the walk's usual checks of a return address, so a lying record cannot make a
+  // wrong caller reliable.
   return r;
 }
 

@@ -54,8 +54,9 @@ struct ReturnAddress {
 
 // The return address read from stack word `slot` (frame `index`): itself, or — at a known trampoline — the
 // original proven by `cursor` (the walk's, from ctx.options.return_hooks->begin(); null: no hooks known).
-// Failing that, or when the record names another trampoline, the judge fails the trace
-// (trampoline-return-unrecovered).
+// A record naming another trampoline (a second tracer's hook on the same slot) is followed to that
+// trampoline's own record for the slot, each trampoline at most once. Failing that, or when a record names a
+// trampoline already met, the judge fails the trace (trampoline-return-unrecovered).
 ReturnAddress recover_return_address(const WalkContext& ctx, ReturnHookCursor* cursor, uint64_t ret, uint64_t slot,
                                      int index, Judge& judge);
 // A cursor for one walk, or null when the walk knows no hooks.

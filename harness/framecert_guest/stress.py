@@ -54,6 +54,8 @@ TRACERS = {
                   f"echo 'r:fc_r4 fc_level3' >> {TRACING}/kprobe_events",
                   f"echo 1 > {TRACING}/events/kprobes/enable"],
 }
+# Both at once: the probed functions' return slots hooked by two tracers (each record names the same slot).
+TRACERS["function_graph_kretprobe"] = TRACERS["function_graph"] + TRACERS["kretprobe"]
 WORKLOADS: Dict[str, List[str]] = {"boot": [], "storm": STORM, **{name: STORM for name in TRACERS}}
 
 

@@ -86,3 +86,19 @@ def test_kretprobes_recovered_no_false_reliable(guest_dir, tmp_path):
     assert s["rounds"] - s["harness_errors"] >= 3, s
     assert s["hooked_frames"] > 0 and s["hooked_reliable"] > 0, s
     _no_complete_trace_lost_to_a_trampoline(rep)
+
+
+def test_a_slot_hooked_by_two_tracers_is_recovered(guest_dir, tmp_path):
+    # function_graph on every function and kretprobes on four: a probed function's return slot holds the
+    # rethook trampoline, whose record names return_to_handler, whose ret_stack entry names the caller (issue
+    # 14). Before both records were followed, about one walk in six ended at the trampoline.
+    r, rep = _stress(guest_dir, tmp_path, "both", "--rounds", "4", "--seed", "5", "--workload",
+                     "function_graph_kretprobe")
+    assert rep, r.stdout[-3000:] + r.stderr[-3000:]
+    s = rep["summary"]
+    assert s["false_reliable"] == 0, [st for x in rep["rounds"] for st in x["stacks"].values()
+                                      if st.get("truth_violation")]
+    assert s["rounds"] - s["harness_errors"] >= 3, s
+    assert s["hooked_reliable"] > 0, s
+    assert "trampoline-return-unrecovered" not in s["by_reason"], s["by_reason"]
+    _no_complete_trace_lost_to_a_trampoline(rep)

@@ -15,20 +15,29 @@ namespace {
 // Answers from a fixed table, slot -> original; whatever the table says, right or wrong.
 class ScriptedHooks final : public ReturnHooks {
  public:
-  ScriptedHooks(std::map<uint64_t, std::string> trampolines, std::map<uint64_t, uint64_t> originals)
-      : trampolines_(std::move(trampolines)), originals_(std::move(originals)) {}
+  // `originals`: by slot, whatever the trampoline; `by_trampoline`: by (trampoline, slot), asked first (each
+  // tracer keeps its own records).
+  ScriptedHooks(std::map<uint64_t, std::string> trampolines, std::map<uint64_t, uint64_t> originals,
+                std::map<std::pair<uint64_t, uint64_t>, uint64_t> by_trampoline = {})
+      : trampolines_(std::move(trampolines)),
+        originals_(std::move(originals)),
+        by_trampoline_(std::move(by_trampoline)) {}
   std::optional<std::string> trampoline_name(uint64_t address) const override {
     auto it = trampolines_.find(address);
     if (it == trampolines_.end()) return std::nullopt;
     return it->second;
   }
-  std::unique_ptr<ReturnHookCursor> begin() const override { return std::make_unique<Cursor>(originals_); }
+  std::unique_ptr<ReturnHookCursor> begin() const override {
+    return std::make_unique<Cursor>(originals_, by_trampoline_);
+  }
 
  private:
   class Cursor final : public ReturnHookCursor {
    public:
-    explicit Cursor(const std::map<uint64_t, uint64_t>& o) : o_(o) {}
-    tl::expected<uint64_t, Problem> recover(uint64_t, uint64_t slot) override {
+    Cursor(const std::map<uint64_t, uint64_t>& o, const std::map<std::pair<uint64_t, uint64_t>, uint64_t>& t)
+        : o_(o), t_(t) {}
+    tl::expected<uint64_t, Problem> recover(uint64_t trampoline, uint64_t slot) override {
+      if (auto k = t_.find({trampoline, slot}); k != t_.end()) return k->second;
       auto it = o_.find(slot);
       if (it == o_.end()) return tl::unexpected(Problem{Reason::TrampolineReturnUnrecovered, "not in the script"});
       return it->second;
@@ -36,9 +45,11 @@ class ScriptedHooks final : public ReturnHooks {
 
    private:
     const std::map<uint64_t, uint64_t>& o_;
+    const std::map<std::pair<uint64_t, uint64_t>, uint64_t>& t_;
   };
   std::map<uint64_t, std::string> trampolines_;
   std::map<uint64_t, uint64_t> originals_;
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> by_trampoline_;
 };
 
 std::vector<uint64_t> pcs(const Trace& t) {
@@ -102,6 +113,26 @@ TEST(ReturnHooks, ARecordThatLiesIsCaughtByTheUsualChecks) {
     EXPECT_EQ(reason_name(u.trace.verdict.reason), reason_name(lie.expected)) << u.trace.verdict.detail;
     EXPECT_EQ(u.trace.verdict.frame, 1) << u.trace.verdict.detail;
   }
+}
+
+// Issue 14: one slot hooked by two tracers. function_graph hooked a's return first (return_to_handler in
+// the slot, the original in its ret_stack), then a kretprobe of the same function (its trampoline in the
+// slot, return_to_handler as "its" original). Both records name the slot: followed in turn, the true caller.
+TEST(ReturnHooks, ASlotHookedByTwoTracersIsRecoveredThroughBothRecords) {
+  HookedChain c;
+  c.hook(c.slot_a, c.tramp2);
+  const std::map<uint64_t, std::string> t{{c.tramp, "return_to_handler"}, {c.tramp2, "arch_rethook_trampoline"}};
+  ScriptedHooks hooks(t, {}, {{{c.tramp2, c.slot_a}, c.tramp}, {{c.tramp, c.slot_a}, c.ret_a}});
+  Unwind u = c.run(&hooks);
+  EXPECT_TRUE(u.trace.verdict.reliable) << u.trace.verdict.detail;
+  EXPECT_EQ(u.trace.frames.at(1).pc, c.ret_a);
+  EXPECT_EQ(u.trace.frames.at(1).trampoline, c.tramp2);  // the frame shows the hook found in the slot
+  // The inner record missing: not proven.
+  ScriptedHooks half(t, {}, {{{c.tramp2, c.slot_a}, c.tramp}});
+  EXPECT_EQ(c.run(&half).trace.verdict.reason, Reason::TrampolineReturnUnrecovered);
+  // Records that send the walk round in a circle: not proven.
+  ScriptedHooks loop(t, {}, {{{c.tramp2, c.slot_a}, c.tramp}, {{c.tramp, c.slot_a}, c.tramp2}});
+  EXPECT_EQ(c.run(&loop).trace.verdict.reason, Reason::TrampolineReturnUnrecovered);
 }
 
 TEST(ReturnHooks, AnOriginalFromAnotherFrameIsCaught) {
