@@ -337,7 +337,8 @@ def add_stress(sub):
     _options(p, "smp", "json", "html", "guest-dir", "oracle")
     p.add_argument("--workload", default="storm", metavar="NAME", choices=stress.WORKLOADS,
                    help="storm (default: fork/exec, timers, pipes, file I/O, serial interrupts), boot, or storm "
-                        "under a tracer: function, function_graph, function_graph_filtered, kretprobe, function_graph_kretprobe")
+                        "under a tracer: function, function_graph, function_graph_filtered, kretprobe, "
+                        "function_graph_kretprobe (both)")
     p.add_argument("--jobs", type=_int_in(1, 16), default=1, metavar="J", help="guests in parallel")
     p.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
                    help="run only shard I of N (rounds r with r %% N == I-1); merge the reports afterwards")
