@@ -2,6 +2,7 @@
 #include "unwinder/frame_table.h"
 
 #include <algorithm>
+#include <span>
 
 #include <fmt/format.h>
 
@@ -90,27 +91,33 @@ void FrameTable::resolve_symbol_targets(const std::function<std::optional<uint64
   }
 }
 
+namespace {
+
+// The records of `list` (sorted by offset) that lie inside function `f`: its tail calls, its self slots.
+template <typename Record>
+std::span<const Record> in_function(const std::vector<Record>& list, const FunctionEntry& f) {
+  auto before = [](const Record& r, uint64_t offset) { return r.offset < offset; };
+  auto first = std::lower_bound(list.begin(), list.end(), f.offset, before);
+  auto last = std::lower_bound(first, list.end(), f.offset + f.size, before);
+  return {first, last};
+}
+
+}  // namespace
+
 std::vector<uint64_t> FrameTable::tail_call_targets(SectionOffset where) const {
   std::vector<uint64_t> out;
   const FunctionEntry* f = function_at(where);
   if (!f || f->section >= sections.size()) return out;
-  const auto& calls = sections[f->section].tail_calls;
-  auto it = std::lower_bound(calls.begin(), calls.end(), f->offset,
-                             [](const TailCall& c, uint64_t o) { return c.offset < o; });
-  for (; it != calls.end() && it->offset < f->offset + f->size; ++it)
-    if (auto a = target_address(it->target)) out.push_back(*a);
+  for (const TailCall& c : in_function(sections[f->section].tail_calls, *f))
+    if (auto a = target_address(c.target)) out.push_back(*a);
   return out;
 }
 
 std::vector<SelfSlot> FrameTable::self_slots(SectionOffset where) const {
   const FunctionEntry* f = function_at(where);
   if (!f || f->section >= sections.size()) return {};
-  const auto& slots = sections[f->section].self_slots;
-  auto first = std::lower_bound(slots.begin(), slots.end(), f->offset,
-                                [](const SelfSlot& s, uint64_t o) { return s.offset < o; });
-  auto last = std::lower_bound(first, slots.end(), f->offset + f->size,
-                               [](const SelfSlot& s, uint64_t o) { return s.offset < o; });
-  return {first, last};
+  const std::span<const SelfSlot> slots = in_function(sections[f->section].self_slots, *f);
+  return {slots.begin(), slots.end()};
 }
 
 std::optional<SyscallSite> FrameTable::syscall_before_address(uint64_t return_address) const {

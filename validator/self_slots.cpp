@@ -83,6 +83,11 @@ std::vector<SelfSlotStore> find_self_slots(const DecodedObject& obj, const Check
       }
       std::array<Value, kNumGprs> next = regs;
       uint16_t set = 0;
+      // What a register holds before this instruction: rbp is the frame here; rsp is never a tracked value.
+      auto value_of = [&](Reg reg) {
+        if (reg == Reg::Bp) return Value::FrameAddress;
+        return reg == Reg::None || reg == Reg::Sp ? Value::Unknown : regs[static_cast<int>(reg)];
+      };
       auto assign = [&](Reg reg, Value v) {
         if (reg == Reg::None || reg == Reg::Sp || reg == Reg::Bp) return;
         next[static_cast<int>(reg)] = v;
@@ -91,9 +96,7 @@ std::vector<SelfSlotStore> find_self_slots(const DecodedObject& obj, const Check
       for (const StackOp& op : ops) {
         if (op.src == StackOp::Src::Reg && op.dst == StackOp::Dst::RegIndirect &&
             (op.dst_reg == Reg::Bp || op.dst_reg == Reg::Sp)) {
-          const Value v = op.src_reg == Reg::Bp                              ? Value::FrameAddress
-                          : op.src_reg == Reg::None || op.src_reg == Reg::Sp ? Value::Unknown
-                                                                             : regs[static_cast<int>(op.src_reg)];
+          const Value v = value_of(op.src_reg);
           const SlotKind kind = v == Value::FrameAddress ? SlotKind::FrameAddress : SlotKind::ReturnAddress;
           // Through rbp: at a fixed place from the CFA. Through rsp (a frame realigned or with an alloca,
           // where only rsp reaches the locals): at rsp + d as long as rsp stays where it is, so at the calls
@@ -107,12 +110,8 @@ std::vector<SelfSlotStore> find_self_slots(const DecodedObject& obj, const Check
           assign(op.dst_reg, Value::FrameAddress);  // lea 0(%rbp),%reg
         }
       }
-      if (in.insn.copy_dst != Reg::None && !(set >> static_cast<int>(in.insn.copy_dst) & 1)) {
-        const Reg src = in.insn.copy_src;
-        assign(in.insn.copy_dst, src == Reg::Bp                       ? Value::FrameAddress
-                                 : src == Reg::None || src == Reg::Sp ? Value::Unknown
-                                                                      : regs[static_cast<int>(src)]);
-      }
+      if (in.insn.copy_dst != Reg::None && !(set >> static_cast<int>(in.insn.copy_dst) & 1))
+        assign(in.insn.copy_dst, value_of(in.insn.copy_src));
       for (int g = 0; g < kNumGprs; ++g)
         if (in.insn.writes(static_cast<Reg>(g)) && !(set >> g & 1)) next[g] = Value::Unknown;
       if (in.is_call()) next.fill(Value::Unknown);
