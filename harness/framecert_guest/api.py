@@ -20,9 +20,8 @@ from .build import build
 from .errors import UsageError
 from .model import WalkReport
 from .report import finish_report
+from .truth import ORACLES, uses_cfi, uses_shadow
 from .walk import WalkSession
-
-ORACLES = ("shadow", "cfi", "all", "none")
 
 
 def _check_oracle(oracle: str):
@@ -91,14 +90,14 @@ class Guest:
         self.guest_dir = Path(guest_dir) if guest_dir else Path(build())
         self.oracle = oracle
         self._timeout = timeout
-        self._guest = qemu.Guest(self.guest_dir, smp=smp, shadow=oracle in ("shadow", "all"))
+        self._guest = qemu.Guest(self.guest_dir, smp=smp, shadow=uses_shadow(oracle))
         self._session: Optional[WalkSession] = None
 
     def __enter__(self) -> "Guest":
         self._guest.__enter__()
         try:
             self._guest.wait_ready(timeout=self._timeout)
-            self._session = WalkSession(self._guest, cfi=self.oracle in ("cfi", "all")).__enter__()
+            self._session = WalkSession(self._guest, cfi=uses_cfi(self.oracle)).__enter__()
         except BaseException:
             self._guest.__exit__(None, None, None)
             raise
@@ -154,8 +153,7 @@ def stress(rounds: int, seed: int = 1, workload: str = "storm", oracle: str = "s
            guest_dir: Union[str, Path, None] = None) -> Stress:
     """`framecert-guest stress`: `rounds` seeded freezes under `workload`, every task walked and checked."""
     _check_oracle(oracle)
-    if workload not in stress_runs.WORKLOADS:
-        raise UsageError(f"unknown workload {workload!r} (known: {', '.join(stress_runs.WORKLOADS)})")
+    stress_runs.check_workload(workload)
     if rounds < 1:
         raise UsageError("rounds must be at least 1")
     directory = Path(guest_dir) if guest_dir else Path(build())

@@ -23,6 +23,7 @@ from .errors import GuestError, UsageError
 from .metadata import guest_metadata
 from .progress import Progress
 from .report import finish_report, format_table
+from .truth import ORACLES, uses_cfi, uses_shadow
 from .walk import WalkSession
 
 
@@ -51,8 +52,6 @@ def _int_in(lo, hi):
         return value
     return parse
 
-
-ORACLES = ("shadow", "cfi", "all", "none")
 
 # The options several commands share, declared once: name -> how to add it to a command's parser.
 OPTIONS: Dict[str, Callable[[argparse.ArgumentParser], Any]] = {
@@ -83,14 +82,6 @@ def _options(p: argparse.ArgumentParser, *names: str):
 def _guest_dir(args) -> Path:
     """--guest-dir, or the guest for the current sources (built now or taken from the cache)."""
     return Path(args.guest_dir or build(progress=Progress()))
-
-
-def uses_shadow(oracle: str) -> bool:
-    return oracle in ("shadow", "all")
-
-
-def uses_cfi(oracle: str) -> bool:
-    return oracle in ("cfi", "all")
 
 
 # ---- build ----

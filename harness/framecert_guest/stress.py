@@ -14,9 +14,10 @@ import time
 from typing import Dict, List, Optional
 
 from . import known_chains, qemu
-from .errors import GuestError
+from .errors import GuestError, UsageError
 from .model import WalkReport
 from .report import finish_report
+from .truth import uses_cfi, uses_shadow
 from .walk import WalkSession
 
 # Extra load started in the guest before the first round, one command each (the boot workload always runs:
@@ -57,6 +58,11 @@ TRACERS = {
 # Both at once: the probed functions' return slots hooked by two tracers (each record names the same slot).
 TRACERS["function_graph_kretprobe"] = TRACERS["function_graph"] + TRACERS["kretprobe"]
 WORKLOADS: Dict[str, List[str]] = {"boot": [], "storm": STORM, **{name: STORM for name in TRACERS}}
+
+
+def check_workload(workload: str):
+    if workload not in WORKLOADS:
+        raise UsageError(f"unknown workload {workload!r} (known: {', '.join(WORKLOADS)})")
 
 
 def setup_commands(workload: str) -> list:
@@ -182,11 +188,11 @@ class _Runner:
         self.restarts = 0
 
     def start(self):
-        self.guest = qemu.Guest(self.guest_dir, smp=self.smp, shadow=self.oracle in ("shadow", "all")).start()
+        self.guest = qemu.Guest(self.guest_dir, smp=self.smp, shadow=uses_shadow(self.oracle)).start()
         self.guest.wait_ready(timeout=300)
         # The walker first (it asks the guest where its modules are): under a tracer on every function the
         # guest answers commands several times slower.
-        self.session = WalkSession(self.guest, cfi=self.oracle in ("cfi", "all"))
+        self.session = WalkSession(self.guest, cfi=uses_cfi(self.oracle))
         for cmd in setup_commands(self.workload):
             self.guest.command(cmd, timeout=300)  # switching a tracer on patches every function: slow under TCG
         for cmd in WORKLOADS[self.workload]:
@@ -218,8 +224,7 @@ class _Runner:
 def run(guest_dir, rounds: list, seed: int, smp: int = 2, workload: str = "storm", progress=None,
         total: Optional[int] = None, oracle: str = "shadow") -> dict:
     """Runs the given round numbers on one guest; returns the report (rounds + summary)."""
-    if workload not in WORKLOADS:
-        raise GuestError(f"unknown workload {workload!r} (known: {', '.join(WORKLOADS)})")
+    check_workload(workload)
     runner = _Runner(guest_dir, smp, workload, oracle)
     records = []
     t0 = time.monotonic()

@@ -28,6 +28,18 @@ from typing import Dict, List, Optional
 from . import known_chains, shadow
 from .model import Accounting, CfiReport, CfiTask, Task, TruthVerdict, WalkReport
 
+# The independent truths a run can ask (`--oracle`): which of them this choice starts.
+ORACLES = ("shadow", "cfi", "all", "none")
+
+
+def uses_shadow(oracle: str) -> bool:
+    return oracle in ("shadow", "all")
+
+
+def uses_cfi(oracle: str) -> bool:
+    return oracle in ("cfi", "all")
+
+
 ALL = ("shadow", "sched", "cfi", "known_chain", "drgn", "crash")
 
 
