@@ -29,7 +29,7 @@ std::optional<CallSite> CodeMap::call_site_at(const CodeImage& img, uint64_t ret
 }
 
 std::optional<uint64_t> CodeMap::call_target(const CodeImage& img, const CallSite& call) const {
-  if (!img.metadata) return std::nullopt;
+  if (!img.metadata || img.copied) return std::nullopt;
   auto target = img.metadata->call_target(call);
   if (!target) return std::nullopt;
   return *target + img.bias;
@@ -46,7 +46,7 @@ std::optional<uint64_t> CodeMap::syscall_before(const CodeImage& img, uint64_t p
 
 std::vector<uint64_t> CodeMap::tail_call_targets(uint64_t pc) const {
   const CodeImage* img = find(pc);
-  if (!img || !img->metadata) return {};
+  if (!img || !img->metadata || img->copied) return {};
   auto where = img->metadata->locate(pc - img->bias);
   if (!where) return {};
   std::vector<uint64_t> out = img->metadata->tail_call_targets(*where);

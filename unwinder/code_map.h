@@ -22,6 +22,9 @@ struct CodeImage {
   std::shared_ptr<const FrameTable> metadata;  // null: nothing proven about this code
   std::shared_ptr<const SymbolTable> symbols;  // may be null
   std::string metadata_error;                  // why metadata is missing, for reports
+  // Code copied at run time from the metadata's addresses (an ftrace trampoline): its frame rows hold at the
+  // copy's offsets, but the copier re-targets direct calls and jumps, so the metadata's targets do not.
+  bool copied = false;
 };
 
 struct SymbolizedPc {

@@ -109,7 +109,17 @@ json report_json(const WalkReport& rep, const CodeMap& code) {
                   {"by_reason", by_reason},
                   {"enumerate_ms", rep.enumerate_ms},
                   {"walk_ms", rep.walk_ms}};
-  return {{"tasks", tasks}, {"summary", summary}, {"online_cpus", rep.online_cpus}, {"warnings", rep.warnings}};
+  json tramps = json::array();
+  for (const guest::FtraceTrampoline& t : rep.ftrace_trampolines)
+    tramps.push_back({{"start", hex(t.start)},
+                      {"end", hex(t.start + t.original->end - t.original->start)},
+                      {"copy_of", t.original->name},
+                      {"ops", hex(t.ops)}});
+  return {{"tasks", tasks},
+          {"summary", summary},
+          {"online_cpus", rep.online_cpus},
+          {"warnings", rep.warnings},
+          {"ftrace_trampolines", tramps}};
 }
 
 void print_table(const WalkReport& rep) {

@@ -119,6 +119,9 @@ def round_record(rnd: int, delay: float, report: WalkReport) -> dict:
             # (frames carrying `trampoline`), and the reliable traces that went through one.
             "hooked_frames": sum(1 for t in tasks for f in t.frames if f.extra.get("trampoline")),
             "hooked_reliable": sum(1 for t in tasks if t.reliable and any(f.extra.get("trampoline") for f in t.frames)),
+            # ftrace's dynamic trampolines the walker knew at this freeze, and the frames found in one.
+            "ftrace_trampolines": len(report.extra.get("ftrace_trampolines", [])),
+            "trampoline_frames": sum(1 for t in tasks for f in t.frames if f.object == "[ftrace trampoline]"),
             "false_reliable": s.false_reliable, "harness_error": None,
             "reliable_checked": a.reliable_checked if a else 0,
             "shadow_agree_reliable": a.shadow_agree_reliable if a else 0,
@@ -162,6 +165,7 @@ def summarize(rounds: list, seed: int, workload: str, oracle: str = "none") -> d
             "running_reliable": sum(r["running_reliable"] for r in rounds),
             "hooked_frames": sum(r.get("hooked_frames", 0) for r in rounds),
             "hooked_reliable": sum(r.get("hooked_reliable", 0) for r in rounds),
+            "trampoline_frames": sum(r.get("trampoline_frames", 0) for r in rounds),
             "false_reliable": sum(r["false_reliable"] for r in rounds),
             "reliable_checked": checked,
             "truth_coverage": round(checked / reliable, 4) if reliable else None,
@@ -289,7 +293,8 @@ def format_summary(report: dict) -> str:
         f"  running tasks {s['running_tasks']}: unwound past their own frame {s['running_unwound']}, "
         f"reliable {s['running_reliable']}",
         f"  return addresses behind a tracer's trampoline: {s.get('hooked_frames', 0)} frames, in "
-        f"{s.get('hooked_reliable', 0)} reliable traces",
+        f"{s.get('hooked_reliable', 0)} reliable traces; frames in an ftrace trampoline: "
+        f"{s.get('trampoline_frames', 0)}",
         f"  freeze->verdict median {s['freeze_to_verdict_ms']['median']} ms, max {s['freeze_to_verdict_ms']['max']} ms",
         f"  FALSE RELIABLE: {s['false_reliable']}   harness errors: {s['harness_errors']}",
         "  " + truth_summary(s),

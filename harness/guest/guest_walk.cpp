@@ -34,10 +34,27 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   if (!layout) return tl::unexpected(layout.error());
   w->layout_ = *layout;
   // vmlinux read once: its segments and function symbols (the code map below) and the kernel globals.
-  auto image = read_elf_image(
-      config.vmlinux, {"init_task", "runqueues", "__per_cpu_offset", "__cpu_online_mask", "current_task",
-                       "init_top_pgt", "ret_from_fork", "__start_init_task", "__end_init_task", "return_to_handler",
-                       "arch_rethook_trampoline", "__kretprobe_trampoline", "secondary_startup_64"});
+  auto image = read_elf_image(config.vmlinux, {"init_task",
+                                               "runqueues",
+                                               "__per_cpu_offset",
+                                               "__cpu_online_mask",
+                                               "current_task",
+                                               "init_top_pgt",
+                                               "ret_from_fork",
+                                               "__start_init_task",
+                                               "__end_init_task",
+                                               "return_to_handler",
+                                               "arch_rethook_trampoline",
+                                               "__kretprobe_trampoline",
+                                               "secondary_startup_64",
+                                               "ftrace_ops_list",
+                                               "ftrace_list_end",
+                                               "ftrace_caller",
+                                               "ftrace_caller_op_ptr",
+                                               "ftrace_caller_end",
+                                               "ftrace_regs_caller",
+                                               "ftrace_regs_caller_op_ptr",
+                                               "ftrace_regs_caller_end"});
   if (!image) return tl::unexpected(image.error());
   const auto& named = image->named;
   auto sym = [&](const char* n) { return named.count(n) ? named.at(n) : 0; };
@@ -50,6 +67,13 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   // The tracers' trampolines (absent from a kernel without them: 0, never matched).
   w->trampolines_ =
       HookTrampolines{sym("return_to_handler"), sym("arch_rethook_trampoline"), sym("__kretprobe_trampoline")};
+  // ftrace's dynamic trampolines are copies of these (absent symbols: 0, never matched).
+  w->ftrace_ops_list_ = FtraceOpsList{sym("ftrace_ops_list"), sym("ftrace_list_end")};
+  for (const char* n : {"ftrace_caller", "ftrace_regs_caller"}) {
+    const std::string name = n;
+    w->trampoline_originals_.push_back(
+        TrampolineOriginal{name, sym(n), sym((name + "_end").c_str()), sym((name + "_op_ptr").c_str())});
+  }
   if (w->layout_.thread_size == 0) {
     // INIT_TASK_DATA in the linker script: init_stack spans exactly THREAD_SIZE.
     if (!named.count("__start_init_task") || !named.count("__end_init_task"))
@@ -98,6 +122,7 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   if (auto t = read_frame_table(config.metadata)) {
     if (!t->linked) return fail("{}: not metadata at link addresses (check --link-addresses)", config.metadata);
     meta = std::make_shared<FrameTable>(std::move(*t));
+    w->kernel_metadata_ = meta;
   } else {
     meta_error = t.error();
     w->prepare_warnings_.push_back(meta_error);
@@ -124,6 +149,7 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
     auto mtable = std::make_shared<SymbolTable>(std::move(pm.symbols));
     for (auto [lo, hi] : pm.ranges) w->code_.add(CodeImage{m.name + ".ko", lo, hi, 0, placed, mtable, {}});
   }
+  w->fixed_code_ = w->code_;
   return w;
 }
 
@@ -195,10 +221,17 @@ Result<WalkReport> GuestWalker::walk(const std::vector<CpuRegs>& cpus) {
   auto list = enumerate_tasks(*memory_, layout_, globals_);
   if (!list) return tl::unexpected(list.error());
   WalkReport out;
+  // ftrace's trampolines come and go with tracers: read at each freeze, as the kernel's own lookup does.
+  code_ = fixed_code_;
+  FtraceTrampolines tramps =
+      find_ftrace_trampolines(*memory_, layout_.ftrace_ops, ftrace_ops_list_, trampoline_originals_);
+  for (const FtraceTrampoline& t : tramps.found) code_.add(trampoline_image(t, kernel_metadata_));
+  out.ftrace_trampolines = tramps.found;
   out.enumerate_ms = ms_since(t0);
   out.online_cpus = list->online_cpus;
   out.warnings = prepare_warnings_;
   out.warnings.insert(out.warnings.end(), list->warnings.begin(), list->warnings.end());
+  out.warnings.insert(out.warnings.end(), tramps.warnings.begin(), tramps.warnings.end());
   auto t1 = std::chrono::steady_clock::now();
   // Which task each vCPU runs: in kernel mode, the task whose stack holds rsp; in user mode, current_task.
   std::map<uint64_t, const CpuRegs*> on_vcpu;

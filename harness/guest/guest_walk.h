@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "harness/guest/ftrace_trampolines.h"
 #include "harness/guest/guest_tasks.h"
 #include "harness/guest/kernel_layout.h"
 #include "harness/guest/return_hooks_kernel.h"
@@ -66,6 +67,7 @@ struct WalkReport {
   std::vector<TaskReport> tasks;
   std::vector<int> online_cpus;
   std::vector<std::string> warnings;
+  std::vector<FtraceTrampoline> ftrace_trampolines;  // known code at this freeze (ftrace_trampolines.h)
   double enumerate_ms = 0, walk_ms = 0;
 };
 
@@ -94,7 +96,11 @@ class GuestWalker {
   uint64_t kernel_cr3_ = 0;
   std::unique_ptr<GuestRam> ram_;
   std::unique_ptr<GuestVirtualMemory> memory_;
-  CodeMap code_;
+  CodeMap code_;        // fixed_code_ and the ftrace trampolines of the last walk
+  CodeMap fixed_code_;  // vmlinux and the modules
+  std::shared_ptr<const FrameTable> kernel_metadata_;
+  FtraceOpsList ftrace_ops_list_;
+  std::vector<TrampolineOriginal> trampoline_originals_;
   std::vector<std::string> prepare_warnings_;
 };
 

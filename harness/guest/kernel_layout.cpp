@@ -98,9 +98,9 @@ class Types {
   }
 };
 
-// The tracers' hook records (KernelLayout::fgraph, rethook, kretprobe): every member or none. A kernel built
-// without a tracer, or an older layout (ftrace_ret_stack without retp: !HAVE_FUNCTION_GRAPH_RET_ADDR_PTR),
-// leaves that part absent, never an error: its hooks are then reported unrecovered.
+// The tracers' hook records (KernelLayout::fgraph, rethook, kretprobe) and ftrace's ops: every member or none. A kernel
+// built without a tracer, or an older layout (ftrace_ret_stack without retp: !HAVE_FUNCTION_GRAPH_RET_ADDR_PTR), leaves
+// that part absent, never an error: its hooks are then reported unrecovered.
 template <typename SizeOf, typename OffsetOf>
 void read_hook_layouts(const std::map<std::string, Dwarf_Die>& found, SizeOf& size_of, OffsetOf& offset_of,
                        std::string& error, KernelLayout& k) {
@@ -138,6 +138,15 @@ void read_hook_layouts(const std::map<std::string, Dwarf_Die>& found, SizeOf& si
   k.rethook = list("rethook_node", "rethooks", "llist", "ret_addr", "frame");
   // With CONFIG_KRETPROBE_ON_RETHOOK a kretprobe_instance is a rethook_node: no llist of its own, absent here.
   k.kretprobe = list("kretprobe_instance", "kretprobe_instances", "llist", "ret_addr", "fp");
+  if (found.count("ftrace_ops")) {
+    FtraceOpsLayout o;
+    o.present = all_or_none([&] {
+      o.next = offset_of("ftrace_ops", "next");
+      o.trampoline = offset_of("ftrace_ops", "trampoline");
+      o.trampoline_size = offset_of("ftrace_ops", "trampoline_size", &o.trampoline_size_bytes);
+    });
+    if (o.present && (o.trampoline_size_bytes == 4 || o.trampoline_size_bytes == 8)) k.ftrace_ops = o;
+  }
 }
 
 }  // namespace
@@ -150,7 +159,7 @@ Result<KernelLayout> read_kernel_layout(const std::string& vmlinux) {
   if (!h.dw) return fail("{}: no DWARF: {}", vmlinux, dwarf_errmsg(-1));
   Types types;
   types.scan(h.dw, {"task_struct", "signal_struct", "inactive_task_frame", "rq", "thread_union", "pt_regs",
-                    "ftrace_ret_stack", "rethook_node", "kretprobe_instance"});
+                    "ftrace_ret_stack", "rethook_node", "kretprobe_instance", "ftrace_ops"});
   for (const char* t : {"task_struct", "signal_struct", "inactive_task_frame", "rq", "pt_regs"})
     if (!types.found.count(t)) return fail("{}: DWARF has no complete `{}`", vmlinux, t);
 

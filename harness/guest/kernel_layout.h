@@ -29,6 +29,13 @@ struct HookListLayout {  // an llist of nodes holding (original return address, 
   uint64_t node_ret = 0, node_frame = 0;
 };
 
+// struct ftrace_ops (CONFIG_DYNAMIC_FTRACE): the ops list and each op's trampoline (ftrace_trampolines.h).
+struct FtraceOpsLayout {
+  bool present = false;
+  uint64_t next = 0, trampoline = 0, trampoline_size = 0;
+  uint64_t trampoline_size_bytes = 0;  // 8 (unsigned long) or 4 (unsigned int)
+};
+
 struct KernelLayout {
   // struct task_struct
   uint64_t task_size = 0;
@@ -53,6 +60,7 @@ struct KernelLayout {
   FgraphLayout fgraph;
   HookListLayout rethook;    // task->rethooks; struct rethook_node .llist/.ret_addr/.frame
   HookListLayout kretprobe;  // task->kretprobe_instances; struct kretprobe_instance .llist/.ret_addr/.fp
+  FtraceOpsLayout ftrace_ops;
 };
 
 // Reads every offset above from the DWARF of `vmlinux`; fails naming the first one it cannot find.

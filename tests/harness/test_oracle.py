@@ -102,3 +102,18 @@ def test_a_slot_hooked_by_two_tracers_is_recovered(guest_dir, tmp_path):
     assert s["hooked_reliable"] > 0, s
     assert "trampoline-return-unrecovered" not in s["by_reason"], s["by_reason"]
     _no_complete_trace_lost_to_a_trampoline(rep)
+
+
+def test_function_tracer_trampolines_are_known_code(guest_dir, tmp_path):
+    # The function tracer alone on every function: the traced functions call a copy of ftrace_caller the
+    # kernel allocated for the tracer's ops. The walker reads the ops list at each freeze (issue 14): a
+    # running task inside the tracer is no longer "return address in no executable mapping".
+    r, rep = _stress(guest_dir, tmp_path, "function", "--rounds", "6", "--seed", "5", "--workload", "function")
+    assert rep, r.stdout[-3000:] + r.stderr[-3000:]
+    s = rep["summary"]
+    assert s["false_reliable"] == 0 and s["rounds"] - s["harness_errors"] >= 3, s
+    walked = [x for x in rep["rounds"] if not x["harness_error"]]
+    assert all(x["ftrace_trampolines"] >= 1 for x in walked), [x["ftrace_trampolines"] for x in walked]
+    not_text = [st for x in walked for st in x["stacks"].values()
+                if st["running"] and st["reason"] == "return-address-not-text"]
+    assert not not_text, not_text
