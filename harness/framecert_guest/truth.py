@@ -26,7 +26,7 @@ were not),
 from typing import Dict, List, Optional
 
 from . import known_chains, shadow
-from .model import Accounting, CfiReport, CfiTask, Task, TruthVerdict, WalkReport
+from .model import Accounting, CfiReport, CfiTask, Task, TruthVerdict, WalkReport, address
 
 # The independent truths a run can ask (`--oracle`): which of them this choice starts.
 ORACLES = ("shadow", "cfi", "all", "none")
@@ -64,6 +64,12 @@ def cfi_truth(task: Task, theirs: Optional[CfiTask]) -> TruthVerdict:
         return TruthVerdict("agree", "user mode: no kernel frames", full=True)
     n = min(len(cfi_pcs), len(ours))
     for i in range(n):
+        hook = task.frames[i].extra.get("trampoline")
+        if hook and cfi_pcs[i] != ours[i] and cfi_pcs[i] == address(hook["pc"]):
+            # The slot holds a tracer's trampoline: the CFI unwind reads it as it is and cannot see the record
+            # of the original (nor unwind the trampoline), so the frames from here have no CFI truth.
+            return TruthVerdict("no-truth", f"frame {i}: the CFI unwind reaches the tracer's trampoline "
+                                            f"{hook.get('symbol') or hex(cfi_pcs[i])}", full=False)
         if cfi_pcs[i] != ours[i]:
             sym = task.frames[i].symbol or hex(ours[i])
             return TruthVerdict("disagree", f"frame {i} ({sym}): trace has {ours[i]:#x}, the CFI unwind "

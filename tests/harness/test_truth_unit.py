@@ -229,3 +229,20 @@ def test_cfi_stopped_early_is_no_truth_and_no_coverage():
     truth.attach(report, cfi=CfiReport.from_json({"tasks": [_cfi_json([CALLS[0][1]], False, "no truth at frame 1")]}))
     s = report.summary.accounting
     assert s.truth_coverage == 0.0 and s.reliable_checked == 0 and "cfi: no truth at frame 1" in next(iter(s.no_truth))
+
+
+def test_cfi_stops_without_truth_at_a_hooked_return_address_and_still_catches_other_addresses():
+    # Frame 2's return address was replaced by a tracer's trampoline, which the walker recovered: the CFI
+    # unwind reads the trampoline from the slot. That is no contradiction, and no truth beyond it.
+    tramp = 0xffffffff81c00000
+    frames = right_frames()
+    frames[2]["trampoline"] = {"pc": hex(tramp), "symbol": "return_to_handler", "slot": hex(CALLS[2][0])}
+    cfi_pcs = [ret for _, ret in CALLS[:2]] + [tramp]
+    v = truth.cfi_truth(sleeping_task(frames, THREAD_SP), _cfi(cfi_pcs, False, "no CFI for return_to_handler"))
+    assert v.verdict == "no-truth" and not v.full and "return_to_handler" in v.detail, v
+    # Any other address there is still a contradiction: only the very trampoline the frame names is excused.
+    v = truth.cfi_truth(sleeping_task(frames, THREAD_SP), _cfi(cfi_pcs[:2] + [tramp + 8], False, "no CFI"))
+    assert v.verdict == "disagree" and "frame 2" in v.detail, v
+    # ... and so is a wrong frame before the hooked one.
+    v = truth.cfi_truth(sleeping_task(frames, THREAD_SP), _cfi([cfi_pcs[0], 0x1234, tramp], False, "no CFI"))
+    assert v.verdict == "disagree" and "frame 1" in v.detail, v
