@@ -108,6 +108,7 @@ void add_group_alternative(DecodedObject& obj, int32_t orig, int32_t repl, uint6
   }
   obj.extra_for(last_new).alt_next = after;
   obj.extra_for(orig).alts.push_back(repl);
+  obj.replacements.push_back({orig, repl, last_new, static_cast<uint32_t>(orig_end - o.insn.offset)});
 }
 
 }  // namespace

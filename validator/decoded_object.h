@@ -140,6 +140,15 @@ struct DecodedObject {
   std::span<const int32_t> table_targets(const Instruction& in) const;
   int32_t hint_state(const Instruction& in) const;
 
+  // The replacements of the kernel's alternatives (.altinstructions groups), which the kernel copies over
+  // the original at boot: instructions [first, last] (by next_in_section) may run at the original's place,
+  // over the original's orig_len bytes.
+  struct Replacement {
+    int32_t orig = kNone, first = kNone, last = kNone;
+    uint32_t orig_len = 0;
+  };
+  std::vector<Replacement> replacements;
+
   std::vector<int32_t> function_by_symbol;  // symbol index -> function index
   std::vector<CfiState> hint_states;
   bool has_hints = false;

@@ -2,7 +2,10 @@
 
 #include <elf.h>
 
+#include <algorithm>
 #include <limits>
+#include <map>
+#include <set>
 #include <unordered_map>
 
 #include "validator/call_depth.h"
@@ -105,6 +108,70 @@ bool is_proven_tail_call(const DecodedObject& obj, const CheckResult& r, int32_t
   return !r.states[r.state_of_insn[i]].has_modified_frame();
 }
 
+// The frame state the table records for instruction `i` (none: not checked).
+std::optional<FrameState> state_of(const CheckResult& r, const std::vector<uint8_t>& bp, int32_t i) {
+  if (i == kNone || r.state_of_insn[i] < 0) return std::nullopt;
+  return frame_state(r.states[r.state_of_insn[i]], bp[i]);
+}
+
+// The original instruction whose bytes hold `offset` (an original group starts at `orig`), or kNone.
+int32_t original_covering(const DecodedObject& obj, int32_t orig, uint64_t offset) {
+  for (int32_t k = orig; k != kNone && obj.insns[k].insn.offset <= offset; k = obj.next_in_section(k))
+    if (offset < obj.insns[k].insn.end()) return k;
+  return kNone;
+}
+
+// One site for the calls of several replacements that return to the same place: proven only what all prove.
+void merge_into(CallSite& into, const CallSite& c) {
+  const uint8_t shared = md::kCallFrameValid | md::kCallBpZero | md::kCallNoReturn;
+  into.flags = static_cast<uint8_t>((into.flags & c.flags & shared) | ((into.flags | c.flags) & md::kCallIndirect) |
+                                    (into.flags & c.flags & (md::kCallSpDepth | md::kCallBpDepth)));
+  if (into.sp_depth != c.sp_depth) into.flags &= static_cast<uint8_t>(~md::kCallSpDepth);
+  if (into.bp_depth != c.bp_depth) into.flags &= static_cast<uint8_t>(~md::kCallBpDepth);
+  if (!(into.target == c.target)) into.target = {};
+}
+
+// A call inside an alternative's replacement runs at the original's place once the kernel patches it in at
+// boot (clear_user's `rep stosb` becomes `call clear_user_rep_good`): a task stopped in the callee has a
+// return address inside the original's bytes, where the object itself has no call. Each such call gets a
+// call site at the original's offset — only where the original's own state at that byte is the state of the
+// replacement's call (the same frame either way), and never over a call the original itself makes there.
+template <typename CallSiteOf>
+void add_replacement_calls(const DecodedObject& obj, const CheckResult& r, const std::vector<uint8_t>& bp,
+                           const std::vector<int32_t>& table_index, CallSiteOf& call_site, FrameTable& t) {
+  std::map<std::pair<int32_t, uint64_t>, CallSite> added;  // (table section, return offset)
+  std::set<std::pair<int32_t, uint64_t>> refused;
+  for (const DecodedObject::Replacement& rep : obj.replacements) {
+    const uint64_t orig_at = obj.insns[rep.orig].insn.offset, repl_at = obj.insns[rep.first].insn.offset;
+    const int32_t section = table_index[obj.section_of(obj.insns[rep.orig])];
+    if (section < 0) continue;
+    for (int32_t j = rep.first; j != kNone; j = j == rep.last ? kNone : obj.next_in_section(j)) {
+      const Instruction& in = obj.insns[j];
+      if (!in.is_call() || r.state_of_insn[j] < 0) continue;
+      const uint64_t ret = orig_at + (in.insn.end() - repl_at);
+      const auto key = std::make_pair(section, ret);
+      // A replacement longer than its original (the kernel refuses one) would return past the patched bytes.
+      const auto there =
+          ret <= orig_at + rep.orig_len ? state_of(r, bp, original_covering(obj, rep.orig, ret - 1)) : std::nullopt;
+      if (!there || *there != *state_of(r, bp, j)) {
+        refused.insert(key);
+        continue;
+      }
+      CallSite c = call_site(j);
+      c.return_offset = ret;
+      if (auto [it, fresh] = added.try_emplace(key, c); !fresh) merge_into(it->second, c);
+    }
+  }
+  for (auto& [key, c] : added) {
+    if (refused.count(key)) continue;  // one replacement's call there runs with another frame: none proven
+    std::vector<CallSite>& calls = t.sections[key.first].calls;
+    auto at = std::lower_bound(calls.begin(), calls.end(), c.return_offset,
+                               [](const CallSite& s, uint64_t off) { return s.return_offset < off; });
+    if (at != calls.end() && at->return_offset == c.return_offset) continue;  // the original's own call
+    calls.insert(at, c);
+  }
+}
+
 }  // namespace
 
 FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, const std::vector<uint8_t>& bp) {
@@ -120,6 +187,29 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
   TargetResolver target_of(obj, table_index, t);
   const std::vector<SelfSlotStore> slots = find_self_slots(obj, r, bp);
   auto next_slot = slots.begin();
+  // The record of the call instruction `i` (checked: it has a state), its return address at its end.
+  auto call_site = [&](int32_t i) {
+    const Instruction& in = obj.insns[i];
+    const CfiState& cs = r.states[r.state_of_insn[i]];
+    CallSite c;
+    c.return_offset = in.insn.end();
+    if (cs.has_valid_frame() && bp[i] == static_cast<uint8_t>(BpValue::Frame)) c.flags |= md::kCallFrameValid;
+    if (bp[i] == static_cast<uint8_t>(BpValue::Zero)) c.flags |= md::kCallBpZero;
+    if (in.insn.kind == InsnKind::CallIndirect) c.flags |= md::kCallIndirect;
+    if (in.dead_end) c.flags |= md::kCallNoReturn;
+    if (auto d = depths.find(i); d != depths.end()) {
+      if (d->second.sp_known) {
+        c.flags |= md::kCallSpDepth;
+        c.sp_depth = d->second.sp;
+      }
+      if (d->second.bp_known) {
+        c.flags |= md::kCallBpDepth;
+        c.bp_depth = d->second.bp;
+      }
+    }
+    c.target = target_of(in);
+    return c;
+  };
   for (const SectionCode& code : obj.code_sections) {
     const ElfSection& sec = obj.elf->sections()[code.section];
     FrameSection fs;
@@ -149,31 +239,15 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
         if (CallTarget target = target_of(in); target.kind != CallTargetKind::Unknown)
           fs.tail_calls.push_back({in.insn.offset, target});
       if (!in.is_call() || r.state_of_insn[i] < 0) continue;
-      const CfiState& cs = r.states[r.state_of_insn[i]];
-      CallSite c;
-      c.return_offset = in.insn.end();
-      if (cs.has_valid_frame() && bp[i] == static_cast<uint8_t>(BpValue::Frame)) c.flags |= md::kCallFrameValid;
-      if (bp[i] == static_cast<uint8_t>(BpValue::Zero)) c.flags |= md::kCallBpZero;
-      if (in.insn.kind == InsnKind::CallIndirect) c.flags |= md::kCallIndirect;
-      if (in.dead_end) c.flags |= md::kCallNoReturn;
-      if (auto d = depths.find(static_cast<int32_t>(i)); d != depths.end()) {
-        if (d->second.sp_known) {
-          c.flags |= md::kCallSpDepth;
-          c.sp_depth = d->second.sp;
-        }
-        if (d->second.bp_known) {
-          c.flags |= md::kCallBpDepth;
-          c.bp_depth = d->second.bp;
-        }
-      }
-      c.target = target_of(in);
-      fs.calls.push_back(c);
+      fs.calls.push_back(call_site(static_cast<int32_t>(i)));
     }
     // Bytes the decoder could not follow: nothing is known there.
     uint64_t end = code.end_insn > code.first_insn ? obj.insns[code.end_insn - 1].insn.end() : 0;
     if (end < sec.size && (!prev || *prev != FrameState{})) fs.rows.push_back({end, FrameState{}});
     t.sections.push_back(std::move(fs));
   }
+
+  add_replacement_calls(obj, r, bp, table_index, call_site, t);
 
   // Which functions are certified: validated from their entry with no finding against them.
   std::vector<std::string> finding_of(obj.functions.size());

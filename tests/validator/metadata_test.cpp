@@ -263,6 +263,36 @@ TEST(Metadata, SelfSlotsAreProvenStoresOfTheOwnFrameOrReturnAddress) {
   EXPECT_EQ(t.sections.at(0).self_slots.size(), 4u);
 }
 
+// Issue 14: a call in an alternative's replacement returns into the original's bytes once patched in.
+// Expected sites from ok_alt_replacement_calls.S's own comments (offsets from its objdump).
+TEST(Metadata, CallsOfAlternativeReplacementsAreRecordedAtTheOriginal) {
+  FrameTable t = metadata_of("ok_alt_replacement_calls.S");
+  auto fn = [&](const std::string& name) -> const FunctionEntry& {
+    for (const FunctionEntry& f : t.functions)
+      if (f.name == name) return f;
+    throw std::runtime_error("no function " + name);
+  };
+  // The original's bytes: push %rbp; mov %rsp,%rbp (4), then the 5 patched bytes: the call returns at +9.
+  auto site = [&](const std::string& name) { return t.call_site({fn(name).section, fn(name).offset + 9}); };
+  auto one = site("one_call");
+  ASSERT_TRUE(one);
+  EXPECT_TRUE(one->has(md::kCallFrameValid));
+  EXPECT_EQ(one->target, (CallTarget{CallTargetKind::Section, 0, fn("fill_a").offset}));
+  auto two = site("two_calls");
+  ASSERT_TRUE(two);
+  EXPECT_TRUE(two->has(md::kCallFrameValid));
+  EXPECT_EQ(two->target.kind, CallTargetKind::Unknown);  // fill_a or fill_b, whichever the CPU picked
+  auto own = site("own_call");  // the original's own call, as it was: patched at boot, so no target
+  ASSERT_TRUE(own);
+  EXPECT_EQ(own->target.kind, CallTargetKind::Unknown);
+  EXPECT_EQ(t.sections[fn("own_call").section].calls.size(), 3u);  // not recorded twice
+  EXPECT_FALSE(t.call_site({fn("too_long").section, fn("too_long").offset + 9}));
+  // Through the file and back.
+  auto back = parse_frame_table(serialize_frame_table(t));
+  ASSERT_TRUE(back) << back.error();
+  EXPECT_EQ(back->sections, t.sections);
+}
+
 TEST(Metadata, EveryFixtureRoundTripsThroughTheFile) {
   const auto dir = std::filesystem::temp_directory_path() / "framecert-metadata-test";
   std::filesystem::create_directories(dir);
