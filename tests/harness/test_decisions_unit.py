@@ -254,11 +254,14 @@ def test_every_family_expands_into_bugs_and_twins_with_unique_names(tmp_path):
     assert all(len(comm) <= 15 for comm in kthreads)  # TASK_COMM_LEN
     for k in kthreads.values():
         assert k["chain"][:2] == ["ret_from_fork", "kthread"] and k["chain"][-1] == "fcr_nap"
-        assert k["function"] in k["chain"]
+        # A twin that tail-calls its nap is rightly absent from its own true chain.
+        assert (k["function"] in k["chain"]) == (not k["tail_call"])
         assert (k["verdict"] == "reliable") == (k["kind"] == "twin")
     asm = (tmp_path / "fcregress_asm.S").read_text()
     assert "SYM_FUNC_START(fcr_noframe_plain)\n\tcall fcr_nap\n\tRET" in asm
     assert "SYM_FUNC_START(fcr_noframe_plain_ok)\n\tFRAME_BEGIN\n\tcall fcr_nap" in asm
+    assert "SYM_FUNC_START(fcr_sibling_framed_plain_ok)\n\tFRAME_BEGIN\n\tFRAME_END\n\tjmp fcr_nap_forever" in asm
+    assert sum(k["tail_call"] for k in kthreads.values()) == len(templates["families"]["sibling_framed"]["sets"])
     assert "ASM_CALL_CONSTRAINT" in (tmp_path / "fcregress_c.c").read_text()
     assert json.loads((tmp_path / regress.EXPECTED).read_text()) == exp
 
