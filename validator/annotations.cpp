@@ -6,8 +6,10 @@
 //   .discard.unwind_hints                         the stack state asserted by hand-written assembly
 #include <elf.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
+#include <vector>
 
 #include "validator/decoded_object.h"
 
@@ -23,11 +25,62 @@ struct SpecialEntry {
   bool jump;   // a jump label: the original is a jmp or a nop
 };
 constexpr SpecialEntry kSpecial[] = {
-    {".altinstructions", 12, true, false},
+    {".altinstructions", 0, true, false},  // the size is the object's struct alt_instr (AltLayout)
     {"__jump_table", 16, false, true},
     {"__ex_table", 12, false, false},
 };
-constexpr int kAltOrig = 0, kAltNew = 4, kAltFeature = 8, kAltOrigLen = 10, kAltNewLen = 11;
+constexpr int kAltOrig = 0, kAltNew = 4, kAltFeature = 8;
+
+// struct alt_instr: two s32 offsets, then up to 6.9 a u16 cpuid and the u8 lengths (12 bytes); since 6.10 a
+// u32 ft_flags (cpuid in its low half) before them (14 bytes), and ALTERNATIVE_2/_3 nest, so the entries of
+// one original carry different orig_len, which objtool 6.12 widens to the group's largest. An object says
+// which it has: only one stride puts every relocation of the section on an entry's two offsets.
+struct AltLayout {
+  size_t size;
+  int orig_len_at, new_len_at;
+  bool nested;  // entries of one original share the largest orig_len
+};
+constexpr AltLayout kAltLayouts[] = {{12, 10, 11, false}, {14, 12, 13, true}};
+
+// The layout `sec` (an .altinstructions section) fits, or an objtool-style reason it fits none.
+Result<AltLayout> alt_layout(const DecodedObject& obj, const ElfSection& sec) {
+  std::vector<const AltLayout*> fits;
+  for (const AltLayout& l : kAltLayouts) {
+    bool ok = sec.size % l.size == 0;
+    for (const ElfReloc& r : obj.elf->relocs_for(sec.index))
+      ok = ok && (r.offset % l.size == kAltOrig || r.offset % l.size == kAltNew);
+    if (ok) fits.push_back(&l);
+  }
+  if (fits.size() == 1 || (sec.size == 0 && !fits.empty())) return *fits.front();
+  if (fits.empty())
+    return fail("{} size not a multiple of {} or {}", sec.name, kAltLayouts[0].size, kAltLayouts[1].size);
+  return fail("{}: entries fit both the 12- and the 14-byte struct alt_instr", sec.name);
+}
+
+// objtool 6.12's arch_handle_alternative(): consecutive entries of one original (a nested ALTERNATIVE_2/_3)
+// all get the largest orig_len among them.
+void widen_nested_orig_lens(const DecodedObject& obj, const ElfSection& sec, const AltLayout& l,
+                            std::vector<uint8_t>& orig_len) {
+  constexpr uint64_t kNoOrig = ~0ull;  // an entry without an orig relocation joins no group
+  uint64_t group_section = kNoOrig, group_offset = kNoOrig;
+  size_t first = 0;
+  for (size_t k = 0; k < orig_len.size(); ++k) {
+    uint64_t section = kNoOrig, offset = kNoOrig;
+    if (const ElfReloc* r = obj.reloc_at(sec.index, k * l.size + kAltOrig)) {
+      const ElfSymbol& s = obj.symbol(r->symbol());
+      section = s.section;
+      offset = s.offset + static_cast<uint64_t>(r->addend);
+    }
+    if (section == kNoOrig || section != group_section || offset != group_offset) {
+      group_section = section;
+      group_offset = offset;
+      first = k;
+      continue;
+    }
+    const uint8_t widest = std::max(orig_len[k], *std::max_element(orig_len.begin() + first, orig_len.begin() + k));
+    std::fill(orig_len.begin() + first, orig_len.begin() + k + 1, widest);
+  }
+}
 constexpr uint16_t kFeaturePopcnt = 4 * 32 + 23;  // only the alternative runs (every CPU has it)
 constexpr uint16_t kFeatureSmap = 9 * 32 + 20;    // without uaccess checking, the alternative is ignored
 
@@ -122,8 +175,22 @@ void read_special_sections(DecodedObject& obj) {
   for (const SpecialEntry& e : kSpecial) {
     const ElfSection* sec = obj.elf->section_by_name(e.section);
     if (!sec) continue;
-    if (sec->size % e.size != 0) {
-      obj.fatal.push_back(object_error(fmt::format("{} size not a multiple of {}", e.section, e.size)));
+    AltLayout alt{};
+    if (e.group) {
+      auto layout = alt_layout(obj, *sec);
+      if (!layout) {
+        obj.fatal.push_back(object_error(layout.error()));
+        return;
+      }
+      alt = *layout;
+      if (sec->size) {  // the object shows its kernel's format: it wins over what the caller said
+        obj.format = alt.nested ? KernelFormat::Linux6_10 : KernelFormat::Linux6_1;
+        obj.format_from_object = true;
+      }
+    }
+    const size_t entry_size = e.group ? alt.size : e.size;
+    if (sec->size % entry_size != 0) {
+      obj.fatal.push_back(object_error(fmt::format("{} size not a multiple of {}", e.section, entry_size)));
       return;
     }
     const std::span<const uint8_t> bytes = obj.elf->section_bytes(sec->index);
@@ -131,12 +198,17 @@ void read_special_sections(DecodedObject& obj) {
       obj.fatal.push_back(object_error(fmt::format("{}: section data unreadable", e.section)));
       return;
     }
-    for (uint64_t off = 0; off < sec->size; off += e.size) {
+    std::vector<uint8_t> orig_lens;
+    if (e.group) {
+      for (uint64_t off = 0; off < sec->size; off += entry_size) orig_lens.push_back(bytes[off + alt.orig_len_at]);
+      if (alt.nested) widen_nested_orig_lens(obj, *sec, alt, orig_lens);
+    }
+    for (uint64_t off = 0; off < sec->size; off += entry_size) {
       uint8_t orig_len = 0, new_len = 0;
       uint16_t feature = 0;
       if (e.group) {
-        orig_len = bytes[off + kAltOrigLen];
-        new_len = bytes[off + kAltNewLen];
+        orig_len = orig_lens[off / entry_size];
+        new_len = bytes[off + alt.new_len_at];
         std::memcpy(&feature, bytes.data() + off + kAltFeature, sizeof feature);
       }
       auto orig_at = target_of(obj, obj.reloc_at(sec->index, off + kAltOrig));
@@ -239,6 +311,44 @@ void read_dead_ends(DecodedObject& obj) {
   }
 }
 
+namespace {
+
+// What a hint's type byte and the byte after it mean in the object's kernel format, as framecert's hint
+// types (cfi::kHint*, 6.1's numbering): 6.1 has CALL 0, REGS 1, REGS_PARTIAL 2, FUNC 3, ENTRY 4, SAVE 5,
+// RESTORE 6 and an `end` byte; 6.10+ has UNDEFINED 0, END_OF_STACK 1, CALL 2, REGS 3, REGS_PARTIAL 4, FUNC 5,
+// SAVE 6, RESTORE 7 and a `signal` byte (for the ORC unwinder; nothing to validate).
+struct HintMeaning {
+  uint8_t type = cfi::kHintCall;
+  bool end = false;
+  bool force_undefined = false;
+};
+
+HintMeaning hint_meaning(KernelFormat format, uint8_t type, uint8_t after) {
+  if (format == KernelFormat::Linux6_1) return {type, after != 0, false};
+  switch (type) {
+    case 0:
+      return {cfi::kHintCall, false, true};
+    case 1:
+      return {cfi::kHintCall, true, false};  // the end of the stack: an undefined CFA, as 6.1's EMPTY
+    case 2:
+      return {cfi::kHintCall, false, false};
+    case 3:
+      return {cfi::kHintRegs, false, false};
+    case 4:
+      return {cfi::kHintRegsPartial, false, false};
+    case 5:
+      return {cfi::kHintFunc, false, false};
+    case 6:
+      return {cfi::kHintSave, false, false};
+    case 7:
+      return {cfi::kHintRestore, false, false};
+    default:
+      return {type, false, false};  // an unknown type: taken as is, as objtool 6.12 does
+  }
+}
+
+}  // namespace
+
 void read_unwind_hints(DecodedObject& obj) {
   const ElfSection* sec = obj.elf->section_by_name(".discard.unwind_hints");
   if (!sec) return;
@@ -269,10 +379,20 @@ void read_unwind_hints(DecodedObject& obj) {
     int16_t sp_offset;
     std::memcpy(&sp_offset, bytes.data() + off + 4, sizeof sp_offset);
     const uint8_t sp_reg = bytes[off + 6];
-    uint8_t type = bytes[off + 7];
-    const bool end = bytes[off + 8] != 0;
+    const HintMeaning meaning = hint_meaning(obj.format, bytes[off + 7], bytes[off + 8]);
+    uint8_t type = meaning.type;
+    const bool end = meaning.end;
     Instruction& in = obj.insns[i];
     in.hint = true;
+    if (meaning.force_undefined) {
+      // 6.10+'s UNWIND_HINT_UNDEFINED: nothing is known from here, and stack operations are not tracked
+      // until the next hint (objtool's force_undefined_cfi).
+      CfiState undefined;
+      undefined.force_undefined = true;
+      obj.hint_states.push_back(undefined);
+      obj.extra_for(i).hint_state = static_cast<int32_t>(obj.hint_states.size() - 1);
+      continue;
+    }
     if (type == cfi::kHintSave) {
       in.hint = false;
       in.hint_save = true;

@@ -209,6 +209,7 @@ bool is_outermost_realignment(const CfiState& s, const StackOp& op) {
 bool is_outermost_call(const CfiState& s) { return s.cfa.base == kOutermost && s.bp_zero; }
 
 std::string apply_stack_op(CfiState& s, const StackOp& op, bool in_function, bool next_is_hint) {
+  if (s.force_undefined) return {};
   if (s.cfa.base == kUndefined) return in_function ? "undefined stack state" : std::string();
   CfiReg& cfa = s.cfa;
   if (s.type == kHintRegs || s.type == kHintRegsPartial) {

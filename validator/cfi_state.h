@@ -56,6 +56,8 @@ struct CfiState {
   bool drap = false;
   uint8_t type = 0;  // unwind-hint type: kHintCall, kHintRegs, kHintRegsPartial
   bool end = false;  // an unwind hint marked this as the end of the stack
+  // After 6.10+'s UNWIND_HINT_UNDEFINED: the CFA is unknown on purpose and stack operations are ignored.
+  bool force_undefined = false;
   // rbp was zeroed (xor %ebp,%ebp...) and not written since, on the path the checker followed here. Only
   // for the outermost-frame form; paths meeting with different values are re-judged by rbp_flow, which
   // meets them soundly (frame_pointer_check.h, check_outermost_frames).
@@ -90,6 +92,7 @@ namespace framecert {
 inline bool operator==(const CfiState& a, const CfiState& b) {
   return a.regs == b.regs && a.vals == b.vals && a.cfa == b.cfa && a.stack_size == b.stack_size &&
          a.drap_reg == b.drap_reg && a.drap_offset == b.drap_offset && a.bp_scratch == b.bp_scratch &&
-         a.drap == b.drap && a.type == b.type && a.end == b.end && a.bp_zero == b.bp_zero;
+         a.drap == b.drap && a.type == b.type && a.end == b.end && a.bp_zero == b.bp_zero &&
+         a.force_undefined == b.force_undefined;
 }
 }  // namespace framecert

@@ -363,7 +363,7 @@ bool prev_is_dead_end(const DecodedObject& obj, int32_t i) {
   if (obj.call_func(p) != kNone && p.insn.kind == InsnKind::Call && is_noreturn_function(obj, obj.call_func(p)))
     return true;
   return p.insn.kind == InsnKind::Call && p.call_symbol() != kNone &&
-         is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(p.call_symbol())).name);
+         is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(p.call_symbol())).name, obj.format);
 }
 
 bool ignore_unreachable(const DecodedObject& obj, int32_t i) {

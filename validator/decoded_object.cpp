@@ -536,11 +536,15 @@ void resolve_calls(DecodedObject& obj) {
   for (Instruction& in : obj.insns)
     if (in.insn.kind == InsnKind::Call && in.call_symbol() != kNone && !in.dead_end) {
       const ElfSymbol& s = obj.symbol(static_cast<uint32_t>(in.call_symbol()));
+      // objtool 6.12 looks a weak function up in its list too (__weak __noreturn nmi_panic_self_stop);
+      // 6.1 takes no weak function for noreturn.
+      const bool listed_bind = s.bind == STB_GLOBAL || (s.bind == STB_WEAK && obj.format != KernelFormat::Linux6_1);
+      if (listed_bind && is_known_noreturn_name(s.name, obj.format)) {
+        in.dead_end = true;
+        continue;
+      }
       if (s.bind == STB_WEAK) continue;
-      if (s.bind == STB_GLOBAL && is_known_noreturn_name(s.name))
-        in.dead_end = true;
-      else if (obj.call_func(in) != kNone && is_noreturn_function(obj, obj.call_func(in)))
-        in.dead_end = true;
+      if (obj.call_func(in) != kNone && is_noreturn_function(obj, obj.call_func(in))) in.dead_end = true;
     }
 }
 
@@ -556,34 +560,80 @@ std::vector<std::pair<uint32_t, uint32_t>> instruction_ranges(const DecodedObjec
   return out;
 }
 
-bool is_known_noreturn_name(std::string_view name) {
+bool is_known_noreturn_name(std::string_view name, KernelFormat format) {
   // Functions outside the object that never return. ELF carries no noreturn attribute, so calls to
   // these cannot be inferred; local functions are inferred from their code instead (is_noreturn_function).
-  static constexpr std::string_view kKernel[] = {"__invalid_creds",
-                                                 "__module_put_and_kthread_exit",
-                                                 "__reiserfs_panic",
-                                                 "__stack_chk_fail",
-                                                 "__ubsan_handle_builtin_unreachable",
-                                                 "cpu_bringup_and_idle",
-                                                 "cpu_startup_entry",
-                                                 "do_exit",
-                                                 "do_group_exit",
-                                                 "do_task_dead",
-                                                 "ex_handler_msr_mce",
-                                                 "fortify_panic",
-                                                 "kthread_complete_and_exit",
-                                                 "kthread_exit",
-                                                 "kunit_try_catch_throw",
-                                                 "lbug_with_loc",
-                                                 "machine_real_restart",
-                                                 "make_task_dead",
-                                                 "panic",
-                                                 "rewind_stack_and_make_dead",
-                                                 "sev_es_terminate",
-                                                 "snp_abort",
-                                                 "stop_this_cpu",
-                                                 "usercopy_abort",
-                                                 "xen_start_kernel"};
+  // objtool's list of its version: 6.1's global_noreturns[] in check.c, and 6.12's noreturns.h.
+  static constexpr std::string_view kKernel6_1[] = {"__invalid_creds",
+                                                    "__module_put_and_kthread_exit",
+                                                    "__reiserfs_panic",
+                                                    "__stack_chk_fail",
+                                                    "__ubsan_handle_builtin_unreachable",
+                                                    "cpu_bringup_and_idle",
+                                                    "cpu_startup_entry",
+                                                    "do_exit",
+                                                    "do_group_exit",
+                                                    "do_task_dead",
+                                                    "ex_handler_msr_mce",
+                                                    "fortify_panic",
+                                                    "kthread_complete_and_exit",
+                                                    "kthread_exit",
+                                                    "kunit_try_catch_throw",
+                                                    "lbug_with_loc",
+                                                    "machine_real_restart",
+                                                    "make_task_dead",
+                                                    "panic",
+                                                    "rewind_stack_and_make_dead",
+                                                    "sev_es_terminate",
+                                                    "snp_abort",
+                                                    "stop_this_cpu",
+                                                    "usercopy_abort",
+                                                    "xen_start_kernel"};
+  static constexpr std::string_view kKernel6_12[] = {"__fortify_panic",
+                                                     "__ia32_sys_exit",
+                                                     "__ia32_sys_exit_group",
+                                                     "__kunit_abort",
+                                                     "__module_put_and_kthread_exit",
+                                                     "__reiserfs_panic",
+                                                     "__stack_chk_fail",
+                                                     "__tdx_hypercall_failed",
+                                                     "__ubsan_handle_builtin_unreachable",
+                                                     "__x64_sys_exit",
+                                                     "__x64_sys_exit_group",
+                                                     "arch_cpu_idle_dead",
+                                                     "bch2_trans_in_restart_error",
+                                                     "bch2_trans_restart_error",
+                                                     "bch2_trans_unlocked_error",
+                                                     "cpu_bringup_and_idle",
+                                                     "cpu_startup_entry",
+                                                     "do_exit",
+                                                     "do_group_exit",
+                                                     "do_task_dead",
+                                                     "ex_handler_msr_mce",
+                                                     "hlt_play_dead",
+                                                     "hv_ghcb_terminate",
+                                                     "kthread_complete_and_exit",
+                                                     "kthread_exit",
+                                                     "kunit_try_catch_throw",
+                                                     "machine_real_restart",
+                                                     "make_task_dead",
+                                                     "mpt_halt_firmware",
+                                                     "nmi_panic_self_stop",
+                                                     "panic",
+                                                     "panic_smp_self_stop",
+                                                     "rest_init",
+                                                     "rewind_stack_and_make_dead",
+                                                     "rust_begin_unwind",
+                                                     "rust_helper_BUG",
+                                                     "sev_es_terminate",
+                                                     "snp_abort",
+                                                     "start_kernel",
+                                                     "stop_this_cpu",
+                                                     "usercopy_abort",
+                                                     "x86_64_start_kernel",
+                                                     "x86_64_start_reservations",
+                                                     "xen_cpu_bringup_again",
+                                                     "xen_start_kernel"};
   // User space (C library): a deliberate difference from objtool, which reports calls to these as
   // "falls through to next function" (docs/rules.md).
   static constexpr std::string_view kLibc[] = {"abort",
@@ -609,7 +659,9 @@ bool is_known_noreturn_name(std::string_view name) {
                                                "verrx",
                                                "__libc_fatal",
                                                "__libc_start_main"};
-  for (auto n : kKernel)
+  const std::span<const std::string_view> kernel =
+      format == KernelFormat::Linux6_1 ? std::span<const std::string_view>(kKernel6_1) : kKernel6_12;
+  for (auto n : kernel)
     if (n == name) return true;
   for (auto n : kLibc)
     if (n == name) return true;
@@ -618,8 +670,10 @@ bool is_known_noreturn_name(std::string_view name) {
 
 bool is_noreturn_function(const DecodedObject& obj, int32_t func, int depth) {
   const Function& f = obj.functions[func];
+  // objtool 6.12 looks a weak function up in its list too; 6.1 takes no weak function for noreturn.
+  if ((f.global || (f.weak && obj.format != KernelFormat::Linux6_1)) && is_known_noreturn_name(f.name, obj.format))
+    return true;
   if (f.weak) return false;
-  if (f.global && is_known_noreturn_name(f.name)) return true;
   if (f.size == 0 || f.first_insn == f.end_insn) return false;
   if (obj.insns[f.first_insn].func == kNone) return false;
   // A function's instructions include its .cold part (objtool walks into the child too).
@@ -642,7 +696,7 @@ bool is_noreturn_function(const DecodedObject& obj, int32_t func, int depth) {
       if (const int32_t callee = obj.call_func(in); callee != kNone) {
         if (!is_noreturn_function(obj, callee, depth + 1)) return false;
       } else if (in.call_symbol() == kNone ||
-                 !is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(in.call_symbol())).name)) {
+                 !is_known_noreturn_name(obj.symbol(static_cast<uint32_t>(in.call_symbol())).name, obj.format)) {
         return false;  // to another object: assume it returns
       }
     }
@@ -746,9 +800,11 @@ size_t count_instructions(const ElfFile& elf, const Decoder& decoder) {
   return total;
 }
 
-DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder, size_t instructions) {
+DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder, size_t instructions,
+                                   std::optional<KernelFormat> kernel) {
   DecodedObject obj;
   obj.elf = &elf;
+  if (kernel) obj.format = *kernel;
   decode_sections(obj, decoder, instructions);
   collect_functions(obj);
   check_symbol_starts(obj);

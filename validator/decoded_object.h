@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -13,6 +15,7 @@
 #include "validator/elf_file.h"
 #include "validator/finding.h"
 #include "validator/insn.h"
+#include "validator/kernel_format.h"
 
 namespace framecert {
 
@@ -97,6 +100,8 @@ struct SectionCode {
 
 struct DecodedObject {
   const ElfFile* elf = nullptr;
+  KernelFormat format = KernelFormat::Linux6_1;
+  bool format_from_object = false;  // the object itself showed its format
   std::vector<SectionCode> code_sections;
   std::vector<int32_t> code_index;  // section index -> index into code_sections, or kNone
   std::vector<Instruction> insns;   // grouped by section, sorted by offset
@@ -168,14 +173,17 @@ struct DecodedObject {
 // Decodes every executable section of `elf` and resolves branches; never fails, but may record
 // objtool-style fatal findings (undecodable bytes, unannotated intra-function call) in `fatal`.
 // `instructions`: count_instructions(elf, decoder), so the instruction table is allocated once, exactly.
-DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder, size_t instructions);
+// `kernel`: the format the caller says the object has (the object's own evidence wins).
+DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder, size_t instructions,
+                                   std::optional<KernelFormat> kernel = std::nullopt);
 // How many instructions decoding `elf` gives (a cheap pass: lengths only).
 size_t count_instructions(const ElfFile& elf, const Decoder& decoder);
 
 // Whether calling `func` never returns (objtool's rule: no return instruction and no sibling call,
 // plus the known noreturn functions outside the object).
 bool is_noreturn_function(const DecodedObject& obj, int32_t func, int depth = 0);
-bool is_known_noreturn_name(std::string_view name);
+// `format`: whose list of kernel functions (objtool 6.1's or 6.12's); the C library's are known in both.
+bool is_known_noreturn_name(std::string_view name, KernelFormat format = KernelFormat::Linux6_1);
 // A function's instruction ranges: its own, then its .cold part's.
 std::vector<std::pair<uint32_t, uint32_t>> instruction_ranges(const DecodedObject& obj, int32_t func);
 

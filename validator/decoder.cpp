@@ -477,6 +477,34 @@ bool sets_bp_zero(const ZydisDecodedInstruction& zi, const ZydisDecodedOperand* 
   }
 }
 
+// The length of a ModRM operand (ModRM, SIB, displacement) starting at code[0] in 64-bit mode, or 0 when
+// the bytes end first.
+size_t modrm_operand_length(std::span<const uint8_t> code) {
+  if (code.empty()) return 0;
+  const uint8_t mod = code[0] >> 6, rm = code[0] & 7;
+  size_t n = 1;
+  if (mod != 3 && rm == 4) {
+    if (code.size() < 2) return 0;
+    if (mod == 0 && (code[1] & 7) == 5) n += 4;  // SIB without base: disp32
+    ++n;
+  }
+  if (mod == 1) n += 1;
+  if (mod == 2 || (mod == 0 && rm == 5)) n += 4;  // disp32, or RIP-relative
+  return n <= code.size() ? n : 0;
+}
+
+// Instructions the kernel uses that this Zydis (Debian's 4.0) does not know, decoded by hand: their length,
+// nothing else (kind other, no stack operation, no general register written). 0: not one of them.
+//   LKGS r/m16  F2 [REX] 0F 00 /6  (load_gs_index() on CPUs with LKGS, Linux 6.6+): loads GS's base.
+size_t newer_insn_length(std::span<const uint8_t> code) {
+  size_t n = 0;
+  if (code.size() < 4 || code[n++] != 0xf2) return 0;
+  if ((code[n] & 0xf0) == 0x40) ++n;  // REX
+  if (code.size() < n + 3 || code[n] != 0x0f || code[n + 1] != 0x00 || ((code[n + 2] >> 3) & 7) != 6) return 0;
+  const size_t operand = modrm_operand_length(code.subspan(n + 2));
+  return operand ? n + 2 + operand : 0;
+}
+
 }  // namespace
 
 Decoder::Decoder() : impl_(std::make_unique<Impl>()) {
@@ -490,10 +518,15 @@ size_t Decoder::count(std::span<const uint8_t> code) const {
   ZydisDecoderContext ctx;
   ZydisDecodedInstruction zi;
   size_t n = 0;
-  for (size_t off = 0; off < code.size(); off += zi.length, ++n) {
-    if (!ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&impl_->zydis, &ctx, code.data() + off, code.size() - off, &zi)) ||
-        zi.length == 0)
+  for (size_t off = 0; off < code.size(); ++n) {
+    if (ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&impl_->zydis, &ctx, code.data() + off, code.size() - off, &zi)) &&
+        zi.length != 0) {
+      off += zi.length;
+    } else if (const size_t len = newer_insn_length(code.subspan(off))) {
+      off += len;
+    } else {
       break;
+    }
   }
   return n;
 }
@@ -503,7 +536,12 @@ std::optional<DecodedInsn> Decoder::decode(std::span<const uint8_t> code, uint32
   ZydisDecodedInstruction zi;
   std::array<ZydisDecodedOperand, ZYDIS_MAX_OPERAND_COUNT> operands;
   if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&impl_->zydis, code.data(), code.size(), &zi, operands.data()))) {
-    return std::nullopt;
+    const size_t len = newer_insn_length(code);
+    if (!len) return std::nullopt;
+    DecodedInsn insn;
+    insn.offset = offset;
+    insn.length = static_cast<uint8_t>(len);
+    return insn;
   }
   if (zi.length == 0 || zi.length > code.size()) return std::nullopt;
   const std::span<const uint8_t> bytes = code.first(zi.length);

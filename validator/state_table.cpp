@@ -59,7 +59,8 @@ void encode(const CfiState& s, std::string& out) {
   put(out, s.drap_reg);
   put(out, s.drap_offset);
   put(out, s.type);
-  put(out, (s.bp_scratch ? 1 : 0) | (s.drap ? 2 : 0) | (s.end ? 4 : 0) | (s.bp_zero ? 8 : 0));
+  put(out,
+      (s.bp_scratch ? 1 : 0) | (s.drap ? 2 : 0) | (s.end ? 4 : 0) | (s.bp_zero ? 8 : 0) | (s.force_undefined ? 16 : 0));
   put_regs(out, s.regs);
   put_regs(out, s.vals);
 }
@@ -78,6 +79,7 @@ CfiState decode(std::string_view in) {
   s.drap = flags & 2;
   s.end = flags & 4;
   s.bp_zero = flags & 8;
+  s.force_undefined = flags & 16;
   get_regs(in, pos, s.regs);
   get_regs(in, pos, s.vals);
   return s;

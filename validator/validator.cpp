@@ -58,7 +58,7 @@ Result<ObjectReport> check(const std::string& path, const CheckOptions& options)
                   sec.bytes.size());
   const size_t instructions = count_instructions(**elf, decoder);
   if (auto fits = fits_in_memory(instructions, available_memory()); !fits) return fail("{}: {}", path, fits.error());
-  DecodedObject obj = build_decoded_object(**elf, decoder, instructions);
+  DecodedObject obj = build_decoded_object(**elf, decoder, instructions, options.kernel);
 
   ObjectReport report;
   report.object = path;

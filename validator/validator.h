@@ -2,18 +2,23 @@
 // object, vmlinux) for frame-pointer discipline, and compute its frame metadata.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "unwinder/frame_table.h"
 #include "unwinder/result.h"
 #include "validator/finding.h"
+#include "validator/kernel_format.h"
 
 namespace framecert {
 
 struct CheckOptions {
   bool explain = false;       // record the branch path that led to each finding
   bool want_metadata = true;  // build the FrameTable (costs memory on very large objects)
+  // The kernel the objects were built for, where the object itself does not show its special-section
+  // format (validator/decoded_object.h, KernelFormat); nullopt: 6.1's.
+  std::optional<KernelFormat> kernel;
 };
 
 struct ObjectReport {

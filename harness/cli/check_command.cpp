@@ -25,6 +25,7 @@ struct CheckArgs {
   bool json = false;
   bool explain = false;
   unsigned jobs = 1;
+  std::string kernel_version;  // --kernel-version
 };
 
 // With several objects, --metadata names a directory; each object's file is named after its path.
@@ -65,6 +66,14 @@ int run_check(const CheckArgs& a) {
   std::vector<std::string> write_errors(a.objects.size());
   std::atomic<size_t> next{0};
   CheckOptions options;
+  if (!a.kernel_version.empty()) {
+    options.kernel = kernel_format_of_version(a.kernel_version);
+    if (!options.kernel) {
+      fmt::print(stderr, "framecert: --kernel-version {}: not a kernel version (e.g. 6.1, 6.12.118)\n",
+                 a.kernel_version);
+      return 2;
+    }
+  }
   options.explain = a.explain || a.json;
   options.want_metadata = !a.metadata.empty();
   auto worker = [&] {
@@ -150,6 +159,9 @@ void add_check_command(CLI::App& app, int& exit_code) {
                   "Address the metadata like linked IMAGE (e.g. check vmlinux.o, address like vmlinux)");
   cmd->add_flag("--explain", args->explain, "Show the path of branches and the states behind each finding");
   cmd->add_option("-j,--jobs", args->jobs, "Check objects on N threads")->check(CLI::Range(1u, 256u));
+  cmd->add_option("--kernel-version", args->kernel_version,
+                  "The kernel the objects were built for (e.g. 6.12.118): its special-section formats, where an "
+                  "object does not show them itself");
   cmd->callback([args, &exit_code] { exit_code = run_check(*args); });
 }
 

@@ -26,11 +26,12 @@ import time
 from typing import Optional
 from pathlib import Path
 
-from . import cache, paths, regress
+from . import cache, paths, profiles, regress
 from .errors import GuestError
 from .guest_dir import MANIFEST
 from .initramfs import build_initramfs
-from .kernel_build import build_kernel, build_module, configure, extract, framecert_objtool, write_chains_header
+from .kernel_build import (build_kernel, build_module, configure, extract, framecert_objtool, make_vars,
+                           write_chains_header)
 from .progress import Progress
 
 KERNEL_MANIFEST = "kernel.json"
@@ -156,7 +157,8 @@ def _build_kernel_into(tmp: Path, final: Path, key: str, jobs: int, log, progres
         "framecert_in_kbuild": {"ran": wrapper is not None, "warnings": rehome(kbuild["framecert"]),
                                 "disagreements": rehome(kbuild["disagreements"])},
         # Kbuild rebuilds whatever was compiled with other flags: a later `make` in linux/ needs these.
-        "make_vars": ["ARCH=x86_64", f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}"],
+        "make_vars": [*make_vars(), f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}"],
+        "profile": profiles.current().name,
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "jobs": jobs,
     }
@@ -199,6 +201,7 @@ def _build_guest_into(tmp: Path, final: Path, kernel_dir: Path, key: str, log, p
                              "fcregress.ko": regress_warnings, "fcpatch.ko": patch_warnings},
         "framecert_in_kbuild": kernel["framecert_in_kbuild"],
         "make_vars": kernel["make_vars"],
+        "profile": kernel.get("profile", profiles.DEFAULT.name),
         "seconds": {"kernel": kernel["seconds"]["total"], "total": round(time.monotonic() - t0, 1)},
     }
 

@@ -17,7 +17,7 @@ import time
 from typing import IO, Optional
 from pathlib import Path
 
-from . import paths
+from . import paths, profiles
 from .errors import GuestError
 
 # Bump when the build steps change in a way that changes the artefacts (the Python code is not hashed,
@@ -77,12 +77,17 @@ def _command_output(cmd) -> str:
 
 
 def kernel_facts() -> dict:
-    """Versions of the tools and packages that shape the kernel."""
-    return {
+    """Versions of the tools and packages that shape the kernel: the profile's source package and compiler
+    (the default profile's facts are what they were before profiles existed, so its key is unchanged)."""
+    profile = profiles.current()
+    facts = {
         "recipe": RECIPE_VERSION,
-        "kernel-package": _command_output(["dpkg-query", "-W", "-f=${Version}", paths.KERNEL_PACKAGE]),
+        "kernel-package": _command_output(["dpkg-query", "-W", "-f=${Version}", profile.package]),
         "gcc": _command_output(["gcc", "--version"]).splitlines()[0],
     }
+    if profile.cc == "clang":
+        facts["clang"] = _command_output(["clang", "--version"]).splitlines()[0]
+    return facts
 
 
 def build_facts() -> dict:
@@ -97,8 +102,9 @@ def _require_inputs(*required):
 
 
 def kernel_key() -> str:
-    _require_inputs(paths.CONFIG_FRAGMENT, paths.KERNEL_TARBALL)
-    return compute_key(source_files([], [paths.CONFIG_FRAGMENT]), kernel_facts())
+    profile = profiles.current()
+    _require_inputs(*profile.fragments, profile.tarball)
+    return compute_key(source_files([], profile.fragments), kernel_facts())
 
 
 def guest_key() -> str:

@@ -48,6 +48,16 @@ def parse_config(text: str) -> dict:
     return values
 
 
+# Where a later kernel renamed an option (6.9 split CRASH_CORE: vmcoreinfo is VMCORE_INFO now).
+RENAMED = {"6.12": {"CONFIG_CRASH_CORE": "CONFIG_VMCORE_INFO"}}
+
+
+def required_for(kernel: str = "6.1") -> dict:
+    """REQUIRED with the option names of kernel `kernel`."""
+    renames = RENAMED.get(kernel, {})
+    return {renames.get(name, name): want for name, want in REQUIRED.items()}
+
+
 def problems(text: str, required: dict = REQUIRED) -> list:
     """One message per option whose final value is not the required one (empty list: all good)."""
     values = parse_config(text)
@@ -61,8 +71,8 @@ def problems(text: str, required: dict = REQUIRED) -> list:
     return out
 
 
-def require(text: str, source: str):
+def require(text: str, source: str, kernel: str = "6.1"):
     """Raises GuestError naming every option that did not stick; `source` says where the config came from."""
-    found = problems(text)
+    found = problems(text, required_for(kernel))
     if found:
         raise GuestError(f"{source} gave an unusable kernel config: " + "; ".join(found))

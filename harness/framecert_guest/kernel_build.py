@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from . import config_check, paths
+from . import config_check, paths, profiles
 from .errors import GuestError
 from .procs import die_with_parent, end_process_group
 
@@ -62,22 +62,30 @@ def run(cmd, cwd, log, progress=None, label=None) -> list:
 
 
 def extract(tmp: Path, log, progress) -> Path:
-    progress.step(f"extracting {paths.KERNEL_TARBALL.name}")
-    run(["tar", "-xf", paths.KERNEL_TARBALL, "-C", tmp], tmp, log)
+    tarball = profiles.current().tarball
+    progress.step(f"extracting {tarball.name}")
+    run(["tar", "-xf", tarball, "-C", tmp], tmp, log)
     trees = [p for p in tmp.iterdir() if p.is_dir() and p.name.startswith("linux-source")]
     if len(trees) != 1:
-        raise GuestError(f"{paths.KERNEL_TARBALL} did not hold exactly one linux-source-* folder")
+        raise GuestError(f"{tarball} did not hold exactly one linux-source-* folder")
     tree = tmp / "linux"
     trees[0].rename(tree)
     return tree
 
 
+def make_vars() -> list:
+    """ARCH and the profile's compiler variables: every make of the kernel and its modules gets them."""
+    return [*ARCH, *profiles.current().make_vars]
+
+
 def configure(tree: Path, log, progress):
-    progress.step("configuring: tinyconfig + guest/framecert.config + olddefconfig")
-    run(["make", *ARCH, "tinyconfig"], tree, log)
-    run(["scripts/kconfig/merge_config.sh", "-m", ".config", paths.CONFIG_FRAGMENT], tree, log)
-    run(["make", *ARCH, "olddefconfig"], tree, log)
-    config_check.require((tree / ".config").read_text(), f"tinyconfig + {paths.CONFIG_FRAGMENT.name} + olddefconfig")
+    profile = profiles.current()
+    names = " + ".join(f.name for f in profile.fragments)
+    progress.step(f"configuring ({profile.name}): tinyconfig + {names} + olddefconfig")
+    run(["make", *make_vars(), "tinyconfig"], tree, log)
+    run(["scripts/kconfig/merge_config.sh", "-m", ".config", *profile.fragments], tree, log)
+    run(["make", *make_vars(), "olddefconfig"], tree, log)
+    config_check.require((tree / ".config").read_text(), f"tinyconfig + {names} + olddefconfig", profile.kernel)
 
 
 def framecert_objtool():
@@ -98,9 +106,9 @@ def build_kernel(tree: Path, jobs: int, prefix_map: str, log, progress, wrapper=
     the wrapper's disagreement lines."""
     how = "objtool and framecert on every object" if wrapper else "objtool only: framecert not built yet"
     progress.step(f"building the kernel (make -j{jobs}; {how}; ~4 min on 2 idle cores)")
-    lines = run(["make", f"-j{jobs}", *ARCH, f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}", *(wrapper or []),
+    lines = run(["make", f"-j{jobs}", *make_vars(), f"KCFLAGS={prefix_map}", f"KAFLAGS={prefix_map}", *(wrapper or []),
                  "bzImage", "vmlinux", "modules"], tree, log, progress, "kernel objects compiled")
-    run(["make", *ARCH, "usr/gen_init_cpio"], tree, log)  # a single target: make refuses it among others
+    run(["make", *make_vars(), "usr/gen_init_cpio"], tree, log)  # a single target: make refuses it among others
     for artefact in ("arch/x86/boot/bzImage", "vmlinux", "vmlinux.o", "Module.symvers"):
         if not (tree / artefact).is_file():
             raise GuestError(f"kernel build finished without {artefact}")
@@ -133,7 +141,7 @@ def build_module(tree: Path, src, module_dir: Path, prefix_map: str, log, progre
         module_dir.mkdir()
     if generate:
         generate(module_dir)
-    lines = run(["make", "-C", tree, f"M={module_dir}", *ARCH, f"KCFLAGS={prefix_map}",
+    lines = run(["make", "-C", tree, f"M={module_dir}", *make_vars(), f"KCFLAGS={prefix_map}",
                  f"KAFLAGS={prefix_map}", "modules"], module_dir, log)
     if not list(module_dir.glob("*.ko")):
         raise GuestError(f"module build in {module_dir.name}/ finished without a .ko")

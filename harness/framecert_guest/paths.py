@@ -15,8 +15,6 @@ LIVEPATCH_SRC = GUEST_SRC / "livepatch"  # the livepatch module (fcpatch.ko) che
 GUEST_LAYER_SRC = (MODULE_SRC, INITRAMFS_SRC, REGRESS_SRC, LIVEPATCH_SRC)
 REGRESS_GENERATOR = REPO / "harness" / "framecert_guest" / "regress.py"
 
-KERNEL_TARBALL = Path("/usr/src/linux-source-6.1.tar.xz")
-KERNEL_PACKAGE = "linux-source-6.1"
 BUSYBOX = Path("/bin/busybox")
 
 
