@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from . import attach, crosscheck, known_chains, livepatch, patch_check, paths, qemu, report_html, stress
+from . import attach, crosscheck, known_chains, livepatch, patch_check, paths, profiles, qemu, report_html, stress
 from . import guest_dir as gd
+from . import provenance, shards
 from .build import build
 from .errors import GuestError, UsageError
 from .metadata import guest_metadata
@@ -308,13 +309,11 @@ def run_patch_check(args) -> int:
 
 # ---- stress ----
 def _shard(text):
+    """I/N, or auto[/N] (resolved from the scheduler's environment in run_stress, shards.resolve)."""
     try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not I/N: {text!r}") from None
-    if not (n >= 1 and 1 <= i <= n):
-        raise argparse.ArgumentTypeError(f"shard {text!r}: need 1 <= I <= N")
-    return i, n
+        return shards.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def add_stress(sub):
@@ -332,7 +331,10 @@ def add_stress(sub):
                         "function_graph_kretprobe (both)")
     p.add_argument("--jobs", type=_int_in(1, 16), default=1, metavar="J", help="guests in parallel")
     p.add_argument("--shard", type=_shard, default=(1, 1), metavar="I/N",
-                   help="run only shard I of N (rounds r with r %% N == I-1); merge the reports afterwards")
+                   help="run only shard I of N (rounds r with r %% N == I-1); merge the reports afterwards. "
+                        "auto or auto/N: I (and N) from a Slurm array, a Kubernetes indexed Job or GNU parallel "
+                        f"(N from auto/N or {shards.COUNT_VARIABLE} where the scheduler gives none; "
+                        "docs/stress-at-scale.md)")
     p.add_argument("--job", type=_job, default=(0, 1), help=argparse.SUPPRESS)  # set by --jobs for its children
     p.set_defaults(func=run_stress)
 
@@ -343,6 +345,7 @@ def _job(text):
 
 
 def run_stress(args) -> int:
+    args.shard = shards.resolve(args.shard)  # --shard auto: a usage error before any guest build
     guest_dir = _guest_dir(args)
     if args.jobs > 1:
         report = _stress_jobs(args, guest_dir)
@@ -350,7 +353,9 @@ def run_stress(args) -> int:
         rounds = stress.select_rounds(args.rounds, args.shard, args.job)
         report = stress.run(guest_dir, rounds, args.seed, smp=args.smp, workload=args.workload,
                             progress=stress.progress_line, oracle=args.oracle)
-    report["summary"]["shard"] = f"{args.shard[0]}/{args.shard[1]}"
+    # What the run stands on (framecert build, guest, profile, command) and its piece of the run: the page
+    # shows them, merge checks them.
+    report["summary"].update(provenance.describe_run(guest_dir, args.rounds, args.shard, args.job, sys.argv))
     return _finish_stress_report(report, args)
 
 
@@ -426,6 +431,10 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(sub)
+    # Every command that builds or finds a guest takes its profile (merge only reads reports).
+    for name, command in sub.choices.items():
+        if name != "merge":
+            profiles.add_arguments(command)
     return p
 
 
@@ -433,6 +442,7 @@ def main(argv=None) -> int:
     args = parser().parse_args(argv)
     qemu.install_signal_handlers()
     try:
+        profiles.select(profiles.parse(getattr(args, "kernel", None), getattr(args, "cc", None)))
         return args.func(args)
     except GuestError as e:
         print(f"framecert-guest: error: {e}", file=sys.stderr, flush=True)

@@ -87,3 +87,19 @@ def check(report: WalkReport, truths: Dict[str, KnownChain]) -> int:
             report.summary.accounting = Accounting()
         report.summary.accounting.false_reliable += marked
     return marked
+
+
+def expected_unreliable(guest_dir: Path) -> Dict[str, Optional[str]]:
+    """The kthreads whose traces must be unreliable (planted bugs: fctest's entries with verdict unreliable,
+    fcregress's of kind "bug"): comm -> the expected reason, None where any reason will do."""
+    out: Dict[str, Optional[str]] = {}
+    fctest = json.loads((Path(guest_dir) / "expected-chains.json").read_text())["kthreads"]
+    for comm, e in fctest.items():
+        if e.get("verdict") == "unreliable":
+            out[comm] = e.get("reason")
+    regress = Path(guest_dir) / "regress-expected.json"
+    if regress.is_file():
+        for comm, e in json.loads(regress.read_text())["kthreads"].items():
+            if e.get("kind") == "bug":
+                out[comm] = e.get("reason")
+    return dict(sorted(out.items()))

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from . import known_chains, qemu
+from . import known_chains, qemu, shards
 from .errors import GuestError, UsageError
 from .model import WalkReport
 from .report import finish_report
@@ -110,7 +110,11 @@ def round_record(rnd: int, delay: float, report: WalkReport) -> dict:
                            "running": t.running, "crosscheck": t.crosscheck or None,
                            "truth_violation": t.truth_violation,
                            "shadow": shadow.to_json() if shadow else None,
-                           "frames": [f.name() for f in t.frames[:_DETAIL_FRAMES]]}
+                           "frames": [f.name() for f in t.frames[:_DETAIL_FRAMES]],
+                           # The same frames with their pc and object (module), for the page; "frames" stays
+                           # the names alone, as older reports have it.
+                           "frame_details": [{"name": f.name(), "pc": hex(f.pc), "object": f.object}
+                                             for f in t.frames[:_DETAIL_FRAMES]]}
     return {"round": rnd, "delay_ms": round(delay * 1000, 1), "tasks": len(tasks), "reliable": s.reliable,
             "unreliable": s.unreliable, "by_reason": s.by_reason, "running": len(running),
             "running_unwound": sum(1 for t in running if len(t.frames) > 1),
@@ -257,23 +261,43 @@ def run(guest_dir, rounds: list, seed: int, smp: int = 2, workload: str = "storm
 
 
 def merge(reports: list) -> dict:
-    """Combines reports of disjoint rounds of one run (same seed and workload) into one."""
+    """Combines the reports of one run's shards (or of one shard's --jobs children) into one. Refuses reports
+    of different runs, a shard or job missing or repeated (shards.check_together), and rounds that are not
+    exactly the merged shard's."""
     if not reports:
         raise GuestError("nothing to merge")
-    seeds = {r["summary"]["seed"] for r in reports}
-    workloads = {r["summary"]["workload"] for r in reports}
-    oracles = {r["summary"].get("oracle", "none") for r in reports}
-    if len(seeds) != 1 or len(workloads) != 1 or len(oracles) != 1:
-        raise GuestError(f"reports of different runs (seeds {sorted(seeds)}, workloads {sorted(workloads)}, "
-                         f"oracles {sorted(oracles)})")
+    summaries = [r["summary"] for r in reports]
+    shard = shards.check_together(summaries)
     by_round = {}
     for rep in reports:
         for r in rep["rounds"]:
             if r["round"] in by_round:
-                raise GuestError(f"round {r['round']} is in more than one report")
+                raise GuestError(f"merge: round {r['round']} is in more than one report")
             by_round[r["round"]] = r
+    first = summaries[0]
+    _check_rounds_cover(sorted(by_round), first.get("total_rounds"), shard)
     rounds = [by_round[k] for k in sorted(by_round)]
-    return {"rounds": rounds, "summary": summarize(rounds, seeds.pop(), workloads.pop(), oracles.pop())}
+    summary = summarize(rounds, first["seed"], first["workload"], first.get("oracle", "none"))
+    summary.update({"total_rounds": first.get("total_rounds"), "shard": f"{shard[0]}/{shard[1]}", "job": "0/1"})
+    if any("provenance" in s for s in summaries):
+        summary["provenance"] = shards.merged_provenance(summaries, list(sys.argv))
+    expected: dict = {}
+    for s in summaries:
+        expected.update(s.get("expected_unreliable") or {})
+    summary["expected_unreliable"] = dict(sorted(expected.items()))
+    return {"rounds": rounds, "summary": summary}
+
+
+def _check_rounds_cover(have: list, total: Optional[int], shard) -> None:
+    """The merged rounds are exactly the merged shard's (reports from before total_rounds was recorded: not
+    checked)."""
+    if total is None:
+        return
+    want = select_rounds(total, shard)
+    if have != want:
+        missing, extra = sorted(set(want) - set(have)), sorted(set(have) - set(want))
+        raise GuestError(f"merge: the rounds are not those of shard {shard[0]}/{shard[1]} of {total}: "
+                         f"missing {missing[:8]}, not in it {extra[:8]}")
 
 
 def progress_line(done: int, count: int, rec: dict, so_far: dict, total=None):

@@ -19,13 +19,13 @@ FLAKE8_PATHS = [PACKAGE, REPO / "harness" / "framecert", REPO / "tests" / "harne
 
 # Lowest first. A module may import from its own layer and the ones before it, never from a later one.
 LAYERS = [
-    ("basics", {"__init__", "errors", "paths", "progress", "procs", "model"}),
+    ("basics", {"__init__", "errors", "paths", "progress", "procs", "model", "shards", "svg_plot", "profiles"}),
     ("guest directory and build", {"guest_dir", "cache", "config_check", "kernel_build", "initramfs", "regress",
                                    "build", "metadata"}),
     ("launch and talk to a guest", {"qmp", "qemu", "attach", "gdbstub", "shadow", "serve", "guest_query",
                                     "ram_writer"}),
     ("walk session", {"walk"}),
-    ("judging a walk", {"known_chains", "truth", "crosscheck", "report"}),
+    ("judging a walk", {"known_chains", "truth", "crosscheck", "report", "provenance"}),
     ("commands", {"patch_check", "livepatch", "stress", "report_html"}),
     ("command line and API", {"cli", "api"}),
 ]

@@ -232,14 +232,16 @@ def test_merge_json_to_stdout_is_json_alone_and_other_reports_are_refused(tmp_pa
 def test_html_page_shows_grid_stacks_and_false_reliables():
     rep = _stress_report(5, [0, 1])
     page = report_html.render(rep)
-    assert page.count("<tr><th>") == 3 and "<tr><th>1:a</th>" in page  # the header, then a row per task
+    grid = page.split("<table class='g'>")[1].split("</table>")[0]
+    assert grid.count("<tr><th>") == 3 and "<tr><th>1:a</th>" in grid  # the rounds, then a row per task
     assert "2:b: no-metadata" in page and "z+0x4" in page
     rep["rounds"][1]["verdicts"]["1:a"] = "FALSE-RELIABLE"
     rep["rounds"][1]["stacks"]["1:a"] = {"reason": None, "reason_frame": None, "running": False, "frames": ["x"],
                                          "truth_violation": "skips frames", "crosscheck": {}}
     rep["summary"]["false_reliable"] = 1
     page = report_html.render(rep)
-    assert "1:a: FALSE RELIABLE" in page and "class='bad'>1<" in page
+    assert "1:a: reliable at frame" in page and "FALSE RELIABLE</span>" in page
+    assert "class='banner fail'" in page and "<b>1 false reliable</b>" in page
 
 
 # ---- the regression module's generator ----
