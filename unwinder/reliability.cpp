@@ -392,15 +392,15 @@ Check check_end_return_address(const WalkContext& ctx, const KernelEndRecord& en
   if (!cs) return Problem{Reason::MemoryUnreadable, "the pt_regs at the stack's top is unreadable"};
   const bool user = (*cs & 3) == 3;
   if (end.idle && !user) {
-    // head_64.S: secondary_startup_64 zeroes rbp and pushes the address right after its `lretq` as the
-    // outermost return address ("put return address on stack for unwinder"), then lretq's into the C entry.
-    // Nothing called it: the record must hold exactly that.
+    // head_64.S: the startup code zeroes rbp and enters the C code so that the address after that
+    // instruction is the outermost return address: pushed before an `lretq` up to 6.8, by an indirect call
+    // since 6.9. The record must hold exactly that.
     // The harness found that address once, with the validator's decoder (KernelEndRecord::idle_marker).
     auto saved_bp = ctx.memory.read_u64(RemoteAddr(end_frame));
     if (saved_bp && *saved_bp == 0 && end.idle_marker != 0 && ret == end.idle_marker) return std::nullopt;
     return Problem{Reason::StackEndNotReached,
-                   fmt::format("an idle task's last return address must be secondary_startup_64's pushed marker "
-                               "after lretq with rbp 0, not {:#x}",
+                   fmt::format("an idle task's last return address must be head_64.S's marker (after its "
+                               "entry into C with rbp 0), not {:#x}",
                                ret)};
   }
   auto call = ctx.code.call_site_at(*img, ret);

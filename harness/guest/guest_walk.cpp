@@ -41,8 +41,11 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
                                                "current_task",
                                                "init_top_pgt",
                                                "ret_from_fork",
+                                               "ret_from_fork_asm",
                                                "__start_init_task",
                                                "__end_init_task",
+                                               "__start_init_stack",
+                                               "__end_init_stack",
                                                "return_to_handler",
                                                "arch_rethook_trampoline",
                                                "__kretprobe_trampoline",
@@ -64,6 +67,9 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   w->globals_ = KernelGlobals{sym("init_task"), sym("runqueues"), sym("__per_cpu_offset"), sym("__cpu_online_mask"),
                               sym("current_task")};
   w->ret_from_fork_ = sym("ret_from_fork");
+  // A new task's first switch-in returns to the assembly entry: ret_from_fork itself up to 6.6, the
+  // ret_from_fork_asm wrapper of the C ret_from_fork since 6.7.
+  w->first_switch_ = sym("ret_from_fork_asm") ? sym("ret_from_fork_asm") : w->ret_from_fork_;
   // The tracers' trampolines (absent from a kernel without them: 0, never matched).
   w->trampolines_ =
       HookTrampolines{sym("return_to_handler"), sym("arch_rethook_trampoline"), sym("__kretprobe_trampoline")};
@@ -75,11 +81,14 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
         TrampolineOriginal{name, sym(n), sym((name + "_end").c_str()), sym((name + "_op_ptr").c_str())});
   }
   if (w->layout_.thread_size == 0) {
-    // INIT_TASK_DATA in the linker script: init_stack spans exactly THREAD_SIZE.
-    if (!named.count("__start_init_task") || !named.count("__end_init_task"))
-      return fail("{}: no THREAD_SIZE: neither union thread_union in DWARF nor __start/__end_init_task",
+    // INIT_TASK_DATA in the linker script: init_stack spans exactly THREAD_SIZE. Its bounds are named
+    // __start/__end_init_task up to 6.7 and __start/__end_init_stack since.
+    const char* start = named.count("__start_init_stack") ? "__start_init_stack" : "__start_init_task";
+    const char* end = named.count("__end_init_stack") ? "__end_init_stack" : "__end_init_task";
+    if (!named.count(start) || !named.count(end))
+      return fail("{}: no THREAD_SIZE: neither union thread_union in DWARF nor __start/__end_init_stack (or _task)",
                   config.vmlinux);
-    uint64_t size = sym("__end_init_task") - sym("__start_init_task");
+    uint64_t size = sym(end) - sym(start);
     if (size < 4096 || (size & (size - 1)) != 0) return fail("{}: odd THREAD_SIZE {}", config.vmlinux, size);
     w->layout_.thread_size = size;
   }
@@ -200,7 +209,7 @@ TaskReport GuestWalker::walk_task(const GuestTask& t, const CpuRegs* regs, bool 
     tr.verdict = Verdict{false, Reason::MemoryUnreadable, 0, (!bp ? bp.error() : ret.error()).describe()};
     return r;
   }
-  if (*ret == ret_from_fork_) {
+  if (*ret == first_switch_) {
     // Created, never run: its first switch-in goes to ret_from_fork.
     push_frame(tr, code_, *ret, t.thread_sp + layout_.itf_size, *bp, FrameTrust::Context);
     tr.verdict = Verdict{true, Reason::None, -1, {}};

@@ -91,7 +91,8 @@ class GuestWalker {
   KernelLayout layout_;
   KernelGlobals globals_;
   uint64_t ret_from_fork_ = 0;
-  uint64_t idle_marker_ = 0;  // the address after secondary_startup_64's lretq (0: not found)
+  uint64_t first_switch_ = 0;  // where a task that never ran returns at its first switch-in
+  uint64_t idle_marker_ = 0;   // the address after secondary_startup_64's lretq (0: not found)
   HookTrampolines trampolines_;
   uint64_t kernel_cr3_ = 0;
   std::unique_ptr<GuestRam> ram_;

@@ -655,5 +655,25 @@ TEST(IdleMarker, IsTheAddressAfterTheFirstFarReturn) {
   EXPECT_FALSE(find_idle_end_marker(garbage, 0x1000).has_value());
 }
 
+// 6.9+'s common_startup_64 (bytes from the 6.12 guest's vmlinux): it first reloads CS with an lretq (rbp not
+// zeroed: not the marker), later does `xor %ebp,%ebp; call *initial_code(%rip); ud2`: the marker is the
+// address after that call. An indirect call with rbp not zeroed, or rbp written again after the xor, is not.
+TEST(IdleMarker, IsTheAddressAfterTheEntryIntoCWithRbpZeroed) {
+  const std::vector<uint8_t> head = {0x6a, 0x10,                                // push $__KERNEL_CS
+                                     0x48, 0x8d, 0x05, 0x02, 0x00, 0x00, 0x00,  // lea 1f(%rip),%rax
+                                     0x50, 0x48, 0xcb,                          // push %rax; lretq
+                                     0x4c, 0x89, 0xff,                          // 1: mov %r15,%rdi
+                                     0x31, 0xed,                                // xor %ebp,%ebp
+                                     0xff, 0x15, 0x47, 0xd3, 0x8c, 0x00,        // call *0x8cd347(%rip)
+                                     0x0f, 0x0b};                               // ud2
+  auto marker = find_idle_end_marker(head, 0xffffffff810263e6);
+  ASSERT_TRUE(marker.has_value()) << marker.error();
+  EXPECT_EQ(*marker, 0xffffffff810263e6u + 23);
+  const std::vector<uint8_t> no_xor = {0x4c, 0x89, 0xff, 0xff, 0x15, 0x47, 0xd3, 0x8c, 0x00, 0x0f, 0x0b};
+  EXPECT_FALSE(find_idle_end_marker(no_xor, 0x1000).has_value());
+  const std::vector<uint8_t> rewritten = {0x31, 0xed, 0x48, 0x89, 0xe5, 0xff, 0x15, 0x47, 0xd3, 0x8c, 0x00};
+  EXPECT_FALSE(find_idle_end_marker(rewritten, 0x1000).has_value());  // mov %rsp,%rbp after the xor
+}
+
 }  // namespace
 }  // namespace framecert
