@@ -43,6 +43,16 @@ struct Pending {
 };
 static_assert(sizeof(Pending) == 12);
 
+// objtool 6.12 decodes every 64-bit register-to-register mov as a stack operation (6.1 only those that read
+// rsp): one that overwrites the CFA's base register, other than the cases 6.1 already models (which come
+// with their own stack operations), leaves the CFA undefined — restoring rbp from a register copy in a framed
+// function is then "undefined stack state" at the next stack operation.
+void overwrite_cfa_base_6_10(const Insn& in, CfiState& s) {
+  if (s.force_undefined || in.copy_dst == Reg::None || in.copy_src == Reg::Sp) return;
+  if (s.cfa.base != static_cast<int>(in.copy_dst)) return;
+  s.cfa = CfiReg{cfi::kUndefined, 0};
+}
+
 class FunctionChecker {
  public:
   FunctionChecker(const DecodedObject& obj, CheckResult& out, bool explain) : obj_(obj), out_(out), explain_(explain) {}
@@ -214,6 +224,7 @@ class FunctionChecker {
         for (const StackOp& op : obj_.ops(in))
           if (auto m = apply_stack_op(item.state, op, in.func != kNone, next_is_hint); !m.empty())
             return stop(i, m, item);
+        if (obj_.format != KernelFormat::Linux6_1 && obj_.ops(in).empty()) overwrite_cfa_base_6_10(in.insn, item.state);
       }
       const bool outermost_call = is_outermost_call(item.state);
       if (in.insn.writes(Reg::Bp)) item.state.bp_zero = in.insn.zeroes_bp;
