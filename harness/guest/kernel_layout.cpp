@@ -198,11 +198,14 @@ Result<KernelLayout> read_kernel_layout(const std::string& vmlinux) {
           Dwarf_Word s = 0;
           Dwarf_Attribute attr;
           if (dwarf_tag(&mtype) == DW_TAG_array_type) {
-            // char comm[16]: the subrange's upper bound.
+            // char comm[16]: the subrange's upper bound (gcc) or its count (clang).
             Dwarf_Die sub;
-            if (dwarf_child(&mtype, &sub) == 0 && dwarf_attr_integrate(&sub, DW_AT_upper_bound, &attr) &&
-                dwarf_formudata(&attr, &s) == 0)
-              s += 1;
+            if (dwarf_child(&mtype, &sub) == 0) {
+              if (dwarf_attr_integrate(&sub, DW_AT_upper_bound, &attr) && dwarf_formudata(&attr, &s) == 0)
+                s += 1;
+              else if (dwarf_attr_integrate(&sub, DW_AT_count, &attr))
+                dwarf_formudata(&attr, &s);
+            }
           } else if (dwarf_attr_integrate(&mtype, DW_AT_byte_size, &attr)) {
             dwarf_formudata(&attr, &s);
           }

@@ -24,9 +24,9 @@ def expected(guest_dir):
     return json.loads((guest_dir / "regress-expected.json").read_text())
 
 
-def _findings(obj: Path) -> dict:
-    """function -> finding texts of `framecert check` on obj."""
-    r = subprocess.run([str(FRAMECERT), "check", str(obj)], capture_output=True, text=True)
+def _findings(obj: Path, kernel: str) -> dict:
+    """function -> finding texts of `framecert check` on obj (built for kernel release `kernel`)."""
+    r = subprocess.run([str(FRAMECERT), "check", "--kernel-version", kernel, str(obj)], capture_output=True, text=True)
     assert r.returncode in (0, 1), r.stderr
     out = {}
     for m in re.finditer(r"warning: framecert: (\w+)\+0x[0-9a-f]+: (.*)", r.stderr):
@@ -34,10 +34,11 @@ def _findings(obj: Path) -> dict:
     return out
 
 
-def _call_sites(obj: Path, tmp: Path) -> dict:
+def _call_sites(obj: Path, tmp: Path, kernel: str) -> dict:
     """function -> the flags of its call sites in the metadata (framecert dump)."""
     meta = tmp / (obj.stem + ".fcmeta")
-    subprocess.run([str(FRAMECERT), "check", "--metadata", str(meta), str(obj)], capture_output=True, check=False)
+    subprocess.run([str(FRAMECERT), "check", "--kernel-version", kernel, "--metadata", str(meta), str(obj)],
+                   capture_output=True, check=False)
     dump = subprocess.run([str(FRAMECERT), "dump", str(meta)], capture_output=True, text=True, check=True).stdout
     out = {}
     for m in re.finditer(r"call returning to \S+ <(\w+)\+0x[0-9a-f]+>: (.*)", dump):
@@ -50,9 +51,12 @@ def _call_sites(obj: Path, tmp: Path) -> dict:
 
 def test_validator_flags_every_bug_and_no_twin(guest_dir, expected, tmp_path):
     regress_dir = guest_dir / "regress"
-    objects = {o: _findings(regress_dir / o) for o in ("fcregress_asm.o", "fcregress_c.o")}
-    sites = {o: _call_sites(regress_dir / o, tmp_path) for o in objects}
-    objtool = " ".join(json.loads((guest_dir / "manifest.json").read_text())["objtool_warnings"]["fcregress.ko"])
+    manifest = json.loads((guest_dir / "manifest.json").read_text())
+    kernel = manifest["kernel_release"]
+    objects = {o: _findings(regress_dir / o, kernel) for o in ("fcregress_asm.o", "fcregress_c.o")}
+    sites = {o: _call_sites(regress_dir / o, tmp_path, kernel) for o in objects}
+    objtool = " ".join(manifest["objtool_warnings"]["fcregress.ko"])
+    six_ten_or_later = manifest.get("profile", "6.1-gcc").split("-")[0] not in ("6.1",)
     caught = 0
     for comm, k in expected["kthreads"].items():
         fn, found = k["function"], objects[k["object"]].get(k["function"], [])
@@ -65,13 +69,20 @@ def test_validator_flags_every_bug_and_no_twin(guest_dir, expected, tmp_path):
                 assert calls and all("frame-valid" in c for c in calls), (fn, calls)
             assert f"objtool: {fn}+" not in objtool
             continue
-        assert found == [k["finding"]], (fn, found)
+        if six_ten_or_later and not k["objtool_sees"]:
+            # objtool 6.12 sees these bugs by its own rule (a register moved into rbp ends the frame): framecert
+            # in 6.12's formats reports what objtool 6.12 reports, first.
+            assert found and f"objtool: {fn}+" in objtool and found[0] in objtool, (fn, found)
+        else:
+            assert found == [k["finding"]], (fn, found)
         if k["objtool_sees"]:
             assert f"objtool: {fn}+" in objtool and k["finding"] in objtool  # the reference agrees
         else:
-            # objtool cannot see it (rbp overwritten by a plain mov): framecert's own rule, and the metadata
-            # must refuse the call site
-            assert f"objtool: {fn}+" not in objtool
+            # objtool 6.1 cannot see it (rbp overwritten by a plain mov): framecert's own rule, and the metadata
+            # must refuse the call site. (objtool 6.12 sees the restore of rbp instead: not asserted here; the
+            # kernel crosscheck compares each profile with its own objtool.)
+            if not six_ten_or_later:
+                assert f"objtool: {fn}+" not in objtool
             assert calls and all("frame-valid" not in c for c in calls), (fn, calls)
         caught += 1
     assert caught == sum(1 for k in expected["kthreads"].values() if k["kind"] == "bug")
@@ -96,7 +107,8 @@ def test_walk_judges_every_variant(guest_dir, expected):
                         continue  # not asleep in its chain at this freeze
                     if k["verdict"] == "reliable":
                         assert t.reliable, (comm, k["function"], t.reason, t.detail)
-                        assert trace == k["chain"] + expected["sleeps_in"], (comm, trace)
+                        # The known chain: this kernel's thread entry above ret_from_fork (6.7+), then the chain.
+                        assert trace == truths[comm].chain + expected["sleeps_in"], (comm, trace)
                         assert t.crosscheck["metadata"] == "agree"
                     else:
                         assert not t.reliable, (comm, k["function"], trace)
