@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional
 
-from . import attach, crosscheck, known_chains, livepatch, patch_check, paths, profiles, qemu, report_html, stress
+from . import (attach, crosscheck, known_chains, livepatch, matrix, patch_check, paths, profiles, qemu, report_html,
+               stress)
 from . import guest_dir as gd
 from . import provenance, shards
 from .build import build
@@ -422,7 +423,31 @@ def run_merge(args) -> int:
     return _finish_stress_report(stress.merge(reports), args)
 
 
-COMMANDS = [add_build, add_metadata, add_boot, add_walk, add_patch_check, add_stress, add_merge]
+# ---- matrix ----
+def add_matrix(sub):
+    p = sub.add_parser("matrix", help="build and measure every guest profile; one table",
+                       description="For each profile (kernel version x compiler): build the guest, compare "
+                                   "framecert with that kernel's objtool on every object, walk, patch-check "
+                                   "--kernel-compare and a short stress run with the shadow oracle; print one "
+                                   "table. Exit 1 on a false reliable or a profile that could not be measured.")
+    p.add_argument("--profiles", metavar="P1,P2", help="profiles as KERNEL-CC (default: all: "
+                   f"{', '.join(p.name for p in matrix.ALL)})")
+    p.add_argument("--rounds", type=_int_in(1, 100000), default=20, help="stress rounds per profile (default 20)")
+    p.add_argument("--log", type=Path, default=Path("matrix.log"), help="every command's output (default matrix.log)")
+    _options(p, "json")
+    p.set_defaults(func=run_matrix)
+
+
+def run_matrix(args) -> int:
+    selected = matrix.parse_profiles(args.profiles)
+    rows = matrix.run(selected, args.rounds, args.log)
+    print(matrix.table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rounds": args.rounds, "profiles": rows}, indent=1) + "\n")
+    return 1 if matrix.failed(rows) else 0
+
+
+COMMANDS = [add_build, add_metadata, add_boot, add_walk, add_patch_check, add_stress, add_merge, add_matrix]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -433,7 +458,7 @@ def parser() -> argparse.ArgumentParser:
         add(sub)
     # Every command that builds or finds a guest takes its profile (merge only reads reports).
     for name, command in sub.choices.items():
-        if name != "merge":
+        if name not in ("merge", "matrix"):  # merge reads reports; matrix runs every profile
             profiles.add_arguments(command)
     return p
 

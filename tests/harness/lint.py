@@ -26,7 +26,7 @@ LAYERS = [
                                     "ram_writer"}),
     ("walk session", {"walk"}),
     ("judging a walk", {"known_chains", "truth", "crosscheck", "report", "provenance"}),
-    ("commands", {"patch_check", "livepatch", "stress", "report_html"}),
+    ("commands", {"patch_check", "livepatch", "stress", "report_html", "matrix"}),
     ("command line and API", {"cli", "api"}),
 ]
 
