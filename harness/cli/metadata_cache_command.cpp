@@ -27,6 +27,7 @@ struct MetadataCacheArgs {
   std::vector<std::string> images;
   std::vector<std::string> from;  // IMAGE=OBJECT
   std::string cache_dir;
+  std::string kernel_version;  // --kernel-version
 };
 
 int run_metadata_cache(const MetadataCacheArgs& a) {
@@ -39,10 +40,15 @@ int run_metadata_cache(const MetadataCacheArgs& a) {
     }
     linked_from[f.substr(0, eq)] = f.substr(eq + 1);
   }
-  MetadataCache cache(a.cache_dir, producer_tag(), [&linked_from](const std::string& path) -> Result<FrameTable> {
+  std::optional<KernelFormat> kernel;
+  if (!a.kernel_version.empty() && !(kernel = kernel_format_of_version(a.kernel_version))) {
+    fmt::print(stderr, "framecert: --kernel-version {}: not a kernel version (e.g. 6.1, 6.12.118)\n", a.kernel_version);
+    return 2;
+  }
+  MetadataCache cache(a.cache_dir, producer_tag(kernel), [&](const std::string& path) -> Result<FrameTable> {
     auto it = linked_from.find(path);
-    if (it == linked_from.end()) return validator_metadata(path);
-    auto table = validator_metadata(it->second);
+    if (it == linked_from.end()) return validator_metadata(path, kernel);
+    auto table = validator_metadata(it->second, kernel);
     if (!table) return table;
     LinkReport link;
     return place_at_link_addresses(*table, it->second, path, &link);
@@ -91,6 +97,8 @@ void add_metadata_cache_command(CLI::App& app, int& exit_code) {
       ->allow_extra_args(false);  // one IMAGE=OBJECT per --from: the images that follow are positional
   cmd->add_option("--cache-dir", args->cache_dir,
                   "metadata cache (default ${XDG_CACHE_HOME:-~/.cache}/framecert/metadata)");
+  cmd->add_option("--kernel-version", args->kernel_version,
+                  "The kernel the images were built for (e.g. 6.12.118): see `check --kernel-version`");
   cmd->callback([args, &exit_code] { exit_code = run_metadata_cache(*args); });
 }
 

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include <fmt/format.h>
@@ -18,17 +19,23 @@ namespace framecert::cli {
 
 // Metadata cached by one build of framecert is not trusted by another: the validator may have changed. The
 // format version is part of the tag too: a cache written in another version would be refused by the reader.
-inline std::string producer_tag() {
+// Objects read with a kernel's special-section formats named by the caller (CheckOptions::kernel) get their
+// own tag: the same object checked both ways must not share one cache entry.
+inline std::string producer_tag(std::optional<KernelFormat> kernel = std::nullopt) {
   struct stat st {};
   if (stat("/proc/self/exe", &st) != 0) return "unknown";
-  return fmt::format("v{}-{:x}{:x}", metadata::kVersion, static_cast<uint64_t>(st.st_size),
-                     static_cast<uint64_t>(st.st_mtim.tv_sec));
+  return fmt::format("v{}-{:x}{:x}{}", metadata::kVersion, static_cast<uint64_t>(st.st_size),
+                     static_cast<uint64_t>(st.st_mtim.tv_sec),
+                     kernel == KernelFormat::Linux6_10 ? "-k610" : (kernel ? "-k61" : ""));
 }
 
 // The validator's metadata of the object at `path` (findings are not errors: the metadata says where frames
 // are missing).
-inline Result<FrameTable> validator_metadata(const std::string& path) {
-  auto report = check_object(path, CheckOptions{});
+inline Result<FrameTable> validator_metadata(const std::string& path,
+                                             std::optional<KernelFormat> kernel = std::nullopt) {
+  CheckOptions options;
+  options.kernel = kernel;
+  auto report = check_object(path, options);
   if (!report) return tl::unexpected(report.error());
   return std::move(report->metadata);
 }

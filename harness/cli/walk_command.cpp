@@ -105,7 +105,7 @@ void print_report(const ProcessReport& r) {
 }
 
 int run_walk(const WalkArgs& a) {
-  MetadataCache cache(a.cache_dir, producer_tag(), validator_metadata);
+  MetadataCache cache(a.cache_dir, producer_tag(), [](const std::string& path) { return validator_metadata(path); });
   for (const std::string& m : a.metadata) {
     if (auto r = cache.add_override(m); !r) {
       std::fprintf(stderr, "framecert walk: %s\n", r.error().c_str());

@@ -26,11 +26,11 @@ import time
 from typing import Optional
 from pathlib import Path
 
-from . import cache, paths, profiles, regress
-from .errors import GuestError
+from . import cache, config_check, paths, profiles, regress
+from .errors import GuestError, UsageError
 from .guest_dir import MANIFEST
 from .initramfs import build_initramfs
-from .kernel_build import (build_kernel, build_module, configure, extract, framecert_objtool, make_vars,
+from .kernel_build import (build_kernel, build_module, configure, extract, framecert_objtool, make_vars, run,
                            write_chains_header)
 from .progress import Progress
 
@@ -208,3 +208,51 @@ def _build_guest_into(tmp: Path, final: Path, kernel_dir: Path, key: str, log, p
 
 def _fctest_chains_header(module_dir: Path):
     write_chains_header(module_dir / "expected-chains.json", module_dir / "fctest_chains.h")
+
+
+# ---- a kernel tree of one's own ----
+TREE_ARTEFACTS = ["arch/x86/boot/bzImage", "vmlinux", "vmlinux.o", "Module.symvers", ".config",
+                  "include/config/kernel.release"]
+
+
+def tree_profile(tree: Path) -> profiles.Profile:
+    """The profile a built tree stands for: its version (major.minor) and compiler (from its .config)."""
+    release = (tree / "include/config/kernel.release").read_text().strip()
+    major, minor = config_check.version_tuple(release)
+    clang = "CONFIG_CC_IS_CLANG=y" in (tree / ".config").read_text().splitlines()
+    return profiles.Profile(f"{major}.{minor}", "clang" if clang else "gcc")
+
+
+def build_from_tree(tree: Path, jobs: int = 2, progress: Optional[Progress] = None) -> Path:
+    """The guest layer (modules, initramfs) built against a kernel tree someone else built — with vmlinux,
+    vmlinux.o, bzImage and Module.symvers, and a .config with what framecert relies on (config_check). The
+    tree is used in place, never written to except by the module builds' own `make -C` (usr/gen_init_cpio,
+    if missing, is built there as the kernel's own `make` would)."""
+    progress = progress or Progress()
+    tree = Path(tree).resolve()
+    missing = [a for a in TREE_ARTEFACTS if not (tree / a).is_file()]
+    if missing:
+        raise UsageError(f"{tree}: not a built kernel tree (missing {', '.join(missing)}): build it with "
+                         "`make bzImage modules` first")
+    profile = profiles.select(tree_profile(tree))
+    config_check.require((tree / ".config").read_text(), f"{tree}/.config", profile.kernel)
+    vmlinux = (tree / "vmlinux").stat()
+    facts = {"tree": str(tree), "vmlinux": f"{vmlinux.st_size}:{vmlinux.st_mtime_ns}",
+             "release": (tree / "include/config/kernel.release").read_text().strip(), "profile": profile.name}
+    tree_key = cache.compute_key({}, facts)
+
+    def adopt(tmp: Path, final: Path, log) -> dict:
+        if not (tree / "usr/gen_init_cpio").is_file():
+            run(["make", *make_vars(), "usr/gen_init_cpio"], tree, log)
+        os.symlink(tree, tmp / "linux")
+        shutil.copyfile(tree / ".config", tmp / "config")
+        return {"key": tree_key, "facts": facts, "kernel_release": facts["release"],
+                "artefacts": {a: {"path": f"linux/{a}", "bytes": (tree / a).stat().st_size} for a in KERNEL_ARTEFACTS},
+                "objtool_warnings": [], "framecert_in_kbuild": {"ran": False, "warnings": [], "disagreements": []},
+                "make_vars": make_vars(), "profile": profile.name, "seconds": {"total": 0.0}, "jobs": jobs}
+    kernel_dir = _build_layer("tree", tree_key, KERNEL_MANIFEST, adopt, progress)
+    key = cache.compute_key(cache.source_files(paths.GUEST_LAYER_SRC, [paths.REGRESS_GENERATOR]),
+                            {**facts, "kernel": tree_key, "busybox": cache.file_digest(paths.BUSYBOX)})
+    return _build_layer("guest", key, MANIFEST,
+                        lambda tmp, final, log: _build_guest_into(tmp, final, kernel_dir, key, log, progress),
+                        progress)

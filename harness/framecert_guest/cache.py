@@ -65,7 +65,7 @@ def compute_key(files: dict, facts: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def _file_digest(path: Path) -> str:
+def file_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
@@ -92,7 +92,7 @@ def kernel_facts() -> dict:
 
 def build_facts() -> dict:
     """Everything that shapes a guest: the kernel's facts, its key, and the busybox it ships."""
-    return {**kernel_facts(), "kernel": kernel_key(), "busybox": _file_digest(paths.BUSYBOX)}
+    return {**kernel_facts(), "kernel": kernel_key(), "busybox": file_digest(paths.BUSYBOX)}
 
 
 def _require_inputs(*required):

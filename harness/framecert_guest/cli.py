@@ -20,7 +20,7 @@ from . import (attach, crosscheck, known_chains, livepatch, matrix, patch_check,
                stress)
 from . import guest_dir as gd
 from . import provenance, shards
-from .build import build
+from .build import build, build_from_tree
 from .errors import GuestError, UsageError
 from .metadata import guest_metadata
 from .progress import Progress
@@ -94,11 +94,19 @@ def add_build(sub):
                                    "the last line of output.")
     p.add_argument("-j", "--jobs", type=_int_in(1, 64), default=2, help="parallel make jobs (default 2)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--kernel-tree", type=Path, metavar="DIR",
+                   help="a kernel tree you built (vmlinux, vmlinux.o, bzImage, Module.symvers): build only the "
+                        "modules and initramfs against it; other commands then take the printed --guest-dir")
     p.set_defaults(func=run_build)
 
 
 def run_build(args) -> int:
-    guest_dir = build(jobs=args.jobs, progress=Progress(quiet=args.quiet))
+    if args.kernel_tree and (args.kernel or args.cc):
+        raise UsageError("--kernel-tree brings its own kernel: no --kernel or --cc with it")
+    if args.kernel_tree:
+        guest_dir = build_from_tree(args.kernel_tree, jobs=args.jobs, progress=Progress(quiet=args.quiet))
+    else:
+        guest_dir = build(jobs=args.jobs, progress=Progress(quiet=args.quiet))
     # The kernel's frame metadata (in framecert's metadata cache); it needs the framecert binary, which a
     # developer may not have built yet (then `walk` computes it later).
     if paths.FRAMECERT_BIN.is_file():

@@ -48,13 +48,23 @@ def parse_config(text: str) -> dict:
     return values
 
 
-# Where a later kernel renamed an option (6.9 split CRASH_CORE: vmcoreinfo is VMCORE_INFO now).
-RENAMED = {"6.12": {"CONFIG_CRASH_CORE": "CONFIG_VMCORE_INFO"}}
+# Options a later kernel renamed: (since version, old name, new name). 6.9 split CRASH_CORE: vmcoreinfo is
+# VMCORE_INFO now.
+RENAMED = [((6, 9), "CONFIG_CRASH_CORE", "CONFIG_VMCORE_INFO")]
+
+
+def version_tuple(kernel: str) -> tuple:
+    """"6.12", "6.12.118-foo" -> (6, 12); anything else -> (0, 0)."""
+    parts = kernel.split("-")[0].split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return (0, 0)
 
 
 def required_for(kernel: str = "6.1") -> dict:
-    """REQUIRED with the option names of kernel `kernel`."""
-    renames = RENAMED.get(kernel, {})
+    """REQUIRED with the option names of kernel `kernel` (a version: "6.12", or a release "6.12.118")."""
+    renames = {old: new for since, old, new in RENAMED if version_tuple(kernel) >= since}
     return {renames.get(name, name): want for name, want in REQUIRED.items()}
 
 

@@ -20,9 +20,13 @@ from .paths import framecert_bin
 CACHE_DIR_ENV = "FRAMECERT_METADATA_CACHE"
 
 
-def cache_images(images: List[Path], linked_from: Optional[Dict[Path, Path]] = None) -> Dict[Path, Path]:
-    """{image: its metadata file in the cache}, computed by `framecert metadata-cache` where missing."""
+def cache_images(images: List[Path], linked_from: Optional[Dict[Path, Path]] = None,
+                 kernel_version: Optional[str] = None) -> Dict[Path, Path]:
+    """{image: its metadata file in the cache}, computed by `framecert metadata-cache` where missing;
+    `kernel_version`: the kernel the images were built for (its special-section formats)."""
     cmd = [str(framecert_bin()), "metadata-cache"]
+    if kernel_version:
+        cmd.append(f"--kernel-version={kernel_version}")
     if os.environ.get(CACHE_DIR_ENV):
         cmd.append(f"--cache-dir={os.environ[CACHE_DIR_ENV]}")
     for image, obj in (linked_from or {}).items():
@@ -49,5 +53,9 @@ def guest_metadata(guest_dir: Path) -> Dict[str, Path]:
     names = {gd.vmlinux(guest_dir): "vmlinux"}
     for m in gd.built_modules(guest_dir):
         names[gd.module_ko(guest_dir, m)] = m
-    files = cache_images(list(names), {gd.vmlinux(guest_dir): gd.vmlinux_o(guest_dir)})
+    try:
+        release = json.loads((guest_dir / gd.MANIFEST).read_text()).get("kernel_release")
+    except (OSError, ValueError):
+        release = None  # an older or hand-made guest directory: the objects' own formats, else 6.1's
+    files = cache_images(list(names), {gd.vmlinux(guest_dir): gd.vmlinux_o(guest_dir)}, release)
     return {names[image]: path for image, path in files.items()}

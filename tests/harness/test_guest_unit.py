@@ -76,7 +76,7 @@ def test_kernel_key_depends_on_the_config_alone_and_the_guest_key_on_the_kernel_
     module.mkdir()
     (module / "a.c").write_text("1")
     monkeypatch.setattr(cache.paths, "GUEST_LAYER_SRC", (module,))
-    monkeypatch.setattr(cache, "_file_digest", lambda p: "busybox")
+    monkeypatch.setattr(cache, "file_digest", lambda p: "busybox")
     k1, g1 = cache.kernel_key(), cache.guest_key()
     (module / "a.c").write_text("2")  # a module change: same kernel, another guest
     k2, g2 = cache.kernel_key(), cache.guest_key()

@@ -212,6 +212,9 @@ TEST(ShadowStacks, ConcurrentThreadsOnDifferentRegions) {
   std::vector<std::thread> vcpus;
   for (unsigned t = 0; t < kThreads; ++t) {
     vcpus.emplace_back([&, t] {
+      // The reader is reading before the writers start (on a loaded machine it could otherwise first run
+      // after they all finished, and the test would see no concurrent snapshot at all).
+      while (snapshots.load() == 0) std::this_thread::yield();
       for (unsigned round = 0; round < kRounds; ++round) {
         const uint64_t base = top(t, round % kStacksPerThread);
         for (unsigned d = 0; d < kDepth; ++d) s.on_call(base - 8 - 0x40 * d, ra(d));
