@@ -173,11 +173,15 @@ def _build_guest_into(tmp: Path, final: Path, kernel_dir: Path, key: str, log, p
 
     def rehome(lines):
         return [w.replace(str(tmp), str(final)) for w in lines]
+    # Kbuild runs framecert beside objtool on the modules too (scripts/framecert-objtool), as on the kernel.
+    wrapper, disagreements = framecert_objtool(), []
     module_warnings = rehome(build_module(tree, paths.MODULE_SRC, tmp / "module", prefix_map, log, progress,
-                                          generate=_fctest_chains_header))
+                                          generate=_fctest_chains_header, wrapper=wrapper,
+                                          disagreements=disagreements))
     regress_warnings = rehome(build_module(tree, None, tmp / "regress", prefix_map, log, progress,
-                                           generate=regress.generate))
-    patch_warnings = rehome(build_module(tree, paths.LIVEPATCH_SRC, tmp / "livepatch", prefix_map, log, progress))
+                                           generate=regress.generate, wrapper=wrapper, disagreements=disagreements))
+    patch_warnings = rehome(build_module(tree, paths.LIVEPATCH_SRC, tmp / "livepatch", prefix_map, log, progress,
+                                         wrapper=wrapper, disagreements=disagreements))
     shutil.copyfile(paths.MODULE_SRC / "expected-chains.json", tmp / "expected-chains.json")
     shutil.copyfile(tmp / "regress" / regress.EXPECTED, tmp / "regress-expected.json")
     build_initramfs(tree, tmp, {"fctest.ko": tmp / "module" / "fctest.ko",
@@ -200,6 +204,8 @@ def _build_guest_into(tmp: Path, final: Path, kernel_dir: Path, key: str, log, p
         "objtool_warnings": {"kernel": kernel["objtool_warnings"], "fctest.ko": module_warnings,
                              "fcregress.ko": regress_warnings, "fcpatch.ko": patch_warnings},
         "framecert_in_kbuild": kernel["framecert_in_kbuild"],
+        # The modules' objects, checked by both tools in their Kbuild runs (empty: they agreed everywhere).
+        "framecert_in_module_kbuild": {"ran": wrapper is not None, "disagreements": rehome(disagreements)},
         "make_vars": kernel["make_vars"],
         "profile": kernel.get("profile", profiles.DEFAULT.name),
         "seconds": {"kernel": kernel["seconds"]["total"], "total": round(time.monotonic() - t0, 1)},

@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Optional
 
 from . import config_check, paths, profiles
 from .errors import GuestError
@@ -129,9 +130,12 @@ def write_chains_header(chains_json: Path, header: Path):
                       f"static const char fctest_chains_json[] =\n{body.rstrip()};\n")
 
 
-def build_module(tree: Path, src, module_dir: Path, prefix_map: str, log, progress, generate=None) -> list:
+def build_module(tree: Path, src, module_dir: Path, prefix_map: str, log, progress, generate=None,
+                 wrapper=None, disagreements: Optional[list] = None) -> list:
     """Copies the module source folder `src` (if any) to module_dir, lets generate(module_dir) write the
-    generated files, builds the .ko out of tree; returns objtool's warnings for it.
+    generated files, builds the .ko out of tree; returns objtool's warnings for it. `wrapper`
+    (framecert_objtool()): Kbuild runs framecert beside objtool on the module's objects too, and the
+    wrapper's disagreement lines are appended to `disagreements`.
 
     Planted bugs give wanted warnings: objtool warnings do not fail a 6.1 build."""
     progress.step(f"building {module_dir.name}/")
@@ -142,7 +146,9 @@ def build_module(tree: Path, src, module_dir: Path, prefix_map: str, log, progre
     if generate:
         generate(module_dir)
     lines = run(["make", "-C", tree, f"M={module_dir}", *make_vars(), f"KCFLAGS={prefix_map}",
-                 f"KAFLAGS={prefix_map}", "modules"], module_dir, log)
+                 f"KAFLAGS={prefix_map}", *(wrapper or []), "modules"], module_dir, log)
+    if disagreements is not None:
+        disagreements += [ln.strip() for ln in lines if WRAPPER_DISAGREEMENT.search(ln)]
     if not list(module_dir.glob("*.ko")):
         raise GuestError(f"module build in {module_dir.name}/ finished without a .ko")
     return [ln.strip() for ln in lines if OBJTOOL_WARNING.search(ln)]
