@@ -23,7 +23,7 @@ import json
 import os
 import shutil
 import time
-from typing import Optional
+from typing import List, Optional
 from pathlib import Path
 
 from . import cache, config_check, paths, profiles, regress
@@ -174,7 +174,8 @@ def _build_guest_into(tmp: Path, final: Path, kernel_dir: Path, key: str, log, p
     def rehome(lines):
         return [w.replace(str(tmp), str(final)) for w in lines]
     # Kbuild runs framecert beside objtool on the modules too (scripts/framecert-objtool), as on the kernel.
-    wrapper, disagreements = framecert_objtool(), []
+    wrapper = framecert_objtool()
+    disagreements: List[str] = []
     module_warnings = rehome(build_module(tree, paths.MODULE_SRC, tmp / "module", prefix_map, log, progress,
                                           generate=_fctest_chains_header, wrapper=wrapper,
                                           disagreements=disagreements))
