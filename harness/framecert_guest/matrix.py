@@ -21,6 +21,8 @@ from . import known_chains, paths, profiles
 from .errors import GuestError, UsageError
 
 ALL = [profiles.Profile(k, cc) for k in profiles.KERNELS for cc in profiles.COMPILERS]
+# patch-check: tasks framecert keeps from switching / tasks, and the kernel's own switches of a task whose true
+# chain holds a patched function (the planted bug framecert exists to catch).
 COLUMNS = ["profile", "objects", "agree with objtool", "tasks walked", "false reliable", "truth coverage",
            "false unreliable (sleeping, not planted)", "patch-check", "notes"]
 
@@ -96,7 +98,13 @@ def measure(profile: profiles.Profile, rounds: int, work: Path, log) -> dict:
     patch_json = work / f"patch-{profile.name}.json"
     patched = _run(cli + ["patch-check", "--guest-dir", str(guest), "--kernel-compare", "--oracle", "shadow",
                           "--json", str(patch_json)], profile, log)
-    row["patch_check"] = "ran" if patched.returncode in (0, 1) and patch_json.is_file() else "failed"
+    if patched.returncode in (0, 1) and patch_json.is_file():
+        result = json.loads(patch_json.read_text())
+        kc = result["kernel_compare"]
+        row["patch_check"] = {"tasks": len(result["tasks"]), "blocked": result["rounds"][0]["blocked"],
+                              "kernel_unsafe": len(kc["kernel_unsafe"])}
+    else:
+        row["notes"].append("patch-check failed")
     stress_json = work / f"stress-{profile.name}.json"
     stressed = _run(cli + ["stress", "--guest-dir", str(guest), "--rounds", str(rounds), "--seed", "11",
                            "--workload", "storm", "--oracle", "shadow", "--json", str(stress_json)], profile, log)
@@ -130,7 +138,8 @@ def _cell(row: dict, column: str) -> str:
     if column == "false unreliable (sleeping, not planted)":
         return f"{stress['candidates']}/{stress['sleeping']}" if stress else "-"
     if column == "patch-check":
-        return row.get("patch_check", "-")
+        p = row.get("patch_check")
+        return f"blocks {p['blocked']}/{p['tasks']}; kernel unsafe {p['kernel_unsafe']}" if p else "-"
     return "; ".join(row.get("notes", [])) or ""
 
 
