@@ -80,7 +80,7 @@ Check check_vouched_for(const CodeImage& img, uint64_t address) {
   const FunctionEntry* f = where ? img.metadata->function_at(*where) : nullptr;
   if (!f || !f->has(kFuncNonStandard)) return std::nullopt;
   // Code copied at run time (an ftrace trampoline) is named by its image, so the reason says where it runs.
-  const std::string where_copied = img.path.starts_with("[") ? " (" + img.path + ")" : "";
+  const std::string where_copied = img.copied ? " (" + img.path + ")" : "";
   return Problem{Reason::NoMetadata,
                  fmt::format("{}{} is STACK_FRAME_NON_STANDARD: its frame is not vouched for", f->name, where_copied)};
 }

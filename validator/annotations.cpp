@@ -183,10 +183,8 @@ void read_special_sections(DecodedObject& obj) {
         return;
       }
       alt = *layout;
-      if (sec->size) {  // the object shows its kernel's format: it wins over what the caller said
-        obj.format = alt.nested ? KernelFormat::Linux6_10 : KernelFormat::Linux6_1;
-        obj.format_from_object = true;
-      }
+      // The object shows its kernel's format: it wins over what the caller said.
+      if (sec->size) obj.format = alt.nested ? KernelFormat::Linux6_10 : KernelFormat::Linux6_1;
     }
     const size_t entry_size = e.group ? alt.size : e.size;
     if (sec->size % entry_size != 0) {
@@ -364,6 +362,11 @@ void read_unwind_hints(DecodedObject& obj) {
   }
   obj.has_hints = true;
   CfiState carried;  // like objtool, fields a hint does not set carry over from the previous hint
+  // The state a hint asserts at instruction i.
+  auto assert_state = [&obj](int32_t i, const CfiState& state) {
+    obj.hint_states.push_back(state);
+    obj.extra_for(i).hint_state = static_cast<int32_t>(obj.hint_states.size() - 1);
+  };
   for (uint64_t n = 0; n < sec->size / kHintSize; ++n) {
     const uint64_t off = n * kHintSize;
     const ElfReloc* r = obj.reloc_at(sec->index, off);
@@ -389,8 +392,7 @@ void read_unwind_hints(DecodedObject& obj) {
       // until the next hint (objtool's force_undefined_cfi).
       CfiState undefined;
       undefined.force_undefined = true;
-      obj.hint_states.push_back(undefined);
-      obj.extra_for(i).hint_state = static_cast<int32_t>(obj.hint_states.size() - 1);
+      assert_state(i, undefined);
       continue;
     }
     if (type == cfi::kHintSave) {
@@ -404,8 +406,7 @@ void read_unwind_hints(DecodedObject& obj) {
     }
     if (type == cfi::kHintEntry) type = cfi::kHintCall;
     if (type == cfi::kHintFunc) {
-      obj.hint_states.push_back(CfiState::function_entry());
-      obj.extra_for(i).hint_state = static_cast<int32_t>(obj.hint_states.size() - 1);
+      assert_state(i, CfiState::function_entry());
       continue;
     }
     if (const int32_t h = obj.hint_state(in); h != kNone) carried = obj.hint_states[h];
@@ -442,8 +443,7 @@ void read_unwind_hints(DecodedObject& obj) {
     carried.cfa = {base, sp_offset};
     carried.type = type;
     carried.end = end;
-    obj.hint_states.push_back(carried);
-    obj.extra_for(i).hint_state = static_cast<int32_t>(obj.hint_states.size() - 1);
+    assert_state(i, carried);
   }
 }
 

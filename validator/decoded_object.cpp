@@ -536,10 +536,7 @@ void resolve_calls(DecodedObject& obj) {
   for (Instruction& in : obj.insns)
     if (in.insn.kind == InsnKind::Call && in.call_symbol() != kNone && !in.dead_end) {
       const ElfSymbol& s = obj.symbol(static_cast<uint32_t>(in.call_symbol()));
-      // objtool 6.12 looks a weak function up in its list too (__weak __noreturn nmi_panic_self_stop);
-      // 6.1 takes no weak function for noreturn.
-      const bool listed_bind = s.bind == STB_GLOBAL || (s.bind == STB_WEAK && obj.format != KernelFormat::Linux6_1);
-      if (listed_bind && is_known_noreturn_name(s.name, obj.format)) {
+      if (listed_noreturn(obj, s.name, s.bind == STB_GLOBAL, s.bind == STB_WEAK)) {
         in.dead_end = true;
         continue;
       }
@@ -668,11 +665,15 @@ bool is_known_noreturn_name(std::string_view name, KernelFormat format) {
   return false;
 }
 
+bool listed_noreturn(const DecodedObject& obj, std::string_view name, bool global, bool weak) {
+  // objtool 6.12 looks a weak function up in its list too (__weak __noreturn nmi_panic_self_stop); 6.1 takes
+  // no weak function for noreturn.
+  return (global || (weak && obj.format != KernelFormat::Linux6_1)) && is_known_noreturn_name(name, obj.format);
+}
+
 bool is_noreturn_function(const DecodedObject& obj, int32_t func, int depth) {
   const Function& f = obj.functions[func];
-  // objtool 6.12 looks a weak function up in its list too; 6.1 takes no weak function for noreturn.
-  if ((f.global || (f.weak && obj.format != KernelFormat::Linux6_1)) && is_known_noreturn_name(f.name, obj.format))
-    return true;
+  if (listed_noreturn(obj, f.name, f.global, f.weak)) return true;
   if (f.weak) return false;
   if (f.size == 0 || f.first_insn == f.end_insn) return false;
   if (obj.insns[f.first_insn].func == kNone) return false;

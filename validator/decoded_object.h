@@ -101,7 +101,6 @@ struct SectionCode {
 struct DecodedObject {
   const ElfFile* elf = nullptr;
   KernelFormat format = KernelFormat::Linux6_1;
-  bool format_from_object = false;  // the object itself showed its format
   std::vector<SectionCode> code_sections;
   std::vector<int32_t> code_index;  // section index -> index into code_sections, or kNone
   std::vector<Instruction> insns;   // grouped by section, sorted by offset
@@ -184,6 +183,9 @@ size_t count_instructions(const ElfFile& elf, const Decoder& decoder);
 bool is_noreturn_function(const DecodedObject& obj, int32_t func, int depth = 0);
 // `format`: whose list of kernel functions (objtool 6.1's or 6.12's); the C library's are known in both.
 bool is_known_noreturn_name(std::string_view name, KernelFormat format = KernelFormat::Linux6_1);
+// Whether a symbol of this binding named `name` is on the noreturn list, as the object's kernel's objtool
+// looks it up (6.12 looks up weak symbols too, 6.1 global ones only).
+bool listed_noreturn(const DecodedObject& obj, std::string_view name, bool global, bool weak);
 // A function's instruction ranges: its own, then its .cold part's.
 std::vector<std::pair<uint32_t, uint32_t>> instruction_ranges(const DecodedObject& obj, int32_t func);
 

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/commands.h"
+#include "harness/cli/metadata_producer.h"
 #include "validator/link_addresses.h"
 #include "validator/validator.h"
 
@@ -66,14 +67,12 @@ int run_check(const CheckArgs& a) {
   std::vector<std::string> write_errors(a.objects.size());
   std::atomic<size_t> next{0};
   CheckOptions options;
-  if (!a.kernel_version.empty()) {
-    options.kernel = kernel_format_of_version(a.kernel_version);
-    if (!options.kernel) {
-      fmt::print(stderr, "framecert: --kernel-version {}: not a kernel version (e.g. 6.1, 6.12.118)\n",
-                 a.kernel_version);
-      return 2;
-    }
+  auto kernel = kernel_version_option(a.kernel_version);
+  if (!kernel) {
+    fmt::print(stderr, "framecert: {}\n", kernel.error());
+    return 2;
   }
+  options.kernel = *kernel;
   options.explain = a.explain || a.json;
   options.want_metadata = !a.metadata.empty();
   auto worker = [&] {

@@ -40,11 +40,12 @@ int run_metadata_cache(const MetadataCacheArgs& a) {
     }
     linked_from[f.substr(0, eq)] = f.substr(eq + 1);
   }
-  std::optional<KernelFormat> kernel;
-  if (!a.kernel_version.empty() && !(kernel = kernel_format_of_version(a.kernel_version))) {
-    fmt::print(stderr, "framecert: --kernel-version {}: not a kernel version (e.g. 6.1, 6.12.118)\n", a.kernel_version);
+  auto kernel_option = kernel_version_option(a.kernel_version);
+  if (!kernel_option) {
+    fmt::print(stderr, "framecert: {}\n", kernel_option.error());
     return 2;
   }
+  const std::optional<KernelFormat> kernel = *kernel_option;
   MetadataCache cache(a.cache_dir, producer_tag(kernel), [&](const std::string& path) -> Result<FrameTable> {
     auto it = linked_from.find(path);
     if (it == linked_from.end()) return validator_metadata(path, kernel);

@@ -19,6 +19,14 @@ namespace framecert::cli {
 
 // Metadata cached by one build of framecert is not trusted by another: the validator may have changed. The
 // format version is part of the tag too: a cache written in another version would be refused by the reader.
+// The value of `--kernel-version` (check, metadata-cache) as the format it names: nullopt when the option was not
+// given, an error (one line) when the text is no kernel version.
+inline Result<std::optional<KernelFormat>> kernel_version_option(const std::string& text) {
+  if (text.empty()) return std::optional<KernelFormat>{};
+  if (auto format = kernel_format_of_version(text)) return format;
+  return fail("--kernel-version {}: not a kernel version (e.g. 6.1, 6.12.118)", text);
+}
+
 // Objects read with a kernel's special-section formats named by the caller (CheckOptions::kernel) get their
 // own tag: the same object checked both ways must not share one cache entry.
 inline std::string producer_tag(std::optional<KernelFormat> kernel = std::nullopt) {

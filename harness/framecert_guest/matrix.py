@@ -33,8 +33,8 @@ def parse_profiles(text: Optional[str]) -> List[profiles.Profile]:
         return list(ALL)
     out = []
     for name in text.split(","):
-        kernel, _, cc = name.strip().partition("-")
-        out.append(profiles.parse(kernel, cc or "gcc"))
+        named = profiles.Profile.named(name)
+        out.append(profiles.parse(named.kernel, named.cc))
     return out
 
 

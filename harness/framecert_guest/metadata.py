@@ -54,8 +54,8 @@ def guest_metadata(guest_dir: Path) -> Dict[str, Path]:
     for m in gd.built_modules(guest_dir):
         names[gd.module_ko(guest_dir, m)] = m
     try:
-        release = json.loads((guest_dir / gd.MANIFEST).read_text()).get("kernel_release")
-    except (OSError, ValueError):
+        release = gd.load_manifest(guest_dir).get("kernel_release")
+    except GuestError:
         release = None  # an older or hand-made guest directory: the objects' own formats, else 6.1's
     files = cache_images(list(names), {gd.vmlinux(guest_dir): gd.vmlinux_o(guest_dir)}, release)
     return {names[image]: path for image, path in files.items()}

@@ -20,17 +20,25 @@ from .errors import UsageError
 
 KERNELS = ("6.1", "6.12")
 COMPILERS = ("gcc", "clang")
+DEFAULT_CC = "gcc"
 ENV_KERNEL, ENV_CC = "FRAMECERT_KERNEL", "FRAMECERT_CC"
 
 
 @dataclass(frozen=True)
 class Profile:
     kernel: str = "6.1"
-    cc: str = "gcc"
+    cc: str = DEFAULT_CC
 
     @property
     def name(self) -> str:
         return f"{self.kernel}-{self.cc}"
+
+    @classmethod
+    def named(cls, name: str) -> "Profile":
+        """The profile a name stands for ("6.12-clang"; "6.12" alone: gcc), not checked against KERNELS (a
+        kernel tree of one's own may be any version)."""
+        kernel, _, cc = name.strip().partition("-")
+        return cls(kernel, cc or DEFAULT_CC)
 
     @property
     def package(self) -> str:
