@@ -96,6 +96,23 @@ class Qemu {
     return status_;
   }
 
+  // Whether the process has installed a handler for `sig` (SigCgt in /proc/PID/status), waiting up to `timeout`.
+  // The plugin's socket comes up while QEMU is still initialising, before QEMU catches SIGTERM: a SIGTERM sent
+  // in that window kills QEMU outright, and nothing removes the socket.
+  bool wait_catches(int sig, std::chrono::milliseconds timeout) const {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+      for (std::string line; std::getline(status, line);) {
+        if (line.rfind("SigCgt:", 0) != 0) continue;
+        const unsigned long long caught = std::stoull(line.substr(7), nullptr, 16);
+        if (caught & (1ULL << (sig - 1))) return true;
+      }
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(10ms);
+    }
+  }
+
   std::string log() const {
     std::ifstream in(log_);
     return std::string(std::istreambuf_iterator<char>(in), {});
@@ -164,6 +181,7 @@ TEST_F(PluginQemuTest, ServesTheProtocolAndRemovesItsSocketOnSigterm) {
             std::string(kEmptyStats) + "error unknown command\n" + kEmptyStats);
   EXPECT_EQ(round_trip(sock, "stats\n"), kEmptyStats);  // a second connection
 
+  ASSERT_TRUE(qemu->wait_catches(SIGTERM, 20s)) << "QEMU never caught SIGTERM:\n" << qemu->log();
   qemu->signal(SIGTERM);
   const auto status = qemu->wait_exit(20s);
   ASSERT_TRUE(status) << "QEMU ignored SIGTERM:\n" << qemu->log();
