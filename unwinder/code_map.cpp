@@ -5,6 +5,10 @@
 namespace framecert {
 
 void CodeMap::add(CodeImage image) {
+  for (const CodeImage& other : images_) {
+    const uint64_t lo = std::max(other.start, image.start), hi = std::min(other.end, image.end);
+    if (lo < hi) contested_.push_back(Range{lo, hi});
+  }
   auto it = std::upper_bound(images_.begin(), images_.end(), image.start,
                              [](uint64_t s, const CodeImage& i) { return s < i.start; });
   images_.insert(it, std::move(image));
@@ -15,7 +19,13 @@ const CodeImage* CodeMap::find(uint64_t address) const {
                              [](uint64_t a, const CodeImage& i) { return a < i.start; });
   if (it == images_.begin()) return nullptr;
   --it;
-  return address < it->end ? &*it : nullptr;
+  if (contested_.empty()) return address < it->end ? &*it : nullptr;
+  // Ranges overlap somewhere: an earlier, longer image may hold `address` past a later one's end.
+  for (const Range& r : contested_)
+    if (address >= r.start && address < r.end) return nullptr;
+  for (auto i = std::make_reverse_iterator(it + 1); i != images_.rend(); ++i)
+    if (address < i->end) return &*i;
+  return nullptr;
 }
 
 std::optional<FrameState> CodeMap::state_at(const CodeImage& img, uint64_t pc) const {

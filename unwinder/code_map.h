@@ -44,6 +44,8 @@ struct FunctionExtent {
 class CodeMap {
  public:
   void add(CodeImage image);
+  // The one image whose range holds `address`; nullptr for an address no image holds, and for one that two
+  // images claim (a stale range overlapping live code): whose metadata holds there is unknown, so none does.
   const CodeImage* find(uint64_t address) const;
 
   // Metadata queries at run-time addresses; nullopt when the image has no metadata or no section covers it.
@@ -68,6 +70,10 @@ class CodeMap {
 
  private:
   std::vector<CodeImage> images_;  // sorted by start
+  struct Range {
+    uint64_t start, end;
+  };
+  std::vector<Range> contested_;  // claimed by more than one image
 };
 
 }  // namespace framecert

@@ -95,7 +95,14 @@ GuestRam GuestRam::from_bytes(std::span<const uint8_t> bytes) {
   return ram;
 }
 
+GuestRam GuestRam::from_source(std::shared_ptr<const PhysicalSource> source) {
+  GuestRam ram;
+  ram.source_ = std::move(source);
+  return ram;
+}
+
 size_t GuestRam::read(GuestPhys addr, void* dst, size_t len) const {
+  if (source_) return source_->read(addr.value, dst, len);
   if (addr.value >= bytes_.size()) return 0;
   size_t n = std::min<uint64_t>(len, bytes_.size() - addr.value);
   if (!mapping_) {

@@ -1,6 +1,7 @@
 // `framecert guest-walk --config CONFIG.json (--regs REGS.json | --serve) [--json]`
-// Walks every task of a frozen Linux guest (harness/guest). CONFIG names the RAM file, vmlinux, its metadata
-// and loaded modules (metadata, .ko, section addresses); REGS gives each vCPU's registers:
+// Walks every task of a frozen Linux guest (harness/guest). CONFIG names the RAM file (or a dump of it:
+// "vmcore" instead of "ram"), vmlinux, its metadata and loaded modules (metadata, .ko, section addresses);
+// REGS gives each vCPU's registers (a dump's own, when CONFIG names a vmcore and REGS is not given):
 //   {"cpus": [{"cpu": 0, "rip": "0x...", "rsp": "0x...", "rbp": "0x...", "cs": "0x10", "cr3": "0x..."}]}
 // With --serve, everything is loaded first, `{"ready": ...}` is printed, and each line read from stdin is a
 // REGS request answered with one line of JSON: the harness freezes the guest only after `ready`, so the
@@ -13,9 +14,11 @@
 #include <nlohmann/json.hpp>
 
 #include "harness/cli/commands.h"
+#include "harness/cli/guest_report.h"
 #include "harness/cli/guest_request.h"
 #include "harness/cli/trace_json.h"
 #include "harness/guest/guest_walk.h"
+#include "harness/guest/vmcore.h"
 
 namespace framecert::cli {
 
@@ -34,7 +37,11 @@ struct GuestWalkArgs {
 Result<GuestConfig> parse_config(const json& j) {
   try {
     GuestConfig c;
-    c.ram = j.at("ram").get<std::string>();
+    if (j.contains("vmcore")) {
+      c.vmcore = j.at("vmcore").get<std::string>();
+    } else {
+      c.ram = j.at("ram").get<std::string>();
+    }
     c.vmlinux = j.at("vmlinux").get<std::string>();
     c.metadata = j.at("metadata").get<std::string>();
     for (const json& m : j.value("modules", json::array())) {
@@ -68,70 +75,6 @@ Result<std::vector<CpuRegs>> parse_regs(const json& j) {
     return out;
   } catch (const std::exception& e) {
     return fail("registers: {}", e.what());
-  }
-}
-
-json report_json(const WalkReport& rep, const CodeMap& code) {
-  json tasks = json::array();
-  std::map<std::string, int> by_reason;
-  int reliable = 0;
-  for (const TaskReport& r : rep.tasks) {
-    const GuestTask& t = r.task;
-    json j = {{"pid", t.pid},
-              {"tgid", t.tgid},
-              {"ppid", t.ppid},
-              {"comm", t.comm},
-              {"state", t.state},
-              {"cpu", t.cpu},
-              {"running", r.running},
-              {"vcpu", r.vcpu},
-              {"user_mode", r.user_mode},
-              {"on_cpu", t.on_cpu},
-              {"kthread", t.kthread()},
-              {"idle", t.idle},
-              {"task", hex(t.address)},
-              {"stack", hex(t.stack)},
-              {"thread_sp", hex(t.thread_sp)},
-              {"switches", t.switches},
-              {"note", r.note},
-              {"patch_state", t.patch_state ? json(*t.patch_state) : json(nullptr)}};
-    add_unwind_json(j, r.unwind, TraceJsonOptions{&code, true});
-    if (r.unwind.trace.verdict.reliable) {
-      ++reliable;
-    } else {
-      ++by_reason[std::string(reason_name(r.unwind.trace.verdict.reason))];
-    }
-    tasks.push_back(std::move(j));
-  }
-  json summary = {{"tasks", rep.tasks.size()},
-                  {"reliable", reliable},
-                  {"unreliable", static_cast<int>(rep.tasks.size()) - reliable},
-                  {"by_reason", by_reason},
-                  {"enumerate_ms", rep.enumerate_ms},
-                  {"walk_ms", rep.walk_ms}};
-  json tramps = json::array();
-  for (const guest::FtraceTrampoline& t : rep.ftrace_trampolines)
-    tramps.push_back({{"start", hex(t.start)},
-                      {"end", hex(t.start + t.original->end - t.original->start)},
-                      {"copy_of", t.original->name},
-                      {"ops", hex(t.ops)}});
-  return {{"tasks", tasks},
-          {"summary", summary},
-          {"online_cpus", rep.online_cpus},
-          {"warnings", rep.warnings},
-          {"ftrace_trampolines", tramps}};
-}
-
-void print_table(const WalkReport& rep) {
-  fmt::print("{:>6} {:<16} {:>6} {:>3} {:<22} top frames\n", "PID", "COMM", "STATE", "CPU", "VERDICT");
-  for (const TaskReport& r : rep.tasks) {
-    const Verdict& v = r.unwind.trace.verdict;
-    std::string top;
-    for (size_t i = 0; i < r.unwind.trace.frames.size() && i < 4; ++i)
-      top += (i ? " < " : "") + (r.unwind.trace.frames[i].symbol.empty() ? hex(r.unwind.trace.frames[i].pc)
-                                                                         : r.unwind.trace.frames[i].symbol);
-    fmt::print("{:>6} {:<16} {:>6} {:>3}{} {:<22} {}\n", r.task.pid, r.task.comm, r.task.state, r.task.cpu,
-               r.running ? "*" : " ", v.reliable ? "reliable" : std::string(reason_name(v.reason)), top);
   }
 }
 
@@ -171,18 +114,19 @@ int run(const GuestWalkArgs& a) {
       return 2;
     }
     if (as_json) {
-      json j = report_json(*rep, (*walker)->code());
+      json j = guest_report_json(*rep, (*walker)->code());
       j["summary"]["prepare_ms"] = prepare_ms;
       j["kernel_cr3"] = hex((*walker)->kernel_cr3());
       j["thread_size"] = (*walker)->layout().thread_size;
       fmt::print("{}\n", j.dump());
     } else {
-      print_table(*rep);
+      print_guest_table(*rep, 4);
     }
     std::fflush(stdout);
     return 0;
   };
   if (a.serve) return serve_requests(prepare_ms, [&](const json& req) { answer(req, true); });
+  if (a.regs.empty() && (*walker)->vmcore()) return answer(regs_json((*walker)->vmcore()->cpus()), a.json);
   auto req = one_shot_request(a.regs);
   if (!req) {
     fmt::print(stderr, "framecert: {}\n", req.error());
@@ -197,7 +141,7 @@ void add_guest_walk_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<GuestWalkArgs>();
   auto* cmd =
       app.add_subcommand("guest-walk", "Walk every task of a frozen Linux guest (see scripts/framecert-guest walk)");
-  cmd->add_option("--config", args->config, "JSON: ram, vmlinux, metadata, modules")->required();
+  cmd->add_option("--config", args->config, "JSON: ram (or vmcore), vmlinux, metadata, modules")->required();
   cmd->add_option("--regs", args->regs, "JSON: each vCPU's registers");
   cmd->add_flag("--serve", args->serve, "Load, print {\"ready\"}, then answer one register request per stdin line");
   cmd->add_flag("--json", args->json, "JSON output");

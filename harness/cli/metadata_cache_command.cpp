@@ -46,14 +46,7 @@ int run_metadata_cache(const MetadataCacheArgs& a) {
     return 2;
   }
   const std::optional<KernelFormat> kernel = *kernel_option;
-  MetadataCache cache(a.cache_dir, producer_tag(kernel), [&](const std::string& path) -> Result<FrameTable> {
-    auto it = linked_from.find(path);
-    if (it == linked_from.end()) return validator_metadata(path, kernel);
-    auto table = validator_metadata(it->second, kernel);
-    if (!table) return table;
-    LinkReport link;
-    return place_at_link_addresses(*table, it->second, path, &link);
-  });
+  MetadataCache cache(a.cache_dir, producer_tag(kernel), kernel_producer(linked_from, kernel));
   std::string dir = a.cache_dir.empty() ? MetadataCache::default_dir() : a.cache_dir;
   nlohmann::json out = {{"cache_dir", dir}, {"objects", nlohmann::json::array()}};
   int status = 0;

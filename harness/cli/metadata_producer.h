@@ -6,13 +6,16 @@
 #include <sys/stat.h>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 
 #include <fmt/format.h>
 
 #include "unwinder/frame_table.h"
+#include "unwinder/metadata_cache.h"
 #include "unwinder/result.h"
+#include "validator/link_addresses.h"
 #include "validator/validator.h"
 
 namespace framecert::cli {
@@ -46,6 +49,20 @@ inline Result<FrameTable> validator_metadata(const std::string& path,
   auto report = check_object(path, options);
   if (!report) return tl::unexpected(report.error());
   return std::move(report->metadata);
+}
+
+// The producer of a kernel's images: vmlinux from the relocatable object it was linked from (`linked_from`:
+// image path -> object, validated and addressed like the image), anything else (.ko) by itself.
+inline MetadataCache::Producer kernel_producer(std::map<std::string, std::string> linked_from,
+                                               std::optional<KernelFormat> kernel) {
+  return [linked_from = std::move(linked_from), kernel](const std::string& path) -> Result<FrameTable> {
+    auto it = linked_from.find(path);
+    if (it == linked_from.end()) return validator_metadata(path, kernel);
+    auto table = validator_metadata(it->second, kernel);
+    if (!table) return table;
+    LinkReport link;
+    return place_at_link_addresses(*table, it->second, path, &link);
+  };
 }
 
 }  // namespace framecert::cli

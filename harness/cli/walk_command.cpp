@@ -1,4 +1,5 @@
 // `framecert walk --pid PID [--json] [--metadata FILE]... [--oracle libunwind] [--max-depth N]`
+// (`framecert walk --vmcore FILE ...`: a kernel dump, harness/cli/vmcore_walk.h)
 // Freezes every thread of a live process, walks each by frame pointers with the validator's metadata, and
 // detaches, leaving the process running. Exit: 0 every thread reliable, 1 some thread unreliable, 2 the
 // process could not be walked, 3 an independent walker disagrees with a trace called reliable (a suspected
@@ -14,6 +15,7 @@
 #include "harness/cli/commands.h"
 #include "harness/cli/metadata_producer.h"
 #include "harness/cli/trace_json.h"
+#include "harness/cli/vmcore_walk.h"
 #include "unwinder/metadata_cache.h"
 #include "unwinder/process_walk.h"
 #include "validator/validator.h"
@@ -24,6 +26,8 @@ namespace {
 
 struct WalkArgs {
   int pid = 0;
+  VmcoreWalkArgs vmcore;
+  std::string frames = "4";
   bool json = false;
   std::vector<std::string> metadata;
   std::string oracle;
@@ -105,6 +109,22 @@ void print_report(const ProcessReport& r) {
 }
 
 int run_walk(const WalkArgs& a) {
+  if (!a.vmcore.vmcore.empty()) {
+    VmcoreWalkArgs v = a.vmcore;
+    v.json = a.json;
+    v.cache_dir = a.cache_dir;
+    if (a.metadata.size() > 1) {
+      std::fprintf(stderr, "framecert walk: --vmcore takes one --metadata (vmlinux's)\n");
+      return 2;
+    }
+    if (!a.metadata.empty()) v.metadata = a.metadata[0];
+    v.frames = a.frames == "all" ? 0 : static_cast<size_t>(std::stoul(a.frames));
+    return run_vmcore_walk(v);
+  }
+  if (a.pid <= 0) {
+    std::fprintf(stderr, "framecert walk: give --pid PID (a live process) or --vmcore FILE (a kernel dump)\n");
+    return 2;
+  }
   MetadataCache cache(a.cache_dir, producer_tag(), [](const std::string& path) { return validator_metadata(path); });
   for (const std::string& m : a.metadata) {
     if (auto r = cache.add_override(m); !r) {
@@ -153,9 +173,20 @@ void add_walk_command(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<WalkArgs>();
   CLI::App* cmd = app.add_subcommand(
       "walk",
-      "Freeze a live process, walk every thread by frame pointers, judge each trace, detach.\n"
+      "Freeze a live process, walk every thread by frame pointers, judge each trace, detach (or, with --vmcore,\n"
+      "walk every task of a kernel dump).\n"
       "Exit: 0 all reliable, 1 some unreliable, 2 cannot walk, 3 an oracle disagrees with a reliable trace");
-  cmd->add_option("--pid", args->pid, "process to walk")->required();
+  auto* pid = cmd->add_option("--pid", args->pid, "process to walk");
+  auto* vmcore = cmd->add_option("--vmcore", args->vmcore.vmcore,
+                                 "instead of a process: every task of a kernel dump (ELF or kdump-compressed)");
+  pid->excludes(vmcore);
+  cmd->add_option("--vmlinux", args->vmcore.vmlinux, "with --vmcore: the dumped kernel's vmlinux (with DWARF)")
+      ->needs(vmcore);
+  cmd->add_option("--modules", args->vmcore.module_dir, "with --vmcore: where the loaded modules' NAME.ko are")
+      ->needs(vmcore);
+  cmd->add_option("--frames", args->frames, "with --vmcore: frames per task in the text (N, or all: every frame)")
+      ->needs(vmcore)
+      ->check(CLI::IsMember({"all"}) | CLI::PositiveNumber);
   cmd->add_flag("--json", args->json, "JSON on stdout (docs: docs/design.md, docs/verdicts.md)");
   cmd->add_option("--metadata", args->metadata,
                   "metadata file to use instead of computing it (matched to objects by build-id, then name)");

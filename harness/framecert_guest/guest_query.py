@@ -10,12 +10,16 @@ from .model import address
 
 def module_sections(guest, names: Iterable[str]) -> Dict[str, Dict[str, int]]:
     """{module: {section: load address}} from /sys/module/NAME/sections of each loaded module among `names`
-    (a module that is not loaded is absent)."""
+    (a module that is not loaded is absent). A live module's .init* sections are left out: the kernel freed them
+    when its init returned, and sysfs still lists their old addresses, where another module may be loaded now
+    (harness/guest/guest_modules.h reads a dump the same way)."""
     names = [n for n in names if re.fullmatch(r"\w+", n)]
     if not names:
         return {}
     script = (f"for m in {' '.join(names)}; do [ -d /sys/module/$m/sections ] || continue; n=0; "
+              "live=$(cat /sys/module/$m/initstate); "
               "for s in /sys/module/$m/sections/.*; do [ -f \"$s\" ] || continue; "
+              "case \"$live ${s##*/}\" in 'live .init'*) continue;; esac; "
               "echo \"FRAMECERT-SECTION $m ${s##*/} $(cat $s)\"; n=$((n+1)); done; "
               "echo \"FRAMECERT-SECTIONS $m $n\"; done")
     out = guest.command(script)

@@ -1,5 +1,7 @@
 #include "harness/guest/guest_walk.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -8,6 +10,8 @@
 
 #include <fmt/format.h>
 
+#include "harness/guest/guest_modules.h"
+#include "harness/guest/vmcore.h"
 #include "unwinder/elf_image.h"
 #include "unwinder/frame_builder.h"
 #include "validator/idle_marker.h"
@@ -23,6 +27,46 @@ constexpr uint64_t kStartKernelMap = 0xffffffff80000000ull;  // __START_KERNEL_m
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The loaded modules `config.modules` does not name, each with its NAME.ko from config.module_dir (a
+// module without one is left out, with a warning: its code stays unknown, so no trace through it is reliable).
+std::vector<ModuleConfig> modules_in_memory(Memory& mem, const ModuleLayout& layout, uint64_t modules_head,
+                                            const GuestConfig& config, std::vector<std::string>& warnings) {
+  std::vector<ModuleConfig> out;
+  if (!layout.present) {
+    warnings.push_back(fmt::format("{}: no struct module_sect_attrs in DWARF: loaded modules unknown", config.vmlinux));
+    return out;
+  }
+  LoadedModules loaded = read_loaded_modules(mem, layout, modules_head);
+  warnings.insert(warnings.end(), loaded.warnings.begin(), loaded.warnings.end());
+  for (LoadedModule& m : loaded.modules) {
+    if (std::any_of(config.modules.begin(), config.modules.end(),
+                    [&](const ModuleConfig& c) { return c.name == m.name; }))
+      continue;
+    // The kernel spells a module's name with '_' (KBUILD_MODNAME); its file may have '-' instead.
+    std::string dashed = m.name;
+    std::replace(dashed.begin(), dashed.end(), '_', '-');
+    std::string ko;
+    for (const std::string& file : {m.name, dashed}) {
+      const std::string candidate = config.module_dir + "/" + file + ".ko";
+      if (::access(candidate.c_str(), R_OK) == 0) {
+        ko = candidate;
+        break;
+      }
+    }
+    if (ko.empty()) {
+      warnings.push_back(
+          fmt::format("module {}: no {}.ko in {}: its code is unknown", m.name, m.name, config.module_dir));
+      continue;
+    }
+    ModuleConfig c;
+    c.name = m.name;
+    c.object = ko;
+    c.sections = std::move(m.sections);
+    out.push_back(std::move(c));
+  }
+  return out;
 }
 
 }  // namespace
@@ -50,6 +94,7 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
                                                "arch_rethook_trampoline",
                                                "__kretprobe_trampoline",
                                                "secondary_startup_64",
+                                               "modules",
                                                "ftrace_ops_list",
                                                "ftrace_list_end",
                                                "ftrace_caller",
@@ -92,13 +137,28 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
     if (size < 4096 || (size & (size - 1)) != 0) return fail("{}: odd THREAD_SIZE {}", config.vmlinux, size);
     w->layout_.thread_size = size;
   }
-  // The kernel's own page tables. Kernel-image shortcut (no KASLR, phys_base 0): checked below by
-  // translating init_top_pgt's own address through it.
-  w->kernel_cr3_ = sym("init_top_pgt") - kStartKernelMap;
-
-  auto ram = GuestRam::map_file(config.ram);
-  if (!ram) return tl::unexpected(ram.error());
-  w->ram_ = std::make_unique<GuestRam>(std::move(*ram));
+  // The kernel's own page tables. Kernel-image shortcut (no KASLR; phys_base 0 unless a dump says
+  // otherwise): checked below by translating init_top_pgt's own address through it.
+  uint64_t phys_base = 0;
+  if (!config.vmcore.empty()) {
+    auto core = Vmcore::open(config.vmcore);
+    if (!core) return tl::unexpected(core.error());
+    const VmcoreKernel& k = (*core)->kernel();
+    if (k.kaslr_offset.value_or(0) != 0)
+      return fail("{}: the kernel was relocated by KASLR (offset {:#x}); only kernels booted with nokaslr are walked",
+                  config.vmcore, *k.kaslr_offset);
+    if (!k.build_id.empty() && !image->build_id.empty() && k.build_id != image->build_id)
+      return fail("{}: a dump of the kernel with build-id {}, not of {} ({})", config.vmcore, k.build_id,
+                  config.vmlinux, image->build_id);
+    phys_base = k.phys_base.value_or(0);
+    w->ram_ = std::make_unique<GuestRam>(GuestRam::from_source(*core));
+    w->vmcore_ = std::move(*core);
+  } else {
+    auto ram = GuestRam::map_file(config.ram);
+    if (!ram) return tl::unexpected(ram.error());
+    w->ram_ = std::make_unique<GuestRam>(std::move(*ram));
+  }
+  w->kernel_cr3_ = sym("init_top_pgt") - kStartKernelMap + phys_base;
   auto self = translate(*w->ram_, w->kernel_cr3_, GuestVirt(sym("init_top_pgt")));
   if (!self || self->value != w->kernel_cr3_)
     return fail("init_top_pgt at physical {:#x} does not map itself: not this kernel's RAM, or KASLR", w->kernel_cr3_);
@@ -128,12 +188,16 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   auto symbols = std::make_shared<SymbolTable>(std::move(image->symbols));
   std::shared_ptr<const FrameTable> meta;
   std::string meta_error;
-  if (auto t = read_frame_table(config.metadata)) {
-    if (!t->linked) return fail("{}: not metadata at link addresses (check --link-addresses)", config.metadata);
-    meta = std::make_shared<FrameTable>(std::move(*t));
+  auto kernel_table =
+      config.metadata_table ? Result<FrameTable>(*config.metadata_table) : read_frame_table(config.metadata);
+  if (kernel_table) {
+    if (!kernel_table->linked)
+      return fail("{}: not metadata at link addresses (check --link-addresses)",
+                  config.metadata.empty() ? config.vmlinux + "'s metadata" : config.metadata);
+    meta = std::make_shared<FrameTable>(std::move(*kernel_table));
     w->kernel_metadata_ = meta;
   } else {
-    meta_error = t.error();
+    meta_error = kernel_table.error();
     w->prepare_warnings_.push_back(meta_error);
   }
   for (const LoadSegment& s : image->segments) {
@@ -142,8 +206,15 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   }
   // Modules: metadata of the relocatable .ko, each section placed at its load address (by the validator,
   // beside vmlinux.o's placement at link addresses).
-  for (const ModuleConfig& m : config.modules) {
-    auto t = read_frame_table(m.metadata);
+  std::vector<ModuleConfig> modules = config.modules;
+  if (!config.module_dir.empty()) {
+    for (const ModuleConfig& m :
+         modules_in_memory(*w->memory_, w->layout_.modules, sym("modules"), config, w->prepare_warnings_))
+      modules.push_back(m);
+  }
+  for (const ModuleConfig& m : modules) {
+    auto t =
+        m.metadata.empty() && config.module_metadata ? config.module_metadata(m.object) : read_frame_table(m.metadata);
     if (!t) {
       w->prepare_warnings_.push_back(fmt::format("module {}: {}", m.name, t.error()));
       continue;

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -43,10 +44,16 @@ struct ModuleConfig {
 };
 
 struct GuestConfig {
-  std::string ram;  // QEMU's memory-backend file (file offset = guest-physical address)
+  std::string ram;     // QEMU's memory-backend file (file offset = guest-physical address)
+  std::string vmcore;  // instead of ram: a dump of the guest (vmcore.h), with its CPUs' registers
   std::string vmlinux;
-  std::string metadata;  // vmlinux's metadata at link addresses
+  std::string metadata;                              // vmlinux's metadata at link addresses
+  std::shared_ptr<const FrameTable> metadata_table;  // instead of the file: that metadata, already read
   std::vector<ModuleConfig> modules;
+  // Besides `modules`: every other module the guest has loaded, read from its memory (guest_modules.h) and
+  // found as NAME.ko in this directory; its metadata (left empty in its ModuleConfig) by module_metadata.
+  std::string module_dir;
+  std::function<Result<FrameTable>(const std::string& ko)> module_metadata;
 };
 
 struct CpuRegs {
@@ -71,6 +78,8 @@ struct WalkReport {
   double enumerate_ms = 0, walk_ms = 0;
 };
 
+class Vmcore;
+
 class GuestWalker {
  public:
   static Result<std::unique_ptr<GuestWalker>> prepare(const GuestConfig& config);
@@ -81,7 +90,8 @@ class GuestWalker {
   Memory& memory() { return *memory_; }
   const KernelLayout& layout() const { return layout_; }
   const CodeMap& code() const { return code_; }
-  uint64_t kernel_cr3() const { return kernel_cr3_; }  // init_top_pgt's physical address
+  uint64_t kernel_cr3() const { return kernel_cr3_; }     // init_top_pgt's physical address
+  const Vmcore* vmcore() const { return vmcore_.get(); }  // the dump walked, if the config named one
 
  private:
   GuestWalker() = default;
@@ -95,6 +105,7 @@ class GuestWalker {
   uint64_t idle_marker_ = 0;   // the address after secondary_startup_64's lretq (0: not found)
   HookTrampolines trampolines_;
   uint64_t kernel_cr3_ = 0;
+  std::shared_ptr<const Vmcore> vmcore_;
   std::unique_ptr<GuestRam> ram_;
   std::unique_ptr<GuestVirtualMemory> memory_;
   CodeMap code_;        // fixed_code_ and the ftrace trampolines of the last walk

@@ -158,8 +158,9 @@ Result<KernelLayout> read_kernel_layout(const std::string& vmlinux) {
   h.dw = dwarf_begin(fd.get(), DWARF_C_READ);
   if (!h.dw) return fail("{}: no DWARF: {}", vmlinux, dwarf_errmsg(-1));
   Types types;
-  types.scan(h.dw, {"task_struct", "signal_struct", "inactive_task_frame", "rq", "thread_union", "pt_regs",
-                    "ftrace_ret_stack", "rethook_node", "kretprobe_instance", "ftrace_ops"});
+  types.scan(
+      h.dw, {"task_struct", "signal_struct", "inactive_task_frame", "rq", "thread_union", "pt_regs", "ftrace_ret_stack",
+             "rethook_node", "kretprobe_instance", "ftrace_ops", "module", "module_sect_attrs", "module_sect_attr"});
   for (const char* t : {"task_struct", "signal_struct", "inactive_task_frame", "rq", "pt_regs"})
     if (!types.found.count(t)) return fail("{}: DWARF has no complete `{}`", vmlinux, t);
 
@@ -266,6 +267,20 @@ Result<KernelLayout> read_kernel_layout(const std::string& vmlinux) {
   k.pt_regs_bp = offset_of("pt_regs", "bp");
   if (!error.empty()) return fail("{}: {}", vmlinux, error);
   read_hook_layouts(types.found, size_of, offset_of, error, k);
+  if (types.found.count("module") && types.found.count("module_sect_attrs") && types.found.count("module_sect_attr")) {
+    ModuleLayout& m = k.modules;
+    m.list = offset_of("module", "list");
+    m.name = offset_of("module", "name", &m.name_len);
+    m.sect_attrs = offset_of("module", "sect_attrs");
+    m.state = offset_of("module", "state");
+    m.attrs_nsections = offset_of("module_sect_attrs", "nsections");
+    m.attrs_attrs = offset_of("module_sect_attrs", "attrs");
+    m.attr_size = size_of("module_sect_attr");
+    m.attr_name = offset_of("module_sect_attr", "battr.attr.name");
+    m.attr_address = offset_of("module_sect_attr", "address");
+    m.present = error.empty();
+    if (!m.present) return fail("{}: {}", vmlinux, error);
+  }
   if (k.task_comm_len == 0 || k.task_comm_len > 64)
     return fail("{}: odd task_struct.comm size {}", vmlinux, k.task_comm_len);
   if (k.thread_size != 0 && (k.thread_size < 4096 || (k.thread_size & (k.thread_size - 1)) != 0))

@@ -36,6 +36,16 @@ struct FtraceOpsLayout {
   uint64_t trampoline_size_bytes = 0;  // 8 (unsigned long) or 4 (unsigned int)
 };
 
+// struct module and its sysfs section attributes (CONFIG_MODULES, CONFIG_KALLSYMS): where each loaded module's
+// sections are, as /sys/module/NAME/sections/ shows them (harness/guest/guest_modules.h).
+struct ModuleLayout {
+  bool present = false;
+  uint64_t list = 0, name = 0, name_len = 0, sect_attrs = 0;
+  uint64_t state = 0;  // enum module_state: MODULE_STATE_LIVE (0) once its init returned and .init* was freed
+  uint64_t attrs_nsections = 0, attrs_attrs = 0;            // struct module_sect_attrs
+  uint64_t attr_size = 0, attr_name = 0, attr_address = 0;  // struct module_sect_attr: battr.attr.name, address
+};
+
 struct KernelLayout {
   // struct task_struct
   uint64_t task_size = 0;
@@ -61,6 +71,7 @@ struct KernelLayout {
   HookListLayout rethook;    // task->rethooks; struct rethook_node .llist/.ret_addr/.frame
   HookListLayout kretprobe;  // task->kretprobe_instances; struct kretprobe_instance .llist/.ret_addr/.fp
   FtraceOpsLayout ftrace_ops;
+  ModuleLayout modules;
 };
 
 // Reads every offset above from the DWARF of `vmlinux`; fails naming the first one it cannot find.
