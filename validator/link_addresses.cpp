@@ -177,15 +177,19 @@ PlacedModule place_at_load_addresses(FrameTable table, const std::string& module
       if (it != sections.end()) out.symbols.push_back(Symbol{it->second + s.offset, s.size, std::string(s.name)});
     }
     nonstandard = non_standard_function_names(**ko);
+    out.non_standard_known = has_non_standard_section(**ko);
   }
+  bool objects_read = !objects.empty();
   for (const std::string& o : objects) {
     auto obj = ElfFile::open(o);
     if (!obj) {
       out.warnings.push_back(obj.error());
+      objects_read = false;
       continue;
     }
     nonstandard.merge(non_standard_function_names(**obj));
   }
+  out.non_standard_known = out.non_standard_known || objects_read;
   if (!ko) out.warnings.push_back(ko.error());
   for (FunctionEntry& f : out.table.functions)
     if (nonstandard.count(f.name)) f.flags |= metadata::kFuncNonStandard;

@@ -41,6 +41,9 @@ struct PlacedModule {
   std::vector<Symbol> symbols;  // function symbols at load addresses
   std::vector<std::pair<uint64_t, uint64_t>> ranges;  // [lo, hi) of every placed metadata section
   std::vector<std::string> warnings;                  // objects whose symbols or annotations were unreadable
+  // Whether the STACK_FRAME_NON_STANDARD list is known: the .ko kept its annotation section, or every object
+  // it was linked from was read. When not, nothing in the module may be vouched for.
+  bool non_standard_known = false;
 };
 
 // `objects`: the objects linked into the module (optional). Kbuild's module link discards .discard.*, so

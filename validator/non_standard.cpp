@@ -4,9 +4,15 @@
 
 namespace framecert {
 
+namespace {
+constexpr char kSection[] = ".discard.func_stack_frame_non_standard";
+}  // namespace
+
+bool has_non_standard_section(const ElfFile& elf) { return elf.section_by_name(kSection) != nullptr; }
+
 std::vector<NonStandardEntry> read_non_standard(const ElfFile& elf) {
   std::vector<NonStandardEntry> out;
-  const ElfSection* sec = elf.section_by_name(".discard.func_stack_frame_non_standard");
+  const ElfSection* sec = elf.section_by_name(kSection);
   if (!sec) return out;
   for (const ElfReloc& r : elf.relocs_for(sec->index)) {
     const ElfSymbol& s = elf.symbols()[r.symbol()];  // ElfFile checked the index

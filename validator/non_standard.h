@@ -26,6 +26,9 @@ struct NonStandardEntry {
 // symbols that are neither functions nor sections name nothing and are left out.
 std::vector<NonStandardEntry> read_non_standard(const ElfFile& elf);
 
+// Whether `elf` has the annotation section at all (a linked module that kept it, even empty, lost nothing).
+bool has_non_standard_section(const ElfFile& elf);
+
 // The names of every function symbol those entries name (a function and its aliases at the same place).
 std::set<std::string> non_standard_function_names(const ElfFile& elf);
 

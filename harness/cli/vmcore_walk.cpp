@@ -6,6 +6,7 @@
 
 #include "harness/cli/guest_report.h"
 #include "harness/cli/metadata_producer.h"
+#include "harness/cli/trace_json.h"
 #include "harness/guest/vmcore.h"
 #include "unwinder/elf_image.h"
 
@@ -54,7 +55,7 @@ int run_vmcore_walk(const VmcoreWalkArgs& a) {
   config.vmcore = a.vmcore;
   config.vmlinux = a.vmlinux;
   config.metadata_table = *meta;
-  config.module_dir = a.module_dir;
+  config.module_dirs = a.module_dirs;
   config.module_metadata = [&](const std::string& ko) -> Result<FrameTable> {
     auto image = read_elf_image(ko);
     if (!image) return tl::unexpected(image.error());
@@ -69,6 +70,8 @@ int run_vmcore_walk(const VmcoreWalkArgs& a) {
   if (a.json) {
     nlohmann::json j = guest_report_json(*rep, (*walker)->code());
     j["vmcore"] = {{"file", a.vmcore}, {"format", (*core)->format()}, {"release", (*core)->kernel().release}};
+    j["kernel_cr3"] = hex((*walker)->kernel_cr3());
+    j["thread_size"] = (*walker)->layout().thread_size;
     fmt::print("{}\n", j.dump());
   } else {
     print_guest_table(*rep, a.frames);

@@ -182,7 +182,8 @@ void add_walk_command(CLI::App& app, int& exit_code) {
   pid->excludes(vmcore);
   cmd->add_option("--vmlinux", args->vmcore.vmlinux, "with --vmcore: the dumped kernel's vmlinux (with DWARF)")
       ->needs(vmcore);
-  cmd->add_option("--modules", args->vmcore.module_dir, "with --vmcore: where the loaded modules' NAME.ko are")
+  cmd->add_option("--modules", args->vmcore.module_dirs,
+                  "with --vmcore: a directory of loaded modules' NAME.ko and NAME.o (repeatable)")
       ->needs(vmcore);
   cmd->add_option("--frames", args->frames, "with --vmcore: frames per task in the text (N, or all: every frame)")
       ->needs(vmcore)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, Optional
 from . import (attach, crosscheck, known_chains, livepatch, matrix, patch_check, paths, profiles, qemu, report_html,
                stress)
 from . import guest_dir as gd
-from . import provenance, shards
+from . import provenance, shards, vmcore
 from .build import build, build_from_tree
 from .errors import GuestError, UsageError
 from .metadata import guest_metadata
@@ -200,6 +200,8 @@ def add_walk(sub):
     p.add_argument("--attach", nargs="?", const="", metavar="RUN_DIR",
                    help="walk the guest `framecert-guest boot` keeps running (the only one, or RUN_DIR) instead "
                         "of booting one; it keeps running afterwards")
+    p.add_argument("--vmcore", type=Path, metavar="FILE",
+                   help="walk a dump of the guest (`framecert-guest dump`, ELF or kdump) instead of a running one")
     p.set_defaults(func=run_walk)
 
 
@@ -216,6 +218,8 @@ def _frame_count(text):
 
 
 def run_walk(args) -> int:
+    if args.vmcore is not None:
+        return run_walk_vmcore(args)
     guest: qemu.Guest
     if args.attach is not None:
         guest = attach.AttachedGuest(attach.find(args.attach))
@@ -250,6 +254,10 @@ def run_walk(args) -> int:
         elif dump is not None:
             shutil.rmtree(dump.parent, ignore_errors=True)
     finish_report(report, drgn_res, crash_res, chains=known_chains.load(guest_dir))
+    return _print_walk(report, args)
+
+
+def _print_walk(report, args) -> int:
     print(format_table(report, frames=args.frames), file=_text_out(args), flush=True)
     if args.json:
         _write_json(report.to_json(), args.json)
@@ -257,6 +265,55 @@ def run_walk(args) -> int:
         print(f"framecert-guest: FALSE RELIABLE: {report.summary.false_reliable} task(s) called reliable "
               "an independent truth contradicts", file=sys.stderr, flush=True)
         return 1
+    return 0
+
+
+def run_walk_vmcore(args) -> int:
+    if args.attach is not None or args.external:
+        raise UsageError("--vmcore walks a dump: no --attach or --external with it")
+    if not args.vmcore.is_file():
+        raise UsageError(f"--vmcore {args.vmcore}: no such file")
+    guest_dir = _guest_dir(args)
+    report = vmcore.walk_vmcore(args.vmcore, guest_dir)
+    # The truths a dump still has: fctest's known chains. The shadow stacks and the CFI oracle need the live guest.
+    finish_report(report, chains=known_chains.load(guest_dir))
+    return _print_walk(report, args)
+
+
+# ---- dump ----
+def add_dump(sub):
+    p = sub.add_parser("dump", help="freeze the guest and write a kernel dump of it (for crash, drgn, walk --vmcore)",
+                       description="Boots the guest (or attaches to a running one), freezes it, writes its memory "
+                                   "and CPU registers to FILE with QMP dump-guest-memory, and resumes it. "
+                                   "`framecert-guest walk --vmcore FILE` walks the dump.")
+    _options(p, "smp", "mem", "guest-dir", "settle", "timeout")
+    p.add_argument("file", type=Path, metavar="FILE", help="the dump to write")
+    p.add_argument("--format", choices=sorted(vmcore.FORMATS), default="elf",
+                   help="elf (QEMU's ELF core) or kdump (kdump-compressed, as makedumpfile writes; smaller)")
+    p.add_argument("--attach", nargs="?", const="", metavar="RUN_DIR",
+                   help="dump the guest `framecert-guest boot` keeps running (the only one, or RUN_DIR)")
+    p.set_defaults(func=run_dump)
+
+
+def run_dump(args) -> int:
+    if not args.file.parent.resolve().is_dir():
+        raise UsageError(f"{args.file}: no such directory {args.file.parent}")
+    guest: qemu.Guest
+    if args.attach is not None:
+        guest = attach.AttachedGuest(attach.find(args.attach))
+    else:
+        guest = qemu.Guest(_guest_dir(args), smp=args.smp, mem_mb=args.mem)
+    with guest:
+        if args.attach is None:
+            guest.wait_ready(timeout=args.timeout)
+            time.sleep(args.settle)
+        guest.qmp("stop")
+        try:
+            path = vmcore.dump_vmcore(guest, args.file, args.format)
+        finally:
+            guest.qmp("cont")
+    print(f"framecert-guest: wrote {path} ({path.stat().st_size} bytes, {args.format}); "
+          f"walk it: scripts/framecert-guest walk --vmcore {path}")
     return 0
 
 
@@ -455,7 +512,7 @@ def run_matrix(args) -> int:
     return 1 if matrix.failed(rows) else 0
 
 
-COMMANDS = [add_build, add_metadata, add_boot, add_walk, add_patch_check, add_stress, add_merge, add_matrix]
+COMMANDS = [add_build, add_metadata, add_boot, add_walk, add_dump, add_patch_check, add_stress, add_merge, add_matrix]
 
 
 def parser() -> argparse.ArgumentParser:

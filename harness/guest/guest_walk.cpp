@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <optional>
 #include <unordered_map>
 
@@ -47,23 +48,26 @@ std::vector<ModuleConfig> modules_in_memory(Memory& mem, const ModuleLayout& lay
     // The kernel spells a module's name with '_' (KBUILD_MODNAME); its file may have '-' instead.
     std::string dashed = m.name;
     std::replace(dashed.begin(), dashed.end(), '_', '-');
-    std::string ko;
-    for (const std::string& file : {m.name, dashed}) {
-      const std::string candidate = config.module_dir + "/" + file + ".ko";
-      if (::access(candidate.c_str(), R_OK) == 0) {
-        ko = candidate;
-        break;
+    std::filesystem::path ko;
+    for (const std::string& dir : config.module_dirs) {
+      for (const std::string& file : {m.name, dashed}) {
+        const std::filesystem::path candidate = std::filesystem::path(dir) / (file + ".ko");
+        if (ko.empty() && ::access(candidate.c_str(), R_OK) == 0) ko = candidate;
       }
     }
     if (ko.empty()) {
-      warnings.push_back(
-          fmt::format("module {}: no {}.ko in {}: its code is unknown", m.name, m.name, config.module_dir));
+      warnings.push_back(fmt::format("module {}: no {}.ko in --modules: its code is unknown", m.name, m.name));
       continue;
     }
     ModuleConfig c;
     c.name = m.name;
-    c.object = ko;
+    c.object = ko.string();
     c.sections = std::move(m.sections);
+    // Where its STACK_FRAME_NON_STANDARD annotations survive: Kbuild links NAME.ko from NAME.o (every object of
+    // the module, .discard.* included) and NAME.mod.o, and leaves NAME.o beside the .ko.
+    std::filesystem::path object = ko;
+    object.replace_extension(".o");
+    if (::access(object.c_str(), R_OK) == 0) c.objects.push_back(object.string());
     out.push_back(std::move(c));
   }
   return out;
@@ -207,7 +211,7 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   // Modules: metadata of the relocatable .ko, each section placed at its load address (by the validator,
   // beside vmlinux.o's placement at link addresses).
   std::vector<ModuleConfig> modules = config.modules;
-  if (!config.module_dir.empty()) {
+  if (!config.module_dirs.empty()) {
     for (const ModuleConfig& m :
          modules_in_memory(*w->memory_, w->layout_.modules, sym("modules"), config, w->prepare_warnings_))
       modules.push_back(m);
@@ -225,9 +229,20 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
       auto it = kernel_names.find(name);
       return it == kernel_names.end() ? std::nullopt : it->second;
     });
-    auto placed = std::make_shared<const FrameTable>(std::move(pm.table));
+    std::shared_ptr<const FrameTable> placed = std::make_shared<const FrameTable>(std::move(pm.table));
     auto mtable = std::make_shared<SymbolTable>(std::move(pm.symbols));
-    for (auto [lo, hi] : pm.ranges) w->code_.add(CodeImage{m.name + ".ko", lo, hi, 0, placed, mtable, {}});
+    // Without its STACK_FRAME_NON_STANDARD list, any function of the module may be one objtool was told not to
+    // vouch for: its metadata is not trusted (its code stays known by name, for the reports).
+    std::string refused;
+    if (!pm.non_standard_known) {
+      refused = fmt::format(
+          "{}.ko: its STACK_FRAME_NON_STANDARD functions are unknown (the module link drops "
+          "them: keep the NAME.o it was linked from beside it)",
+          m.name);
+      w->prepare_warnings_.push_back(refused);
+      placed = nullptr;
+    }
+    for (auto [lo, hi] : pm.ranges) w->code_.add(CodeImage{m.name + ".ko", lo, hi, 0, placed, mtable, refused});
   }
   w->fixed_code_ = w->code_;
   return w;

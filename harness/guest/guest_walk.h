@@ -38,8 +38,9 @@ struct ModuleConfig {
   std::string object;                        // the .ko (symbols)
   std::string metadata;                      // `framecert check --metadata` of the .ko: sections at 0
   std::map<std::string, uint64_t> sections;  // load address of each section (/sys/module/NAME/sections)
-  // The objects linked into the module (optional): their .discard.func_stack_frame_non_standard, which the
-  // module link drops, names the STACK_FRAME_NON_STANDARD functions. Frames in those are never reliable.
+  // The objects linked into the module: their .discard.func_stack_frame_non_standard, which the module link
+  // drops, names the STACK_FRAME_NON_STANDARD functions. Frames in those are never reliable; without the
+  // objects (and without the section in the .ko) no frame of the module is.
   std::vector<std::string> objects;
 };
 
@@ -51,8 +52,9 @@ struct GuestConfig {
   std::shared_ptr<const FrameTable> metadata_table;  // instead of the file: that metadata, already read
   std::vector<ModuleConfig> modules;
   // Besides `modules`: every other module the guest has loaded, read from its memory (guest_modules.h) and
-  // found as NAME.ko in this directory; its metadata (left empty in its ModuleConfig) by module_metadata.
-  std::string module_dir;
+  // found as NAME.ko in one of these directories, with the objects beside it; its metadata (left empty in its
+  // ModuleConfig) by module_metadata.
+  std::vector<std::string> module_dirs;
   std::function<Result<FrameTable>(const std::string& ko)> module_metadata;
 };
 

@@ -24,7 +24,7 @@ LAYERS = [
                                    "build", "metadata"}),
     ("launch and talk to a guest", {"qmp", "qemu", "attach", "gdbstub", "shadow", "serve", "guest_query",
                                     "ram_writer"}),
-    ("walk session", {"walk"}),
+    ("walk session", {"walk", "vmcore"}),
     ("judging a walk", {"known_chains", "truth", "crosscheck", "report", "provenance"}),
     ("commands", {"patch_check", "livepatch", "stress", "report_html", "matrix"}),
     ("command line and API", {"cli", "api"}),

@@ -3,6 +3,7 @@ verdicts against the guest's own view: the task count from its /proc, fctest's k
 (expected-chains.json), the metadata-only walk, drgn and crash on a dump of the same frozen state; then
 corrupts stack words of a sleeping task in the frozen RAM file (restored before resuming) and checks that no
 wrong trace is ever called reliable."""
+import copy
 import json
 import random
 import shutil
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from framecert_guest import crosscheck, known_chains, qemu, walk
+from framecert_guest import crosscheck, known_chains, qemu, vmcore, walk
 from framecert_guest.ram_writer import GuestRamWriter
 from framecert_guest.report import finish_report, format_table
 
@@ -53,12 +54,22 @@ def test_walk_every_task_and_judge(session, expected, guest_dir):
         holder["dir"] = tempfile.mkdtemp(prefix="framecert-dump-")
         holder["dump"] = Path(holder["dir"]) / "vmcore"
         crosscheck.dump_guest(guest, holder["dump"])
+        # The same freeze in makedumpfile's kdump-compressed format, walked offline below.
+        holder["kdump"] = vmcore.dump_vmcore(guest, Path(holder["dir"]) / "vmcore.kdump", "kdump")
 
     try:
         report = session.walk(while_frozen=external)
     finally:
         guest.resume()
     try:
+        # Offline, from each dump of this freeze: the live walk's verdicts and frames, task by task.
+        for dump in (holder["dump"], holder["kdump"]):
+            _assert_same_walk(vmcore.walk_vmcore(dump, guest_dir), report, dump.name)
+        # The guest directory holds copies of the .ko files without the NAME.o they were linked from: the
+        # modules' STACK_FRAME_NON_STANDARD lists are unknown, so nothing in them is vouched for.
+        bare = vmcore.walk_vmcore(holder["kdump"], guest_dir, module_dirs=[guest_dir])
+        assert not _task(bare, "fc_nonstd").reliable
+        assert _task(bare, "fc_chain").reason == "no-metadata"
         crosscheck.fix_prstatus_pids(holder["dump"], report.tasks)
         drgn = crosscheck.drgn_check(holder["dump"], guest_dir / "linux" / "vmlinux",
                                      guest_dir / "module" / "fctest.ko", report.tasks)
@@ -106,6 +117,30 @@ def test_walk_every_task_and_judge(session, expected, guest_dir):
     not_run = [t for t in tasks if t.reliable and t.crosscheck["drgn"] == "not-run"]
     assert all(t.pid == 0 and t.running for t in not_run), not_run
     assert report.summary.false_reliable == 0
+
+
+def _walk_facts(report):
+    return {t.address: (t.pid, t.comm, t.reliable, t.reason, t.reason_frame, [(f.pc, f.sp) for f in t.frames])
+            for t in report.tasks}
+
+
+def _assert_same_walk(offline, live, what):
+    """A dump's walk must equal the live walk of the same freeze: every task, verdict, reason and frame."""
+    got, want = _walk_facts(offline), _walk_facts(live)
+    assert got.keys() == want.keys(), (what, set(got) ^ set(want))
+    differ = {hex(a): (got[a], want[a]) for a in got if got[a] != want[a]}
+    assert not differ, (what, differ)
+
+
+def test_same_walk_comparison_sees_a_difference(session):
+    """_assert_same_walk fires when a single frame of a single task differs."""
+    report = session.walk()
+    changed = copy.deepcopy(report)
+    _assert_same_walk(changed, report, "unchanged")
+    victim = next(t for t in changed.tasks if t.frames)
+    victim.frames[-1].pc += 1
+    with pytest.raises(AssertionError):
+        _assert_same_walk(changed, report, "planted")
 
 
 def _frames(task):
