@@ -6,6 +6,9 @@
 #include <elf.h>
 
 #include <algorithm>
+#include <atomic>
+#include <set>
+#include <thread>
 #include <unordered_map>
 
 #include "validator/decoder.h"
@@ -62,9 +65,32 @@ Finding fatal_at(DecodedObject& obj, const Instruction& in, std::string message)
 }
 Finding fatal_text(std::string text) { return object_error(std::move(text)); }
 
-void decode_sections(DecodedObject& obj, const Decoder& decoder, size_t total) {
-  // The instruction table is the validator's largest allocation: sized exactly up front, instead of
-  // growing by doubling (which peaks at 1.5x its final size, copying).
+// One decoded instruction as the table keeps it; its stack operations are appended to `ops`, a note about it
+// to `notes`.
+Instruction make_instruction(const DecodedObject& obj, const ElfSection& sec, const DecodedInsn& insn, uint64_t off,
+                             std::vector<StackOp>& ops, std::vector<Finding>& notes) {
+  Instruction in;
+  in.insn = insn;  // the Insn part; its stack operations go to the shared table
+  ops.insert(ops.end(), insn.ops.begin(), insn.ops.begin() + insn.op_count);
+  in.dead_end = insn.kind == InsnKind::Bug;  // ud2 is BUG(): execution stops there
+  // objtool counts `syscall` as a context switch because kernel code never contains one; in a linked
+  // user-space image it is an ordinary instruction that returns to the next one (docs/rules.md).
+  if (!obj.elf->relocatable() && insn.kind == InsnKind::ContextSwitch && insn.is_syscall)
+    in.insn.kind = InsnKind::Other;
+  if (insn.notrack) {
+    Finding note;
+    note.positional = false;
+    note.section = sec.name;
+    note.section_index = sec.index;
+    note.offset = off;
+    note.message = fmt::format("notrack prefix found at {}:0x{:x}", sec.name, off);
+    notes.push_back(std::move(note));
+  }
+  return in;
+}
+
+// The linear decode, one section after the other; at undecodable bytes a section's decode stops there.
+void decode_linearly(DecodedObject& obj, const Decoder& decoder, size_t total) {
   obj.insns.reserve(total);
   for (const ElfSection& sec : obj.elf->sections()) {
     if (!sec.executable() || sec.bytes.empty()) continue;
@@ -75,31 +101,96 @@ void decode_sections(DecodedObject& obj, const Decoder& decoder, size_t total) {
         obj.fatal.push_back(fatal_text(fmt::format("can't decode instruction at {}:0x{:x}", sec.name, off)));
         break;
       }
-      Instruction in;
-      in.insn = *insn;  // the Insn part; its stack operations go to the shared table
-      if (obj.insns.size() % DecodedObject::kOpsBlock == 0)
-        obj.ops_block_start.push_back(static_cast<uint32_t>(obj.stack_ops.size()));
-      obj.stack_ops.insert(obj.stack_ops.end(), insn->ops.begin(), insn->ops.begin() + insn->op_count);
-      in.dead_end = insn->kind == InsnKind::Bug;  // ud2 is BUG(): execution stops there
-      // objtool counts `syscall` as a context switch because kernel code never contains one; in a linked
-      // user-space image it is an ordinary instruction that returns to the next one (docs/rules.md).
-      if (!obj.elf->relocatable() && insn->kind == InsnKind::ContextSwitch && insn->is_syscall)
-        in.insn.kind = InsnKind::Other;
-      if (insn->notrack) {
-        Finding note;
-        note.positional = false;
-        note.section = sec.name;
-        note.section_index = sec.index;
-        note.offset = off;
-        note.message = fmt::format("notrack prefix found at {}:0x{:x}", sec.name, off);
-        obj.notes.push_back(std::move(note));
-      }
-      obj.insns.push_back(in);
+      obj.insns.push_back(make_instruction(obj, sec, *insn, off, obj.stack_ops, obj.notes));
       off += insn->length;
     }
     code.end_insn = static_cast<uint32_t>(obj.insns.size());
     if (code.end_insn > code.first_insn) obj.insns.back().last_in_section = true;
     obj.code_sections.push_back(code);
+  }
+}
+
+// The same table, decoded in the plan's pieces on `threads` threads: each piece starts where the counting
+// pass found an instruction and decodes exactly as many as it counted there. Returns false (leaving `obj`
+// for the linear decode) if some piece does not decode as counted.
+bool decode_in_pieces(DecodedObject& obj, const Decoder& decoder, const DecodePlan& plan, unsigned threads) {
+  struct Piece {
+    const ElfSection* sec;
+    uint64_t offset;
+    size_t first, count;
+    std::vector<StackOp> ops;
+    std::vector<Finding> notes;
+    uint64_t end = 0;  // the offset after its last instruction
+    bool ok = false;
+  };
+  std::vector<Piece> pieces;
+  size_t first = 0;
+  for (const DecodePlan::Section& ps : plan.sections) {
+    const ElfSection& sec = obj.elf->sections()[ps.index];
+    for (const DecodePlan::Piece& p : ps.pieces) {
+      pieces.push_back(Piece{&sec, p.offset, first, p.count, {}, {}});
+      first += p.count;
+    }
+  }
+  if (first != plan.total) return false;
+  obj.insns.resize(plan.total);
+  std::atomic<size_t> next{0};
+  auto work = [&] {
+    for (size_t p; (p = next.fetch_add(1)) < pieces.size();) {
+      Piece& piece = pieces[p];
+      uint64_t off = piece.offset;
+      size_t n = 0;
+      for (; n < piece.count && off < piece.sec->bytes.size(); ++n) {
+        auto insn = decoder.decode(piece.sec->bytes.subspan(off), static_cast<uint32_t>(off));
+        if (!insn) break;
+        obj.insns[piece.first + n] = make_instruction(obj, *piece.sec, *insn, off, piece.ops, piece.notes);
+        off += insn->length;
+      }
+      piece.ok = n == piece.count;
+      piece.end = off;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  // A section whose code does not decode to its end gets the linear decode's finding (and is rare).
+  bool whole = std::all_of(pieces.begin(), pieces.end(), [](const Piece& p) { return p.ok; });
+  for (size_t p = 0; whole && p < pieces.size(); ++p)
+    if ((p + 1 == pieces.size() || pieces[p + 1].sec != pieces[p].sec) && pieces[p].end != pieces[p].sec->bytes.size())
+      whole = false;
+  for (const DecodePlan::Section& ps : plan.sections) whole = whole && ps.count > 0;
+  if (!whole) {
+    obj.insns.clear();
+    return false;
+  }
+  size_t ops = 0;
+  for (const Piece& p : pieces) ops += p.ops.size();
+  obj.stack_ops.reserve(ops);
+  for (Piece& p : pieces) {
+    obj.stack_ops.insert(obj.stack_ops.end(), p.ops.begin(), p.ops.end());
+    for (Finding& f : p.notes) obj.notes.push_back(std::move(f));
+  }
+  first = 0;
+  for (const DecodePlan::Section& ps : plan.sections) {
+    SectionCode code{ps.index, static_cast<uint32_t>(first), static_cast<uint32_t>(first + ps.count)};
+    first += ps.count;
+    if (ps.count) obj.insns[first - 1].last_in_section = true;
+    obj.code_sections.push_back(code);
+  }
+  return true;
+}
+
+void decode_sections(DecodedObject& obj, const Decoder& decoder, const DecodePlan& plan, unsigned threads) {
+  // The instruction table is the validator's largest allocation: sized exactly up front, instead of
+  // growing by doubling (which peaks at 1.5x its final size, copying).
+  if (threads <= 1 || !decode_in_pieces(obj, decoder, plan, threads)) decode_linearly(obj, decoder, plan.total);
+  // Where each block of kOpsBlock instructions' operations start in stack_ops.
+  obj.ops_block_start.clear();
+  uint32_t ops = 0;
+  for (size_t i = 0; i < obj.insns.size(); ++i) {
+    if (i % DecodedObject::kOpsBlock == 0) obj.ops_block_start.push_back(ops);
+    ops += obj.insns[i].insn.op_count;
   }
   obj.stack_ops.shrink_to_fit();  // grown by doubling: give back the slack before checking begins
   obj.ops_block_start.shrink_to_fit();
@@ -351,7 +442,7 @@ int32_t table_entry_target(const DecodedObject& obj, const ElfReloc& first, cons
 }
 
 void resolve_jump_tables(DecodedObject& obj) {
-  std::vector<std::pair<uint32_t, uint64_t>> table_starts;  // (section, offset) of tables already claimed
+  std::set<std::pair<uint32_t, uint64_t>> table_starts;  // (section, offset) of tables already claimed
   // Per instruction: the first forward jump landing on it, for the walk back to a table's load.
   std::vector<int32_t> first_jump_src(obj.insns.size(), kNone);
   for (int32_t fi = 0; fi < static_cast<int32_t>(obj.functions.size()); ++fi) {
@@ -382,7 +473,7 @@ void resolve_jump_tables(DecodedObject& obj) {
             int32_t d = table_entry_target(obj, *entry, *entry);
             if (d != kNone && obj.insns[d].func != kNone && obj.parent_of(obj.insns[d].func) == fi) {
               found.push_back({static_cast<int32_t>(i), {tsec, entry}});
-              table_starts.push_back({tsec, entry->offset});
+              table_starts.insert({tsec, entry->offset});
               break;
             }
           }
@@ -404,9 +495,7 @@ void resolve_jump_tables(DecodedObject& obj) {
       uint64_t prev_offset = 0;
       bool any = false;
       for (auto it = relocs.begin() + (first - relocs.data()); it != relocs.end(); ++it) {
-        if (&*it != first &&
-            std::find(table_starts.begin(), table_starts.end(), std::pair{tsec, it->offset}) != table_starts.end())
-          break;
+        if (&*it != first && table_starts.count(std::pair{tsec, it->offset})) break;
         if (any && (it->offset != prev_offset + table_stride(*first) || it->type() != first->type())) break;
         if (obj.symbol(it->symbol()).section == pf.section &&
             table_entry_offset(*first, *it) == static_cast<int64_t>(pf.offset))
@@ -794,19 +883,85 @@ int32_t DecodedObject::function_starting_at(int32_t i) const {
   return functions[in.func].offset == in.insn.offset ? in.func : kNone;
 }
 
-size_t count_instructions(const ElfFile& elf, const Decoder& decoder) {
-  size_t total = 0;
-  for (const ElfSection& sec : elf.sections())
-    if (sec.executable()) total += decoder.count(sec.bytes);
-  return total;
+namespace {
+
+// Below this a section is counted in one run: starting a thread costs more than the part it would count.
+constexpr uint64_t kSplitBytes = 256 * 1024;
+
+// Pieces of at most kChunk instructions from a count run's marks.
+void add_pieces(DecodePlan::Section& ps, const Decoder::CountRun& run) {
+  for (size_t k = 0; k < run.starts.size(); ++k)
+    ps.pieces.push_back(
+        DecodePlan::Piece{run.starts[k], std::min(DecodePlan::kChunk, run.count - k * DecodePlan::kChunk)});
+  ps.count += run.count;
 }
 
-DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder, size_t instructions,
+// Where a section may be split for counting: `parts - 1` function symbol starts near equal shares of it.
+std::vector<uint64_t> split_points(const ElfFile& elf, const ElfSection& sec, unsigned parts) {
+  std::vector<uint64_t> starts;
+  for (const ElfSymbol& s : elf.symbols())
+    if (s.type == STT_FUNC && s.section == sec.index && s.offset > 0 && s.offset < sec.bytes.size())
+      starts.push_back(s.offset);
+  std::sort(starts.begin(), starts.end());
+  std::vector<uint64_t> out;
+  for (unsigned k = 1; k < parts && !starts.empty(); ++k) {
+    auto it = std::lower_bound(starts.begin(), starts.end(), sec.bytes.size() * k / parts);
+    if (it != starts.end() && (out.empty() || *it > out.back())) out.push_back(*it);
+  }
+  return out;
+}
+
+DecodePlan::Section plan_section(const ElfFile& elf, const ElfSection& sec, const Decoder& decoder, unsigned threads) {
+  DecodePlan::Section ps;
+  ps.index = sec.index;
+  std::vector<uint64_t> bounds{0};
+  if (threads > 1 && sec.bytes.size() >= kSplitBytes)
+    for (uint64_t b : split_points(elf, sec, threads)) bounds.push_back(b);
+  bounds.push_back(sec.bytes.size());
+  std::vector<Decoder::CountRun> runs(bounds.size() - 1);
+  std::vector<std::thread> pool;
+  for (size_t k = 1; k < runs.size(); ++k)
+    pool.emplace_back([&, k] { runs[k] = decoder.count_run(sec.bytes, bounds[k], bounds[k + 1], DecodePlan::kChunk); });
+  runs[0] = decoder.count_run(sec.bytes, bounds[0], bounds[1], DecodePlan::kChunk);
+  for (std::thread& t : pool) t.join();
+  for (size_t k = 0; k < runs.size(); ++k) {
+    if (k > 0 && runs[k - 1].end != bounds[k]) {
+      // The part before ran past this split point (the symbol starts inside an instruction): count the rest
+      // linearly, from where it really ended.
+      add_pieces(ps, decoder.count_run(sec.bytes, runs[k - 1].end, sec.bytes.size(), DecodePlan::kChunk));
+      break;
+    }
+    add_pieces(ps, runs[k]);
+    if (runs[k].undecodable) break;  // the linear decode stops there too
+  }
+  return ps;
+}
+
+}  // namespace
+
+uint64_t code_bytes(const ElfFile& elf) {
+  uint64_t n = 0;
+  for (const ElfSection& sec : elf.sections())
+    if (sec.executable()) n += sec.bytes.size();
+  return n;
+}
+
+DecodePlan plan_decode(const ElfFile& elf, const Decoder& decoder, unsigned threads) {
+  DecodePlan plan;
+  for (const ElfSection& sec : elf.sections()) {
+    if (!sec.executable() || sec.bytes.empty()) continue;
+    plan.sections.push_back(plan_section(elf, sec, decoder, threads));
+    plan.total += plan.sections.back().count;
+  }
+  return plan;
+}
+
+DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder, const DecodePlan& plan, unsigned threads,
                                    std::optional<KernelFormat> kernel) {
   DecodedObject obj;
   obj.elf = &elf;
   if (kernel) obj.format = *kernel;
-  decode_sections(obj, decoder, instructions);
+  decode_sections(obj, decoder, plan, threads);
   collect_functions(obj);
   check_symbol_starts(obj);
   mark_non_standard(obj);

@@ -169,14 +169,37 @@ struct DecodedObject {
   const ElfReloc* reloc_at(uint32_t section, uint64_t offset) const;
 };
 
+// What a cheap pass over `elf`'s code (lengths only) tells the decoder: how many instructions each executable
+// section has, so the instruction table is allocated once, exactly; and pieces of at most kChunk instructions,
+// each starting where the linear decode finds an instruction, so the sections can be decoded on several threads
+// into the one table a linear decode gives.
+struct DecodePlan {
+  static constexpr size_t kChunk = 16384;
+  struct Piece {
+    uint64_t offset = 0;
+    size_t count = 0;
+  };
+  struct Section {
+    uint32_t index = 0;
+    size_t count = 0;
+    std::vector<Piece> pieces;  // in order, covering the section's `count` instructions
+  };
+  std::vector<Section> sections;  // executable sections with code, in section order
+  size_t total = 0;
+};
+// `threads`: how many may count at once. A big section is counted in parts that start at function symbols;
+// a part is kept only where the part before it ended exactly at its start (else the section is counted again
+// linearly), so the plan never depends on `threads`.
+DecodePlan plan_decode(const ElfFile& elf, const Decoder& decoder, unsigned threads = 1);
+// The bytes of executable code in `elf` (what decides whether more threads are worth starting).
+uint64_t code_bytes(const ElfFile& elf);
+
 // Decodes every executable section of `elf` and resolves branches; never fails, but may record
 // objtool-style fatal findings (undecodable bytes, unannotated intra-function call) in `fatal`.
-// `instructions`: count_instructions(elf, decoder), so the instruction table is allocated once, exactly.
+// `plan`: plan_decode(elf, decoder). `threads`: how many may decode at once (the result does not depend on it).
 // `kernel`: the format the caller says the object has (the object's own evidence wins).
-DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder, size_t instructions,
-                                   std::optional<KernelFormat> kernel = std::nullopt);
-// How many instructions decoding `elf` gives (a cheap pass: lengths only).
-size_t count_instructions(const ElfFile& elf, const Decoder& decoder);
+DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder, const DecodePlan& plan,
+                                   unsigned threads = 1, std::optional<KernelFormat> kernel = std::nullopt);
 
 // Whether calling `func` never returns (objtool's rule: no return instruction and no sibling call,
 // plus the known noreturn functions outside the object).

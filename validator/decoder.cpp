@@ -513,22 +513,31 @@ Decoder::Decoder() : impl_(std::make_unique<Impl>()) {
 
 Decoder::~Decoder() = default;
 
-size_t Decoder::count(std::span<const uint8_t> code) const {
-  if (!impl_->ok) return 0;
+size_t Decoder::count(std::span<const uint8_t> code) const { return count_run(code, 0, code.size(), 0).count; }
+
+Decoder::CountRun Decoder::count_run(std::span<const uint8_t> code, uint64_t begin, uint64_t limit,
+                                     size_t every) const {
+  CountRun run;
+  if (!impl_->ok) return run;
   ZydisDecoderContext ctx;
   ZydisDecodedInstruction zi;
-  size_t n = 0;
-  for (size_t off = 0; off < code.size(); ++n) {
+  uint64_t off = begin;
+  limit = std::min<uint64_t>(limit, code.size());
+  for (; off < limit; ++run.count) {
+    if (every && run.count % every == 0) run.starts.push_back(off);
     if (ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&impl_->zydis, &ctx, code.data() + off, code.size() - off, &zi)) &&
         zi.length != 0) {
       off += zi.length;
     } else if (const size_t len = newer_insn_length(code.subspan(off))) {
       off += len;
     } else {
+      if (every && run.count % every == 0) run.starts.pop_back();
+      run.undecodable = true;
       break;
     }
   }
-  return n;
+  run.end = off;
+  return run;
 }
 
 std::optional<DecodedInsn> Decoder::decode(std::span<const uint8_t> code, uint32_t offset) const {

@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "validator/insn.h"
 
@@ -24,6 +25,16 @@ class Decoder {
   // How many instructions decode() will find from code[0] on, stopping at the first undecodable one: a
   // cheap pass (lengths only, no operands) so that the instruction table is allocated once, exactly.
   size_t count(std::span<const uint8_t> code) const;
+  // The same pass over the instructions that start in [begin, limit) (the last may run past `limit`), noting
+  // the offset of every `every`-th one (0: none): where decoding may start on another thread and still find
+  // the instructions one linear decode finds.
+  struct CountRun {
+    size_t count = 0;
+    uint64_t end = 0;          // the offset after the last instruction counted
+    bool undecodable = false;  // stopped at bytes that are no instruction (at `end`)
+    std::vector<uint64_t> starts;
+  };
+  CountRun count_run(std::span<const uint8_t> code, uint64_t begin, uint64_t limit, size_t every) const;
 
  private:
   struct Impl;

@@ -4,6 +4,7 @@
 #include <exception>
 #include <new>
 #include <set>
+#include <thread>
 
 #include "validator/checker.h"
 #include "validator/decoded_object.h"
@@ -47,6 +48,15 @@ Result<ObjectReport> check_object(const std::string& path, const CheckOptions& o
 
 namespace {
 
+// Below this much code a second thread costs more than it saves (Kbuild's typical object has a few KiB).
+constexpr uint64_t kThreadedCode = 256 * 1024;
+
+unsigned decode_threads(const ElfFile& elf, unsigned asked) {
+  if (asked) return asked;
+  if (code_bytes(elf) < kThreadedCode) return 1;
+  return std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
+}
+
 Result<ObjectReport> check(const std::string& path, const CheckOptions& options) {
   auto elf = ElfFile::open(path);
   if (!elf) return tl::unexpected(elf.error());
@@ -56,9 +66,10 @@ Result<ObjectReport> check(const std::string& path, const CheckOptions& options)
     if (sec.executable() && sec.bytes.size() > UINT32_MAX)
       return fail("{}: section {} holds {} bytes of code; framecert checks code sections below 4 GiB", path, sec.name,
                   sec.bytes.size());
-  const size_t instructions = count_instructions(**elf, decoder);
-  if (auto fits = fits_in_memory(instructions, available_memory()); !fits) return fail("{}: {}", path, fits.error());
-  DecodedObject obj = build_decoded_object(**elf, decoder, instructions, options.kernel);
+  const unsigned threads = decode_threads(**elf, options.threads);
+  const DecodePlan plan = plan_decode(**elf, decoder, threads);
+  if (auto fits = fits_in_memory(plan.total, available_memory()); !fits) return fail("{}: {}", path, fits.error());
+  DecodedObject obj = build_decoded_object(**elf, decoder, plan, threads, options.kernel);
 
   ObjectReport report;
   report.object = path;
