@@ -5,7 +5,9 @@ frozen state.
     bench/guest/run.py [--rounds N] [--smp N] [--guest-dir DIR]
 
 framecert: QMP stop, every vCPU's registers over the gdbstub, the C++ guest walker (loaded before the
-freeze) enumerating and judging every task from the RAM file, the verdicts back in Python; then QMP cont.
+freeze) enumerating and judging every task from the RAM file, the verdicts back in Python (the walker's first
+line; the report with every frame follows and is timed too); then QMP cont. The limit: freeze, registers,
+finding the tasks and reading each task's whole stack (the least any walker outside the guest must do).
 drgn: QMP dump-guest-memory (paging) of the same frozen state, then drgn (its own process: load vmlinux's
 debug info, walk every task) — the route an external tool has to take.
 """
@@ -67,11 +69,19 @@ def main():
             time.sleep(1)
             session.walk()  # warm: per-function frame-size analysis is cached across walks
             for _ in range(args.rounds):
-                rep = session.walk()
+                floor = {}
+
+                def read_stacks(report):
+                    # Same freeze, after the walk: the time to read every task's whole stack (the floor).
+                    answer, _ = session.walker.request_line({**session._last_request, "measure_stack_reads": True})
+                    floor["read_stacks_ms"] = answer["summary"]["read_stacks_ms"]
+
+                rep = session.walk(while_frozen=read_stacks)
                 s = rep.summary
                 frames = sum(len(t.frames) for t in rep.tasks)
                 rows.append((s.freeze_to_verdict_ms, s.stop_ms, s.registers_ms, s.enumerate_ms,
-                             s.walk_ms, s.tasks, frames, s.reliable))
+                             s.walk_ms, s.tasks, frames, s.reliable, floor["read_stacks_ms"],
+                             s.walker_roundtrip_ms, s.parse_ms, s.freeze_to_report_ms))
                 time.sleep(0.2)
             with tempfile.TemporaryDirectory(prefix="framecert-bench-") as tmp:
                 dump = Path(tmp) / "vmcore"
@@ -97,7 +107,15 @@ def main():
     print(f"{'load (drgn: debug info)':34} {'before freeze':>16} {drgn['load_ms']:>14.1f}")
     print(f"{'enumerate tasks':34} {med(3):>9.2f} ({best(3):.2f}) {'':>14}")
     print(f"{'walk + judge every task':34} {med(4):>9.2f} ({best(4):.2f}) {drgn['walk_ms']:>14.1f}")
+    print(f"{'walker round trip (incl. JSON)':34} {med(9):>9.2f} ({best(9):.2f}) {'':>14}")
+    print(f"{'report parsed (Python)':34} {med(10):>9.2f} ({best(10):.2f}) {'':>14}")
     print(f"{'freeze -> every verdict (ms)':34} {med(0):>9.2f} ({best(0):.2f}) {drgn_freeze_to_verdict:>14.1f}")
+    print(f"{'freeze -> whole report parsed':34} {med(11):>9.2f} ({best(11):.2f}) {'':>14}")
+    # The floor of any walker outside the guest: freeze, registers, find the tasks, read each one's whole stack.
+    limit = [r[1] + r[2] + r[3] + r[8] for r in rows]
+    print(f"{'limit: stop+regs+enumerate+read stacks':34} {statistics.median(limit):>9.2f} ({min(limit):.2f}) "
+          f"{'':>14}   (reading every stack alone: {med(8):.2f} ms)")
+    print(f"freeze -> verdict / limit: {med(0) / statistics.median(limit):.1f}x   target: <= 5 ms and within 3x")
     print(f"{'tasks / frames':34} {rows[-1][5]:>8} / {rows[-1][6]:<5} {drgn['tasks']:>7} / {drgn['frames']:<5}")
     print(f"speed-up (median freeze->verdict): {drgn_freeze_to_verdict / med(0):.0f}x   "
           f"target: < 20 ms and >= 50x")

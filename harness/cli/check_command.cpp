@@ -19,6 +19,9 @@ namespace framecert::cli {
 
 namespace {
 
+// The report's schema and version (docs/schemas/check.schema.json; docs/design.md, "Command-line contracts").
+constexpr const char* kCheckSchema = "framecert-check/1";
+
 struct CheckArgs {
   std::vector<std::string> objects;
   std::string metadata;
@@ -75,6 +78,8 @@ int run_check(const CheckArgs& a) {
   options.kernel = *kernel;
   options.explain = a.explain || a.json;
   options.want_metadata = !a.metadata.empty();
+  // -j N: N objects at once, or one object decoded on N threads; without -j a big object uses every core.
+  options.threads = a.jobs > 1 && a.objects.size() > 1 ? 1 : (a.jobs > 1 ? a.jobs : 0);
   auto worker = [&] {
     for (size_t i; (i = next++) < a.objects.size();) {
       results[i] = check_object(a.objects[i], options);
@@ -105,7 +110,7 @@ int run_check(const CheckArgs& a) {
 
   int status = 0;
   size_t total = 0, errors = 0;
-  nlohmann::json out = {{"objects", nlohmann::json::array()}};
+  nlohmann::json out = {{"schema", kCheckSchema}, {"objects", nlohmann::json::array()}};
   for (size_t i = 0; i < a.objects.size(); ++i) {
     const auto& r = *results[i];
     nlohmann::json jo = {{"object", a.objects[i]}};
@@ -157,7 +162,8 @@ void add_check_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--link-addresses", args->link_image,
                   "Address the metadata like linked IMAGE (e.g. check vmlinux.o, address like vmlinux)");
   cmd->add_flag("--explain", args->explain, "Show the path of branches and the states behind each finding");
-  cmd->add_option("-j,--jobs", args->jobs, "Check objects on N threads")->check(CLI::Range(1u, 256u));
+  cmd->add_option("-j,--jobs", args->jobs, "Check N objects at once (one object: decode its code on N threads)")
+      ->check(CLI::Range(1u, 256u));
   cmd->add_option("--kernel-version", args->kernel_version,
                   "The kernel the objects were built for (e.g. 6.12.118): its special-section formats, where an "
                   "object does not show them itself");

@@ -64,11 +64,8 @@ json guest_report_json(const WalkReport& rep, const CodeMap& code) {
                       {"end", hex(t.start + t.original->end - t.original->start)},
                       {"copy_of", t.original->name},
                       {"ops", hex(t.ops)}});
-  return {{"tasks", tasks},
-          {"summary", summary},
-          {"online_cpus", rep.online_cpus},
-          {"warnings", rep.warnings},
-          {"ftrace_trampolines", tramps}};
+  return {{"schema", kGuestWalkSchema},     {"tasks", tasks},           {"summary", summary},
+          {"online_cpus", rep.online_cpus}, {"warnings", rep.warnings}, {"ftrace_trampolines", tramps}};
 }
 
 std::string task_state_letter(uint32_t state) {

@@ -17,7 +17,11 @@ namespace framecert::cli {
 // The registers a dump recorded, as a register request would give them.
 nlohmann::json regs_json(const std::vector<guest::CpuRegs>& cpus);
 
-// {"tasks", "summary", "online_cpus", "warnings", "ftrace_trampolines"} (docs/design.md).
+// The report's schema and version, its "schema" field (docs/schemas/guest-walk.schema.json): the same for
+// `framecert guest-walk` and `framecert walk --vmcore`, and for the harness's walk report built on it.
+inline constexpr const char* kGuestWalkSchema = "framecert-guest-walk/1";
+
+// {"schema", "tasks", "summary", "online_cpus", "warnings", "ftrace_trampolines"} (docs/design.md).
 nlohmann::json guest_report_json(const guest::WalkReport& rep, const CodeMap& code);
 
 // ps's letter for a task's __state (fs/proc/array.c: the highest reported bit; TASK_IDLE is I, none is R).

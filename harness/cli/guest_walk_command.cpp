@@ -5,7 +5,9 @@
 //   {"cpus": [{"cpu": 0, "rip": "0x...", "rsp": "0x...", "rbp": "0x...", "cs": "0x10", "cr3": "0x..."}]}
 // With --serve, everything is loaded first, `{"ready": ...}` is printed, and each line read from stdin is a
 // REGS request answered with one line of JSON: the harness freezes the guest only after `ready`, so the
-// freeze-to-verdict time is the walk itself. Exit: 0 walked (whatever the verdicts), 2 unusable input.
+// freeze-to-verdict time is the walk itself. A request with "verdicts_first": true is answered by two lines:
+// {"verdicts": [[task, pid, reliable, reason], ...]}, then the report. Exit: 0 walked (whatever the verdicts), 2
+// unusable input.
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -78,6 +80,16 @@ Result<std::vector<CpuRegs>> parse_regs(const json& j) {
   }
 }
 
+double read_every_stack_ms(const WalkReport& rep, GuestWalker& walker) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<uint8_t> stack(walker.layout().thread_size);
+  size_t read = 0;
+  for (const TaskReport& r : rep.tasks)
+    if (r.task.stack) read += walker.memory().read(RemoteAddr(r.task.stack), stack.data(), stack.size());
+  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return read ? ms : 0;
+}
+
 int run(const GuestWalkArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
   auto cj = read_json_file(a.config);
@@ -113,9 +125,25 @@ int run(const GuestWalkArgs& a) {
         fmt::print(stderr, "framecert: guest walk: {}\n", rep.error());
       return 2;
     }
+    if (as_json && request.value("verdicts_first", false)) {
+      // Every task's verdict, in a line of its own before the report: what a live-patch switch waits for, a
+      // few KiB instead of the report's frames (the harness checks that the report repeats them).
+      json verdicts = json::array();
+      for (const TaskReport& r : rep->tasks) {
+        const Verdict& v = r.unwind.trace.verdict;
+        verdicts.push_back(
+            {hex(r.task.address), r.task.pid, v.reliable, v.reliable ? json(nullptr) : json(reason_name(v.reason))});
+      }
+      fmt::print("{}\n", json{{"verdicts", verdicts}}.dump());
+      std::fflush(stdout);
+    }
     if (as_json) {
       json j = guest_report_json(*rep, (*walker)->code());
       j["summary"]["prepare_ms"] = prepare_ms;
+      // The floor of any walk from outside (bench/guest/run.py): reading every task's whole stack from guest
+      // memory, after the walk and on request only (never part of the freeze-to-verdict path).
+      if (request.value("measure_stack_reads", false))
+        j["summary"]["read_stacks_ms"] = read_every_stack_ms(*rep, **walker);
       j["kernel_cr3"] = hex((*walker)->kernel_cr3());
       j["thread_size"] = (*walker)->layout().thread_size;
       fmt::print("{}\n", j.dump());

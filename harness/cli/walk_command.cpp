@@ -24,6 +24,9 @@ namespace framecert::cli {
 
 namespace {
 
+// The report's schema and version (docs/schemas/walk.schema.json; docs/design.md, "Command-line contracts").
+constexpr const char* kWalkSchema = "framecert-walk/1";
+
 struct WalkArgs {
   int pid = 0;
   VmcoreWalkArgs vmcore;
@@ -52,7 +55,8 @@ nlohmann::json report_json(const ProcessReport& r) {
     if (t.bounds) j["stack"] = {hex(t.bounds->low), hex(t.bounds->high)};
     threads.push_back(std::move(j));
   }
-  return {{"pid", r.pid},
+  return {{"schema", kWalkSchema},
+          {"pid", r.pid},
           {"threads", threads},
           {"timing_ms", {{"freeze", r.freeze_ms}, {"walk", r.walk_ms}, {"frozen_total", r.total_frozen_ms}}}};
 }

@@ -483,8 +483,7 @@ def run_merge(args) -> int:
                 reports.append(json.load(f))
         except (OSError, ValueError) as e:
             raise GuestError(f"cannot read {path}: {e}") from None
-        if "rounds" not in reports[-1] or "summary" not in reports[-1]:
-            raise GuestError(f"{path} is not a stress report")
+        stress.check_mergeable(reports[-1], path)
     return _finish_stress_report(stress.merge(reports), args)
 
 
@@ -506,9 +505,9 @@ def add_matrix(sub):
 def run_matrix(args) -> int:
     selected = matrix.parse_profiles(args.profiles)
     rows = matrix.run(selected, args.rounds, args.log)
-    print(matrix.table(rows))
+    print(matrix.table(rows), file=_text_out(args), flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"rounds": args.rounds, "profiles": rows}, indent=1) + "\n")
+        _write_json(matrix.report(args.rounds, rows), args.json)
     return 1 if matrix.failed(rows) else 0
 
 

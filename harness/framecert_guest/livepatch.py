@@ -45,9 +45,12 @@ def compare(guest, functions, settle: float = 1.0, cfi: bool = False) -> dict:
     if states <= {None, patch_check.KLP_UNDEFINED}:
         raise GuestError("no livepatch transition was in progress at the freeze (patch_state -1 everywhere): "
                          "the transition finished before the walk, or fcpatch.ko did not load")
-    return {"functions": sorted(functions), "tasks": decisions, "summary": patch_check.summarize(decisions),
-            "rounds": [{"round": 0, "tasks": len(decisions),
-                        "blocked": sum(1 for d in decisions if d["decision"] != "may-switch")}],
+    blocked = [d for d in decisions if d["decision"] != "may-switch"]
+    return {"schema": patch_check.SCHEMA, "functions": sorted(functions), "tasks": decisions,
+            "summary": patch_check.summarize(decisions),
+            "rounds": [{"round": 0, "tasks": len(decisions), "blocked": len(blocked),
+                        "blocked_tasks": [f"{d['pid']}:{d['comm']}" for d in blocked],
+                        "freeze_to_verdict_ms": report.summary.freeze_to_verdict_ms}],
             "walk_summary": report.summary.to_json(), "truth": patch_check.truth_over([report.summary]),
             "kernel_compare": {
                 "frozen_after_insmod_s": round(frozen_after_s, 2),

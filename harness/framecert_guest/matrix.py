@@ -23,6 +23,8 @@ from .errors import GuestError, UsageError
 ALL = [profiles.Profile(k, cc) for k in profiles.KERNELS for cc in profiles.COMPILERS]
 # patch-check: tasks framecert keeps from switching / tasks, and the kernel's own switches of a task whose true
 # chain holds a patched function (the planted bug framecert exists to catch).
+# The report's schema and version, its "schema" field (docs/schemas/matrix.schema.json).
+SCHEMA = "framecert-matrix/1"
 COLUMNS = ["profile", "objects", "agree with objtool", "tasks walked", "false reliable", "truth coverage",
            "false unreliable (sleeping, not planted)", "patch-check", "notes"]
 
@@ -161,6 +163,11 @@ def run(selected: List[profiles.Profile], rounds: int, log_path: Path) -> List[d
             except (OSError, ValueError, KeyError, GuestError) as e:
                 rows.append({"profile": p.name, "notes": [f"{e.__class__.__name__}: {e}"]})
     return rows
+
+
+def report(rounds: int, rows: List[dict]) -> dict:
+    """`matrix --json`: the stress rounds per profile and every profile's row."""
+    return {"schema": SCHEMA, "rounds": rounds, "profiles": rows}
 
 
 def failed(rows: List[dict]) -> bool:

@@ -5,8 +5,9 @@ The C++ side (`framecert guest-walk`, `framecert guest-cfi`; docs/design.md "JSO
 it is parsed here, once, by `WalkReport.from_json` / `CfiReport.from_json`, and every other module reads
 attributes. Addresses are ints here (the JSON has "0x..." strings). `to_json()` gives back the same schema,
 plus the harness's own additions (`truths`, `self_consistency`, `false_reliable`, `crosscheck`, timings and
-the accounting in the summary), which is what `framecert-guest walk --json` writes. Keys this model does not
-know are kept (`extra`) and written back unchanged, so a field the C++ side adds is never lost.
+the accounting in the summary), which is what `framecert-guest walk --json` writes: the schema
+framecert-guest-walk/1 (docs/schemas/guest-walk.schema.json, named by the report's "schema" field). Keys this
+model does not know are kept (`extra`) and written back unchanged, so a field the C++ side adds is never lost.
 """
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,10 @@ from typing import Any, Dict, List, Optional
 from .errors import GuestError
 
 Json = Dict[str, Any]
+
+# The walk report's schema and version, its "schema" field (docs/schemas/guest-walk.schema.json): what
+# `framecert guest-walk` writes, and what to_json() writes back with the harness's additions.
+GUEST_WALK_SCHEMA = "framecert-guest-walk/1"
 
 
 def address(value: Any) -> int:
@@ -84,7 +89,10 @@ class Registers:
         return {"cpu": self.cpu, "rip": self.rip, "rsp": self.rsp, "rbp": self.rbp, "cs": self.cs, "cr3": self.cr3}
 
     def to_json(self) -> Json:
-        return {**self.extra, **self.request()}
+        """The registers in a report: every value "0x..." like the report's other addresses."""
+        regs = {**self.extra, **self.request()}
+        return {k: hex(v) if isinstance(v, int) and not isinstance(v, bool) and k != "cpu" else v
+                for k, v in regs.items()}
 
 
 # ---- the walker's report ----
@@ -94,7 +102,7 @@ class Frame:
     symbol: Optional[str] = None
     offset: int = 0
     object: str = ""
-    trust: str = ""
+    trust: Optional[str] = None  # None: the walker's report gave none
     sp: int = 0
     fp: int = 0
     call_at_end: bool = False  # a return address right after its function's last call (see guest_walk_command)
@@ -105,7 +113,7 @@ class Frame:
     @classmethod
     def from_json(cls, data: Json) -> "Frame":
         return cls(pc=address(data["pc"]), symbol=data.get("symbol"), offset=int(data.get("offset") or 0),
-                   object=data.get("object", ""), trust=data.get("trust", ""), sp=address(data.get("sp", 0)),
+                   object=data.get("object", ""), trust=data.get("trust"), sp=address(data.get("sp", 0)),
                    fp=address(data.get("fp", 0)), call_at_end=bool(data.get("call_at_end", False)),
                    extra=_extra(data, cls.KNOWN))
 
@@ -176,7 +184,7 @@ class Task:
     tgid: int = 0
     ppid: Optional[int] = None
     comm: str = ""
-    state: Any = ""
+    state: Any = None  # __state (an int); None: the walker's report gave none
     cpu: int = -1
     running: bool = False
     vcpu: int = -1
@@ -212,7 +220,7 @@ class Task:
         try:
             return cls(address=address(data.get("task", 0)), pid=int(data.get("pid", 0)),
                        tgid=int(data.get("tgid", 0)), ppid=data.get("ppid"), comm=data.get("comm", ""),
-                       state=data.get("state", ""), cpu=int(data.get("cpu", -1)),
+                       state=data.get("state"), cpu=int(data.get("cpu", -1)),
                        running=bool(data.get("running", False)), vcpu=int(data.get("vcpu", -1)),
                        user_mode=bool(data.get("user_mode", False)), on_cpu=data.get("on_cpu"),
                        kthread=bool(data.get("kthread", True)), idle=bool(data.get("idle", False)),
@@ -286,7 +294,8 @@ class WalkSummary:
     parse_ms: Optional[float] = None
     report_bytes: Optional[int] = None
     stop_ms: Optional[float] = None
-    freeze_to_verdict_ms: Optional[float] = None
+    freeze_to_verdict_ms: Optional[float] = None  # until every task's verdict is known (the walker's first line)
+    freeze_to_report_ms: Optional[float] = None   # until the whole report (frames) is parsed
     # The accounting (truth.attach) and which oracles ran (report.finish_report).
     accounting: Optional[Accounting] = None
     oracle: Optional[str] = None
@@ -294,7 +303,8 @@ class WalkSummary:
     extra: Json = field(default_factory=dict)
 
     KNOWN = ("tasks", "reliable", "unreliable", "by_reason", "enumerate_ms", "walk_ms", "prepare_ms",
-             "registers_ms", "walker_roundtrip_ms", "parse_ms", "report_bytes", "stop_ms", "freeze_to_verdict_ms")
+             "registers_ms", "walker_roundtrip_ms", "parse_ms", "report_bytes", "stop_ms", "freeze_to_verdict_ms",
+             "freeze_to_report_ms")
     _OPTIONAL = KNOWN[6:]
 
     @classmethod
@@ -374,12 +384,16 @@ class WalkReport:
     prstatus_pids: Optional[Dict[int, int]] = None  # --external: the PIDs written into the dump's notes
     crash_raw: Optional[Json] = None    # --external: what crash printed
 
-    KNOWN = ("tasks", "summary", "online_cpus", "warnings", "kernel_cr3", "thread_size")
+    KNOWN = ("schema", "tasks", "summary", "online_cpus", "warnings", "kernel_cr3", "thread_size")
 
     @classmethod
     def from_json(cls, data: Json) -> "WalkReport":
         if "error" in data:
             raise GuestError(f"guest walk failed: {data['error']}")
+        # A report without the field is from a walker before schemas were named: the same fields.
+        if data.get("schema", GUEST_WALK_SCHEMA) != GUEST_WALK_SCHEMA:
+            raise GuestError(f"the walker's report is {data['schema']!r}; this harness reads {GUEST_WALK_SCHEMA} "
+                             "(a framecert binary from another checkout?)")
         try:
             return cls(tasks=[Task.from_json(t) for t in data["tasks"]],
                        summary=WalkSummary.from_json(data.get("summary", {})), online_cpus=data.get("online_cpus"),
@@ -392,7 +406,8 @@ class WalkReport:
         return [t for t in self.tasks if t.comm == comm]
 
     def to_json(self) -> Json:
-        out = {**self.extra, "tasks": [t.to_json() for t in self.tasks], "summary": self.summary.to_json(),
+        out = {**self.extra, "schema": GUEST_WALK_SCHEMA, "tasks": [t.to_json() for t in self.tasks],
+               "summary": self.summary.to_json(),
                "online_cpus": self.online_cpus, "warnings": self.warnings, "kernel_cr3": hex(self.kernel_cr3),
                "thread_size": self.thread_size, "registers": [r.to_json() for r in self.registers]}
         if self.prstatus_pids is not None:

@@ -22,6 +22,9 @@ from .model import Frame, Task, WalkSummary
 from .report import finish_report
 
 KLP_UNDEFINED, KLP_UNPATCHED, KLP_PATCHED = -1, 0, 1
+# The report's schema and version, its "schema" field (docs/schemas/patch-check.schema.json); livepatch.py's
+# --kernel-compare report is the same report with `kernel_compare` added.
+SCHEMA = "framecert-patch-check/1"
 
 
 def _rule(task: Task) -> str:
@@ -125,7 +128,7 @@ def run_rounds(session, functions, retries: int = 0, interval: float = 1.0, prog
             break
     assert last is not None  # retries >= 0: one freeze at least
     report, decisions = last
-    return {"functions": sorted(functions), "tasks": decisions, "summary": summarize(decisions),
+    return {"schema": SCHEMA, "functions": sorted(functions), "tasks": decisions, "summary": summarize(decisions),
             "rounds": rounds, "walk_summary": report.summary.to_json(), "truth": truth_over(truth_rounds)}
 
 

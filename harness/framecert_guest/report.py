@@ -34,6 +34,8 @@ _TASK_IDLE = 0x402
 
 def state_name(state) -> str:
     """`R`, `S`, `D`, `I`... for a numeric task state; anything else (an empty or textual state) as it is."""
+    if state is None:
+        return ""
     if not isinstance(state, int) or isinstance(state, bool):
         return str(state)
     if state & _TASK_IDLE == _TASK_IDLE:

@@ -46,6 +46,16 @@ class Server:
         try:
             self.proc.stdin.write(json.dumps(request) + "\n")
             self.proc.stdin.flush()
+        except OSError as e:
+            if self.proc.poll() is None:
+                raise GuestError(f"cannot talk to {self.what}: {e}") from None
+        return self.next_line()
+
+    def next_line(self) -> Tuple[Dict[str, Any], str]:
+        """The next line of an answer that has more than one (a request asked for it)."""
+        if self.proc is None:
+            raise GuestError(f"{self.what} is not running")
+        try:
             line = self._out.readline()
         except OSError as e:
             line = ""

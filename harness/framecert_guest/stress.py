@@ -72,6 +72,9 @@ def setup_commands(workload: str) -> list:
     return [_OFFLINE, *TRACERS[workload], _ONLINE, f"cat {TRACING}/current_tracer {TRACING}/kprobe_events"]
 
 
+# The report's schema and version, its "schema" field (docs/schemas/stress.schema.json): a run's, a --jobs run's
+# and a merge's report alike.
+SCHEMA = "framecert-stress/1"
 MAX_GUEST_RESTARTS = 3
 _DETAIL_FRAMES = 64
 
@@ -141,9 +144,11 @@ def round_record(rnd: int, delay: float, report: WalkReport) -> dict:
 
 
 def error_record(rnd: int, delay: float, message: str) -> dict:
+    """A round that failed: round_record's fields, nothing walked."""
     return {"round": rnd, "delay_ms": round(delay * 1000, 1), "tasks": 0, "reliable": 0, "unreliable": 0,
-            "by_reason": {}, "running": 0, "running_unwound": 0, "running_reliable": 0, "false_reliable": 0,
-            "harness_error": message, "reliable_checked": 0, "shadow_agree_reliable": 0,
+            "by_reason": {}, "running": 0, "running_unwound": 0, "running_reliable": 0, "hooked_frames": 0,
+            "hooked_reliable": 0, "ftrace_trampolines": 0, "trampoline_frames": 0, "false_reliable": 0,
+            "harness_error": message, "reliable_checked": 0, "shadow_agree_reliable": 0, "cfi_complete_reliable": 0,
             "no_truth": {}, "unreliable_shadow_complete": {}, "self_consistency": {}, "no_truth_tasks": {},
             "freeze_to_verdict_ms": None, "verdicts": {}, "stacks": {}}
 
@@ -257,7 +262,8 @@ def run(guest_dir, rounds: list, seed: int, smp: int = 2, workload: str = "storm
     finally:
         runner.stop()
     # boot_s: start to first round (boot, workload start), for bench/guest/shadow_overhead.py's rounds/minute.
-    return {"rounds": records, "summary": summarize(records, seed, workload, oracle), "boot_s": round(boot_s, 2)}
+    return {"schema": SCHEMA, "rounds": records, "summary": summarize(records, seed, workload, oracle),
+            "boot_s": round(boot_s, 2)}
 
 
 def merge(reports: list) -> dict:
@@ -285,7 +291,18 @@ def merge(reports: list) -> dict:
     for s in summaries:
         expected.update(s.get("expected_unreliable") or {})
     summary["expected_unreliable"] = dict(sorted(expected.items()))
-    return {"rounds": rounds, "summary": summary}
+    return {"schema": SCHEMA, "rounds": rounds, "summary": summary}
+
+
+def check_mergeable(report, name: str) -> None:
+    """Refuses, in one line, what merge() cannot read: a report naming another schema (UsageError: exit 2),
+    or one without the field that is no stress report (reports from before schemas were named have none)."""
+    schema = report.get("schema") if isinstance(report, dict) else None
+    if schema is not None and schema != SCHEMA:
+        raise UsageError(f"{name}: a {schema} report; merge combines stress reports ({SCHEMA}) only")
+    if (not isinstance(report, dict) or not isinstance(report.get("rounds"), list)
+            or not isinstance(report.get("summary"), dict) or "seed" not in report["summary"]):
+        raise GuestError(f"{name} is not a stress report")
 
 
 def _check_rounds_cover(have: list, total: Optional[int], shard) -> None:

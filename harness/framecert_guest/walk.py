@@ -19,7 +19,7 @@ from .errors import GuestError
 from .gdbstub import GdbStub
 from .guest_query import known_functions, module_sections
 from .metadata import guest_metadata
-from .model import CfiReport, ModuleConfig, WalkConfig, WalkReport
+from .model import CfiReport, ModuleConfig, WalkConfig, WalkReport, address
 from .serve import Server
 from .shadow import ShadowClient
 
@@ -35,6 +35,24 @@ def walk_config(guest, modules: bool = True) -> WalkConfig:
                                                metadata=meta[name], sections=sections,
                                                objects=gd.module_objects(guest.guest_dir, name)))
     return config
+
+
+def check_verdicts(verdicts, report: WalkReport):
+    """The walker's verdict line must be the report's verdicts, task by task: the line is what a decision may
+    act on first, so a difference is the walker's error, never let through."""
+    if not isinstance(verdicts, list):
+        raise GuestError("the guest walker sent no verdict line")
+    seen = {}
+    for v in verdicts:
+        try:
+            task, pid, reliable, reason = v
+            seen[address(task)] = (int(pid), bool(reliable), reason)
+        except (TypeError, ValueError, GuestError):
+            raise GuestError(f"the guest walker's verdict line is malformed: {v!r}") from None
+    full = {t.address: (t.pid, t.reliable, t.reason) for t in report.tasks}
+    if seen != full:
+        differ = sorted(hex(a) for a in set(seen) | set(full) if seen.get(a) != full.get(a))
+        raise GuestError(f"the guest walker's verdict line and its report differ for tasks {', '.join(differ[:5])}")
 
 
 class WalkSession:
@@ -97,16 +115,22 @@ class WalkSession:
         regs = self.gdb.registers()
         t1 = time.perf_counter()
         req = {"cpus": [r.request() for r in regs]}
-        answer, line = self.walker.request_line(req)
+        # Every task's verdict comes first, in a small line of its own; then the report with the frames.
+        verdicts, _ = self.walker.request_line({**req, "verdicts_first": True})
+        self.verdicts_at = time.perf_counter()
+        answer, line = self.walker.next_line()
         t2 = time.perf_counter()
         report = WalkReport.from_json(answer)
         t3 = time.perf_counter()
+        check_verdicts(verdicts.get("verdicts"), report)
         self._last_request = req
         s = report.summary
         s.registers_ms, s.walker_roundtrip_ms, s.parse_ms = (t1 - t0) * 1000, (t2 - t1) * 1000, (t3 - t2) * 1000
         s.report_bytes = len(line)
         report.registers = regs
         return report
+
+    verdicts_at = 0.0  # perf_counter() when the last walk's verdict line arrived
 
     def walk(self, while_frozen: Optional[Callable[[WalkReport], None]] = None) -> WalkReport:
         """Freeze, walk, run while_frozen(report) (e.g. dump memory, corrupt and restore), resume."""
@@ -116,7 +140,8 @@ class WalkSession:
         try:
             report = self.walk_frozen()
             report.summary.stop_ms = (stopped - t0) * 1000
-            report.summary.freeze_to_verdict_ms = (time.perf_counter() - t0) * 1000
+            report.summary.freeze_to_report_ms = (time.perf_counter() - t0) * 1000
+            report.summary.freeze_to_verdict_ms = (self.verdicts_at - t0) * 1000
             # Not part of freeze-to-verdict: the truth is for checking, not for deciding.
             report.shadow = self.shadow.snapshot() if self.shadow else None
             if self.cfi:

@@ -87,3 +87,21 @@ def test_crash_bt_lines_parse():
     assert m.group(2) == "ffff8880003d0000"
     m = crosscheck.CRASH_FRAME.match(" #4 [ffff888000273f50] secondary_startup_64_no_verify at ffffffff81000132")
     assert m.group(3) == "secondary_startup_64_no_verify" and int(m.group(4), 16) == 0xffffffff81000132
+
+
+def test_the_verdict_line_must_repeat_the_report():
+    """walk.check_verdicts: the walker's first line (what a decision may act on) against its own report."""
+    import pytest
+    from framecert_guest.errors import GuestError
+    from framecert_guest.walk import check_verdicts
+    rep = WalkReport.from_json({"tasks": [{"task": "0x10", "pid": 7, "reliable": True, "frames": []},
+                                          {"task": "0x20", "pid": 8, "reliable": False, "reason": "no-metadata",
+                                           "frames": []}], "summary": {}})
+    check_verdicts([["0x10", 7, True, None], ["0x20", 8, False, "no-metadata"]], rep)
+    for wrong in ([["0x10", 7, True, None], ["0x20", 8, True, None]],          # a verdict flipped
+                  [["0x10", 7, True, None]],                                    # a task missing
+                  [["0x10", 7, True, None], ["0x20", 8, False, "too-deep"]],    # another reason
+                  [["0x10", 7, True]],                                          # malformed
+                  None):                                                        # no line
+        with pytest.raises(GuestError):
+            check_verdicts(wrong, rep)
