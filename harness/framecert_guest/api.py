@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Union
 
-from . import known_chains, patch_check as pc, qemu, stress as stress_runs
+from . import known_chains, patch_check as pc, provenance, qemu, stress as stress_runs
 from .build import build
 from .errors import UsageError
 from .model import WalkReport
@@ -78,6 +78,8 @@ class Stress:
     by_reason: Dict[str, int]
     truth_coverage: Optional[float]
     raw: dict = field(repr=False)  # the JSON report of `stress --json` (every round)
+    # What the run stands on, as `stress --json` records it: framecert build, guest key, profile, the call.
+    provenance: Dict[str, object] = field(default_factory=dict)
 
 
 class Guest:
@@ -158,8 +160,11 @@ def stress(rounds: int, seed: int = 1, workload: str = "storm", oracle: str = "s
         raise UsageError("rounds must be at least 1")
     directory = Path(guest_dir) if guest_dir else Path(build())
     raw = stress_runs.run(directory, stress_runs.select_rounds(rounds), seed, smp=smp, workload=workload, oracle=oracle)
+    call = ["framecert.stress", f"rounds={rounds}", f"seed={seed}", f"workload={workload}", f"oracle={oracle}",
+            f"smp={smp}", f"guest_dir={directory}"]
+    raw["summary"].update(provenance.describe_run(directory, rounds, (1, 1), (0, 1), call))
     s = raw["summary"]
     return Stress(rounds=s["rounds"], seed=s["seed"], workload=s["workload"], tasks_walked=s["tasks_walked"],
                   reliable=s["reliable"], unreliable=s["unreliable"], false_reliable=s["false_reliable"],
                   harness_errors=s["harness_errors"], by_reason=dict(s["by_reason"]),
-                  truth_coverage=s.get("truth_coverage"), raw=raw)
+                  truth_coverage=s.get("truth_coverage"), raw=raw, provenance=dict(s["provenance"]))

@@ -129,7 +129,7 @@ def _count(given: Optional[int], scheduler: Optional[int], env: Mapping[str, str
 # ---- merge: do these reports belong together? ----
 # The summary fields that say which run a report belongs to, and how a refusal names them.
 IDENTITY = (("seed", "seed"), ("total_rounds", "total rounds"), ("workload", "workload"), ("oracle", "oracle"),
-            ("guest", "guest"), ("profile", "profile"))
+            ("guest", "guest"), ("profile", "profile"), ("framecert", "framecert build"))
 
 
 def identity(summary: dict) -> Dict[str, object]:
@@ -137,7 +137,9 @@ def identity(summary: dict) -> Dict[str, object]:
     prov = summary.get("provenance") or {}
     return {"seed": summary.get("seed"), "total_rounds": summary.get("total_rounds"),
             "workload": summary.get("workload"), "oracle": summary.get("oracle", "none"),
-            "guest": prov.get("guest"), "profile": prov.get("profile")}
+            "guest": prov.get("guest"), "profile": prov.get("profile"),
+            # Verdicts of another build of the walker and validator are not the same experiment's.
+            "framecert": prov.get("framecert")}
 
 
 def split(text: str, what: str) -> Tuple[int, int]:
@@ -202,11 +204,10 @@ def _check_jobs(index: int, count: int, jobs: List[Tuple[int, int]]):
 
 
 def merged_provenance(summaries: List[dict], command: List[str]) -> dict:
-    """The merge's provenance: what all pieces share (their check_together fields), every distinct framecert
-    build that ran them, and each piece's own command."""
+    """The merge's provenance: what all pieces share (their check_together fields, the framecert build among
+    them) and each piece's own command."""
     provs = [s.get("provenance") or {} for s in summaries]
-    builds = sorted({str(p["framecert"]) for p in provs if p.get("framecert")})
-    return {"framecert": "; ".join(builds) or None, "guest": provs[0].get("guest"),
+    return {"framecert": provs[0].get("framecert"), "guest": provs[0].get("guest"),
             "profile": provs[0].get("profile"), "command": command,
             "pieces": [{"shard": s.get("shard", "1/1"), "job": s.get("job", "0/1"),
                         "command": p.get("command"), "framecert": p.get("framecert")}

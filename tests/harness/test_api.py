@@ -67,3 +67,8 @@ def test_api_on_the_guest(guest_dir):
     assert (result.rounds, result.seed, result.workload) == (2, 3, "storm")
     assert result.false_reliable == 0 and result.harness_errors == 0
     assert result.tasks_walked == result.reliable + result.unreliable > 0
+    # What the run stands on, as `stress --json` records it (merge and the page read it).
+    assert result.provenance["guest"] == guest_dir.name.removeprefix("guest-")
+    assert result.provenance["framecert"].startswith("framecert ") and "commit" in result.provenance["framecert"]
+    assert result.provenance["command"][:3] == ["framecert.stress", "rounds=2", "seed=3"]
+    assert result.raw["summary"]["provenance"] == result.provenance and result.raw["schema"] == "framecert-stress/1"

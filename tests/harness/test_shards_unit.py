@@ -70,14 +70,15 @@ def test_shard_auto_errors_are_usage_errors_before_any_build(tmp_path):
 
 
 # ---- merge ----
-def _piece(shard="1/2", job="0/1", total=4, seed=1, workload="boot", guest="abc", profile="6.1-gcc"):
+def _piece(shard="1/2", job="0/1", total=4, seed=1, workload="boot", guest="abc", profile="6.1-gcc",
+           build="framecert 0.5.0 (commit 1234567)"):
     index, count = shards.split(shard, "shard")
     k, jobs = shards.split(job, "job")
     records = [stress.error_record(r, 0.1, "x") | {"harness_error": None}
                for r in stress.select_rounds(total, (index, count), (k, jobs))]
     summary = stress.summarize(records, seed, workload, "shadow")
     summary.update({"total_rounds": total, "shard": shard, "job": job, "expected_unreliable": {"fcr00": None},
-                    "provenance": {"framecert": "framecert 0.5.0", "guest": guest, "profile": profile,
+                    "provenance": {"framecert": build, "guest": guest, "profile": profile,
                                    "command": ["framecert-guest", "stress", "--shard", shard]}})
     return {"rounds": records, "summary": summary}
 
@@ -101,6 +102,7 @@ def test_merge_of_one_shards_jobs_is_that_shard():
     ([_piece("1/2"), _piece("2/2", workload="storm")], "different runs: workload"),
     ([_piece("1/2"), _piece("2/2", guest="def")], "different runs: guest"),
     ([_piece("1/2"), _piece("2/2", profile="6.12-clang")], "different runs: profile"),
+    ([_piece("1/2"), _piece("2/2", build="framecert 0.5.0 (commit 89abcde)")], "different runs: framecert build"),
     ([_piece("1/2")], "shards 2/2 missing|shard 2/2 missing"),
     ([_piece("1/3"), _piece("3/3")], "shard 2/3 missing"),
     ([_piece("1/2"), _piece("1/2"), _piece("2/2")], "shard 1/2 is in more than one report"),
