@@ -5,6 +5,7 @@
 #include <gelf.h>
 #include <libelf.h>
 #include <libkdumpfile/kdumpfile.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -83,6 +84,34 @@ T load(const uint8_t* p) {
   T v;
   std::memcpy(&v, p, sizeof v);
   return v;
+}
+
+// An ELF dump whose note segment lies past the end of the file is damaged (or cut short): refused before
+// libkdumpfile sees it, which would allocate whatever size the header claims. (Memory segments cut short only
+// read as nothing.) Anything that is not ELF passes: libkdumpfile recognises the other formats.
+Result<bool> check_elf_notes_fit(int fd, const std::string& path) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0) return fail("{}: {}", path, std::strerror(errno));
+  elf_version(EV_CURRENT);
+  Elf* elf = elf_begin(fd, ELF_C_READ, nullptr);
+  if (!elf) return true;
+  std::string error;
+  size_t count = 0;
+  if (elf_kind(elf) == ELF_K_ELF && elf_getphdrnum(elf, &count) == 0) {
+    for (size_t i = 0; i < count && error.empty(); ++i) {
+      GElf_Phdr ph;
+      if (!gelf_getphdr(elf, static_cast<int>(i), &ph) || ph.p_type != PT_NOTE) continue;
+      if (ph.p_offset > static_cast<uint64_t>(st.st_size) ||
+          ph.p_filesz > static_cast<uint64_t>(st.st_size) - ph.p_offset)
+        error = fmt::format(
+            "{}: its note segment ({} bytes at {:#x}) runs past the end of the file ({} bytes): a "
+            "damaged or truncated dump",
+            path, ph.p_filesz, ph.p_offset, st.st_size);
+    }
+  }
+  elf_end(elf);
+  if (!error.empty()) return fail("{}", error);
+  return true;
 }
 
 // The note area of an ELF vmcore: its PT_NOTE segments, concatenated.
@@ -169,6 +198,7 @@ Result<std::shared_ptr<Vmcore>> Vmcore::open(const std::string& path) {
   core->path_ = path;
   core->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (core->fd_ < 0) return fail("{}: {}", path, std::strerror(errno));
+  if (auto fits = check_elf_notes_fit(core->fd_, path); !fits) return tl::unexpected(fits.error());
   auto* ctx = (*lib)->new_ctx();
   if (!ctx) return fail("{}: libkdumpfile: out of memory", path);
   core->ctx_ = ctx;
