@@ -15,6 +15,7 @@
 #include "harness/guest/vmcore.h"
 #include "unwinder/elf_image.h"
 #include "unwinder/frame_builder.h"
+#include "validator/elf_file.h"
 #include "validator/idle_marker.h"
 #include "validator/link_addresses.h"
 
@@ -28,6 +29,24 @@ constexpr uint64_t kStartKernelMap = 0xffffffff80000000ull;  // __START_KERNEL_m
 
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// Whether `ko` is the very module loaded: a .ko rebuilt since would lend its metadata to other code. The build-id
+// the loaded module carries in memory (its .note.gnu.build-id section) must be the file's.
+Result<bool> is_loaded_module(Memory& mem, const LoadedModule& m, const std::string& ko) {
+  auto file = ElfFile::open(ko);
+  if (!file) return tl::unexpected(file.error());
+  auto note = m.sections.find(".note.gnu.build-id");
+  std::string loaded;
+  if (note != m.sections.end()) {
+    uint8_t bytes[64];
+    loaded = build_id_from_notes(bytes, mem.read(RemoteAddr(note->second), bytes, sizeof bytes));
+  }
+  if (loaded.empty() || (*file)->build_id().empty())
+    return fail("{}: no build-id {} to tell it is the loaded module", ko, loaded.empty() ? "in memory" : "in the file");
+  if (loaded != (*file)->build_id())
+    return fail("{} (build-id {}) is not the loaded module (build-id {})", ko, (*file)->build_id(), loaded);
+  return true;
 }
 
 // The loaded modules `config.modules` does not name, each with its NAME.ko from config.module_dir (a
@@ -57,6 +76,10 @@ std::vector<ModuleConfig> modules_in_memory(Memory& mem, const ModuleLayout& lay
     }
     if (ko.empty()) {
       warnings.push_back(fmt::format("module {}: no {}.ko in --modules: its code is unknown", m.name, m.name));
+      continue;
+    }
+    if (auto same = is_loaded_module(mem, m, ko.string()); !same) {
+      warnings.push_back(fmt::format("module {}: {}: its code is unknown", m.name, same.error()));
       continue;
     }
     ModuleConfig c;

@@ -14,6 +14,7 @@ import pytest
 
 from conftest import REPO
 from framecert_guest import crosscheck, known_chains, qemu, vmcore, walk
+from framecert_guest import guest_dir as gd
 from framecert_guest.ram_writer import GuestRamWriter
 from framecert_guest.report import finish_report, format_table
 
@@ -70,6 +71,16 @@ def test_walk_every_task_and_judge(session, expected, guest_dir):
         bare = vmcore.walk_vmcore(holder["kdump"], guest_dir, module_dirs=[guest_dir])
         assert not _task(bare, "fc_nonstd").reliable
         assert _task(bare, "fc_chain").reason == "no-metadata"
+        # A file named fctest.ko that is not the loaded module (here fcregress's, with its NAME.o): refused by
+        # build-id, so fctest's code is unknown rather than judged with another module's metadata.
+        wrong = Path(holder["dir"]) / "wrong"
+        wrong.mkdir()
+        regress_ko = gd.module_ko(guest_dir, "fcregress")
+        shutil.copy(regress_ko, wrong / "fctest.ko")
+        shutil.copy(regress_ko.with_suffix(".o"), wrong / "fctest.o")
+        mixed = vmcore.walk_vmcore(holder["kdump"], guest_dir, module_dirs=[wrong])
+        assert _task(mixed, "fc_chain").reason == "return-address-not-text"
+        assert any("is not the loaded module" in w for w in mixed.warnings), mixed.warnings
         crosscheck.fix_prstatus_pids(holder["dump"], report.tasks)
         drgn = crosscheck.drgn_check(holder["dump"], guest_dir / "linux" / "vmlinux",
                                      guest_dir / "module" / "fctest.ko", report.tasks)
