@@ -513,8 +513,6 @@ Decoder::Decoder() : impl_(std::make_unique<Impl>()) {
 
 Decoder::~Decoder() = default;
 
-size_t Decoder::count(std::span<const uint8_t> code) const { return count_run(code, 0, code.size(), 0).count; }
-
 Decoder::CountRun Decoder::count_run(std::span<const uint8_t> code, uint64_t begin, uint64_t limit,
                                      size_t every) const {
   CountRun run;

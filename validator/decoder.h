@@ -22,12 +22,10 @@ class Decoder {
   // bytes up to the end of the section. Returns nullopt when the bytes are not a valid 64-bit instruction
   // (or the section ends inside it). Thread-safe: a Decoder may be shared by worker threads.
   std::optional<DecodedInsn> decode(std::span<const uint8_t> code, uint32_t offset) const;
-  // How many instructions decode() will find from code[0] on, stopping at the first undecodable one: a
-  // cheap pass (lengths only, no operands) so that the instruction table is allocated once, exactly.
-  size_t count(std::span<const uint8_t> code) const;
-  // The same pass over the instructions that start in [begin, limit) (the last may run past `limit`), noting
-  // the offset of every `every`-th one (0: none): where decoding may start on another thread and still find
-  // the instructions one linear decode finds.
+  // How many instructions decode() will find among those that start in [begin, limit) (the last may run past
+  // `limit`), stopping at the first undecodable one: a cheap pass (lengths only, no operands) so that the
+  // instruction table is allocated once, exactly. Notes the offset of every `every`-th one (0: none): where
+  // decoding may start on another thread and still find the instructions one linear decode finds.
   struct CountRun {
     size_t count = 0;
     uint64_t end = 0;          // the offset after the last instruction counted

@@ -43,16 +43,18 @@ int run_vmcore_walk(const VmcoreWalkArgs& a) {
   std::map<std::string, std::string> linked_from;
   const std::string vmlinux_o = (std::filesystem::path(a.vmlinux).parent_path() / "vmlinux.o").string();
   if (std::filesystem::exists(vmlinux_o)) linked_from[a.vmlinux] = vmlinux_o;
+  const MetadataCache::Producer produce = kernel_producer(linked_from, kernel);
   MetadataCache cache(a.cache_dir, producer_tag(kernel), [&](const std::string& path) -> Result<FrameTable> {
     if (path == a.vmlinux && !linked_from.count(path))
       return fail("{}: no metadata: give --metadata FILE, or keep the vmlinux.o it was linked from beside it",
                   a.vmlinux);
-    return kernel_producer(linked_from, kernel)(path);
+    return produce(path);
   });
   auto meta = vmlinux_metadata(a, cache);
   if (!meta) return say(meta.error());
   GuestConfig config;
   config.vmcore = a.vmcore;
+  config.opened_vmcore = *core;
   config.vmlinux = a.vmlinux;
   config.metadata_table = *meta;
   config.module_dirs = a.module_dirs;

@@ -217,16 +217,18 @@ def _frame_count(text):
     return n
 
 
+def _attached_or_new_guest(args, shadow: bool = False) -> qemu.Guest:
+    """--attach [RUN_DIR]: the guest `framecert-guest boot` keeps running; otherwise a new one (not started yet)."""
+    if args.attach is not None:
+        return attach.AttachedGuest(attach.find(args.attach))
+    return qemu.Guest(_guest_dir(args), smp=args.smp, mem_mb=args.mem, shadow=shadow)
+
+
 def run_walk(args) -> int:
     if args.vmcore is not None:
         return run_walk_vmcore(args)
-    guest: qemu.Guest
-    if args.attach is not None:
-        guest = attach.AttachedGuest(attach.find(args.attach))
-        guest_dir = guest.guest_dir
-    else:
-        guest_dir = _guest_dir(args)
-        guest = qemu.Guest(guest_dir, smp=args.smp, mem_mb=args.mem, shadow=uses_shadow(args.oracle))
+    guest = _attached_or_new_guest(args, shadow=uses_shadow(args.oracle))
+    guest_dir = guest.guest_dir
     dump: Optional[Path] = None
 
     def external(report):
@@ -298,11 +300,7 @@ def add_dump(sub):
 def run_dump(args) -> int:
     if not args.file.parent.resolve().is_dir():
         raise UsageError(f"{args.file}: no such directory {args.file.parent}")
-    guest: qemu.Guest
-    if args.attach is not None:
-        guest = attach.AttachedGuest(attach.find(args.attach))
-    else:
-        guest = qemu.Guest(_guest_dir(args), smp=args.smp, mem_mb=args.mem)
+    guest = _attached_or_new_guest(args)
     with guest:
         if args.attach is None:
             guest.wait_ready(timeout=args.timeout)

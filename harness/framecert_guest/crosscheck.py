@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from . import vmcore
 from .errors import GuestError
 from .model import Task, TruthVerdict
 
@@ -56,7 +57,7 @@ print(json.dumps(out))
 
 def dump_guest(guest, path: Path):
     """The frozen guest's memory as an ELF vmcore with page tables (the guest must be stopped)."""
-    guest.qmp("dump-guest-memory", paging=True, protocol=f"file:{path}")
+    vmcore.dump_vmcore(guest, path, "elf", paging=True)
 
 
 def fix_prstatus_pids(dump: Path, tasks: List[Task]) -> Dict[int, int]:

@@ -18,15 +18,18 @@ from .paths import framecert_bin
 FORMATS = {"elf": "elf", "kdump": "kdump-zlib"}  # ours -> QEMU's dump-guest-memory format
 
 
-def dump_vmcore(guest, path: Path, fmt: str = "elf") -> Path:
-    """Writes the stopped guest's memory and CPU registers to `path` (ELF, or kdump-compressed)."""
+def dump_vmcore(guest, path: Path, fmt: str = "elf", paging: bool = False) -> Path:
+    """Writes the stopped guest's memory and CPU registers to `path` (ELF, or kdump-compressed). `paging`
+    (ELF only): segments at virtual addresses too, through the guest's page tables, as drgn and crash want."""
     if fmt not in FORMATS:
         raise GuestError(f"dump format {fmt!r}: want one of {', '.join(FORMATS)}")
+    if paging and fmt != "elf":
+        raise GuestError("QEMU writes paging dumps as ELF only")
     path = Path(path).resolve()
     target = path if fmt == "elf" else path.with_name(path.name + ".flat")
     for stale in (path, target):
         stale.unlink(missing_ok=True)
-    guest.qmp("dump-guest-memory", paging=False, protocol=f"file:{target}", format=FORMATS[fmt])
+    guest.qmp("dump-guest-memory", paging=paging, protocol=f"file:{target}", format=FORMATS[fmt])
     if fmt != "elf":
         try:
             with open(target, "rb") as flat:

@@ -167,8 +167,9 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
   // The kernel's own page tables. Kernel-image shortcut (no KASLR; phys_base 0 unless a dump says
   // otherwise): checked below by translating init_top_pgt's own address through it.
   uint64_t phys_base = 0;
-  if (!config.vmcore.empty()) {
-    auto core = Vmcore::open(config.vmcore);
+  if (!config.vmcore.empty() || config.opened_vmcore) {
+    Result<std::shared_ptr<Vmcore>> core =
+        config.opened_vmcore ? Result<std::shared_ptr<Vmcore>>(config.opened_vmcore) : Vmcore::open(config.vmcore);
     if (!core) return tl::unexpected(core.error());
     const VmcoreKernel& k = (*core)->kernel();
     if (k.kaslr_offset.value_or(0) != 0)
@@ -213,20 +214,20 @@ Result<std::unique_ptr<GuestWalker>> GuestWalker::prepare(const GuestConfig& con
     if (!fresh && it->second != s.address) it->second.reset();  // ambiguous: never guessed
   }
   auto symbols = std::make_shared<SymbolTable>(std::move(image->symbols));
-  std::shared_ptr<const FrameTable> meta;
+  std::shared_ptr<const FrameTable> meta = config.metadata_table;
   std::string meta_error;
-  auto kernel_table =
-      config.metadata_table ? Result<FrameTable>(*config.metadata_table) : read_frame_table(config.metadata);
-  if (kernel_table) {
-    if (!kernel_table->linked)
-      return fail("{}: not metadata at link addresses (check --link-addresses)",
-                  config.metadata.empty() ? config.vmlinux + "'s metadata" : config.metadata);
-    meta = std::make_shared<FrameTable>(std::move(*kernel_table));
-    w->kernel_metadata_ = meta;
-  } else {
-    meta_error = kernel_table.error();
-    w->prepare_warnings_.push_back(meta_error);
+  if (!meta) {
+    if (auto t = read_frame_table(config.metadata)) {
+      meta = std::make_shared<const FrameTable>(std::move(*t));
+    } else {
+      meta_error = t.error();
+      w->prepare_warnings_.push_back(meta_error);
+    }
   }
+  if (meta && !meta->linked)
+    return fail("{}: not metadata at link addresses (check --link-addresses)",
+                config.metadata.empty() ? config.vmlinux + "'s metadata" : config.metadata);
+  w->kernel_metadata_ = meta;
   for (const LoadSegment& s : image->segments) {
     if (!s.executable || s.memsz == 0) continue;
     w->code_.add(CodeImage{"vmlinux", s.vaddr, s.vaddr + s.memsz, 0, meta, symbols, meta_error});

@@ -44,9 +44,12 @@ struct ModuleConfig {
   std::vector<std::string> objects;
 };
 
+class Vmcore;
+
 struct GuestConfig {
-  std::string ram;     // QEMU's memory-backend file (file offset = guest-physical address)
-  std::string vmcore;  // instead of ram: a dump of the guest (vmcore.h), with its CPUs' registers
+  std::string ram;                        // QEMU's memory-backend file (file offset = guest-physical address)
+  std::string vmcore;                     // instead of ram: a dump of the guest (vmcore.h), with its CPUs' registers
+  std::shared_ptr<Vmcore> opened_vmcore;  // or that dump, already opened (Vmcore::open)
   std::string vmlinux;
   std::string metadata;                              // vmlinux's metadata at link addresses
   std::shared_ptr<const FrameTable> metadata_table;  // instead of the file: that metadata, already read
@@ -79,8 +82,6 @@ struct WalkReport {
   std::vector<FtraceTrampoline> ftrace_trampolines;  // known code at this freeze (ftrace_trampolines.h)
   double enumerate_ms = 0, walk_ms = 0;
 };
-
-class Vmcore;
 
 class GuestWalker {
  public:

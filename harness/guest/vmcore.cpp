@@ -86,39 +86,21 @@ T load(const uint8_t* p) {
   return v;
 }
 
-// An ELF dump whose note segment lies past the end of the file is damaged (or cut short): refused before
-// libkdumpfile sees it, which would allocate whatever size the header claims. (Memory segments cut short only
-// read as nothing.) Anything that is not ELF passes: libkdumpfile recognises the other formats.
-Result<bool> check_elf_notes_fit(int fd, const std::string& path) {
+// The note area of an ELF dump (its PT_NOTE segments, concatenated), or nullopt for a file that is not ELF
+// (libkdumpfile recognises the other formats). Read before libkdumpfile sees the file: a note segment past the
+// end of the file (a damaged or cut-short dump) is refused here, where libkdumpfile would allocate whatever
+// size the header claims. (Memory segments cut short only read as nothing.)
+Result<std::optional<std::vector<uint8_t>>> elf_notes(int fd, const std::string& path) {
   struct stat st {};
   if (fstat(fd, &st) != 0) return fail("{}: {}", path, std::strerror(errno));
+  const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   elf_version(EV_CURRENT);
   Elf* elf = elf_begin(fd, ELF_C_READ, nullptr);
-  if (!elf) return true;
-  std::string error;
-  size_t count = 0;
-  if (elf_kind(elf) == ELF_K_ELF && elf_getphdrnum(elf, &count) == 0) {
-    for (size_t i = 0; i < count && error.empty(); ++i) {
-      GElf_Phdr ph;
-      if (!gelf_getphdr(elf, static_cast<int>(i), &ph) || ph.p_type != PT_NOTE) continue;
-      if (ph.p_offset > static_cast<uint64_t>(st.st_size) ||
-          ph.p_filesz > static_cast<uint64_t>(st.st_size) - ph.p_offset)
-        error = fmt::format(
-            "{}: its note segment ({} bytes at {:#x}) runs past the end of the file ({} bytes): a "
-            "damaged or truncated dump",
-            path, ph.p_filesz, ph.p_offset, st.st_size);
-    }
+  if (!elf) return std::optional<std::vector<uint8_t>>{};
+  if (elf_kind(elf) != ELF_K_ELF) {
+    elf_end(elf);
+    return std::optional<std::vector<uint8_t>>{};
   }
-  elf_end(elf);
-  if (!error.empty()) return fail("{}", error);
-  return true;
-}
-
-// The note area of an ELF vmcore: its PT_NOTE segments, concatenated.
-Result<std::vector<uint8_t>> elf_notes(int fd, const std::string& path) {
-  elf_version(EV_CURRENT);
-  Elf* elf = elf_begin(fd, ELF_C_READ, nullptr);
-  if (!elf) return fail("{}: not an ELF file: {}", path, elf_errmsg(-1));
   std::vector<uint8_t> notes;
   std::string error;
   size_t count = 0;
@@ -126,8 +108,12 @@ Result<std::vector<uint8_t>> elf_notes(int fd, const std::string& path) {
   for (size_t i = 0; i < count && error.empty(); ++i) {
     GElf_Phdr ph;
     if (!gelf_getphdr(elf, static_cast<int>(i), &ph) || ph.p_type != PT_NOTE) continue;
-    auto part = pread_exact(fd, ph.p_offset, ph.p_filesz, path, "the note segment");
-    if (!part) {
+    if (ph.p_offset > file_size || ph.p_filesz > file_size - ph.p_offset) {
+      error = fmt::format(
+          "{}: its note segment ({} bytes at {:#x}) runs past the end of the file ({} bytes): a damaged or "
+          "truncated dump",
+          path, ph.p_filesz, ph.p_offset, file_size);
+    } else if (auto part = pread_exact(fd, ph.p_offset, ph.p_filesz, path, "the note segment"); !part) {
       error = part.error();
     } else {
       notes.insert(notes.end(), part->begin(), part->end());
@@ -135,7 +121,7 @@ Result<std::vector<uint8_t>> elf_notes(int fd, const std::string& path) {
   }
   elf_end(elf);
   if (!error.empty()) return fail("{}", error);
-  return notes;
+  return std::optional<std::vector<uint8_t>>{std::move(notes)};
 }
 
 // A diskdump's (makedumpfile's kdump-compressed format, QEMU's kdump-*) notes and what it left out.
@@ -198,7 +184,8 @@ Result<std::shared_ptr<Vmcore>> Vmcore::open(const std::string& path) {
   core->path_ = path;
   core->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (core->fd_ < 0) return fail("{}: {}", path, std::strerror(errno));
-  if (auto fits = check_elf_notes_fit(core->fd_, path); !fits) return tl::unexpected(fits.error());
+  auto elf_note_area = elf_notes(core->fd_, path);
+  if (!elf_note_area) return tl::unexpected(elf_note_area.error());
   auto* ctx = (*lib)->new_ctx();
   if (!ctx) return fail("{}: libkdumpfile: out of memory", path);
   core->ctx_ = ctx;
@@ -242,7 +229,8 @@ Result<std::shared_ptr<Vmcore>> Vmcore::open(const std::string& path) {
   std::string machine;
   if (core->format_ == "elf") {
     machine = string("arch.name");
-    notes = elf_notes(core->fd_, path);
+    if (!*elf_note_area) return fail("{}: libkdumpfile reads it as ELF, libelf does not", path);
+    notes = std::move(**elf_note_area);
   } else if (core->format_ == "diskdump") {
     auto facts = diskdump_facts(core->fd_, path);
     if (!facts) return tl::unexpected(facts.error());

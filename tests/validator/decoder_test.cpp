@@ -304,7 +304,7 @@ TEST(DecoderNewer, LkgsIsAPlainInstructionOfItsLength) {
     EXPECT_EQ(insn->length, bytes.size());
     EXPECT_EQ(insn->kind, K::Other);
     EXPECT_EQ(insn->op_count, 0);
-    EXPECT_EQ(shared_decoder().count(code), 2u);
+    EXPECT_EQ(shared_decoder().count_run(code, 0, code.size(), 0).count, 2u);
     // Cut short: not an instruction.
     EXPECT_FALSE(shared_decoder().decode(std::span<const uint8_t>(bytes).first(bytes.size() - 1), 0));
   }
