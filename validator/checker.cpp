@@ -9,9 +9,12 @@
 
 #include <algorithm>
 #include <deque>
+#include <optional>
 #include <unordered_map>
 
 #include <fmt/format.h>
+
+#include "validator/covered_ranges.h"
 
 namespace framecert {
 
@@ -559,13 +562,12 @@ void find_unchecked_instructions(const DecodedObject& obj, CheckResult& result) 
 namespace {
 
 // Inside a function symbol's range; a function without a size still owns its first instruction.
-bool inside_some_function(const DecodedObject& obj, const Instruction& in) {
-  if (in.func != kNone) return true;
-  for (const Function& f : obj.functions)
-    if (f.section == obj.section_of(in) && in.insn.offset >= f.offset &&
-        in.insn.offset < f.offset + std::max<uint64_t>(f.size, 1))
-      return true;
-  return false;
+// Per code section, the ranges its function symbols cover ([offset, offset + max(size, 1))).
+std::vector<CoveredRanges> function_ranges(const DecodedObject& obj) {
+  std::vector<CoveredRanges> ranges(obj.elf->sections().size());
+  for (const Function& f : obj.functions) ranges[f.section].add(f.offset, f.offset + std::max<uint64_t>(f.size, 1));
+  for (CoveredRanges& r : ranges) r.done();
+  return ranges;
 }
 
 }  // namespace
@@ -578,14 +580,18 @@ std::vector<Finding> returns_outside_functions(const DecodedObject& obj, const C
   SymbolHoles holes(obj);
   std::vector<uint8_t> extra_ignore(obj.insns.size(), 0);
   const bool hints_known = result.hint_reached.size() == obj.insns.size();
+  std::optional<std::vector<CoveredRanges>> functions;  // built at the first return outside a function
   for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
     const Instruction& in = obj.insns[i];
-    if (in.insn.kind != InsnKind::Return || in.ignore || inside_some_function(obj, in)) continue;
+    if (in.insn.kind != InsnKind::Return || in.ignore || in.func != kNone) continue;
     // Annotated entry code: an unwind hint states the stack of the code this path runs through. (Code
     // reached through an exception-table fixup runs at its own address, outside every function: reported.)
     if (hints_known && result.hint_reached[i]) continue;
-    const std::string_view sec = obj.section_name(obj.section_of(in));
+    const uint32_t section = obj.section_of(in);
+    const std::string_view sec = obj.section_name(section);
     if (sec == ".altinstr_replacement" || sec == ".altinstr_aux") continue;  // copied into a function at boot
+    if (!functions) functions = function_ranges(obj);
+    if ((*functions)[section].covers(in.insn.offset)) continue;  // inside a function symbol's range
     if (linked_object && !result.visited(i) &&
         (extra_ignore[i] || in_ignored_hole(obj, result, holes, i, extra_ignore)))
       continue;

@@ -7,10 +7,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <set>
 #include <thread>
 #include <unordered_map>
 
+#include "validator/covered_ranges.h"
 #include "validator/decoder.h"
 #include "validator/non_standard.h"
 
@@ -399,24 +401,40 @@ void resolve_jumps(DecodedObject& obj) {
   }
 }
 
-bool symbol_covers(const DecodedObject& obj, uint32_t section, uint64_t offset) {
-  for (const ElfSymbol& s : obj.elf->symbols())
-    if (s.section == section && s.type != STT_SECTION && s.type != STT_FILE && offset >= s.offset &&
-        offset < s.offset + std::max<uint64_t>(s.size, 1))
-      return true;
-  return false;
-}
+// Which offsets of a data section some symbol covers ([offset, offset + max(size, 1)) of every symbol but
+// section and file symbols), indexed once per section asked: a switch table is looked for at every
+// instruction before an indirect jump.
+class SymbolCover {
+ public:
+  explicit SymbolCover(const DecodedObject& obj) : obj_(obj), ranges_(obj.elf->sections().size()) {}
+
+  bool covers(uint32_t section, uint64_t offset) {
+    std::optional<CoveredRanges>& ranges = ranges_[section];
+    if (!ranges) {
+      ranges.emplace();
+      for (const ElfSymbol& s : obj_.elf->symbols())
+        if (s.section == section && s.type != STT_SECTION && s.type != STT_FILE)
+          ranges->add(s.offset, s.offset + std::max<uint64_t>(s.size, 1));
+      ranges->done();
+    }
+    return ranges->covers(offset);
+  }
+
+ private:
+  const DecodedObject& obj_;
+  std::vector<std::optional<CoveredRanges>> ranges_;
+};
 
 // A switch table: the instruction references an anonymous .rodata location whose relocations point back
 // into the function. Returns the table's first entry relocation (in the rodata section), or null.
-const ElfReloc* switch_table_at(const DecodedObject& obj, const Instruction& in, uint32_t* table_sec) {
+const ElfReloc* switch_table_at(const DecodedObject& obj, SymbolCover& cover, const Instruction& in,
+                                uint32_t* table_sec) {
   const ElfReloc* text_reloc = obj.reloc_of(in);
   if (!text_reloc) return nullptr;
   const ElfSymbol& s = obj.symbol(text_reloc->symbol());
   if (s.type != STT_SECTION || !obj.elf->sections()[s.section].is_rodata()) return nullptr;
   uint64_t table_offset = static_cast<uint64_t>(text_reloc->addend) + (text_reloc->type() == kRelocPc32 ? 4 : 0);
-  if (obj.section_name(s.section) != ".rodata..c_jump_table" && symbol_covers(obj, s.section, table_offset))
-    return nullptr;
+  if (obj.section_name(s.section) != ".rodata..c_jump_table" && cover.covers(s.section, table_offset)) return nullptr;
   *table_sec = s.section;
   return obj.reloc_at(s.section, table_offset);
 }
@@ -445,6 +463,7 @@ void resolve_jump_tables(DecodedObject& obj) {
   std::set<std::pair<uint32_t, uint64_t>> table_starts;  // (section, offset) of tables already claimed
   // Per instruction: the first forward jump landing on it, for the walk back to a table's load.
   std::vector<int32_t> first_jump_src(obj.insns.size(), kNone);
+  SymbolCover cover(obj);
   for (int32_t fi = 0; fi < static_cast<int32_t>(obj.functions.size()); ++fi) {
     const Function& fn = obj.functions[fi];
     if (fn.first_insn == fn.end_insn) continue;
@@ -469,7 +488,7 @@ void resolve_jump_tables(DecodedObject& obj) {
           // objtool 6.1 turns "unreachable instruction" off for the whole object at the first RIP-relative
           // table (a gcc quirk could leave dead code behind); framecert follows such tables case by case and
           // keeps the rule (docs/rules.md, differences).
-          if (const ElfReloc* entry = switch_table_at(obj, c, &tsec)) {
+          if (const ElfReloc* entry = switch_table_at(obj, cover, c, &tsec)) {
             int32_t d = table_entry_target(obj, *entry, *entry);
             if (d != kNone && obj.insns[d].func != kNone && obj.parent_of(obj.insns[d].func) == fi) {
               found.push_back({static_cast<int32_t>(i), {tsec, entry}});

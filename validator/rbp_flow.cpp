@@ -1,6 +1,6 @@
 #include "validator/rbp_flow.h"
 
-#include <deque>
+#include <vector>
 
 namespace framecert {
 
@@ -27,10 +27,19 @@ Flow meet(const Flow& a, const Flow& b) {
 
 uint16_t bit(Reg r) { return static_cast<uint16_t>(1u << static_cast<unsigned>(r)); }
 
+// The stack state before an instruction, looked up only when an instruction needs it: most instructions
+// leave rbp alone, and decoding a state costs more than the rest of the flow step.
+struct StateBefore {
+  const StateTable& states;
+  int32_t id;
+  const CfiState& get() const { return states.at(id); }
+};
+
 // What rbp holds after instruction `in` when the stack model describes the write (or leaves rbp alone).
-BpValue transfer_bp(const DecodedObject& obj, const Instruction& in, const CfiState& before, BpValue bp) {
+BpValue transfer_bp(const DecodedObject& obj, const Instruction& in, const StateBefore& state, BpValue bp) {
   if (!in.insn.writes(Reg::Bp)) return bp;
   if (in.insn.zeroes_bp) return BpValue::Zero;
+  const CfiState before = state.get();
   CfiState after = before;
   // The last op that writes rbp decides (enter's mov %rsp,%rbp is followed by its sub from rsp).
   const StackOp* last = nullptr;
@@ -52,7 +61,7 @@ BpValue transfer_bp(const DecodedObject& obj, const Instruction& in, const CfiSt
   }
 }
 
-Flow transfer(const DecodedObject& obj, const Instruction& in, const CfiState& before, const Flow& f) {
+Flow transfer(const DecodedObject& obj, const Instruction& in, const StateBefore& before, const Flow& f) {
   Flow out = f;
   const Reg src = in.insn.copy_src, dst = in.insn.copy_dst;
   const bool copy = src != Reg::None && dst != Reg::None && dst != Reg::Sp && src != dst;
@@ -60,7 +69,7 @@ Flow transfer(const DecodedObject& obj, const Instruction& in, const CfiState& b
   // again while that frame still exists (not after `leave` or the pop of the saved rbp).
   if (copy && dst == Reg::Bp && (f.copies & bit(src))) {
     out.bp = f.copy;
-    if (out.bp == BpValue::Frame && !before.has_valid_frame()) out.bp = BpValue::Unknown;
+    if (out.bp == BpValue::Frame && !before.get().has_valid_frame()) out.bp = BpValue::Unknown;
   } else {
     out.bp = transfer_bp(obj, in, before, f.bp);
   }
@@ -84,14 +93,14 @@ Flow transfer(const DecodedObject& obj, const Instruction& in, const CfiState& b
 std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) {
   std::vector<Flow> flow(obj.insns.size());
   std::vector<uint8_t> value(obj.insns.size(), kBpUnset);  // kBpUnset: no flow reached it yet
-  std::deque<int32_t> work;
+  std::vector<int32_t> seeds;
   for (int32_t f = 0; f < static_cast<int32_t>(obj.functions.size()); ++f) {
     const Function& fn = obj.functions[f];
     if (fn.parent != f || !fn.canonical || fn.first_insn == fn.end_insn || !r.visited(fn.first_insn)) continue;
     if (obj.insns[fn.first_insn].insn.offset != fn.offset) continue;
     value[fn.first_insn] = static_cast<uint8_t>(BpValue::Caller);
     flow[fn.first_insn] = Flow{BpValue::Caller};
-    work.push_back(static_cast<int32_t>(fn.first_insn));
+    seeds.push_back(static_cast<int32_t>(fn.first_insn));
   }
   // An unwind hint asserts the stack, not rbp: what rbp holds there is unknown, unless the hint is a
   // function entry.
@@ -102,7 +111,7 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
     const bool entry = h != kNone && obj.hint_states[h] == CfiState::function_entry();
     value[i] = static_cast<uint8_t>(entry ? BpValue::Caller : BpValue::Unknown);
     flow[i] = Flow{static_cast<BpValue>(value[i])};
-    work.push_back(i);
+    seeds.push_back(i);
   }
   std::vector<int32_t> succ;
   // Paths never cross into another function: the checker stops at "falls through to next function".
@@ -110,19 +119,26 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
     const int32_t fa = obj.insns[a].func, fb = obj.insns[b].func;
     return fa == kNone || fb == kNone || obj.parent_of(fa) == obj.parent_of(fb);
   };
-  while (!work.empty()) {
-    int32_t i = work.front();
-    work.pop_front();
-    if (r.state_of_insn[i] < 0) continue;
-    const Flow out = transfer(obj, obj.insns[i], r.states.at(r.state_of_insn[i]), flow[i]);
-    followed_successors(obj, i, succ);
-    for (int32_t s : succ) {
-      if (s < 0 || !r.visited(s) || obj.insns[s].hint || !same_function(i, s)) continue;
-      const Flow merged = value[s] == kBpUnset ? out : meet(flow[s], out);
-      if (value[s] == kBpUnset || !(merged == flow[s])) {
-        flow[s] = merged;
-        value[s] = static_cast<uint8_t>(merged.bp);
-        work.push_back(s);
+  // One seed at a time, to its fixed point: a function's instructions are then visited while they are in
+  // the cache. The order does not change the result: the transfer is monotone and the meet is
+  // order-free, so every order reaches the same fixed point.
+  std::vector<int32_t> pending;
+  for (int32_t seed : seeds) {
+    pending.push_back(seed);
+    while (!pending.empty()) {
+      int32_t i = pending.back();
+      pending.pop_back();
+      if (r.state_of_insn[i] < 0) continue;
+      const Flow out = transfer(obj, obj.insns[i], StateBefore{r.states, r.state_of_insn[i]}, flow[i]);
+      followed_successors(obj, i, succ);
+      for (int32_t s : succ) {
+        if (s < 0 || !r.visited(s) || obj.insns[s].hint || !same_function(i, s)) continue;
+        const Flow merged = value[s] == kBpUnset ? out : meet(flow[s], out);
+        if (value[s] == kBpUnset || !(merged == flow[s])) {
+          flow[s] = merged;
+          value[s] = static_cast<uint8_t>(merged.bp);
+          pending.push_back(s);
+        }
       }
     }
   }
