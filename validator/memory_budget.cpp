@@ -31,13 +31,21 @@ uint64_t left_under(int resource, const char* in_use) {
   return r.rlim_cur > used ? r.rlim_cur - used : 1;
 }
 
-}  // namespace
-
-uint64_t available_memory() {
-  uint64_t best = proc_kb("/proc/meminfo", "MemAvailable");
+// The least of what the resource limits leave (0: no limit), and of `system` when it is known (non-zero).
+uint64_t least_left(uint64_t system) {
+  uint64_t best = system;
   for (uint64_t left : {left_under(RLIMIT_AS, "VmSize"), left_under(RLIMIT_DATA, "VmData")})
     if (left != 0) best = best == 0 ? left : std::min(best, left);
   return best;
+}
+
+}  // namespace
+
+uint64_t available_memory() { return least_left(proc_kb("/proc/meminfo", "MemAvailable")); }
+
+Result<void> fits_in_this_process(uint64_t instructions) {
+  const bool small = instructions <= kAlwaysAffordable / kBytesPerInstruction;
+  return fits_in_memory(instructions, small ? least_left(0) : available_memory());
 }
 
 Result<void> fits_in_memory(uint64_t instructions, uint64_t available) {

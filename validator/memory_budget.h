@@ -22,4 +22,10 @@ uint64_t available_memory();
 // bytes (0: unknown, never an error).
 Result<void> fits_in_memory(uint64_t instructions, uint64_t available);
 
+// The same against what this process can use now. Below kAlwaysAffordable bytes the system's free memory is
+// not read (a process cannot start with less; reading /proc/meminfo costs more than checking a small object,
+// and Kbuild starts one process per object); resource limits are always applied.
+inline constexpr uint64_t kAlwaysAffordable = 16ull << 20;
+Result<void> fits_in_this_process(uint64_t instructions);
+
 }  // namespace framecert

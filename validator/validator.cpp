@@ -68,7 +68,7 @@ Result<ObjectReport> check(const std::string& path, const CheckOptions& options)
                   sec.bytes.size());
   const unsigned threads = decode_threads(**elf, options.threads);
   const DecodePlan plan = plan_decode(**elf, decoder, threads);
-  if (auto fits = fits_in_memory(plan.total, available_memory()); !fits) return fail("{}: {}", path, fits.error());
+  if (auto fits = fits_in_this_process(plan.total); !fits) return fail("{}: {}", path, fits.error());
   DecodedObject obj = build_decoded_object(**elf, decoder, plan, threads, options.kernel);
 
   ObjectReport report;

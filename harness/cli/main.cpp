@@ -48,6 +48,19 @@ bool known_command(const CLI::App& app, const char* word) {
   return false;
 }
 
+struct Command {
+  const char* name;
+  void (*add)(CLI::App&, int&);
+};
+constexpr Command kCommands[] = {
+    {"check", framecert::cli::add_check_command},
+    {"dump", framecert::cli::add_dump_command},
+    {"walk", framecert::cli::add_walk_command},
+    {"guest-walk", framecert::cli::add_guest_walk_command},
+    {"guest-cfi", framecert::cli::add_guest_cfi_command},
+    {"metadata-cache", framecert::cli::add_metadata_cache_command},
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -55,12 +68,19 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", fmt::format("framecert {} (commit {})", FRAMECERT_VERSION, FRAMECERT_COMMIT));
   int exit_code = 0;
-  framecert::cli::add_check_command(app, exit_code);
-  framecert::cli::add_dump_command(app, exit_code);
-  framecert::cli::add_walk_command(app, exit_code);
-  framecert::cli::add_guest_walk_command(app, exit_code);
-  framecert::cli::add_guest_cfi_command(app, exit_code);
-  framecert::cli::add_metadata_cache_command(app, exit_code);
+  // Only the command named is set up: CLI11 builds every option of every command it is given, and Kbuild
+  // starts one `framecert check` per object. Help, --version and unknown words get them all.
+  const Command* named = nullptr;
+  for (const Command& c : kCommands)
+    if (argc > 1 && std::string_view(argv[1]) == c.name) named = &c;
+  for (const Command& c : kCommands)
+    if (!named || named == &c) {
+      c.add(app, exit_code);
+      if (app.get_subcommands([&](const CLI::App* sub) { return sub->get_name() == c.name; }).size() != 1) {
+        std::fprintf(stderr, "framecert: internal error: command '%s' is not set up under its name\n", c.name);
+        return 2;
+      }
+    }
   if (argc > 1 && !known_command(app, argv[1])) return 2;
   try {
     app.parse(argc, argv);

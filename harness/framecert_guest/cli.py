@@ -414,7 +414,7 @@ def run_stress(args) -> int:
     if args.jobs > 1:
         report = _stress_jobs(args, guest_dir)
     else:
-        rounds = stress.select_rounds(args.rounds, args.shard, args.job)
+        rounds = stress.select_rounds(args.rounds, args.shard, args.job, args.seed)
         report = stress.run(guest_dir, rounds, args.seed, smp=args.smp, workload=args.workload,
                             progress=stress.progress_line, oracle=args.oracle)
     # What the run stands on (framecert build, guest, profile, command) and its piece of the run: the page
@@ -440,7 +440,8 @@ def _finish_stress_report(report: dict, args) -> int:
 
 
 def _stress_jobs(args, guest_dir) -> dict:
-    """--jobs J: J child processes of this command, one guest each, every J-th round of the shard each."""
+    """--jobs J: J child processes of this command, one guest each, shares of the shard's rounds that wait
+    about as long (stress.select_rounds)."""
     tmp = Path(tempfile.mkdtemp(prefix="framecert-stress-"))
     try:
         procs = []

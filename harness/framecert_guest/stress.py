@@ -83,12 +83,24 @@ def round_delay(seed: int, rnd: int, lo: float = 0.02, hi: float = 0.6) -> float
     return random.Random(f"{seed}:{rnd}").uniform(lo, hi)
 
 
-def select_rounds(rounds: int, shard=(1, 1), job=(0, 1)) -> list:
-    """Shard I of N takes rounds r with r % N == I-1; job k of J within it every J-th of those."""
+def select_rounds(rounds: int, shard=(1, 1), job=(0, 1), seed: int = 1) -> list:
+    """Shard I of N takes rounds r with r % N == I-1. Job k of J within it gets a share of those whose waits
+    (round_delay, known from the seed) add up to about the others' shares: the jobs finish together instead of
+    the run waiting for the one that drew the longest waits. Deterministic: the same arguments, the same rounds."""
     index, count = shard
     mine = [r for r in range(rounds) if r % count == index - 1]
     k, jobs = job
-    return mine[k::jobs]
+    if jobs == 1:
+        return mine
+    # Longest wait first, each to the job with the least waiting so far (ties: the lower job).
+    delay = {r: round_delay(seed, r) for r in mine}
+    load = [0.0] * jobs
+    share: List[List[int]] = [[] for _ in range(jobs)]
+    for r in sorted(mine, key=lambda r: (-delay[r], r)):
+        j = min(range(jobs), key=lambda j: (load[j], j))
+        load[j] += delay[r]
+        share[j].append(r)
+    return sorted(share[k])
 
 
 def round_record(rnd: int, delay: float, report: WalkReport) -> dict:
@@ -243,8 +255,9 @@ def run(guest_dir, rounds: list, seed: int, smp: int = 2, workload: str = "storm
     t0 = time.monotonic()
     try:
         runner.start()
-        # Let the extra load get going before the first freeze.
-        time.sleep(1.0 if WORKLOADS[workload] else 0.2)
+        # Let the extra load get going before the first freeze: the first round's own wait counts toward it.
+        warmup = 1.0 if WORKLOADS[workload] else 0.2
+        time.sleep(max(0.0, warmup - (round_delay(seed, rounds[0]) if rounds else 0.0)))
         boot_s = time.monotonic() - t0
         for n, rnd in enumerate(rounds):
             delay = round_delay(seed, rnd)

@@ -168,6 +168,19 @@ def test_shards_and_jobs_partition_the_rounds():
     assert sorted(seen) == list(range(rounds))
 
 
+def test_jobs_get_shares_that_wait_about_as_long():
+    # Every J-th round would leave one job waiting seconds longer than the other (the run waits for it);
+    # the shares' waits differ by less than one round's longest wait, the same for the same seed.
+    rounds, seed = 300, 1
+    shares = [stress.select_rounds(rounds, (1, 1), (k, 2), seed) for k in range(2)]
+    waits = [sum(stress.round_delay(seed, r) for r in share) for share in shares]
+    assert abs(waits[0] - waits[1]) < 0.6
+    strided = [sum(stress.round_delay(seed, r) for r in range(k, rounds, 2)) for k in range(2)]
+    assert abs(strided[0] - strided[1]) > 1.0  # this seed's every-other split is lopsided: the test can fail
+    assert shares == [stress.select_rounds(rounds, (1, 1), (k, 2), seed) for k in range(2)]
+    assert all(share == sorted(share) for share in shares)
+
+
 def test_freeze_moments_depend_on_seed_and_round_only():
     assert stress.round_delay(7, 3) == stress.round_delay(7, 3)
     assert stress.round_delay(7, 3) != stress.round_delay(8, 3)
