@@ -9,7 +9,10 @@
 
 #include <algorithm>
 #include <deque>
+#include <exception>
 #include <optional>
+#include <span>
+#include <thread>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -58,7 +61,17 @@ void overwrite_cfa_base_6_10(const Insn& in, CfiState& s) {
 
 class FunctionChecker {
  public:
-  FunctionChecker(const DecodedObject& obj, CheckResult& out, bool explain) : obj_(obj), out_(out), explain_(explain) {}
+  // `touched` (optional): set for every instruction whose checking state this checker looked at (check_halves).
+  FunctionChecker(const DecodedObject& obj, CheckResult& out, bool explain, std::vector<uint8_t>* touched = nullptr)
+      : obj_(obj), out_(out), explain_(explain), touched_(touched) {}
+
+  // Whether a path reached instruction `i` (noting that this checker asked).
+  bool visited(int32_t i) {
+    if (touched_) (*touched_)[i] = 1;
+    return out_.visited(i);
+  }
+  // Whether a silent pass (see run) went through instruction `i`.
+  bool silent_seen(int32_t i) const { return !silent_seen_.empty() && silent_seen_[i]; }
 
   // Follows every path from `start` with `state`, for function `func` (kNone for code outside any
   // function, reached through an unwind hint); returns false at the first finding (objtool stops there).
@@ -166,6 +179,7 @@ class FunctionChecker {
     while (true) {
       const Instruction& in = obj_.insns[i];
       const int32_t next = obj_.next_to_validate(i);
+      if (touched_) (*touched_)[i] = 1;
       if (!item.after_alts) {
         if (func != kNone && in.func != kNone && obj_.parent_of(in.func) != func) {
           if (obj_.functions[func].name.starts_with("__cfi_") || silent_) return true;
@@ -183,9 +197,9 @@ class FunctionChecker {
           // with what the checking pass recorded; elsewhere they continue through checked code.
           if (silent_seen_[i]) return true;
           silent_seen_[i] = true;
-          if (out_.visited(i) && !in.hint && !mismatch_message(out_.states[out_.state_of_insn[i]], item.state).empty())
+          if (visited(i) && !in.hint && !mismatch_message(out_.states[out_.state_of_insn[i]], item.state).empty())
             return true;
-        } else if (out_.visited(i)) {
+        } else if (visited(i)) {
           if (in.hint) return true;  // a hint asserts the state: paths may meet it with any other
           // objtool 6.12 does not compare a path that began at an unwind hint with the state recorded at a
           // function's entry it jumps to (error_entry's `jmp sync_regs`: the registers' view of the same
@@ -201,7 +215,7 @@ class FunctionChecker {
           return true;
         }
         if (in.hint && !apply_hint(i, item)) return silent_;  // the silent pass just ends this path
-        if (!out_.visited(i)) out_.state_of_insn[i] = out_.states.intern(item.state);
+        if (!visited(i)) out_.state_of_insn[i] = out_.states.intern(item.state);
         if (from_hint_ && !silent_) out_.hint_reached[i] = true;
         const std::span<const int32_t> alts = obj_.alts(in), table_targets = obj_.table_targets(in);
         const bool has_alts = !in.ignore_alts && (!alts.empty() || !table_targets.empty());
@@ -343,7 +357,7 @@ class FunctionChecker {
       stop(i, "no corresponding CFI save for CFI restore", item);
       return false;
     }
-    if (!out_.visited(save)) {
+    if (!visited(save)) {
       stop(i, "objtool isn't smart enough to handle this CFI save/restore combo", item);
       return false;
     }
@@ -365,6 +379,7 @@ class FunctionChecker {
   int32_t func_ = kNone;
   bool silent_ = false;
   bool from_hint_ = false;
+  std::vector<uint8_t>* touched_;
   std::vector<bool> silent_seen_;
   std::vector<PathNode> nodes_;
   std::deque<Pending> stack_;
@@ -419,19 +434,30 @@ bool ignore_unreachable(const DecodedObject& obj, int32_t i) {
 
 }  // namespace
 
-CheckResult check_functions(const DecodedObject& obj, bool explain) {
+namespace {
+
+CheckResult empty_result(const DecodedObject& obj) {
   CheckResult out;
   out.state_of_insn.assign(obj.insns.size(), -1);
   out.function_failed.assign(obj.functions.size(), false);
   out.hint_reached.assign(obj.insns.size(), false);
-  // objtool's order: sections in header order, functions by address within each.
+  return out;
+}
+
+// objtool's order: sections in header order, functions by address within each.
+std::vector<int32_t> objtool_order(const DecodedObject& obj) {
   std::vector<int32_t> order;
   for (int32_t f = 0; f < static_cast<int32_t>(obj.functions.size()); ++f) order.push_back(f);
   std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
     const Function &fa = obj.functions[a], &fb = obj.functions[b];
     return fa.section != fb.section ? fa.section < fb.section : fa.offset < fb.offset;
   });
-  FunctionChecker checker(obj, out, explain);
+  return order;
+}
+
+// Checks the functions of `order`, in turn, into `out` (the result `checker` writes).
+void check_in_order(const DecodedObject& obj, std::span<const int32_t> order, FunctionChecker& checker,
+                    CheckResult& out) {
   for (int32_t f : order) {
     const Function& fn = obj.functions[f];
     if (fn.size == 0) {
@@ -449,13 +475,76 @@ CheckResult check_functions(const DecodedObject& obj, bool explain) {
       continue;
     }
     const Instruction& first = obj.insns[fn.first_insn];
-    if (first.insn.offset != fn.offset || first.ignore || out.visited(fn.first_insn)) continue;
+    if (first.insn.offset != fn.offset || first.ignore || checker.visited(static_cast<int32_t>(fn.first_insn)))
+      continue;
     if (!checker.run(static_cast<int32_t>(fn.first_insn), f, CfiState::function_entry())) {
       out.function_failed[f] = true;
       checker.run(static_cast<int32_t>(fn.first_insn), f, CfiState::function_entry(), /*silent=*/true);
     }
   }
+}
+
+// The functions of `order` checked as two halves at once, with the result of checking them one after the
+// other. Functions are independent but for the instructions two of them reach (code outside every symbol,
+// a path that crosses into another function): the second half notes every instruction it looks at, and
+// where that is one the first half reached (or a silent pass of it went through), the second half is
+// checked again after the first, on the first half's result, as one thread would have. The merged state
+// table numbers states as one thread would: the first half's, then the second half's new ones, each in
+// order of first appearance. Two halves, not one per core: each costs a result's tables (docs/design.md,
+// "Memory").
+CheckResult check_halves(const DecodedObject& obj, bool explain, std::span<const int32_t> order) {
+  uint64_t total = 0, first_size = 0;
+  for (int32_t f : order) total += obj.functions[f].end_insn - obj.functions[f].first_insn;
+  size_t split = 0;
+  while (split + 1 < order.size() && first_size * 2 < total) {
+    first_size += obj.functions[order[split]].end_insn - obj.functions[order[split]].first_insn;
+    ++split;
+  }
+  CheckResult out = empty_result(obj), second = empty_result(obj);
+  std::vector<uint8_t> touched(obj.insns.size(), 0);
+  FunctionChecker first_checker(obj, out, explain), second_checker(obj, second, explain, &touched);
+  std::exception_ptr second_failed;
+  {
+    std::jthread worker([&] {
+      try {
+        check_in_order(obj, order.subspan(split), second_checker, second);
+      } catch (...) {
+        second_failed = std::current_exception();
+      }
+    });
+    check_in_order(obj, order.first(split), first_checker, out);
+  }
+  if (second_failed) std::rethrow_exception(second_failed);
+  for (size_t i = 0; i < touched.size(); ++i)
+    if (touched[i] && (out.visited(static_cast<int32_t>(i)) || first_checker.silent_seen(static_cast<int32_t>(i)))) {
+      check_in_order(obj, order.subspan(split), first_checker, out);
+      return out;
+    }
+  std::vector<int32_t> id_of(second.states.size());
+  for (size_t id = 0; id < id_of.size(); ++id)
+    id_of[id] = out.states.intern(second.states.at(static_cast<int32_t>(id)));
+  for (size_t i = 0; i < second.state_of_insn.size(); ++i)
+    if (second.state_of_insn[i] >= 0) out.state_of_insn[i] = id_of[second.state_of_insn[i]];
+  for (size_t f = 0; f < out.function_failed.size(); ++f)
+    if (second.function_failed[f]) out.function_failed[f] = true;
+  for (Finding& f : second.findings) out.findings.push_back(std::move(f));
+  return out;
+}
+
+}  // namespace
+
+CheckResult check_functions(const DecodedObject& obj, bool explain, unsigned threads) {
+  const std::vector<int32_t> order = objtool_order(obj);
+  CheckResult out;
+  if (threads >= 2 && order.size() >= 2) {
+    out = check_halves(obj, explain, order);
+  } else {
+    out = empty_result(obj);
+    FunctionChecker checker(obj, out, explain);
+    check_in_order(obj, order, checker, out);
+  }
   // Code reached only through unwind hints (entry code, or what follows a context switch).
+  FunctionChecker checker(obj, out, explain);
   if (obj.has_hints)
     for (int32_t i = 0; i < static_cast<int32_t>(obj.insns.size()); ++i) {
       const Instruction& in = obj.insns[i];

@@ -27,7 +27,9 @@ struct CheckResult {
   std::vector<int32_t> first_unchecked;
 };
 
-CheckResult check_functions(const DecodedObject& obj, bool explain);
+// Checks every function (in objtool's order) and the code reached only through unwind hints. `threads` >= 2:
+// two halves of the functions at once; the result is the one a single thread gives.
+CheckResult check_functions(const DecodedObject& obj, bool explain, unsigned threads = 1);
 
 // objtool's "unreachable instruction": the first instruction no path reached (only run on an object
 // without other findings, as objtool does). Appends at most one finding.

@@ -88,7 +88,7 @@ Result<ObjectReport> check(const std::string& path, const CheckOptions& options)
     result.state_of_insn.assign(obj.insns.size(), -1);
     result.function_failed.assign(obj.functions.size(), true);
   } else {
-    result = check_functions(obj, options.explain);
+    result = check_functions(obj, options.explain, threads);
     result.findings.insert(result.findings.begin(), obj.fatal.begin(), obj.fatal.end());
     if (result.findings.empty()) check_reachability(obj, result);
   }

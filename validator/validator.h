@@ -19,7 +19,7 @@ struct CheckOptions {
   // The kernel the objects were built for, where the object itself does not show its special-section
   // format (validator/decoded_object.h, KernelFormat); nullopt: 6.1's.
   std::optional<KernelFormat> kernel;
-  // Threads that may decode one object's code at once (the report does not depend on it): 0 picks this
+  // Threads that may decode and check one object at once (the report does not depend on it): 0 picks this
   // machine's cores for an object with a lot of code and 1 for the rest, where starting threads costs more.
   unsigned threads = 0;
 };

@@ -1,7 +1,8 @@
-// One object decoded on several threads gives the report and metadata one thread gives, byte for byte:
-// objects assembled here with more code than the threshold for splitting a section, including the cases where
-// a split cannot be trusted (a function symbol inside an instruction, bytes that decode to nothing). The
-// expected values are the single-threaded run's (the linear decode), never the code under test's threads.
+// One object decoded and checked on several threads gives the report and metadata one thread gives, byte for
+// byte: objects assembled here with more code than the threshold for splitting a section, including the cases
+// where a split cannot be trusted (a function symbol inside an instruction, bytes that decode to nothing), and
+// functions of the two halves the checker runs at once that reach the same code. The expected values are the
+// single-threaded run's, never the code under test's threads.
 #include <elf.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -133,6 +134,20 @@ TEST_F(ParallelDecodeTest, UndecodableBytesEndTheSectionAsInALinearDecode) {
   ASSERT_EQ(split_symbol(object), "f1");
   const std::string one = report(object, 1);
   EXPECT_NE(one.find("can't decode instruction"), std::string::npos) << one.substr(0, 400);
+  for (unsigned threads : {2u, 8u}) EXPECT_EQ(report(object, threads), one) << threads << " threads";
+}
+
+TEST_F(ParallelDecodeTest, FunctionsOfBothHalvesReachingOneCodeAreCheckedAsInOneThread) {
+  // f0 (first half) and f2 (second half) both jump to `shared`, code outside every function symbol, with
+  // different stacks. One thread checks f0 first and reports f2's arrival as a stack state mismatch; the
+  // second half checked alone would instead follow f2's own stack into `shared` and find something else.
+  const std::string object =
+      assemble("shared",
+               ".text\n.globl f0\n.type f0,@function\nf0:\n  push %rbp\n  mov %rsp,%rbp\n  jmp shared\n.size f0,.-f0\n"
+               ".globl f1\n.type f1,@function\nf1:\n.fill 100,1,0x90\n  ret\n.size f1,.-f1\n"
+               ".globl f2\n.type f2,@function\nf2:\n  jmp shared\n.size f2,.-f2\nshared:\n  pop %rbp\n  ret\n");
+  const std::string one = report(object, 1);
+  EXPECT_NE(one.find(".text+0x6d: stack state mismatch"), std::string::npos) << one.substr(0, 400);
   for (unsigned threads : {2u, 8u}) EXPECT_EQ(report(object, threads), one) << threads << " threads";
 }
 
