@@ -92,8 +92,9 @@ Instruction make_instruction(const DecodedObject& obj, const ElfSection& sec, co
 }
 
 // The linear decode, one section after the other; at undecodable bytes a section's decode stops there.
+// `total`: the instruction count when counted (0: not counted; x86 code averages about 4 bytes an instruction).
 void decode_linearly(DecodedObject& obj, const Decoder& decoder, size_t total) {
-  obj.insns.reserve(total);
+  obj.insns.reserve(total ? total : code_bytes(*obj.elf) / 4);
   for (const ElfSection& sec : obj.elf->sections()) {
     if (!sec.executable() || sec.bytes.empty()) continue;
     SectionCode code{sec.index, static_cast<uint32_t>(obj.insns.size()), 0};

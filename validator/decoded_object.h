@@ -196,7 +196,8 @@ uint64_t code_bytes(const ElfFile& elf);
 
 // Decodes every executable section of `elf` and resolves branches; never fails, but may record
 // objtool-style fatal findings (undecodable bytes, unannotated intra-function call) in `fatal`.
-// `plan`: plan_decode(elf, decoder). `threads`: how many may decode at once (the result does not depend on it).
+// `plan`: plan_decode(elf, decoder), or an empty plan (one thread, table grown as it decodes). `threads`: how many
+// may decode at once (the result does not depend on it).
 // `kernel`: the format the caller says the object has (the object's own evidence wins).
 DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder, const DecodePlan& plan,
                                    unsigned threads = 1, std::optional<KernelFormat> kernel = std::nullopt);

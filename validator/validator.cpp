@@ -67,8 +67,14 @@ Result<ObjectReport> check(const std::string& path, const CheckOptions& options)
       return fail("{}: section {} holds {} bytes of code; framecert checks code sections below 4 GiB", path, sec.name,
                   sec.bytes.size());
   const unsigned threads = decode_threads(**elf, options.threads);
-  const DecodePlan plan = plan_decode(**elf, decoder, threads);
-  if (auto fits = fits_in_this_process(plan.total); !fits) return fail("{}: {}", path, fits.error());
+  // The counting pass (lengths only) sizes the instruction table exactly and splits the code for threads. A
+  // small object on one thread skips it and decodes into a growing table: at most one instruction per byte
+  // of its code is within what the memory check always affords (Kbuild's objects are mostly this kind).
+  const uint64_t code = code_bytes(**elf);
+  const bool count_first = threads > 1 || code >= kThreadedCode;
+  const DecodePlan plan = count_first ? plan_decode(**elf, decoder, threads) : DecodePlan{};
+  if (auto fits = fits_in_this_process(count_first ? plan.total : code); !fits)
+    return fail("{}: {}", path, fits.error());
   DecodedObject obj = build_decoded_object(**elf, decoder, plan, threads, options.kernel);
 
   ObjectReport report;

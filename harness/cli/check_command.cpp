@@ -162,7 +162,8 @@ void add_check_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--link-addresses", args->link_image,
                   "Address the metadata like linked IMAGE (e.g. check vmlinux.o, address like vmlinux)");
   cmd->add_flag("--explain", args->explain, "Show the path of branches and the states behind each finding");
-  cmd->add_option("-j,--jobs", args->jobs, "Check N objects at once (one object: decode and check its code on N threads)")
+  cmd->add_option("-j,--jobs", args->jobs,
+                  "Check N objects at once (one object: decode and check its code on N threads)")
       ->check(CLI::Range(1u, 256u));
   cmd->add_option("--kernel-version", args->kernel_version,
                   "The kernel the objects were built for (e.g. 6.12.118): its special-section formats, where an "
