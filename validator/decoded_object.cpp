@@ -986,7 +986,10 @@ DecodedObject build_decoded_object(const ElfFile& elf, const Decoder& decoder, c
   check_symbol_starts(obj);
   mark_non_standard(obj);
   read_ignore_alternatives(obj);
-  read_special_sections(obj);
+  read_special_sections(obj);  // the object's own evidence of its kernel's format is read by now
+  if (obj.format == KernelFormat::Linux6_1)
+    for (Instruction& in : obj.insns)
+      if (in.insn.is_eret) in.insn.kind = InsnKind::Clac;  // objtool 6.1's decoder reads erets/eretu as clac
   resolve_jumps(obj);
   read_intra_function_calls(obj);
   resolve_calls(obj);

@@ -493,16 +493,26 @@ size_t modrm_operand_length(std::span<const uint8_t> code) {
   return n <= code.size() ? n : 0;
 }
 
-// Instructions the kernel uses that this Zydis (Debian's 4.0) does not know, decoded by hand: their length,
-// nothing else (kind other, no stack operation, no general register written). 0: not one of them.
-//   LKGS r/m16  F2 [REX] 0F 00 /6  (load_gs_index() on CPUs with LKGS, Linux 6.6+): loads GS's base.
-size_t newer_insn_length(std::span<const uint8_t> code) {
+// Instructions the kernel uses that this Zydis (Debian's 4.0) does not know, decoded by hand. `length` 0: not
+// one of them.
+//   LKGS r/m16  F2 [REX] 0F 00 /6  (load_gs_index() on CPUs with LKGS, Linux 6.6+): loads GS's base; its
+//               length only (kind other, no stack operation, no general register written).
+//   ERETS       F2 0F 01 CA        (FRED's return to the kernel, Linux 6.9+): a context switch.
+//   ERETU       F3 0F 01 CA        (FRED's return to user space): a context switch.
+struct NewerInsn {
+  size_t length = 0;
+  bool eret = false;
+};
+
+NewerInsn newer_insn(std::span<const uint8_t> code) {
+  if (code.size() < 4) return {};
+  if ((code[0] == 0xf2 || code[0] == 0xf3) && code[1] == 0x0f && code[2] == 0x01 && code[3] == 0xca) return {4, true};
   size_t n = 0;
-  if (code.size() < 4 || code[n++] != 0xf2) return 0;
+  if (code[n++] != 0xf2) return {};
   if ((code[n] & 0xf0) == 0x40) ++n;  // REX
-  if (code.size() < n + 3 || code[n] != 0x0f || code[n + 1] != 0x00 || ((code[n + 2] >> 3) & 7) != 6) return 0;
+  if (code.size() < n + 3 || code[n] != 0x0f || code[n + 1] != 0x00 || ((code[n + 2] >> 3) & 7) != 6) return {};
   const size_t operand = modrm_operand_length(code.subspan(n + 2));
-  return operand ? n + 2 + operand : 0;
+  return {operand ? n + 2 + operand : 0, false};
 }
 
 }  // namespace
@@ -526,7 +536,7 @@ Decoder::CountRun Decoder::count_run(std::span<const uint8_t> code, uint64_t beg
     if (ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&impl_->zydis, &ctx, code.data() + off, code.size() - off, &zi)) &&
         zi.length != 0) {
       off += zi.length;
-    } else if (const size_t len = newer_insn_length(code.subspan(off))) {
+    } else if (const size_t len = newer_insn(code.subspan(off)).length) {
       off += len;
     } else {
       if (every && run.count % every == 0) run.starts.pop_back();
@@ -543,11 +553,15 @@ std::optional<DecodedInsn> Decoder::decode(std::span<const uint8_t> code, uint32
   ZydisDecodedInstruction zi;
   std::array<ZydisDecodedOperand, ZYDIS_MAX_OPERAND_COUNT> operands;
   if (!ZYAN_SUCCESS(ZydisDecoderDecodeFull(&impl_->zydis, code.data(), code.size(), &zi, operands.data()))) {
-    const size_t len = newer_insn_length(code);
-    if (!len) return std::nullopt;
+    const NewerInsn newer = newer_insn(code);
+    if (!newer.length) return std::nullopt;
     DecodedInsn insn;
     insn.offset = offset;
-    insn.length = static_cast<uint8_t>(len);
+    insn.length = static_cast<uint8_t>(newer.length);
+    if (newer.eret) {
+      insn.kind = InsnKind::ContextSwitch;
+      insn.is_eret = true;
+    }
     return insn;
   }
   if (zi.length == 0 || zi.length > code.size()) return std::nullopt;

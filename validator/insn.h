@@ -102,7 +102,10 @@ struct Insn {
   bool zeroes_bp : 1 = false;      // xor %ebp,%ebp / mov $0,%ebp / mov $0,%rbp / and $0,%ebp: rbp known 0
   bool notrack : 1 = false;        // an indirect call/jump with the notrack (3e) prefix: objtool warns about it
   uint8_t op_count : 2 = 0;        // how many StackOps (at most kMaxStackOps)
-  Reg copy_src = Reg::None;        // mov %copy_src,%copy_dst, both 64-bit registers: dst now holds src's value
+  // erets/eretu (FRED's returns, Linux 6.9+): a context switch to objtool 6.9+, a clac to 6.1's decoder, which
+  // predates them (DecodedObject applies the kernel's reading once the object's format is known).
+  bool is_eret : 1 = false;
+  Reg copy_src = Reg::None;  // mov %copy_src,%copy_dst, both 64-bit registers: dst now holds src's value
   Reg copy_dst = Reg::None;
   // General-purpose registers the instruction writes, explicitly or implicitly (bit i = Reg(i)); used to
   // see rbp clobbered by instructions the StackOps do not describe.

@@ -310,6 +310,26 @@ TEST(DecoderNewer, LkgsIsAPlainInstructionOfItsLength) {
   }
 }
 
+// FRED's ERETS (f2 0f 01 ca) and ERETU (f3 0f 01 ca), unknown to Zydis 4.0: 4-byte context switches (the
+// kernel's reading is applied later, per format); clac, the same bytes without the prefix, stays clac.
+TEST(DecoderNewer, EretsAndEretuAreContextSwitches) {
+  for (uint8_t prefix : {0xf2, 0xf3}) {
+    const std::vector<uint8_t> code = {prefix, 0x0f, 0x01, 0xca, 0xc3};
+    const auto insn = shared_decoder().decode(code, 0);
+    ASSERT_TRUE(insn);
+    EXPECT_EQ(insn->length, 4);
+    EXPECT_EQ(insn->kind, K::ContextSwitch);
+    EXPECT_TRUE(insn->is_eret);
+    EXPECT_FALSE(insn->is_iret);
+    EXPECT_EQ(shared_decoder().count_run(code, 0, code.size(), 0).count, 2u);
+  }
+  const std::vector<uint8_t> clac = {0x0f, 0x01, 0xca};
+  const auto insn = shared_decoder().decode(clac, 0);
+  ASSERT_TRUE(insn);
+  EXPECT_EQ(insn->kind, K::Clac);
+  EXPECT_FALSE(insn->is_eret);
+}
+
 TEST(DecoderTargets, DirectBranches) {
   struct T {
     std::vector<uint8_t> bytes;
