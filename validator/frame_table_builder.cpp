@@ -174,6 +174,31 @@ void add_replacement_calls(const DecodedObject& obj, const CheckResult& r, const
 
 }  // namespace
 
+namespace {
+
+// A metadata file names external call targets by name, and its reader numbers them as it meets them: every
+// section's calls, then every section's tail calls. The builder met them in instruction order (a tail call
+// before a later call); renumbered here the reader's way, so a table equals what its own file reads back.
+void number_symbols_as_read(FrameTable& t) {
+  std::vector<uint32_t> renumbered(t.target_symbols.size(), UINT32_MAX);
+  std::vector<std::string> names;
+  auto visit = [&](CallTarget& c) {
+    if (c.kind != CallTargetKind::Symbol || c.ref >= renumbered.size()) return;
+    if (renumbered[c.ref] == UINT32_MAX) {
+      renumbered[c.ref] = static_cast<uint32_t>(names.size());
+      names.push_back(t.target_symbols[c.ref]);
+    }
+    c.ref = renumbered[c.ref];
+  };
+  for (FrameSection& s : t.sections)
+    for (CallSite& c : s.calls) visit(c.target);
+  for (FrameSection& s : t.sections)
+    for (TailCall& c : s.tail_calls) visit(c.target);
+  t.target_symbols = std::move(names);
+}
+
+}  // namespace
+
 FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, const std::vector<uint8_t>& bp) {
   FrameTable t;
   t.object_name = obj.elf->path();
@@ -248,6 +273,7 @@ FrameTable build_frame_table(const DecodedObject& obj, const CheckResult& r, con
   }
 
   add_replacement_calls(obj, r, bp, table_index, call_site, t);
+  number_symbols_as_read(t);
 
   // Which functions are certified: validated from their entry with no finding against them.
   std::vector<std::string> finding_of(obj.functions.size());
