@@ -642,16 +642,23 @@ void resolve_calls(DecodedObject& obj) {
     in.ops_dropped = true;
     in.set_call_symbol(sym);
   }
-  for (Instruction& in : obj.insns)
-    if (in.insn.kind == InsnKind::Call && in.call_symbol() != kNone && !in.dead_end) {
+  // Whether a call to a symbol never returns depends on the symbol alone: asked once per callee, not once per
+  // call (a kernel image has ~10^5 calls, many to the same few functions, each answer a scan of the callee).
+  std::vector<int8_t> never_returns(obj.elf->symbols().size(), -1);
+  for (Instruction& in : obj.insns) {
+    if (in.insn.kind != InsnKind::Call || in.call_symbol() == kNone || in.dead_end) continue;
+    int8_t& known = never_returns[static_cast<uint32_t>(in.call_symbol())];
+    if (known < 0) {
       const ElfSymbol& s = obj.symbol(static_cast<uint32_t>(in.call_symbol()));
-      if (listed_noreturn(obj, s.name, s.bind == STB_GLOBAL, s.bind == STB_WEAK)) {
-        in.dead_end = true;
-        continue;
-      }
-      if (s.bind == STB_WEAK) continue;
-      if (obj.call_func(in) != kNone && is_noreturn_function(obj, obj.call_func(in))) in.dead_end = true;
+      if (listed_noreturn(obj, s.name, s.bind == STB_GLOBAL, s.bind == STB_WEAK))
+        known = 1;
+      else if (s.bind == STB_WEAK)
+        known = 0;
+      else
+        known = obj.call_func(in) != kNone && is_noreturn_function(obj, obj.call_func(in));
     }
+    if (known) in.dead_end = true;
+  }
 }
 
 }  // namespace

@@ -15,6 +15,9 @@ namespace framecert {
 
 struct Decoder::Impl {
   ZydisDecoder zydis{};
+  // The counting pass needs lengths only: Zydis's minimal mode skips the semantic analysis (operand sizes,
+  // accessed registers) and finds the same lengths.
+  ZydisDecoder lengths{};
   bool ok = false;
 };
 
@@ -518,7 +521,9 @@ NewerInsn newer_insn(std::span<const uint8_t> code) {
 }  // namespace
 
 Decoder::Decoder() : impl_(std::make_unique<Impl>()) {
-  impl_->ok = ZYAN_SUCCESS(ZydisDecoderInit(&impl_->zydis, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64));
+  impl_->ok = ZYAN_SUCCESS(ZydisDecoderInit(&impl_->zydis, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)) &&
+              ZYAN_SUCCESS(ZydisDecoderInit(&impl_->lengths, ZYDIS_MACHINE_MODE_LONG_64, ZYDIS_STACK_WIDTH_64)) &&
+              ZYAN_SUCCESS(ZydisDecoderEnableMode(&impl_->lengths, ZYDIS_DECODER_MODE_MINIMAL, ZYAN_TRUE));
 }
 
 Decoder::~Decoder() = default;
@@ -533,7 +538,7 @@ Decoder::CountRun Decoder::count_run(std::span<const uint8_t> code, uint64_t beg
   limit = std::min<uint64_t>(limit, code.size());
   for (; off < limit; ++run.count) {
     if (every && run.count % every == 0) run.starts.push_back(off);
-    if (ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&impl_->zydis, &ctx, code.data() + off, code.size() - off, &zi)) &&
+    if (ZYAN_SUCCESS(ZydisDecoderDecodeInstruction(&impl_->lengths, &ctx, code.data() + off, code.size() - off, &zi)) &&
         zi.length != 0) {
       off += zi.length;
     } else if (const size_t len = newer_insn(code.subspan(off)).length) {

@@ -1,5 +1,8 @@
 #include "validator/rbp_flow.h"
 
+#include <exception>
+#include <span>
+#include <thread>
 #include <vector>
 
 namespace framecert {
@@ -30,7 +33,7 @@ uint16_t bit(Reg r) { return static_cast<uint16_t>(1u << static_cast<unsigned>(r
 // The stack state before an instruction, looked up only when an instruction needs it: most instructions
 // leave rbp alone, and decoding a state costs more than the rest of the flow step.
 struct StateBefore {
-  const StateTable& states;
+  StateTable::Reader& states;
   int32_t id;
   const CfiState& get() const { return states.at(id); }
 };
@@ -39,7 +42,7 @@ struct StateBefore {
 BpValue transfer_bp(const DecodedObject& obj, const Instruction& in, const StateBefore& state, BpValue bp) {
   if (!in.insn.writes(Reg::Bp)) return bp;
   if (in.insn.zeroes_bp) return BpValue::Zero;
-  const CfiState before = state.get();
+  const CfiState& before = state.get();  // valid until the next lookup: the only one here
   CfiState after = before;
   // The last op that writes rbp decides (enter's mov %rsp,%rbp is followed by its sub from rsp).
   const StackOp* last = nullptr;
@@ -88,19 +91,19 @@ Flow transfer(const DecodedObject& obj, const Instruction& in, const StateBefore
   return out;
 }
 
-}  // namespace
+// Where flows start, with what rbp holds there.
+struct Seed {
+  int32_t insn;
+  BpValue bp;
+};
 
-std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) {
-  std::vector<Flow> flow(obj.insns.size());
-  std::vector<uint8_t> value(obj.insns.size(), kBpUnset);  // kBpUnset: no flow reached it yet
-  std::vector<int32_t> seeds;
+std::vector<Seed> flow_seeds(const DecodedObject& obj, const CheckResult& r) {
+  std::vector<Seed> seeds;
   for (int32_t f = 0; f < static_cast<int32_t>(obj.functions.size()); ++f) {
     const Function& fn = obj.functions[f];
     if (fn.parent != f || !fn.canonical || fn.first_insn == fn.end_insn || !r.visited(fn.first_insn)) continue;
     if (obj.insns[fn.first_insn].insn.offset != fn.offset) continue;
-    value[fn.first_insn] = static_cast<uint8_t>(BpValue::Caller);
-    flow[fn.first_insn] = Flow{BpValue::Caller};
-    seeds.push_back(static_cast<int32_t>(fn.first_insn));
+    seeds.push_back({static_cast<int32_t>(fn.first_insn), BpValue::Caller});
   }
   // An unwind hint asserts the stack, not rbp: what rbp holds there is unknown, unless the hint is a
   // function entry.
@@ -109,40 +112,114 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r) 
     if (!in.hint || !r.visited(i)) continue;
     const int32_t h = obj.hint_state(in);
     const bool entry = h != kNone && obj.hint_states[h] == CfiState::function_entry();
-    value[i] = static_cast<uint8_t>(entry ? BpValue::Caller : BpValue::Unknown);
-    flow[i] = Flow{static_cast<BpValue>(value[i])};
-    seeds.push_back(i);
+    seeds.push_back({i, entry ? BpValue::Caller : BpValue::Unknown});
   }
-  std::vector<int32_t> succ;
-  // Paths never cross into another function: the checker stops at "falls through to next function".
-  auto same_function = [&](int32_t a, int32_t b) {
-    const int32_t fa = obj.insns[a].func, fb = obj.insns[b].func;
-    return fa == kNone || fb == kNone || obj.parent_of(fa) == obj.parent_of(fb);
-  };
-  // One seed at a time, to its fixed point: a function's instructions are then visited while they are in
-  // the cache. The order does not change the result: the transfer is monotone and the meet is
-  // order-free, so every order reaches the same fixed point.
-  std::vector<int32_t> pending;
-  for (int32_t seed : seeds) {
-    pending.push_back(seed);
-    while (!pending.empty()) {
-      int32_t i = pending.back();
-      pending.pop_back();
-      if (r.state_of_insn[i] < 0) continue;
-      const Flow out = transfer(obj, obj.insns[i], StateBefore{r.states, r.state_of_insn[i]}, flow[i]);
-      followed_successors(obj, i, succ);
-      for (int32_t s : succ) {
-        if (s < 0 || !r.visited(s) || obj.insns[s].hint || !same_function(i, s)) continue;
-        const Flow merged = value[s] == kBpUnset ? out : meet(flow[s], out);
-        if (value[s] == kBpUnset || !(merged == flow[s])) {
-          flow[s] = merged;
-          value[s] = static_cast<uint8_t>(merged.bp);
-          pending.push_back(s);
+  return seeds;
+}
+
+// One flow, spread from the instructions on `pending` until nothing changes.
+class Flows {
+ public:
+  Flows(const DecodedObject& obj, const CheckResult& r)
+      : obj_(obj), r_(r), states_(r.states), flow_(obj.insns.size()), value_(obj.insns.size(), kBpUnset) {}
+
+  // Starts flows at `seeds`, each run to its fixed point before the next: a function's instructions are then
+  // visited while they are in the cache. The order does not change the result: the transfer is monotone and
+  // the meet is order-free, so every order reaches the same fixed point.
+  void run(std::span<const Seed> seeds) {
+    for (const Seed& s : seeds) {
+      value_[s.insn] = static_cast<uint8_t>(s.bp);
+      flow_[s.insn] = Flow{s.bp};
+    }
+    for (const Seed& s : seeds) {
+      pending_.push_back(s.insn);
+      spread();
+    }
+  }
+
+  // Takes in what `other` (the flows of other seeds) reached, and returns whether the two reached no
+  // instruction in common. Where they did, the flow there is what both brought (their meet) and is spread
+  // again: every instruction after such a one is reached by both too, and every other one got what it has
+  // from one side only, so the result is the one flows from all the seeds at once reach.
+  bool merge(const Flows& other) {
+    bool apart = true;
+    for (size_t i = 0; i < value_.size(); ++i) {
+      if (other.value_[i] == kBpUnset) continue;
+      if (value_[i] == kBpUnset) {
+        value_[i] = other.value_[i];
+        flow_[i] = other.flow_[i];
+        continue;
+      }
+      apart = false;
+      flow_[i] = meet(flow_[i], other.flow_[i]);
+      value_[i] = static_cast<uint8_t>(flow_[i].bp);
+      pending_.push_back(static_cast<int32_t>(i));
+    }
+    spread();
+    return apart;
+  }
+
+  std::vector<uint8_t> take_values() { return std::move(value_); }
+
+ private:
+  void spread() {
+    while (!pending_.empty()) {
+      const int32_t i = pending_.back();
+      pending_.pop_back();
+      if (r_.state_of_insn[i] < 0) continue;
+      const Flow out = transfer(obj_, obj_.insns[i], StateBefore{states_, r_.state_of_insn[i]}, flow_[i]);
+      followed_successors(obj_, i, succ_);
+      for (int32_t s : succ_) {
+        if (s < 0 || !r_.visited(s) || obj_.insns[s].hint || !same_function(i, s)) continue;
+        const Flow merged = value_[s] == kBpUnset ? out : meet(flow_[s], out);
+        if (value_[s] == kBpUnset || !(merged == flow_[s])) {
+          flow_[s] = merged;
+          value_[s] = static_cast<uint8_t>(merged.bp);
+          pending_.push_back(s);
         }
       }
     }
   }
-  return value;
+
+  // Paths never cross into another function: the checker stops at "falls through to next function".
+  bool same_function(int32_t a, int32_t b) const {
+    const int32_t fa = obj_.insns[a].func, fb = obj_.insns[b].func;
+    return fa == kNone || fb == kNone || obj_.parent_of(fa) == obj_.parent_of(fb);
+  }
+
+  const DecodedObject& obj_;
+  const CheckResult& r_;
+  StateTable::Reader states_;  // its own decode cache: the two halves' flows run at once
+  std::vector<Flow> flow_;
+  std::vector<uint8_t> value_;  // kBpUnset: no flow reached it yet
+  std::vector<int32_t> pending_, succ_;
+};
+
+}  // namespace
+
+std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r, unsigned threads) {
+  const std::vector<Seed> seeds = flow_seeds(obj, r);
+  Flows flows(obj, r);
+  if (threads < 2 || seeds.size() < 2) {
+    flows.run(seeds);
+    return flows.take_values();
+  }
+  // Two halves of the seeds at once, then merged (Flows::merge).
+  Flows rest(obj, r);
+  std::exception_ptr rest_failed;
+  {
+    std::jthread worker([&] {
+      try {
+        rest.run(std::span<const Seed>(seeds).subspan(seeds.size() / 2));
+      } catch (...) {
+        rest_failed = std::current_exception();
+      }
+    });
+    flows.run(std::span<const Seed>(seeds).first(seeds.size() / 2));
+  }
+  if (rest_failed) std::rethrow_exception(rest_failed);
+  flows.merge(rest);
+  return flows.take_values();
 }
 
 }  // namespace framecert

@@ -15,7 +15,8 @@ namespace framecert {
 
 inline constexpr uint8_t kBpUnset = 0xff;  // an instruction no path reached
 
-// Per instruction (before it executes): a BpValue as uint8_t, or kBpUnset.
-std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& result);
+// Per instruction (before it executes): a BpValue as uint8_t, or kBpUnset. `threads` >= 2: the flows of two
+// halves of the functions at once; the result is the one a single thread gives.
+std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& result, unsigned threads = 1);
 
 }  // namespace framecert

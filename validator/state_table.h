@@ -7,6 +7,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "validator/cfi_state.h"
@@ -23,6 +24,21 @@ class StateTable {
   // The same without the copy (a CfiState is ~300 bytes; the passes over every instruction ask for one
   // each): a reference into the decode cache, valid only until the next lookup in this table.
   const CfiState& at(int32_t id) const;
+  // The state with id `id` decoded without the cache: safe from several threads at once (at() is not).
+  CfiState decoded(int32_t id) const;
+
+  // Lookups like at() through a decode cache of the reader's own: one per thread reading the table at once.
+  class Reader {
+   public:
+    explicit Reader(const StateTable& table) : table_(table) {
+      for (auto& slot : cache_) slot.first = -1;
+    }
+    const CfiState& at(int32_t id);
+
+   private:
+    const StateTable& table_;
+    std::array<std::pair<int32_t, CfiState>, 64> cache_{};
+  };
   size_t size() const { return ends_.size(); }
 
  private:

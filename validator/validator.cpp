@@ -100,7 +100,7 @@ Result<ObjectReport> check(const std::string& path, const CheckOptions& options)
   }
   find_unchecked_instructions(obj, result);
   // What rbp holds along the followed paths: for framecert's own rule and for the metadata.
-  const std::vector<uint8_t> bp = rbp_values(obj, result);
+  const std::vector<uint8_t> bp = rbp_values(obj, result, threads);
   if (!whole_object_fatal) {
     check_frame_pointer_kept(obj, bp, result);
     check_outermost_frames(obj, bp, result);

@@ -140,7 +140,8 @@ TEST_F(ParallelDecodeTest, UndecodableBytesEndTheSectionAsInALinearDecode) {
 TEST_F(ParallelDecodeTest, FunctionsOfBothHalvesReachingOneCodeAreCheckedAsInOneThread) {
   // f0 (first half) and f2 (second half) both jump to `shared`, code outside every function symbol, with
   // different stacks. One thread checks f0 first and reports f2's arrival as a stack state mismatch; the
-  // second half checked alone would instead follow f2's own stack into `shared` and find something else.
+  // second half checked alone would instead follow f2's own stack into `shared` and find something else. The
+  // rbp flow meets there too: f0 brings its frame, f2 the caller's rbp; the metadata says what both bring.
   const std::string object =
       assemble("shared",
                ".text\n.globl f0\n.type f0,@function\nf0:\n  push %rbp\n  mov %rsp,%rbp\n  jmp shared\n.size f0,.-f0\n"
