@@ -9,15 +9,14 @@
 
 #include <algorithm>
 #include <deque>
-#include <exception>
 #include <optional>
 #include <span>
-#include <thread>
 #include <unordered_map>
 
 #include <fmt/format.h>
 
 #include "validator/covered_ranges.h"
+#include "validator/run_beside.h"
 
 namespace framecert {
 
@@ -503,18 +502,8 @@ CheckResult check_halves(const DecodedObject& obj, bool explain, std::span<const
   CheckResult out = empty_result(obj), second = empty_result(obj);
   std::vector<uint8_t> touched(obj.insns.size(), 0);
   FunctionChecker first_checker(obj, out, explain), second_checker(obj, second, explain, &touched);
-  std::exception_ptr second_failed;
-  {
-    std::jthread worker([&] {
-      try {
-        check_in_order(obj, order.subspan(split), second_checker, second);
-      } catch (...) {
-        second_failed = std::current_exception();
-      }
-    });
-    check_in_order(obj, order.first(split), first_checker, out);
-  }
-  if (second_failed) std::rethrow_exception(second_failed);
+  run_beside([&] { check_in_order(obj, order.first(split), first_checker, out); },
+             [&] { check_in_order(obj, order.subspan(split), second_checker, second); });
   for (size_t i = 0; i < touched.size(); ++i)
     if (touched[i] && (out.visited(static_cast<int32_t>(i)) || first_checker.silent_seen(static_cast<int32_t>(i)))) {
       check_in_order(obj, order.subspan(split), first_checker, out);
@@ -650,8 +639,8 @@ void find_unchecked_instructions(const DecodedObject& obj, CheckResult& result) 
 
 namespace {
 
-// Inside a function symbol's range; a function without a size still owns its first instruction.
-// Per code section, the ranges its function symbols cover ([offset, offset + max(size, 1))).
+// Per code section, the ranges its function symbols cover ([offset, offset + max(size, 1)): a function without
+// a size still owns its first instruction).
 std::vector<CoveredRanges> function_ranges(const DecodedObject& obj) {
   std::vector<CoveredRanges> ranges(obj.elf->sections().size());
   for (const Function& f : obj.functions) ranges[f.section].add(f.offset, f.offset + std::max<uint64_t>(f.size, 1));

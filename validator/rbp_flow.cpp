@@ -1,9 +1,9 @@
 #include "validator/rbp_flow.h"
 
-#include <exception>
 #include <span>
-#include <thread>
 #include <vector>
+
+#include "validator/run_beside.h"
 
 namespace framecert {
 
@@ -33,9 +33,10 @@ uint16_t bit(Reg r) { return static_cast<uint16_t>(1u << static_cast<unsigned>(r
 // The stack state before an instruction, looked up only when an instruction needs it: most instructions
 // leave rbp alone, and decoding a state costs more than the rest of the flow step.
 struct StateBefore {
-  StateTable::Reader& states;
+  const StateTable& states;
+  StateTable::Cache& cache;
   int32_t id;
-  const CfiState& get() const { return states.at(id); }
+  const CfiState& get() const { return states.at(id, cache); }
 };
 
 // What rbp holds after instruction `in` when the stack model describes the write (or leaves rbp alone).
@@ -121,7 +122,7 @@ std::vector<Seed> flow_seeds(const DecodedObject& obj, const CheckResult& r) {
 class Flows {
  public:
   Flows(const DecodedObject& obj, const CheckResult& r)
-      : obj_(obj), r_(r), states_(r.states), flow_(obj.insns.size()), value_(obj.insns.size(), kBpUnset) {}
+      : obj_(obj), r_(r), flow_(obj.insns.size()), value_(obj.insns.size(), kBpUnset) {}
 
   // Starts flows at `seeds`, each run to its fixed point before the next: a function's instructions are then
   // visited while they are in the cache. The order does not change the result: the transfer is monotone and
@@ -137,12 +138,11 @@ class Flows {
     }
   }
 
-  // Takes in what `other` (the flows of other seeds) reached, and returns whether the two reached no
-  // instruction in common. Where they did, the flow there is what both brought (their meet) and is spread
-  // again: every instruction after such a one is reached by both too, and every other one got what it has
-  // from one side only, so the result is the one flows from all the seeds at once reach.
-  bool merge(const Flows& other) {
-    bool apart = true;
+  // Takes in what `other` (the flows of other seeds) reached. Where both reached an instruction, the flow there
+  // is what both brought (their meet) and is spread again: every instruction after such a one is reached by
+  // both too, and every other one got what it has from one side only, so the result is the one flows from all
+  // the seeds at once reach.
+  void merge(const Flows& other) {
     for (size_t i = 0; i < value_.size(); ++i) {
       if (other.value_[i] == kBpUnset) continue;
       if (value_[i] == kBpUnset) {
@@ -150,13 +150,11 @@ class Flows {
         flow_[i] = other.flow_[i];
         continue;
       }
-      apart = false;
       flow_[i] = meet(flow_[i], other.flow_[i]);
       value_[i] = static_cast<uint8_t>(flow_[i].bp);
       pending_.push_back(static_cast<int32_t>(i));
     }
     spread();
-    return apart;
   }
 
   std::vector<uint8_t> take_values() { return std::move(value_); }
@@ -167,7 +165,7 @@ class Flows {
       const int32_t i = pending_.back();
       pending_.pop_back();
       if (r_.state_of_insn[i] < 0) continue;
-      const Flow out = transfer(obj_, obj_.insns[i], StateBefore{states_, r_.state_of_insn[i]}, flow_[i]);
+      const Flow out = transfer(obj_, obj_.insns[i], StateBefore{r_.states, cache_, r_.state_of_insn[i]}, flow_[i]);
       followed_successors(obj_, i, succ_);
       for (int32_t s : succ_) {
         if (s < 0 || !r_.visited(s) || obj_.insns[s].hint || !same_function(i, s)) continue;
@@ -189,7 +187,7 @@ class Flows {
 
   const DecodedObject& obj_;
   const CheckResult& r_;
-  StateTable::Reader states_;  // its own decode cache: the two halves' flows run at once
+  StateTable::Cache cache_;  // its own: the two halves' flows run at once
   std::vector<Flow> flow_;
   std::vector<uint8_t> value_;  // kBpUnset: no flow reached it yet
   std::vector<int32_t> pending_, succ_;
@@ -206,18 +204,8 @@ std::vector<uint8_t> rbp_values(const DecodedObject& obj, const CheckResult& r, 
   }
   // Two halves of the seeds at once, then merged (Flows::merge).
   Flows rest(obj, r);
-  std::exception_ptr rest_failed;
-  {
-    std::jthread worker([&] {
-      try {
-        rest.run(std::span<const Seed>(seeds).subspan(seeds.size() / 2));
-      } catch (...) {
-        rest_failed = std::current_exception();
-      }
-    });
-    flows.run(std::span<const Seed>(seeds).first(seeds.size() / 2));
-  }
-  if (rest_failed) std::rethrow_exception(rest_failed);
+  run_beside([&] { flows.run(std::span<const Seed>(seeds).first(seeds.size() / 2)); },
+             [&] { rest.run(std::span<const Seed>(seeds).subspan(seeds.size() / 2)); });
   flows.merge(rest);
   return flows.take_values();
 }

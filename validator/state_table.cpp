@@ -128,19 +128,8 @@ int32_t StateTable::intern(const CfiState& s) {
   }
 }
 
-CfiState StateTable::decoded(int32_t id) const { return decode(encoding(id)); }
-
-const CfiState& StateTable::Reader::at(int32_t id) {
-  auto& [cached_id, state] = cache_[static_cast<size_t>(id) % cache_.size()];
-  if (cached_id != id) {
-    state = table_.decoded(id);
-    cached_id = id;
-  }
-  return state;
-}
-
-const CfiState& StateTable::at(int32_t id) const {
-  CachedState& slot = cache_[static_cast<size_t>(id) % kCacheSlots];
+const CfiState& StateTable::at(int32_t id, Cache& cache) const {
+  Cache::Slot& slot = cache.slots_[static_cast<size_t>(id) % cache.slots_.size()];
   if (slot.id != id) slot = {id, decode(encoding(id))};
   return slot.state;
 }

@@ -51,9 +51,10 @@ namespace {
 // Below this much code a second thread costs more than it saves (Kbuild's typical object has a few KiB).
 constexpr uint64_t kThreadedCode = 256 * 1024;
 
-unsigned decode_threads(const ElfFile& elf, unsigned asked) {
+// `code`: the object's bytes of code (code_bytes).
+unsigned decode_threads(uint64_t code, unsigned asked) {
   if (asked) return asked;
-  if (code_bytes(elf) < kThreadedCode) return 1;
+  if (code < kThreadedCode) return 1;
   return std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
 }
 
@@ -66,11 +67,11 @@ Result<ObjectReport> check(const std::string& path, const CheckOptions& options)
     if (sec.executable() && sec.bytes.size() > UINT32_MAX)
       return fail("{}: section {} holds {} bytes of code; framecert checks code sections below 4 GiB", path, sec.name,
                   sec.bytes.size());
-  const unsigned threads = decode_threads(**elf, options.threads);
+  const uint64_t code = code_bytes(**elf);
+  const unsigned threads = decode_threads(code, options.threads);
   // The counting pass (lengths only) sizes the instruction table exactly and splits the code for threads. A
   // small object on one thread skips it and decodes into a growing table: at most one instruction per byte
   // of its code is within what the memory check always affords (Kbuild's objects are mostly this kind).
-  const uint64_t code = code_bytes(**elf);
   const bool count_first = threads > 1 || code >= kThreadedCode;
   const DecodePlan plan = count_first ? plan_decode(**elf, decoder, threads) : DecodePlan{};
   if (auto fits = fits_in_this_process(count_first ? plan.total : code); !fits)
